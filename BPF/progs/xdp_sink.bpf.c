@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Receiver core: counts every frame on the interface, and for frames carrying a shunt_probe
+ * adds (now - sent) to a latency histogram; then drops the frame. Runs where the frame arrives,
+ * so the measurement has no ring or scheduling delay of its own beyond NAPI. */
+#include "compiler.h"
+#include "shunt_abi.h"
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shunt_sink_counters);
+} sink_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SHUNT_LAT_BUCKETS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sink_latency SEC(".maps");
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { r += 1; }
+	return r;
+}
+
+SEC("xdp")
+int xdp_sink(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 key = 0;
+	struct shunt_sink_counters *c = bpf_map_lookup_elem(&sink_counters, &key);
+	if (!c)
+		return XDP_DROP;
+	c->packets++;
+	c->bytes += data_end - data;
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_DROP;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+		return XDP_DROP;
+	struct shunt_probe *probe = data + SHUNT_PROBE_OFFSET;
+	if ((void *)(probe + 1) > data_end || probe->magic != bpf_htonl(SHUNT_PROBE_MAGIC))
+		return XDP_DROP;
+
+	c->probes++;
+	__u64 seq = probe->sequence;
+	if (seq + 1 > c->max_seq)
+		c->max_seq = seq + 1;
+	else
+		c->reordered++;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 us = now > probe->sent_ns ? (now - probe->sent_ns) / 1000 : 0;
+	__u32 bucket;
+	if (us < SHUNT_LAT_LINEAR_US) {
+		bucket = us;
+	} else {
+		bucket = SHUNT_LAT_LINEAR_US + log2_u64(us) - 12;
+		if (bucket >= SHUNT_LAT_BUCKETS)
+			bucket = SHUNT_LAT_BUCKETS - 1;
+	}
+	__u64 *slot = bpf_map_lookup_elem(&sink_latency, &bucket);
+	if (slot)
+		(*slot)++;
+	return XDP_DROP;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,57 @@
+// swift-tools-version: 6.1
+// Shunt: a packet forwarder for Linux on AF_PACKET rings with an XDP fast path.
+import PackageDescription
+
+let package = Package(
+    name: "Shunt",
+    products: [
+        .executable(name: "shunt", targets: ["shunt"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Kernel ABI shims: macros and layouts Swift cannot import, plus the ABI header shared with BPF/.
+        .target(
+            name: "CShunt",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // libbpf, found through pkg-config (Debian: libbpf-dev).
+        .systemLibrary(
+            name: "CLibbpf",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev", "libelf-dev"])]
+        ),
+        // The only Swift module that makes system calls.
+        .target(name: "ShuntSystem", dependencies: ["CShunt"]),
+        // Pure packet logic: batches, forwarding stages, MAC learning, checksums. No syscalls.
+        .target(name: "ShuntCore", dependencies: ["CShunt"]),
+        // TPACKET ring mechanics: geometry, RX walkers, TX ring, socket setup.
+        .target(name: "ShuntRing", dependencies: ["CShunt", "ShuntSystem", "ShuntCore"]),
+        // The Swift face of libbpf, with the BPF objects compiled from BPF/ embedded.
+        .target(
+            name: "ShuntBPF",
+            dependencies: ["CLibbpf", "CShunt", "ShuntSystem"],
+            plugins: ["BPFCompiler"]
+        ),
+        // Wiring: worker threads, statistics, lifecycle.
+        .target(name: "ShuntForwarder", dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF"]),
+        .executableTarget(
+            name: "shunt",
+            dependencies: [
+                "ShuntForwarder", "ShuntBPF", "ShuntSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Compiles BPF/progs/*.bpf.c with the toolchain's clang and embeds the objects as Swift.
+        .plugin(name: "BPFCompiler", capability: .buildTool()),
+
+        .testTarget(name: "ShuntCoreTests", dependencies: ["ShuntCore"]),
+        .testTarget(name: "ShuntRingTests", dependencies: ["ShuntRing", "CShunt"]),
+        .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore"]),
+        .testTarget(
+            name: "ShuntIntegrationTests",
+            dependencies: ["shunt", "ShuntSystem", "ShuntCore"]
+        ),
+    ]
+)

@@ -1,0 +1,3 @@
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <linux/if_link.h>

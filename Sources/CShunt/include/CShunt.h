@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * CShunt: what Swift cannot import by itself from the Linux headers, and nothing else.
+ *
+ * - Glibc's module does not export linux/if_packet.h (tpacket_req3, TPACKET_V3, PACKET_*,
+ *   sockaddr_ll) or setns/CLONE_NEWNET; including them here makes them importable.
+ * - TPACKET_ALIGN is a function-like macro: wrapped as a function.
+ * - Ring status words are shared with the kernel: they need acquire/release ordering,
+ *   which Swift has no operator for on raw memory. Each accessor below is one such word.
+ * - struct ifreq is a union Swift handles badly: the interface queries are tiny functions.
+ * Delete a shim when Swift can express it directly.
+ */
+#ifndef CSHUNT_H
+#define CSHUNT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <net/if.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <linux/sockios.h>
+#include <sched.h>
+#include "shunt_abi.h"
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+static inline uint32_t cshunt_tpacket_align(uint32_t x) { return TPACKET_ALIGN(x); }
+
+/* Acquire/release access to a 32-bit word shared with the kernel or other threads. */
+static inline uint32_t cshunt_load_acquire_u32(const void *p) {
+	return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void cshunt_store_release_u32(void *p, uint32_t v) {
+	__atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE);
+}
+
+/* Relaxed 64-bit words: counters with one writer, and the lock-free MAC table. */
+static inline uint64_t cshunt_load_relaxed_u64(const void *p) {
+	return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+static inline void cshunt_store_relaxed_u64(void *p, uint64_t v) {
+	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
+static inline uint64_t cshunt_load_acquire_u64(const void *p) {
+	return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void cshunt_store_release_u64(void *p, uint64_t v) {
+	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+}
+static inline int cshunt_cas_u64(void *p, uint64_t expected, uint64_t desired) {
+	return __atomic_compare_exchange_n((uint64_t *)p, &expected, desired, 0,
+					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* ---- TPACKET_V3 RX block and packet headers ---- */
+static inline uint32_t cshunt_v3_block_status(const void *block) {
+	return cshunt_load_acquire_u32(&((const struct tpacket_block_desc *)block)->hdr.bh1.block_status);
+}
+static inline void cshunt_v3_block_release(void *block) {
+	cshunt_store_release_u32(&((struct tpacket_block_desc *)block)->hdr.bh1.block_status, TP_STATUS_KERNEL);
+}
+static inline uint32_t cshunt_v3_block_num_pkts(const void *block) {
+	return ((const struct tpacket_block_desc *)block)->hdr.bh1.num_pkts;
+}
+static inline uint32_t cshunt_v3_block_first_offset(const void *block) {
+	return ((const struct tpacket_block_desc *)block)->hdr.bh1.offset_to_first_pkt;
+}
+
+/* ---- TX/RX frame status words (V2 and V3 frames keep tp_status at different offsets) ---- */
+enum { CSHUNT_V2_STATUS_OFFSET = offsetof(struct tpacket2_hdr, tp_status),
+       CSHUNT_V3_STATUS_OFFSET = offsetof(struct tpacket3_hdr, tp_status) };
+
+/* ---- Process and interface helpers (called only from ShuntSystem's syscall gateway) ---- */
+/* setns needs _GNU_SOURCE, which importing modules do not see: defined in shims.c. */
+int cshunt_setns_net(int fd);
+/* pthread_setname_np also needs _GNU_SOURCE. */
+int cshunt_set_thread_name(const char *name);
+
+static inline int cshunt_if_mtu(int sock, const char *name, int *mtu) {
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	int rc = ioctl(sock, SIOCGIFMTU, &ifr);
+	if (rc == 0) *mtu = ifr.ifr_mtu;
+	return rc;
+}
+static inline int cshunt_if_flags(int sock, const char *name, int *flags) {
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	int rc = ioctl(sock, SIOCGIFFLAGS, &ifr);
+	if (rc == 0) *flags = ifr.ifr_flags;
+	return rc;
+}
+static inline int cshunt_if_hwaddr(int sock, const char *name, uint8_t out[6]) {
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	int rc = ioctl(sock, SIOCGIFHWADDR, &ifr);
+	if (rc == 0) memcpy(out, ifr.ifr_hwaddr.sa_data, 6);
+	return rc;
+}
+
+#endif /* CSHUNT_H */

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * shunt_abi.h: the one ABI shared by the BPF programs in BPF/ and the Swift code.
+ *
+ * Included by BPF C (clang -target bpf) and by the CShunt module, so it may use only
+ * <linux/types.h>. Numbers here are stable: a retired value becomes UNUSED, never reused.
+ */
+#ifndef __SHUNT_ABI_H
+#define __SHUNT_ABI_H
+
+#include <linux/types.h>
+
+/* Why a received frame did not leave, or why one copy of it did not. Shown in statistics
+ * under the names in ShuntCore/DropReason.swift (a test checks the two lists agree). */
+enum shunt_drop_reason {
+	SHUNT_DROP_NONE = 0,
+	SHUNT_DROP_KERNEL_RING_FULL = 1,  /* PACKET_STATISTICS tp_drops: RX ring had no room */
+	SHUNT_DROP_TX_RING_FULL = 2,      /* no free frame in the output TX ring */
+	SHUNT_DROP_TOO_LARGE = 3,         /* frame longer than the RX snap or the TX frame */
+	SHUNT_DROP_RUNT = 4,              /* shorter than an Ethernet header where one is needed */
+	SHUNT_DROP_NO_OUTPUT = 5,         /* the pipeline chose no output (e.g. learned on in_port) */
+	SHUNT_DROP_RING_UNREAD = 6,       /* in the RX ring when the forwarder stopped */
+	SHUNT_DROP_TX_ERROR = 7,          /* the kernel rejected the frame (TP_STATUS_WRONG_FORMAT) */
+	SHUNT_DROP_OUTGOING = 8,          /* a frame the host sent out of the port, not one it received */
+	SHUNT_DROP__MAX
+};
+
+/* The traffic generator stamps this into the UDP payload of every frame it sends. */
+struct shunt_probe {
+	__u32 magic;      /* SHUNT_PROBE_MAGIC, network byte order */
+	__u32 stream;     /* stream id */
+	__u64 sequence;   /* per-stream sequence number, from 0 */
+	__u64 sent_ns;    /* CLOCK_MONOTONIC at send (bpf_ktime_get_ns) */
+};
+#define SHUNT_PROBE_MAGIC 0x5348554eU /* "SHUN" */
+
+/* Offset of struct shunt_probe in generated frames: Ethernet 14 + IPv4 20 + UDP 8. */
+#define SHUNT_PROBE_OFFSET 42
+
+/* Configuration of xdp_gen (read-only data, set before load). */
+struct shunt_gen_config {
+	__u32 stream;
+	__u32 flows;      /* UDP source ports cycle over this many values */
+	__u16 base_sport; /* host byte order */
+	__u16 pad;
+};
+
+/* The sink's latency histogram: 1 us buckets up to SHUNT_LAT_LINEAR_US, then one bucket per
+ * power of two (log2 of microseconds) up to SHUNT_LAT_BUCKETS. */
+#define SHUNT_LAT_LINEAR_US 4096
+#define SHUNT_LAT_LOG_BUCKETS 24
+#define SHUNT_LAT_BUCKETS (SHUNT_LAT_LINEAR_US + SHUNT_LAT_LOG_BUCKETS)
+
+/* Per-CPU counters of xdp_sink. */
+struct shunt_sink_counters {
+	__u64 packets;
+	__u64 bytes;
+	__u64 probes;      /* packets that carried a struct shunt_probe */
+	__u64 max_seq;     /* highest sequence number seen + 1 */
+	__u64 reordered;   /* probes whose sequence was below the highest seen on that CPU */
+};
+
+#endif /* __SHUNT_ABI_H */

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef _GNU_SOURCE
+#error "CShunt needs _GNU_SOURCE (setns); Package.swift defines it"
+#endif
+#include "CShunt.h"
+#include <pthread.h>
+
+/* Layout assumptions the Swift ring code makes. */
+_Static_assert(sizeof(struct tpacket3_hdr) == 48, "tpacket3_hdr layout");
+_Static_assert(sizeof(struct tpacket2_hdr) == 32, "tpacket2_hdr layout");
+_Static_assert(offsetof(struct tpacket3_hdr, tp_status) == 20, "tpacket3 tp_status");
+_Static_assert(offsetof(struct tpacket2_hdr, tp_status) == 0, "tpacket2 tp_status");
+_Static_assert(sizeof(struct shunt_probe) == 24, "probe layout");
+_Static_assert(sizeof(struct tpacket_req3) == 28, "tpacket_req3 layout");
+
+int cshunt_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+int cshunt_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }

@@ -1,0 +1,171 @@
+import CLibbpf
+import Glibc
+import ShuntSystem
+
+public enum BPFError: Error, CustomStringConvertible, Equatable {
+    case noSuchProgram(String)
+    case corruptObject(String)
+    case libbpf(step: String, errno: Int32)
+    case missingMap(String)
+
+    public var description: String {
+        switch self {
+        case .noSuchProgram(let n): "no embedded BPF program named \(n)"
+        case .corruptObject(let n): "embedded BPF object \(n) does not decode"
+        case .libbpf(let step, let e):
+            "\(step): \(String(cString: strerror(e)))" + (e == EPERM ? " (loading BPF needs CAP_BPF and CAP_NET_ADMIN: run as root)" : "")
+        case .missingMap(let n): "the BPF object has no map named \(n)"
+        }
+    }
+}
+
+/// A loaded BPF object (libbpf's bpf_object), owning its programs and maps.
+///
+/// libbpf reads the ELF buffer until load, so the object keeps its bytes for its lifetime.
+public final class BPFObject {
+    let handle: OpaquePointer
+    private let elf: UnsafeMutableRawBufferPointer
+    public let name: String
+
+    /// Opens an embedded object; `configure` may set read-only data (`const volatile` globals)
+    /// through `setReadOnlyData` before the kernel verifies and loads it.
+    public init(embedded name: String, configure: (BPFObject) throws -> Void = { _ in }) throws {
+        Self.routeLibbpfLogs()
+        let bytes = try EmbeddedBPF.object(name)
+        let elf = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+        elf.copyBytes(from: bytes)
+        self.elf = elf
+        self.name = name
+        var opts = bpf_object_open_opts()
+        opts.sz = MemoryLayout<bpf_object_open_opts>.size
+        guard let h = name.withCString({ cname -> OpaquePointer? in
+            opts.object_name = cname
+            return bpf_object__open_mem(elf.baseAddress, elf.count, &opts)
+        }) else {
+            let e = errno
+            elf.deallocate()
+            throw BPFError.libbpf(step: "bpf_object__open_mem(\(name))", errno: e)
+        }
+        handle = h
+        do {
+            try configure(self)
+            let rc = bpf_object__load(handle)
+            if rc != 0 { throw BPFError.libbpf(step: "loading \(name) into the kernel", errno: -rc) }
+        } catch {
+            bpf_object__close(handle)
+            elf.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        bpf_object__close(handle)
+        elf.deallocate()
+    }
+
+    /// Overwrites the start of the object's .rodata (before load) with `value`.
+    public func setReadOnlyData<T>(_ value: T) throws {
+        guard let map = bpf_object__find_map_by_name(handle, ".rodata") else { throw BPFError.missingMap(".rodata") }
+        var size = 0
+        guard let p = bpf_map__initial_value(map, &size), size >= MemoryLayout<T>.size else {
+            throw BPFError.missingMap(".rodata")
+        }
+        UnsafeMutableRawPointer(mutating: p).storeBytes(of: value, as: T.self)
+    }
+
+    /// The file descriptor of program `program`.
+    public func programFD(_ program: String) throws -> Int32 {
+        guard let prog = bpf_object__find_program_by_name(handle, program) else { throw BPFError.noSuchProgram(program) }
+        return bpf_program__fd(prog)
+    }
+
+    public func mapFD(_ map: String) throws -> Int32 {
+        guard let m = bpf_object__find_map_by_name(handle, map) else { throw BPFError.missingMap(map) }
+        return bpf_map__fd(m)
+    }
+
+    /// Attaches `program` to the XDP hook of `ifindex` through a bpf_link: the attachment goes
+    /// away with the link, also when the process dies.
+    public func attachXDP(program: String, ifindex: Int32) throws -> XDPAttachment {
+        guard let prog = bpf_object__find_program_by_name(handle, program) else { throw BPFError.noSuchProgram(program) }
+        guard let link = bpf_program__attach_xdp(prog, ifindex) else {
+            throw BPFError.libbpf(step: "attaching \(program) to XDP of ifindex \(ifindex)", errno: errno)
+        }
+        return XDPAttachment(link: link, owner: self)
+    }
+
+    nonisolated(unsafe) private static var logsRouted = false
+    private static func routeLibbpfLogs() {
+        guard !logsRouted else { return }
+        logsRouted = true
+        // Verifier logs only matter when a load fails, and that error is reported on its own;
+        // SHUNT_BPF_DEBUG=1 shows libbpf's messages on stderr.
+        if getenv("SHUNT_BPF_DEBUG") == nil {
+            _ = libbpf_set_print(nil)
+        }
+    }
+}
+
+/// A program attached to an interface's XDP hook. Detached when released.
+public final class XDPAttachment {
+    private let link: OpaquePointer
+    private let owner: BPFObject
+
+    init(link: OpaquePointer, owner: BPFObject) {
+        self.link = link
+        self.owner = owner
+    }
+
+    deinit { bpf_link__destroy(link) }
+}
+
+/// BPF_PROG_TEST_RUN of an XDP program.
+public enum ProgramTestRun {
+    public struct Result {
+        public var returnValue: UInt32
+        public var output: [UInt8]
+        public var durationNs: UInt32
+    }
+
+    /// Runs `programFD` once over `packet` and returns its verdict and the resulting frame.
+    public static func xdp(programFD: Int32, packet: [UInt8]) throws -> Result {
+        var out = [UInt8](repeating: 0, count: packet.count + 512)
+        var opts = bpf_test_run_opts()
+        opts.sz = MemoryLayout<bpf_test_run_opts>.size
+        opts.repeat = 1
+        let rc: Int32 = packet.withUnsafeBytes { input in
+            out.withUnsafeMutableBytes { output in
+                opts.data_in = input.baseAddress
+                opts.data_size_in = UInt32(input.count)
+                opts.data_out = output.baseAddress
+                opts.data_size_out = UInt32(output.count)
+                return bpf_prog_test_run_opts(programFD, &opts)
+            }
+        }
+        if rc != 0 { throw BPFError.libbpf(step: "BPF_PROG_TEST_RUN", errno: -rc) }
+        return Result(returnValue: opts.retval, output: Array(out.prefix(Int(opts.data_size_out))), durationNs: opts.duration)
+    }
+
+    /// Sends `repeat` copies of `packet` through `programFD` as live frames (XDP_TX goes out of
+    /// `ifindex`, in the caller's network namespace). Returns when they have all been processed.
+    public static func xdpLiveFrames(programFD: Int32, packet: [UInt8], ifindex: Int32, repeat count: UInt32, batchSize: UInt32 = 64) throws {
+        var ctx = xdp_md()
+        ctx.data_end = UInt32(packet.count)
+        ctx.ingress_ifindex = UInt32(ifindex)
+        var opts = bpf_test_run_opts()
+        opts.sz = MemoryLayout<bpf_test_run_opts>.size
+        opts.repeat = Int32(bitPattern: count)
+        opts.flags = UInt32(BPF_F_TEST_XDP_LIVE_FRAMES)
+        opts.batch_size = batchSize
+        let rc: Int32 = packet.withUnsafeBytes { input in
+            withUnsafeMutablePointer(to: &ctx) { c in
+                opts.data_in = input.baseAddress
+                opts.data_size_in = UInt32(input.count)
+                opts.ctx_in = UnsafeRawPointer(c)
+                opts.ctx_size_in = UInt32(MemoryLayout<xdp_md>.size)
+                return bpf_prog_test_run_opts(programFD, &opts)
+            }
+        }
+        if rc != 0 { throw BPFError.libbpf(step: "BPF_PROG_TEST_RUN (live frames)", errno: -rc) }
+    }
+}

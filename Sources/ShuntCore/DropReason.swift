@@ -1,0 +1,43 @@
+import CShunt
+
+/// Why a frame (or one copy of it) did not leave. Raw values are `enum shunt_drop_reason` in
+/// shunt_abi.h, shared with the BPF programs; names are the stable statistics keys.
+public enum DropReason: UInt8, CaseIterable, Sendable {
+    case kernelRingFull = 1
+    case txRingFull = 2
+    case tooLarge = 3
+    case runt = 4
+    case noOutput = 5
+    case ringUnread = 6
+    case txError = 7
+    case outgoing = 8
+
+    public static let slotCount = Int(SHUNT_DROP__MAX.rawValue)
+
+    public var name: String {
+        switch self {
+        case .kernelRingFull: "kernel_ring_full"
+        case .txRingFull: "tx_ring_full"
+        case .tooLarge: "too_large"
+        case .runt: "runt"
+        case .noOutput: "no_output"
+        case .ringUnread: "ring_unread"
+        case .txError: "tx_error"
+        case .outgoing: "outgoing"
+        }
+    }
+
+    /// The ABI value in shunt_abi.h that this case mirrors.
+    public var abiValue: UInt32 {
+        switch self {
+        case .kernelRingFull: SHUNT_DROP_KERNEL_RING_FULL.rawValue
+        case .txRingFull: SHUNT_DROP_TX_RING_FULL.rawValue
+        case .tooLarge: SHUNT_DROP_TOO_LARGE.rawValue
+        case .runt: SHUNT_DROP_RUNT.rawValue
+        case .noOutput: SHUNT_DROP_NO_OUTPUT.rawValue
+        case .ringUnread: SHUNT_DROP_RING_UNREAD.rawValue
+        case .txError: SHUNT_DROP_TX_ERROR.rawValue
+        case .outgoing: SHUNT_DROP_OUTGOING.rawValue
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import CShunt
+
+/// The MAC learning table shared by every worker, without locks.
+///
+/// Design: set-associative. A MAC hashes to one bucket of `ways` slots (one cache line). A slot
+/// is one 64-bit word, MAC << 16 | (port + 1), so readers see a whole entry or none, and writers
+/// claim slots with compare-and-swap. A parallel array holds each slot's last-seen time in
+/// milliseconds. Learning an already-known MAC on the same port writes only when its timestamp is
+/// more than `refreshMs` old, so steady traffic does not bounce cache lines between workers.
+/// A full bucket evicts its stalest entry. Aged entries are ignored by lookups and cleared by
+/// `sweep`. Racing learners may briefly store a MAC twice; the stale copy ages out.
+public final class MACLearningTable: @unchecked Sendable {
+    public static let ways = 8
+    public let bucketCount: Int
+    public let agingMs: UInt64
+    @usableFromInline let refreshMs: UInt64 = 1000
+    @usableFromInline let words: UnsafeMutablePointer<UInt64>
+    @usableFromInline let seen: UnsafeMutablePointer<UInt64>
+    @usableFromInline let bucketMask: Int
+
+    /// - Parameters:
+    ///   - capacity: entries to hold (rounded up to whole buckets, a power of two of them).
+    ///   - agingMs: an entry not refreshed for this long is forgotten (OVS: 300 s).
+    public init(capacity: Int = 8192, agingMs: UInt64 = 300_000) {
+        var buckets = 1
+        while buckets * Self.ways < capacity { buckets <<= 1 }
+        bucketCount = buckets
+        bucketMask = buckets - 1
+        self.agingMs = agingMs
+        words = .allocate(capacity: buckets * Self.ways)
+        words.initialize(repeating: 0, count: buckets * Self.ways)
+        seen = .allocate(capacity: buckets * Self.ways)
+        seen.initialize(repeating: 0, count: buckets * Self.ways)
+    }
+
+    deinit {
+        words.deallocate()
+        seen.deallocate()
+    }
+
+    @inlinable func bucketStart(_ mac: MACAddress) -> Int {
+        // Fibonacci hashing of the 48-bit address.
+        let h = (mac.value &* 0x9E37_79B9_7F4A_7C15) >> 40
+        return (Int(truncatingIfNeeded: h) & bucketMask) * Self.ways
+    }
+
+    @inlinable static func word(_ mac: MACAddress, _ port: UInt16) -> UInt64 { mac.value << 16 | UInt64(port &+ 1) }
+
+    /// The port `mac` was last seen on, unless it has aged out.
+    @inlinable
+    public func lookup(_ mac: MACAddress, nowMs: UInt64) -> UInt16? {
+        let start = bucketStart(mac)
+        for slot in start..<(start + Self.ways) {
+            let w = cshunt_load_acquire_u64(words + slot)
+            if w != 0 && w >> 16 == mac.value {
+                let t = cshunt_load_relaxed_u64(seen + slot)
+                if nowMs &- t >= agingMs && nowMs > t { return nil }
+                return UInt16(truncatingIfNeeded: w & 0xFFFF) &- 1
+            }
+        }
+        return nil
+    }
+
+    /// Records that `mac` was seen on `port` at `nowMs`.
+    @inlinable
+    public func learn(_ mac: MACAddress, port: UInt16, nowMs: UInt64) {
+        let start = bucketStart(mac)
+        let wanted = Self.word(mac, port)
+        var victim = start
+        var victimSeen = UInt64.max
+        for slot in start..<(start + Self.ways) {
+            let w = cshunt_load_acquire_u64(words + slot)
+            if w != 0 && w >> 16 == mac.value {
+                if w != wanted {
+                    // The station moved: repoint the entry.
+                    cshunt_store_relaxed_u64(seen + slot, nowMs)
+                    _ = cshunt_cas_u64(words + slot, w, wanted)
+                } else if nowMs &- cshunt_load_relaxed_u64(seen + slot) >= refreshMs {
+                    cshunt_store_relaxed_u64(seen + slot, nowMs)
+                }
+                return
+            }
+            let t = w == 0 ? 0 : cshunt_load_relaxed_u64(seen + slot)
+            if t < victimSeen {
+                victimSeen = t
+                victim = slot
+            }
+        }
+        let old = cshunt_load_acquire_u64(words + victim)
+        cshunt_store_relaxed_u64(seen + victim, nowMs)
+        _ = cshunt_cas_u64(words + victim, old, wanted)
+    }
+
+    /// Clears every entry older than the aging time; returns how many were cleared.
+    @discardableResult
+    public func sweep(nowMs: UInt64) -> Int {
+        var cleared = 0
+        for slot in 0..<(bucketCount * Self.ways) {
+            let w = cshunt_load_acquire_u64(words + slot)
+            if w != 0 && nowMs &- cshunt_load_relaxed_u64(seen + slot) >= agingMs
+                && cshunt_cas_u64(words + slot, w, 0) != 0
+            {
+                cleared += 1
+            }
+        }
+        return cleared
+    }
+
+    /// Live entries, for display and tests.
+    public func entries(nowMs: UInt64) -> [(mac: MACAddress, port: UInt16, ageMs: UInt64)] {
+        var out: [(MACAddress, UInt16, UInt64)] = []
+        for slot in 0..<(bucketCount * Self.ways) {
+            let w = cshunt_load_acquire_u64(words + slot)
+            let t = cshunt_load_relaxed_u64(seen + slot)
+            if w != 0 && nowMs &- t < agingMs {
+                out.append((MACAddress(value: w >> 16), UInt16(truncatingIfNeeded: w & 0xFFFF) &- 1, nowMs &- t))
+            }
+        }
+        return out
+    }
+}

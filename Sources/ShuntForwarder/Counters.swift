@@ -1,0 +1,84 @@
+import CShunt
+import ShuntCore
+
+/// Per-port counters of one worker. One writer (the worker); readers load them relaxed.
+///
+/// Layout of each port's slice: rx packets, rx bytes, tx packets, tx bytes, then one slot per
+/// drop reason for the receive direction and one per reason for the transmit direction.
+public final class WorkerCounters: @unchecked Sendable {
+    public enum Field: Int { case rxPackets = 0, rxBytes, txPackets, txBytes }
+    static let rxDropBase = 4
+    static let txDropBase = 4 + DropReason.slotCount
+    static let stride = 4 + 2 * DropReason.slotCount
+
+    let storage: UnsafeMutablePointer<UInt64>
+    public let portCount: Int
+
+    init(portCount: Int) {
+        self.portCount = portCount
+        storage = .allocate(capacity: portCount * Self.stride)
+        storage.initialize(repeating: 0, count: portCount * Self.stride)
+    }
+
+    deinit { storage.deallocate() }
+
+    @inline(__always) func add(_ port: Int, _ field: Field, _ n: UInt64) {
+        let p = storage + port * Self.stride + field.rawValue
+        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
+    }
+
+    @inline(__always) func addRxDrop(_ port: Int, _ reason: DropReason, _ n: UInt64 = 1) {
+        let p = storage + port * Self.stride + Self.rxDropBase + Int(reason.rawValue)
+        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
+    }
+
+    @inline(__always) func addTxDrop(_ port: Int, _ reason: DropReason, _ n: UInt64 = 1) {
+        let p = storage + port * Self.stride + Self.txDropBase + Int(reason.rawValue)
+        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
+    }
+
+    func snapshot(port: Int) -> PortCounters {
+        let base = storage + port * Self.stride
+        var c = PortCounters()
+        c.rxPackets = cshunt_load_relaxed_u64(base + 0)
+        c.rxBytes = cshunt_load_relaxed_u64(base + 1)
+        c.txPackets = cshunt_load_relaxed_u64(base + 2)
+        c.txBytes = cshunt_load_relaxed_u64(base + 3)
+        for r in DropReason.allCases {
+            c.rxDrops[r] = cshunt_load_relaxed_u64(base + Self.rxDropBase + Int(r.rawValue))
+            c.txDrops[r] = cshunt_load_relaxed_u64(base + Self.txDropBase + Int(r.rawValue))
+        }
+        return c
+    }
+}
+
+/// A snapshot of one port's counters (of one worker, or summed over workers).
+public struct PortCounters: Sendable, Equatable {
+    public var rxPackets: UInt64 = 0
+    public var rxBytes: UInt64 = 0
+    public var txPackets: UInt64 = 0
+    public var txBytes: UInt64 = 0
+    /// Frames received on this port that went nowhere, by reason (kernel ring drops included).
+    public var rxDrops: [DropReason: UInt64] = [:]
+    /// Copies meant to leave through this port that could not, by reason.
+    public var txDrops: [DropReason: UInt64] = [:]
+    /// PACKET_STATISTICS: frames the kernel offered this port's sockets (ring-full ones included).
+    public var kernelOffered: UInt64 = 0
+
+    public init() {}
+
+    public var rxDropTotal: UInt64 { rxDrops.values.reduce(0, +) }
+    public var txDropTotal: UInt64 { txDrops.values.reduce(0, +) }
+
+    public static func + (a: PortCounters, b: PortCounters) -> PortCounters {
+        var c = a
+        c.rxPackets += b.rxPackets
+        c.rxBytes += b.rxBytes
+        c.txPackets += b.txPackets
+        c.txBytes += b.txBytes
+        c.kernelOffered += b.kernelOffered
+        c.rxDrops.merge(b.rxDrops, uniquingKeysWith: +)
+        c.txDrops.merge(b.txDrops, uniquingKeysWith: +)
+        return c
+    }
+}

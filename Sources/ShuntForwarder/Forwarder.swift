@@ -1,0 +1,211 @@
+import Glibc
+import ShuntCore
+import ShuntRing
+import ShuntSystem
+
+/// How frames choose their output.
+public enum ForwardingMode: String, CaseIterable, Sendable {
+    /// Port pairs 1<->2, 3<->4, ...: every frame leaves on its port's partner.
+    case xconnect
+    /// A MAC-learning switch over all ports (Open vSwitch's NORMAL).
+    case normal
+}
+
+public struct ForwarderConfig: Sendable {
+    public var ports: [String]
+    public var workers: Int
+    public var mode: ForwardingMode
+    public var fanout: FanoutMode
+    public var ring: RingPortConfig
+    public var idle: IdlePolicy
+    public var macAgingMs: UInt64
+    public var macTableSize: Int
+
+    public init(ports: [String], workers: Int = 1, mode: ForwardingMode? = nil, fanout: FanoutMode = .hash,
+                ring: RingPortConfig = RingPortConfig(), idle: IdlePolicy = IdlePolicy(busyPollMicroseconds: 200),
+                macAgingMs: UInt64 = 300_000, macTableSize: Int = 8192) {
+        self.ports = ports
+        self.workers = workers
+        self.mode = mode ?? (ports.count == 2 ? .xconnect : .normal)
+        self.fanout = fanout
+        self.ring = ring
+        self.idle = idle
+        self.macAgingMs = macAgingMs
+        self.macTableSize = macTableSize
+    }
+}
+
+public enum ForwarderError: Error, CustomStringConvertible {
+    case tooFewPorts(mode: ForwardingMode, count: Int)
+    case oddPortCount(Int)
+    case duplicatePort(String)
+    case workers(Int)
+    case missingCapability
+    case setup(RingSetupError)
+    case thread(SystemError)
+
+    public var description: String {
+        switch self {
+        case .tooFewPorts(let mode, let n):
+            "\(mode.rawValue) mode needs at least two ports, got \(n); give another with --port IF"
+        case .oddPortCount(let n):
+            "xconnect pairs ports (1<->2, 3<->4, ...) but \(n) ports were given; add or remove one, or use --mode normal"
+        case .duplicatePort(let p):
+            "port '\(p)' is given twice; each interface can be a port once"
+        case .workers(let n):
+            "--workers must be between 1 and 64, got \(n)"
+        case .missingCapability:
+            "opening AF_PACKET rings needs CAP_NET_RAW and CAP_NET_ADMIN; run shunt as root (e.g. `sudo shunt forward ...`)"
+        case .setup(let e): e.description
+        case .thread(let e): "starting a worker thread failed: \(e)"
+        }
+    }
+}
+
+/// A running forwarder: its workers, their rings, and the statistics they keep.
+public final class Forwarder {
+    public let config: ForwarderConfig
+    public let interfaces: [InterfaceInfo]
+    public let macTable: MACLearningTable?
+    private let workers: [any WorkerLoop]
+    private let stop = StopFlag()
+    private var threads: [WorkerThread] = []
+    /// Kernel counters per worker and port, accumulated here (reading them resets the kernel's).
+    private var kernelOffered: [[UInt64]]
+    private var kernelRingFull: [[UInt64]]
+    private var stopped = false
+    public let startedNs = Sys.monotonicNanoseconds()
+
+    /// Checks the configuration against the system and opens every ring; throws a one-line,
+    /// actionable error for each thing that is wrong. Nothing is left open on failure.
+    public init(config: ForwarderConfig) throws(ForwarderError) {
+        self.config = config
+        guard (1...64).contains(config.workers) else { throw .workers(config.workers) }
+        var seen = Set<String>()
+        for p in config.ports where !seen.insert(p).inserted { throw .duplicatePort(p) }
+        guard config.ports.count >= 2 else { throw .tooFewPorts(mode: config.mode, count: config.ports.count) }
+        if config.mode == .xconnect && config.ports.count % 2 != 0 { throw .oddPortCount(config.ports.count) }
+        let caps = Capabilities.current()
+        guard caps.has(Capabilities.netRaw) else { throw .missingCapability }
+        do throws(RingGeometry.Invalid) {
+            try config.ring.rx.validate(for: config.ring.version, rx: true)
+        } catch { throw .setup(.invalidGeometry("RX", error)) }
+        do throws(RingGeometry.Invalid) {
+            try config.ring.tx.validate(for: config.ring.version, rx: false)
+        } catch { throw .setup(.invalidGeometry("TX", error)) }
+
+        var infos: [InterfaceInfo] = []
+        for name in config.ports {
+            let info: InterfaceInfo
+            do throws(RingSetupError) { info = try InterfaceInfo.lookup(name) } catch { throw .setup(error) }
+            guard info.isUp else { throw .setup(.interfaceDown(name)) }
+            let maxFrame = min(config.ring.rx.maxFrameLength(for: config.ring.version, rx: true),
+                               config.ring.tx.maxFrameLength(for: config.ring.version, rx: false))
+            if info.mtu + 18 > maxFrame {
+                throw .setup(.frameTooSmallForMTU(interface: name, mtu: info.mtu, maxFrame: maxFrame))
+            }
+            infos.append(info)
+        }
+        interfaces = infos
+
+        // Every worker gets a socket on every port; per port, the sockets form one fanout group.
+        var rings: [[RingPort]] = Array(repeating: [], count: config.workers)
+        do throws(RingSetupError) {
+            for (p, info) in infos.enumerated() {
+                var group: UInt16? = nil
+                for w in 0..<config.workers {
+                    let fanout: (mode: FanoutMode, group: UInt16?)? = config.workers > 1 ? (config.fanout, group) : nil
+                    let port = try RingPort(interface: info, config: config.ring, fanout: fanout)
+                    if config.workers > 1 && group == nil {
+                        do throws(SystemError) { group = try port.fanoutGroupID() } catch {
+                            throw .system(step: "reading the fanout group", interface: info.name, error)
+                        }
+                    }
+                    rings[w].append(port)
+                    _ = p
+                }
+            }
+        } catch { throw .setup(error) }
+
+        kernelOffered = Array(repeating: Array(repeating: 0, count: infos.count), count: config.workers)
+        kernelRingFull = kernelOffered
+        switch config.mode {
+        case .xconnect:
+            macTable = nil
+            workers = (0..<config.workers).map { Worker(index: $0, ports: rings[$0], stage: CrossConnect(), idle: config.idle) }
+        case .normal:
+            let table = MACLearningTable(capacity: config.macTableSize, agingMs: config.macAgingMs)
+            macTable = table
+            workers = (0..<config.workers).map {
+                Worker(index: $0, ports: rings[$0], stage: LearningSwitch(table: table), idle: config.idle)
+            }
+        }
+    }
+
+    /// Starts one thread per worker.
+    public func start() throws(ForwarderError) {
+        let stop = self.stop
+        for worker in workers {
+            do throws(SystemError) {
+                threads.append(try WorkerThread(name: "shunt-w\(worker.index)") { worker.run(stop: stop) })
+            } catch {
+                self.stop.set()
+                threads.forEach { $0.join() }
+                throw .thread(error)
+            }
+        }
+    }
+
+    /// Housekeeping for the control thread: ages the MAC table.
+    public func maintain() {
+        macTable?.sweep(nowMs: Sys.monotonicNanoseconds() / 1_000_000)
+    }
+
+    private func collectKernelStatistics() {
+        for (w, worker) in workers.enumerated() {
+            for (p, port) in worker.ports.enumerated() {
+                let s = port.takeKernelStatistics()
+                kernelOffered[w][p] += s.offered
+                kernelRingFull[w][p] += s.ringFull
+            }
+        }
+    }
+
+    /// Current counters, per worker and per port. Call from one control thread.
+    public func snapshot() -> StatsSnapshot {
+        collectKernelStatistics()
+        var perWorker: [[PortCounters]] = []
+        for (w, worker) in workers.enumerated() {
+            perWorker.append((0..<interfaces.count).map { p in
+                var c = worker.counters.snapshot(port: p)
+                c.kernelOffered = kernelOffered[w][p]
+                c.rxDrops[.kernelRingFull] = kernelRingFull[w][p]
+                c.rxPackets += kernelRingFull[w][p]
+                if stopped {
+                    // Frames the kernel put in the ring that no worker read before the stop.
+                    let delivered = kernelOffered[w][p] - kernelRingFull[w][p]
+                    let read = c.rxPackets - kernelRingFull[w][p]
+                    if delivered > read {
+                        c.rxDrops[.ringUnread] = delivered - read
+                        c.rxPackets += delivered - read
+                    }
+                }
+                return c
+            })
+        }
+        return StatsSnapshot(ports: interfaces.map(\.name), perWorker: perWorker,
+                             elapsedNs: Sys.monotonicNanoseconds() - startedNs, final: stopped)
+    }
+
+    /// Stops every worker, waits for them, and returns the final counters. Rings and sockets
+    /// are released when the forwarder is.
+    public func stopAndCollect() -> StatsSnapshot {
+        if !stopped {
+            stop.set()
+            threads.forEach { $0.join() }
+            threads.removeAll()
+            stopped = true
+        }
+        return snapshot()
+    }
+}

@@ -1,0 +1,184 @@
+import CShunt
+import Glibc
+import ShuntCore
+import ShuntRing
+import ShuntSystem
+
+/// How a worker waits when its rings are empty.
+public struct IdlePolicy: Sendable {
+    /// Keep polling the rings this long after the last frame before sleeping in poll(2):
+    /// a frame that comes within it is picked up with no wake-up delay.
+    public var busyPollMicroseconds: UInt64
+    /// Longest single sleep; bounds how long a stop request waits.
+    public var sleepMilliseconds: Int32 = 50
+
+    public init(busyPollMicroseconds: UInt64) { self.busyPollMicroseconds = busyPollMicroseconds }
+}
+
+/// Type-erased handle for starting and stopping workers of any stage (dispatch once per thread).
+protocol WorkerLoop: AnyObject, Sendable {
+    var index: Int { get }
+    var counters: WorkerCounters { get }
+    var ports: [RingPort] { get }
+    func run(stop: StopFlag)
+}
+
+/// A stop request visible to every worker.
+public final class StopFlag: @unchecked Sendable {
+    private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    public init() { word.initialize(to: 0) }
+    deinit { word.deallocate() }
+    public func set() { cshunt_store_release_u32(word, 1) }
+    public var isSet: Bool { cshunt_load_acquire_u32(word) != 0 }
+}
+
+/// One forwarding thread: its own RX and TX ring on every port, and its own pipeline stage.
+///
+/// The loop (a DPDK-style poll loop): for each port, take a batch from its RX ring, let the
+/// stage decide every frame, copy each frame once from the RX ring into the chosen TX rings,
+/// give the RX memory back; then one send() per port that has frames queued. Generic over the
+/// stage, so per-packet calls are static; nothing allocates after start.
+final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
+    let index: Int
+    let ports: [RingPort]
+    let counters: WorkerCounters
+    var stage: Stage
+    let idle: IdlePolicy
+    private var seenTooLarge: [UInt64]
+    private var seenOutgoing: [UInt64]
+
+    init(index: Int, ports: [RingPort], stage: Stage, idle: IdlePolicy) {
+        self.index = index
+        self.ports = ports
+        self.stage = stage
+        self.idle = idle
+        counters = WorkerCounters(portCount: ports.count)
+        seenTooLarge = Array(repeating: 0, count: ports.count)
+        seenOutgoing = Array(repeating: 0, count: ports.count)
+    }
+
+    func run(stop: StopFlag) {
+        var batch = PacketBatch(capacity: maxBurst)
+        let portCount = ports.count
+        let pollSet = UnsafeMutablePointer<pollfd>.allocate(capacity: portCount)
+        defer { pollSet.deallocate() }
+        for (i, port) in ports.enumerated() {
+            pollSet[i] = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
+        }
+        let busyPollNs = idle.busyPollMicroseconds * 1000
+        var lastWork = Sys.monotonicNanoseconds()
+        while !stop.isSet {
+            let moved = pass(&batch)
+            if moved > 0 {
+                lastWork = Sys.monotonicNanoseconds()
+                continue
+            }
+            let now = Sys.monotonicNanoseconds()
+            if now &- lastWork < busyPollNs { continue }
+            if ports.contains(where: { $0.rx.hasReadyFrames() }) { continue }
+            _ = try? Sys.poll(pollSet, count: portCount, timeoutMs: idle.sleepMilliseconds)
+            lastWork = Sys.monotonicNanoseconds()
+        }
+        // Forward what the kernel already handed over; what arrives later counts as ring_unread.
+        while pass(&batch) > 0 {}
+    }
+
+    /// One round over every port; returns the frames taken from the RX rings.
+    @inline(__always)
+    private func pass(_ batch: inout PacketBatch) -> Int {
+        var moved = 0
+        let nowMs = Sys.monotonicNanoseconds() / 1_000_000
+        for p in 0..<ports.count {
+            let port = ports[p]
+            let n = port.rx.fill(&batch, port: UInt16(p))
+            accountWalkerDrops(p, port)
+            if n > 0 {
+                stage.process(batch, nowMs: nowMs)
+                transmit(batch)
+                moved += n
+            }
+            port.rx.releaseConsumed()
+            batch.removeAll()
+        }
+        for port in ports where port.tx.pending > 0 {
+            port.tx.flush(fd: port.fd)
+        }
+        return moved
+    }
+
+    @inline(__always)
+    private func accountWalkerDrops(_ p: Int, _ port: RingPort) {
+        let c = port.rx.counters
+        if c.tooLarge != seenTooLarge[p] {
+            let d = c.tooLarge - seenTooLarge[p]
+            counters.add(p, .rxPackets, d)
+            counters.addRxDrop(p, .tooLarge, d)
+            seenTooLarge[p] = c.tooLarge
+        }
+        if c.outgoing != seenOutgoing[p] {
+            let d = c.outgoing - seenOutgoing[p]
+            counters.add(p, .rxPackets, d)
+            counters.addRxDrop(p, .outgoing, d)
+            seenOutgoing[p] = c.outgoing
+        }
+    }
+
+    @inline(__always)
+    private func transmit(_ batch: borrowing PacketBatch) {
+        var rxBytes: UInt64 = 0
+        let inPort = Int(batch.packet(0).inPort)
+        for i in 0..<batch.count {
+            let packet = batch.packet(i)
+            rxBytes &+= UInt64(packet.outputLength)
+            let verdict = batch.verdict(i)
+            switch verdict.kind {
+            case .output:
+                let out = Int(verdict.port)
+                if out < ports.count {
+                    emit(packet, to: out)
+                } else {
+                    counters.addRxDrop(inPort, .noOutput)
+                }
+            case .flood:
+                var copies = 0
+                for out in 0..<ports.count where out != Int(verdict.port) {
+                    emit(packet, to: out)
+                    copies += 1
+                }
+                if copies == 0 { counters.addRxDrop(inPort, .noOutput) }
+            case .drop:
+                counters.addRxDrop(inPort, verdict.reason ?? .noOutput)
+            }
+        }
+        counters.add(inPort, .rxPackets, UInt64(batch.count))
+        counters.add(inPort, .rxBytes, rxBytes)
+    }
+
+    @inline(__always)
+    private func emit(_ packet: PacketDescriptor, to out: Int) {
+        let port = ports[out]
+        let length = packet.outputLength
+        if length < 14 {
+            counters.addTxDrop(out, .runt)
+            return
+        }
+        if length > port.tx.maxFrameLength {
+            counters.addTxDrop(out, .tooLarge)
+            return
+        }
+        var frame = port.tx.claim()
+        if frame == nil && port.tx.pending > 0 {
+            // Give the kernel what is queued; frames it sent become free again.
+            port.tx.flush(fd: port.fd)
+            frame = port.tx.claim()
+        }
+        guard let frame else {
+            counters.addTxDrop(out, .txRingFull)
+            return
+        }
+        let written = copyFrameForTransmit(packet, to: frame)
+        port.tx.commit(length: written)
+        counters.add(out, .txPackets, 1)
+        counters.add(out, .txBytes, UInt64(written))
+    }
+}

@@ -1,0 +1,238 @@
+import CShunt
+import Glibc
+import ShuntCore
+import ShuntSystem
+
+/// How PACKET_FANOUT spreads a port's frames over the workers' sockets.
+public enum FanoutMode: String, CaseIterable, Sendable {
+    /// By flow hash (symmetric): a flow stays on one worker, so its order is kept.
+    case hash
+    /// Round robin: even spread, no flow order across workers.
+    case lb
+    /// By the CPU that received the frame (on a veth, the sender's CPU).
+    case cpu
+    /// By the skb queue mapping (multi-queue devices).
+    case qm
+
+    var kernelValue: UInt32 {
+        switch self {
+        case .hash: UInt32(PACKET_FANOUT_HASH)
+        case .lb: UInt32(PACKET_FANOUT_LB)
+        case .cpu: UInt32(PACKET_FANOUT_CPU)
+        case .qm: UInt32(PACKET_FANOUT_QM)
+        }
+    }
+}
+
+/// What a port's socket is built with.
+public struct RingPortConfig: Sendable {
+    public var version: RingVersion
+    public var rx: RingGeometry
+    public var tx: RingGeometry
+    /// PACKET_QDISC_BYPASS: frames go straight to the driver (faster; tc and other packet
+    /// sockets on the port do not see them).
+    public var qdiscBypass: Bool
+
+    public init(version: RingVersion = .v3, rx: RingGeometry? = nil, tx: RingGeometry? = nil, qdiscBypass: Bool = true) {
+        self.version = version
+        self.rx = rx ?? .defaultRX(version)
+        self.tx = tx ?? .defaultTX
+        self.qdiscBypass = qdiscBypass
+    }
+}
+
+/// A setup step that failed, said so that the user knows what to change.
+public enum RingSetupError: Error, CustomStringConvertible {
+    case noSuchInterface(String)
+    case interfaceDown(String)
+    case frameTooSmallForMTU(interface: String, mtu: Int, maxFrame: Int)
+    case permission(String)
+    case invalidGeometry(String, RingGeometry.Invalid)
+    case system(step: String, interface: String, SystemError)
+
+    public var description: String {
+        switch self {
+        case .noSuchInterface(let n):
+            "no interface named '\(n)' in this network namespace; check `ip link show` (inside a namespace: `ip netns exec NS shunt ...`)"
+        case .interfaceDown(let n):
+            "interface '\(n)' is down; bring it up with `ip link set \(n) up`"
+        case .frameTooSmallForMTU(let n, let mtu, let maxFrame):
+            "MTU \(mtu) of '\(n)' needs frames of \(mtu + 18) bytes but the rings carry at most \(maxFrame); raise --frame-size (and --block-size) or lower the MTU with `ip link set \(n) mtu \(maxFrame - 18)`"
+        case .permission(let what):
+            "\(what) needs CAP_NET_RAW (and CAP_NET_ADMIN); run shunt as root, e.g. `sudo shunt ...`"
+        case .invalidGeometry(let which, let why):
+            "invalid \(which) ring: \(why)"
+        case .system(let step, let n, let err):
+            "setting up '\(n)' failed at \(step): \(err)"
+        }
+    }
+}
+
+/// Facts about an interface, read once at setup.
+public struct InterfaceInfo: Sendable {
+    public let name: String
+    public let index: Int32
+    public let mtu: Int
+    public let isUp: Bool
+
+    public static func lookup(_ name: String) throws(RingSetupError) -> InterfaceInfo {
+        guard name.utf8.count < IFNAMSIZ, let index = Sys.interfaceIndex(name) else { throw .noSuchInterface(name) }
+        do {
+            let probe = try PacketSocket()
+            let mtu = try Sys.interfaceMTU(name, using: probe.fd)
+            let flags = try Sys.interfaceFlags(name, using: probe.fd)
+            return InterfaceInfo(name: name, index: index, mtu: mtu, isUp: flags & Int32(IFF_UP) != 0)
+        } catch let e where e.errno == EPERM || e.errno == EACCES {
+            throw .permission("opening an AF_PACKET socket")
+        } catch {
+            throw .system(step: "interface query", interface: name, error)
+        }
+    }
+}
+
+/// One worker's socket on one port: an RX ring and a TX ring in one mapping.
+///
+/// Setup is linear (as netsniff-ng and VPP do it): version, loss, qdisc bypass, ignore
+/// outgoing, RX ring, TX ring, mmap, bind, fanout. Each step throws a typed error. A ring the
+/// kernel cannot allocate (ENOMEM) is retried with half the blocks.
+public final class RingPort {
+    public let interface: InterfaceInfo
+    public let config: RingPortConfig
+    public let socket: PacketSocket
+    let region: MappedRegion
+    public var rx: RxRing
+    public var tx: TxRing
+
+    public var fd: Int32 { socket.fd }
+
+    /// - Parameter fanoutGroup: join this PACKET_FANOUT group id; with `.some(nil)` create a new
+    ///   unique group (read it back with `fanoutGroupID`); with nil join none.
+    public init(interface: InterfaceInfo, config: RingPortConfig, fanout: (mode: FanoutMode, group: UInt16?)?) throws(RingSetupError) {
+        self.interface = interface
+        let name = interface.name
+        func step<T>(_ what: String, _ body: () throws(SystemError) -> T) throws(RingSetupError) -> T {
+            do { return try body() } catch {
+                if error.errno == EPERM || error.errno == EACCES { throw .permission("opening an AF_PACKET socket") }
+                throw .system(step: what, interface: name, error)
+            }
+        }
+        let socket: PacketSocket
+        do throws(SystemError) { socket = try PacketSocket() } catch {
+            if error.errno == EPERM || error.errno == EACCES { throw .permission("opening an AF_PACKET socket") }
+            throw .system(step: "socket", interface: name, error)
+        }
+        let fd = socket.fd
+        try step("PACKET_VERSION") { () throws(SystemError) in
+            try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_VERSION, value: config.version.kernelValue)
+        }
+        // With loss allowed, a frame the kernel rejects is skipped instead of stalling the TX ring.
+        try step("PACKET_LOSS") { () throws(SystemError) in
+            try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_LOSS, value: Int32(1))
+        }
+        if config.qdiscBypass {
+            try step("PACKET_QDISC_BYPASS") { () throws(SystemError) in
+                try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_QDISC_BYPASS, value: Int32(1))
+            }
+        }
+        // A forwarder forwards what arrives on a port, never what leaves it.
+        try step("PACKET_IGNORE_OUTGOING") { () throws(SystemError) in
+            try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_IGNORE_OUTGOING, value: Int32(1))
+        }
+        var rxGeometry = config.rx
+        while true {
+            var req = tpacket_req3()
+            req.tp_block_size = UInt32(rxGeometry.blockSize)
+            req.tp_block_nr = UInt32(rxGeometry.blockCount)
+            req.tp_frame_size = UInt32(rxGeometry.frameSize)
+            req.tp_frame_nr = UInt32(rxGeometry.frameCount)
+            req.tp_retire_blk_tov = config.version == .v3 ? UInt32(rxGeometry.blockTimeoutMs) : 0
+            do throws(SystemError) {
+                if config.version == .v3 {
+                    try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_RX_RING, value: req)
+                } else {
+                    var req2 = tpacket_req()
+                    req2.tp_block_size = req.tp_block_size
+                    req2.tp_block_nr = req.tp_block_nr
+                    req2.tp_frame_size = req.tp_frame_size
+                    req2.tp_frame_nr = req.tp_frame_nr
+                    try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_RX_RING, value: req2)
+                }
+                break
+            } catch where error.errno == ENOMEM {
+                guard let smaller = rxGeometry.shrunk() else { throw .system(step: "PACKET_RX_RING", interface: name, error) }
+                rxGeometry = smaller
+            } catch {
+                throw .system(step: "PACKET_RX_RING", interface: name, error)
+            }
+        }
+        let txGeometry = config.tx
+        try step("PACKET_TX_RING") { () throws(SystemError) in
+            if config.version == .v3 {
+                var req = tpacket_req3()
+                req.tp_block_size = UInt32(txGeometry.blockSize)
+                req.tp_block_nr = UInt32(txGeometry.blockCount)
+                req.tp_frame_size = UInt32(txGeometry.frameSize)
+                req.tp_frame_nr = UInt32(txGeometry.frameCount)
+                req.tp_retire_blk_tov = 0  // a V3 TX ring must have no timeout (else EINVAL)
+                try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_TX_RING, value: req)
+            } else {
+                var req = tpacket_req()
+                req.tp_block_size = UInt32(txGeometry.blockSize)
+                req.tp_block_nr = UInt32(txGeometry.blockCount)
+                req.tp_frame_size = UInt32(txGeometry.frameSize)
+                req.tp_frame_nr = UInt32(txGeometry.frameCount)
+                try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_TX_RING, value: req)
+            }
+        }
+        let region: MappedRegion
+        do throws(SystemError) {
+            region = try MappedRegion(fd: fd, length: rxGeometry.byteCount + txGeometry.byteCount)
+        } catch {
+            throw .system(step: "mmap", interface: name, error)
+        }
+        try step("bind") { () throws(SystemError) in
+            try Sys.bindPacket(fd, ifindex: interface.index, protocol: UInt16(ETH_P_ALL))
+        }
+        if let fanout {
+            try step("PACKET_FANOUT") { () throws(SystemError) in
+                let flags: UInt32 = fanout.group == nil ? UInt32(PACKET_FANOUT_FLAG_UNIQUEID) : 0
+                let arg = UInt32(fanout.group ?? 0) | (fanout.mode.kernelValue | flags) << 16
+                try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_FANOUT, value: arg)
+            }
+        }
+        var effective = config
+        effective.rx = rxGeometry
+        self.config = effective
+        let (rxBase, txBase) = region.withUnsafeMutableBytes { ($0.baseAddress!, $0.baseAddress! + rxGeometry.byteCount) }
+        rx = RxRing(version: config.version, geometry: rxGeometry, base: rxBase)
+        tx = TxRing(version: config.version, geometry: txGeometry, base: txBase, mtu: interface.mtu)
+        self.socket = socket
+        self.region = region
+    }
+
+    /// The PACKET_FANOUT group id this socket is in.
+    public func fanoutGroupID() throws(SystemError) -> UInt16 {
+        var v: UInt32 = 0
+        try Sys.getsockopt(fd, level: SOL_PACKET, name: PACKET_FANOUT, into: &v)
+        return UInt16(truncatingIfNeeded: v)
+    }
+
+    /// PACKET_STATISTICS since the last call: frames the kernel offered this socket, and how many
+    /// of them found the RX ring full. Reading resets the kernel's counters.
+    public func takeKernelStatistics() -> (offered: UInt64, ringFull: UInt64) {
+        var st = tpacket_stats_v3()
+        do {
+            if config.version == .v3 {
+                try Sys.getsockopt(fd, level: SOL_PACKET, name: PACKET_STATISTICS, into: &st)
+            } else {
+                var st2 = tpacket_stats()
+                try Sys.getsockopt(fd, level: SOL_PACKET, name: PACKET_STATISTICS, into: &st2)
+                st.tp_packets = st2.tp_packets
+                st.tp_drops = st2.tp_drops
+            }
+        } catch {
+            return (0, 0)
+        }
+        return (UInt64(st.tp_packets), UInt64(st.tp_drops))
+    }
+}

@@ -1,0 +1,211 @@
+import CShunt
+import Glibc
+
+/// The one syscall gateway: every libc call Shunt makes goes through here.
+///
+/// Each wrapper is `@inline(never)` so that no retain or release runs between the call and
+/// the read of `errno`. `EINTR` is retried; `EAGAIN` becomes `.wouldBlock` where the caller
+/// asked for non-blocking behaviour; `EBADF` and `EFAULT` mean a bug in Shunt and trap.
+public enum Sys {
+    @inline(__always)
+    static func check(_ rc: Int32, _ call: StaticString) throws(SystemError) -> Int32 {
+        if rc >= 0 { return rc }
+        let err = Glibc.errno
+        precondition(err != EBADF && err != EFAULT, "\(call) failed with \(err): a Shunt bug")
+        throw SystemError(errno: err, call: "\(call)")
+    }
+
+    @inline(never)
+    static func retrying(_ call: StaticString, _ body: () -> Int32) throws(SystemError) -> Int32 {
+        while true {
+            let rc = body()
+            if rc >= 0 { return rc }
+            if Glibc.errno == EINTR { continue }
+            return try check(rc, call)
+        }
+    }
+
+    // MARK: descriptors
+
+    @inline(never)
+    public static func socket(domain: Int32, type: Int32, protocol proto: Int32) throws(SystemError) -> Int32 {
+        try check(Glibc.socket(domain, type, proto), "socket")
+    }
+
+    @inline(never)
+    public static func close(_ fd: Int32) {
+        // EINTR on close is not retried: the descriptor is gone either way on Linux.
+        _ = Glibc.close(fd)
+    }
+
+    @inline(never)
+    public static func open(_ path: String, flags: Int32) throws(SystemError) -> Int32 {
+        try retrying("open") { Glibc.open(path, flags) }
+    }
+
+    // MARK: socket options
+
+    @inline(never)
+    public static func setsockopt<T>(_ fd: Int32, level: Int32, name: Int32, value: T) throws(SystemError) {
+        var v = value
+        let rc = withUnsafePointer(to: &v) {
+            Glibc.setsockopt(fd, level, name, $0, socklen_t(MemoryLayout<T>.size))
+        }
+        _ = try check(rc, "setsockopt")
+    }
+
+    @inline(never)
+    public static func getsockopt<T>(_ fd: Int32, level: Int32, name: Int32, into value: inout T) throws(SystemError) {
+        var len = socklen_t(MemoryLayout<T>.size)
+        let rc = withUnsafeMutablePointer(to: &value) { Glibc.getsockopt(fd, level, name, $0, &len) }
+        _ = try check(rc, "getsockopt")
+    }
+
+    @inline(never)
+    public static func bindPacket(_ fd: Int32, ifindex: Int32, protocol proto: UInt16) throws(SystemError) {
+        var sll = sockaddr_ll()
+        sll.sll_family = UInt16(AF_PACKET)
+        sll.sll_protocol = proto.bigEndian
+        sll.sll_ifindex = ifindex
+        let rc = withUnsafePointer(to: &sll) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+            }
+        }
+        _ = try check(rc, "bind")
+    }
+
+    // MARK: memory maps
+
+    @inline(never)
+    public static func mmapShared(fd: Int32, length: Int) throws(SystemError) -> UnsafeMutableRawPointer {
+        let p = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
+        if p == MAP_FAILED || p == nil { throw SystemError(errno: Glibc.errno, call: "mmap") }
+        return p!
+    }
+
+    @inline(never)
+    public static func munmap(_ p: UnsafeMutableRawPointer, length: Int) {
+        _ = Glibc.munmap(p, length)
+    }
+
+    // MARK: data path
+
+    /// Asks the kernel to transmit every TX ring frame marked SEND_REQUEST. One call per batch.
+    @inline(never)
+    public static func kickTransmit(_ fd: Int32) throws(SystemError) -> IOResult<Int> {
+        while true {
+            let rc = Glibc.send(fd, nil, 0, Int32(MSG_DONTWAIT))
+            if rc >= 0 { return .processed(rc) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, ENOBUFS: return .wouldBlock
+            default: _ = try check(Int32(rc), "send")
+            }
+        }
+    }
+
+    /// Waits for any descriptor to become readable; returns how many are (0 on timeout or signal).
+    @inline(never)
+    public static func poll(_ fds: UnsafeMutablePointer<pollfd>, count: Int, timeoutMs: Int32) throws(SystemError) -> Int {
+        let rc = Glibc.poll(fds, nfds_t(count), timeoutMs)
+        if rc < 0 && Glibc.errno == EINTR { return 0 }
+        return Int(try check(rc, "poll"))
+    }
+
+    @inline(never)
+    public static func sendFrame(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int {
+        Int(try retrying("send") { Int32(Glibc.send(fd, bytes.baseAddress, bytes.count, 0)) })
+    }
+
+    @inline(never)
+    public static func receiveFrame(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        while true {
+            let rc = Glibc.recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if rc >= 0 { return .processed(rc) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN: return .wouldBlock
+            default: _ = try check(Int32(rc), "recv")
+            }
+        }
+    }
+
+    // MARK: interfaces
+
+    @inline(never)
+    public static func interfaceIndex(_ name: String) -> Int32? {
+        let idx = if_nametoindex(name)
+        return idx == 0 ? nil : Int32(idx)
+    }
+
+    @inline(never)
+    public static func interfaceMTU(_ name: String, using sock: Int32) throws(SystemError) -> Int {
+        var mtu: Int32 = 0
+        _ = try check(cshunt_if_mtu(sock, name, &mtu), "ioctl(SIOCGIFMTU)")
+        return Int(mtu)
+    }
+
+    @inline(never)
+    public static func interfaceFlags(_ name: String, using sock: Int32) throws(SystemError) -> Int32 {
+        var flags: Int32 = 0
+        _ = try check(cshunt_if_flags(sock, name, &flags), "ioctl(SIOCGIFFLAGS)")
+        return flags
+    }
+
+    // MARK: namespaces, threads, signals, time
+
+    @inline(never)
+    public static func enterNetworkNamespace(fd: Int32) throws(SystemError) {
+        _ = try check(cshunt_setns_net(fd), "setns")
+    }
+
+    @inline(never)
+    public static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Blocks SIGINT and SIGTERM in the calling thread (and every thread it creates later).
+    @inline(never)
+    public static func blockTerminationSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Waits up to `timeoutNs` for SIGINT or SIGTERM (which must be blocked); returns the signal or nil.
+    @inline(never)
+    public static func waitForTerminationSignal(timeoutNs: UInt64) -> Int32? {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        var ts = timespec(tv_sec: Int(timeoutNs / 1_000_000_000), tv_nsec: Int(timeoutNs % 1_000_000_000))
+        let rc = sigtimedwait(&set, nil, &ts)
+        return rc > 0 ? rc : nil
+    }
+
+    @inline(never)
+    public static func effectiveCapabilities() -> UInt64? {
+        guard let f = fopen("/proc/self/status", "r") else { return nil }
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), f) != nil {
+            let s = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if s.hasPrefix("CapEff:") {
+                return UInt64(s.dropFirst(7).trimmingCharacters(), radix: 16)
+            }
+        }
+        return nil
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> String {
+        String(self.drop(while: { $0 == " " || $0 == "\t" }).prefix(while: { !$0.isWhitespace }))
+    }
+}

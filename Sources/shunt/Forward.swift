@@ -1,0 +1,143 @@
+import ArgumentParser
+import Glibc
+import ShuntForwarder
+import ShuntRing
+import ShuntSystem
+
+extension ForwardingMode: ExpressibleByArgument {}
+extension FanoutMode: ExpressibleByArgument {}
+extension RingVersion: ExpressibleByArgument {}
+
+struct Forward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forward frames between interfaces through TPACKET mmap rings.",
+        discussion: """
+            Each worker thread has its own RX and TX ring on every port; per port the workers' \
+            sockets share a PACKET_FANOUT group. Statistics are printed every --stats-interval \
+            seconds and once more on exit (SIGINT or SIGTERM).
+
+            Latency: TPACKET_V3 rings (the default) hand frames over a block at a time, so at low \
+            rates a frame can wait up to --block-timeout-ms. --low-latency switches to TPACKET_V2 \
+            rings, which hand over every frame at once (see docs/design/latency-and-ring-versions.md).
+
+            Example: shunt forward --port veth0 --port veth1 --workers 2 --stats-interval 1
+            """
+    )
+
+    @Option(name: .customLong("port"), help: ArgumentHelp("An interface to forward between (repeat; ports are numbered from 1 in this order).", valueName: "IF"))
+    var ports: [String] = []
+
+    @Option(help: "Worker threads; each has a ring on every port.")
+    var workers: Int = 1
+
+    @Option(help: "xconnect: ports paired 1<->2, 3<->4 (default for two ports); normal: MAC-learning switch (default otherwise).")
+    var mode: ForwardingMode?
+
+    @Option(help: "How PACKET_FANOUT spreads a port's frames over workers: hash (keeps flow order), lb, cpu, qm.")
+    var fanout: FanoutMode = .hash
+
+    @Flag(help: "Use TPACKET_V2 rings: no block timeout, lowest latency at low rates (same as --ring-version v2).")
+    var lowLatency = false
+
+    @Option(help: "TPACKET version of the rings: v3 (block-based RX, the default) or v2 (per-frame).")
+    var ringVersion: RingVersion?
+
+    @Option(help: "RX ring block size in bytes (a multiple of 4096 and of --frame-size).")
+    var blockSize: Int = 1 << 16
+
+    @Option(help: "RX ring blocks (the kernel may give fewer when memory is short).")
+    var blockCount: Int = 64
+
+    @Option(help: "Ring frame size in bytes: bounds the largest frame (MTU + 18 must fit, after the ring header).")
+    var frameSize: Int = 2048
+
+    @Option(help: "TPACKET_V3: milliseconds before a partly filled RX block is handed over (1-1000).")
+    var blockTimeoutMs: Int = 1
+
+    @Option(help: "TX ring frames per port and worker (rounded to whole 64 KiB blocks).")
+    var txFrames: Int = 1024
+
+    @Flag(help: "Send through the qdisc layer (tc and other packet sockets then see forwarded frames; slower).")
+    var noQdiscBypass = false
+
+    @Option(help: "Keep polling the rings this many microseconds after the last frame before sleeping.")
+    var busyPollUs: UInt64 = 200
+
+    @Option(help: "normal mode: seconds after which an unrefreshed MAC entry is forgotten.")
+    var macAging: Double = 300
+
+    @Option(help: "Print statistics every S seconds (0: only the final statistics).")
+    var statsInterval: Double = 0
+
+    @Option(help: "Stop after S seconds (default: run until SIGINT or SIGTERM).")
+    var duration: Double?
+
+    @Flag(help: "Print statistics as JSON lines.")
+    var json = false
+
+    func validate() throws {
+        if ports.isEmpty { throw ValidationError("give the interfaces to forward between: --port IF --port IF") }
+        if statsInterval < 0 { throw ValidationError("--stats-interval must be 0 or more") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be more than 0") }
+        if macAging <= 0 { throw ValidationError("--mac-aging must be more than 0") }
+        if txFrames < 1 { throw ValidationError("--tx-frames must be at least 1") }
+        if lowLatency && ringVersion == .v3 { throw ValidationError("--low-latency uses TPACKET_V2 rings; drop --ring-version v3") }
+    }
+
+    func run() throws {
+        let version: RingVersion = lowLatency ? .v2 : (ringVersion ?? .v3)
+        let rx = RingGeometry(blockSize: blockSize, blockCount: blockCount, frameSize: frameSize,
+                              blockTimeoutMs: version == .v3 ? blockTimeoutMs : 0)
+        let framesPerBlock = max(1, (1 << 16) / max(frameSize, 1))
+        let tx = RingGeometry(blockSize: 1 << 16, blockCount: max(1, (txFrames + framesPerBlock - 1) / framesPerBlock),
+                              frameSize: frameSize, blockTimeoutMs: 0)
+        let config = ForwarderConfig(
+            ports: ports, workers: workers, mode: mode, fanout: fanout,
+            ring: RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: !noQdiscBypass),
+            idle: IdlePolicy(busyPollMicroseconds: busyPollUs),
+            macAgingMs: UInt64(macAging * 1000))
+
+        // Signals are taken synchronously by this thread; workers inherit the blocked mask.
+        Sys.blockTerminationSignals()
+        let forwarder: Forwarder
+        switch Result(catching: { () throws(ForwarderError) -> Forwarder in
+            let f = try Forwarder(config: config)
+            try f.start()
+            return f
+        }) {
+        case .success(let f): forwarder = f
+        case .failure(let error):
+            printError("shunt forward: \(error)")
+            throw ExitCode(2)
+        }
+        let description = "\(config.mode.rawValue) between \(ports.joined(separator: ", ")) with \(workers) worker\(workers == 1 ? "" : "s"), TPACKET_\(version.rawValue.uppercased()) rings"
+        if json {
+            emitLine("{\"type\":\"ready\",\"mode\":\"\(config.mode.rawValue)\",\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(ports.map { "\"\($0)\"" }.joined(separator: ","))]}")
+        } else {
+            printError("shunt: forwarding \(description); Ctrl-C to stop")
+        }
+
+        let start = Sys.monotonicNanoseconds()
+        let deadline = duration.map { start + UInt64($0 * 1e9) }
+        let intervalNs = statsInterval > 0 ? UInt64(statsInterval * 1e9) : nil
+        var nextStats = intervalNs.map { start + $0 }
+        var previous: StatsSnapshot? = nil
+        while true {
+            let now = Sys.monotonicNanoseconds()
+            if let deadline, now >= deadline { break }
+            var wake = now + 1_000_000_000  // housekeeping at least once a second
+            if let n = nextStats { wake = min(wake, n) }
+            if let deadline { wake = min(wake, deadline) }
+            if Sys.waitForTerminationSignal(timeoutNs: wake > now ? wake - now : 0) != nil { break }
+            forwarder.maintain()
+            if let n = nextStats, Sys.monotonicNanoseconds() >= n, let intervalNs {
+                let snap = forwarder.snapshot()
+                emitLine(json ? snap.json(since: previous) : snap.text(since: previous))
+                previous = snap
+                nextStats = n + intervalNs
+            }
+        }
+        let final = forwarder.stopAndCollect()
+        emitLine(json ? final.json(since: nil) : final.text(since: nil))
+    }
+}
