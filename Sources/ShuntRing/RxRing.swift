@@ -106,6 +106,9 @@ public struct RxRing {
         while !batch.isFull {
             let blockBase = base + block * geometry.blockSize
             if !inBlock {
+                // Every block is read and awaiting release: the next "ready" block is one of
+                // ours, not a new one from the kernel.
+                guard releaseCount < geometry.blockCount else { return }
                 guard cshunt_v3_block_status(blockBase) & UInt32(TP_STATUS_USER) != 0 else { return }
                 inBlock = true
                 packetIndex = 0
@@ -133,6 +136,7 @@ public struct RxRing {
     mutating func fillV2(_ batch: inout PacketBatch, port: UInt16) {
         let sllOffset = Int(cshunt_tpacket_align(UInt32(MemoryLayout<tpacket2_hdr>.size)))
         while !batch.isFull {
+            guard releaseCount < geometry.frameCount else { return }  // all read, none released yet
             let frameBase = base + frame * geometry.frameSize
             let status = cshunt_load_acquire_u32(frameBase)
             guard status & UInt32(TP_STATUS_USER) != 0 else { return }

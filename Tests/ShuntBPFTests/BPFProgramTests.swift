@@ -1,0 +1,45 @@
+import CShunt
+import Testing
+import ShuntBPF
+import ShuntSystem
+
+let canLoadBPF: Bool = {
+    let c = Capabilities.current()
+    return (c.has(Capabilities.bpf) || c.has(Capabilities.sysAdmin)) && c.has(Capabilities.netAdmin)
+}()
+
+@Suite(.enabled(if: canLoadBPF, "loading BPF programs needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN: run the tests as root"))
+struct BPFProgramTests {
+    @Test func everyEmbeddedObjectDecodesAsELF() throws {
+        for name in EmbeddedBPF.all.keys {
+            let elf = try EmbeddedBPF.object(name)
+            #expect(Array(elf.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(name)")
+        }
+    }
+
+    @Test func xdpPassPassesFramesUnchanged() throws {
+        let obj = try BPFObject(embedded: "xdp_pass")
+        let frame = (0..<64).map { UInt8($0) }
+        let r = try ProgramTestRun.xdp(programFD: try obj.programFD("xdp_pass"), packet: frame)
+        #expect(r.returnValue == 2)  // XDP_PASS
+        #expect(r.output == frame)
+    }
+
+    @Test func sinkCountsProbesAndDropsEverything() throws {
+        let obj = try BPFObject(embedded: "xdp_sink")
+        let prog = try obj.programFD("xdp_sink")
+        var probe = [UInt8](repeating: 0, count: 90)
+        probe[12] = 0x08; probe[13] = 0x00; probe[14] = 0x45; probe[23] = 17  // IPv4, UDP
+        withUnsafeBytes(of: SHUNT_PROBE_MAGIC.bigEndian) { probe.replaceSubrange(42..<46, with: $0) }
+        let notProbe = [UInt8](repeating: 0xEE, count: 60)
+        let truncated = Array(probe.prefix(20))
+        for frame in [probe, probe, notProbe, truncated] {
+            let r = try ProgramTestRun.xdp(programFD: prog, packet: frame)
+            #expect(r.returnValue == 1)  // XDP_DROP
+        }
+        let perCPU = try BPFMap.lookupPerCPU(fd: try obj.mapFD("sink_counters"), key: 0, as: shunt_sink_counters.self)
+        #expect(perCPU.reduce(0) { $0 + $1.packets } == 4)
+        #expect(perCPU.reduce(0) { $0 + $1.probes } == 2)
+        #expect(perCPU.reduce(0) { $0 + $1.bytes } == 90 + 90 + 60 + 20)
+    }
+}
