@@ -34,12 +34,15 @@ let package = Package(
             dependencies: ["CLibbpf", "CShunt", "ShuntSystem"],
             plugins: ["BPFCompiler"]
         ),
+        // Test traffic for `shunt gen` / `shunt sink`: the template frame, pacing, the latency
+        // histogram. Pure logic, no syscalls.
+        .target(name: "ShuntTraffic", dependencies: ["CShunt"]),
         // Wiring: worker threads, statistics, lifecycle.
         .target(name: "ShuntForwarder", dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF"]),
         .executableTarget(
             name: "shunt",
             dependencies: [
-                "ShuntForwarder", "ShuntBPF", "ShuntSystem",
+                "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntTraffic", "CShunt",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -13,8 +13,8 @@
 const volatile struct shunt_gen_config gen_config = { .stream = 0, .flows = 1, .base_sport = 1024 };
 
 struct gen_state {
-	__u64 next_seq;
-	__u64 sent;
+	__u64 next_seq; /* frames stamped so far */
+	__u64 sent;     /* unused */
 };
 
 struct {
@@ -44,8 +44,7 @@ int xdp_gen(struct xdp_md *ctx)
 
 	struct shunt_probe *probe = data + SHUNT_PROBE_OFFSET;
 	probe->magic = bpf_htonl(SHUNT_PROBE_MAGIC);
-	probe->stream = gen_config.stream;
-	probe->sequence = seq;
+	probe->sequence = (__u32)seq;
 	probe->sent_ns = bpf_ktime_get_ns();
 	return XDP_TX;
 }

@@ -57,18 +57,25 @@ int xdp_sink(struct xdp_md *ctx)
 	if ((void *)(probe + 1) > data_end || probe->magic != bpf_htonl(SHUNT_PROBE_MAGIC))
 		return XDP_DROP;
 
-	c->probes++;
-	__u64 seq = probe->sequence;
-	if (seq + 1 > c->max_seq)
-		c->max_seq = seq + 1;
-	else
-		c->reordered++;
+	/* Sequences are 32-bit on the wire: compare them as serial numbers (RFC 1982) against the
+	 * highest seen on this CPU, whose extended 64-bit value (+1) max_seq keeps. */
+	__u32 seq = probe->sequence;
+	if (c->probes++ == 0) {
+		c->max_seq = (__u64)seq + 1;
+	} else {
+		__s32 ahead = (__s32)(seq - (__u32)(c->max_seq - 1));
+		if (ahead > 0)
+			c->max_seq += (__u64)ahead;
+		else
+			c->reordered++;
+	}
 	__u64 now = bpf_ktime_get_ns();
 	__u64 us = now > probe->sent_ns ? (now - probe->sent_ns) / 1000 : 0;
 	__u32 bucket;
 	if (us < SHUNT_LAT_LINEAR_US) {
 		bucket = us;
 	} else {
+		/* us >= SHUNT_LAT_LINEAR_US = 2^12: bucket LINEAR + k holds [2^(12+k), 2^(13+k)) us */
 		bucket = SHUNT_LAT_LINEAR_US + log2_u64(us) - 12;
 		if (bucket >= SHUNT_LAT_BUCKETS)
 			bucket = SHUNT_LAT_BUCKETS - 1;

@@ -4,14 +4,16 @@
 #endif
 #include "CShunt.h"
 #include <pthread.h>
+#include <sys/prctl.h>
 
 /* Layout assumptions the Swift ring code makes. */
 _Static_assert(sizeof(struct tpacket3_hdr) == 48, "tpacket3_hdr layout");
 _Static_assert(sizeof(struct tpacket2_hdr) == 32, "tpacket2_hdr layout");
 _Static_assert(offsetof(struct tpacket3_hdr, tp_status) == 20, "tpacket3 tp_status");
 _Static_assert(offsetof(struct tpacket2_hdr, tp_status) == 0, "tpacket2 tp_status");
-_Static_assert(sizeof(struct shunt_probe) == 24, "probe layout");
+_Static_assert(sizeof(struct shunt_probe) == 16 && SHUNT_PROBE_OFFSET + 16 <= 60, "probe layout: fits a 60-byte frame");
 _Static_assert(sizeof(struct tpacket_req3) == 28, "tpacket_req3 layout");
 
 int cshunt_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 int cshunt_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
+int cshunt_set_timer_slack(unsigned long ns) { return prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0); }

@@ -167,6 +167,13 @@ public enum Sys {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// Sets the calling thread's timer slack (how late the kernel may end its timed sleeps;
+    /// 50 us by default). Pacing `shunt gen` sleeps in steps of 100 us and less.
+    @inline(never)
+    public static func setTimerSlack(nanoseconds: UInt) {
+        _ = cshunt_set_timer_slack(nanoseconds)
+    }
+
     /// Blocks SIGINT and SIGTERM in the calling thread (and every thread it creates later).
     @inline(never)
     public static func blockTerminationSignals() {

@@ -25,11 +25,12 @@ enum shunt_drop_reason {
 	SHUNT_DROP__MAX
 };
 
-/* The traffic generator stamps this into the UDP payload of every frame it sends. */
+/* The traffic generator stamps this into the UDP payload of every frame it sends. It must fit
+ * the smallest frame: a 60-byte frame (64 on the wire) has 60 - 42 = 18 bytes of UDP payload,
+ * hence 16 bytes, a 32-bit sequence (the sink compares sequences modulo 2^32) and no stream id. */
 struct shunt_probe {
 	__u32 magic;      /* SHUNT_PROBE_MAGIC, network byte order */
-	__u32 stream;     /* stream id */
-	__u64 sequence;   /* per-stream sequence number, from 0 */
+	__u32 sequence;   /* sequence number, from 0, wrapping at 2^32 */
 	__u64 sent_ns;    /* CLOCK_MONOTONIC at send (bpf_ktime_get_ns) */
 };
 #define SHUNT_PROBE_MAGIC 0x5348554eU /* "SHUN" */
@@ -39,7 +40,7 @@ struct shunt_probe {
 
 /* Configuration of xdp_gen (read-only data, set before load). */
 struct shunt_gen_config {
-	__u32 stream;
+	__u32 stream;     /* reserved: not carried by the (16-byte) probe */
 	__u32 flows;      /* UDP source ports cycle over this many values */
 	__u16 base_sport; /* host byte order */
 	__u16 pad;
@@ -56,8 +57,8 @@ struct shunt_sink_counters {
 	__u64 packets;
 	__u64 bytes;
 	__u64 probes;      /* packets that carried a struct shunt_probe */
-	__u64 max_seq;     /* highest sequence number seen + 1 */
-	__u64 reordered;   /* probes whose sequence was below the highest seen on that CPU */
+	__u64 max_seq;     /* highest sequence number seen + 1, extended past 2^32 */
+	__u64 reordered;   /* probes whose sequence was not above the highest seen on that CPU */
 };
 
 #endif /* __SHUNT_ABI_H */

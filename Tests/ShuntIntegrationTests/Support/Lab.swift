@@ -1,0 +1,109 @@
+import Foundation
+import ShuntSystem
+import Testing
+
+/// Whether this process may build namespaces and open packet sockets (root with the capabilities).
+let canRunNetnsTests: Bool = {
+    let c = Capabilities.current()
+    let hasIP = FileManager.default.isExecutableFile(atPath: "/usr/bin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
+    return c.has(Capabilities.netAdmin) && c.has(Capabilities.netRaw) && c.has(Capabilities.sysAdmin) && hasIP
+}()
+let netnsSkipReason: Comment = "netns integration tests need root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) and iproute2; run `swift test` as root"
+
+/// Runs a command, returns its exit status and output.
+@discardableResult
+func run(_ args: [String], check: Bool = true) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    let result = (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    if check && result.0 != 0 {
+        throw LabError.command(args.joined(separator: " "), result.2)
+    }
+    return result
+}
+
+enum LabError: Error, CustomStringConvertible {
+    case command(String, String)
+    case timeout(String)
+    var description: String {
+        switch self {
+        case .command(let c, let e): "`\(c)` failed: \(e)"
+        case .timeout(let what): "timed out waiting for \(what)"
+        }
+    }
+}
+
+/// Namespaces joined by veths around one forwarder namespace, removed on deinit (also when a
+/// test fails). Each side namespace `n` holds interface `n`0, whose peer in `fwd` is `p`+index.
+///
+///     [side0] side0_0 <-> p0 [fwd] p1 <-> side1_0 [side1] ...
+final class Lab {
+    private static let counter = NSLock()
+    nonisolated(unsafe) private static var next = 0
+
+    let prefix: String
+    let sides: [String]
+    var fwd: String { prefix + "fwd" }
+
+    /// - Parameter sides: names of the endpoint namespaces, in port order.
+    init(_ sides: [String] = ["gen", "sink"], mtu: Int? = nil) throws {
+        Self.counter.lock()
+        Self.next += 1
+        let n = Self.next
+        Self.counter.unlock()
+        prefix = "shuntt\(getpid() % 100000)x\(n)-"
+        self.sides = sides
+        do {
+            try run(["ip", "netns", "add", fwd])
+            try run(["ip", "-n", fwd, "link", "set", "lo", "up"])
+            for (i, side) in sides.enumerated() {
+                let ns = prefix + side
+                try run(["ip", "netns", "add", ns])
+                try run(["ip", "link", "add", "\(side)0", "netns", ns, "type", "veth", "peer", "name", "p\(i)", "netns", fwd])
+                if let mtu {
+                    try run(["ip", "-n", ns, "link", "set", "\(side)0", "mtu", "\(mtu)"])
+                    try run(["ip", "-n", fwd, "link", "set", "p\(i)", "mtu", "\(mtu)"])
+                }
+                try run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+                try run(["ip", "-n", ns, "link", "set", "\(side)0", "up"])
+                try run(["ip", "-n", fwd, "link", "set", "p\(i)", "up"])
+            }
+            try run(["ip", "netns", "exec", fwd, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+        } catch {
+            teardown()
+            throw error
+        }
+    }
+
+    deinit { teardown() }
+
+    private func teardown() {
+        _ = try? run(["ip", "netns", "del", fwd], check: false)
+        for side in sides { _ = try? run(["ip", "netns", "del", prefix + side], check: false) }
+    }
+
+    func ns(_ side: String) -> String { prefix + side }
+    func port(_ i: Int) -> String { "p\(i)" }
+    func interface(_ side: String) -> String { side + "0" }
+
+    func addAddress(_ side: String, _ cidr: String) throws {
+        try run(["ip", "-n", ns(side), "addr", "add", cidr, "dev", interface(side)])
+    }
+
+    /// Packets the kernel counted as received on a side's interface.
+    func rxPackets(_ side: String) throws -> UInt64 {
+        let out = try run(["ip", "-n", ns(side), "-s", "-j", "link", "show", interface(side)]).out
+        let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [[String: Any]]
+        let stats = json[0]["stats64"] as! [String: Any]
+        return (stats["rx"] as! [String: Any])["packets"] as! UInt64
+    }
+}
