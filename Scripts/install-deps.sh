@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Shunt builds and tests with, only those that are missing.
+# Usage: Scripts/install-deps.sh [--bench]   (--bench adds the peers the benchmark compares against)
+set -euo pipefail
+packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev)
+if [[ "${1:-}" == "--bench" ]]; then
+    packages+=(dpdk-dev coreutils)
+fi
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then echo "Scripts/install-deps.sh: run as root to install packages" >&2; exit 1; fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, BPF program tests (BPF_PROG_TEST_RUN) and the netns
+# integration tests on real veths (these need root; without it they are skipped with a reason).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ $(id -u) -eq 0 ]]; then Scripts/install-deps.sh; fi
+# Namespaces of an earlier run that was killed before its cleanup (tests name theirs shuntt<pid>x<n>-).
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^shuntt' || true); do
+    pid=${ns#shuntt}; pid=${pid%%x*}
+    kill -0 "$pid" 2>/dev/null || ip netns del "$ns" 2>/dev/null || true
+done
+swift build --build-tests
+swift test --skip-build "$@"
