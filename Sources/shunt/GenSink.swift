@@ -9,6 +9,7 @@ import ShuntTraffic
 // Both print one JSON line when done, on stdout; errors are one line on stderr.
 
 struct Gen: ParsableCommand {
+    static let name = "gen"
     static let configuration = CommandConfiguration(
         abstract: "Send UDP/IPv4 test frames out of an interface through XDP (xdp_gen, live frames).",
         discussion: """
@@ -59,16 +60,16 @@ struct Gen: ParsableCommand {
 
     func validate() throws {
         if !TestFrameSpec.sizes.contains(size) {
-            throw ValidationError("--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(size)")
+            throw oneLineError(Self.name, "--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(size)")
         }
-        if !(1...(65535 - 1024)).contains(flows) { throw ValidationError("--flows must be between 1 and \(65535 - 1024)") }
-        if let count, count == 0 { throw ValidationError("--count must be at least 1") }
-        if let duration, !(duration > 0) { throw ValidationError("--duration must be more than 0") }
-        if let rate, !(rate > 0) || !rate.isFinite { throw ValidationError("--rate must be more than 0") }
-        if !(tickUs >= 1) { throw ValidationError("--tick-us must be at least 1") }
-        if !(1...256).contains(batchSize) { throw ValidationError("--batch-size must be between 1 and 256") }
-        if parseMAC(dstMac) == nil { throw ValidationError("--dst-mac: not a MAC address: \(dstMac)") }
-        if parseMAC(srcMac) == nil { throw ValidationError("--src-mac: not a MAC address: \(srcMac)") }
+        if !(1...(65535 - 1024)).contains(flows) { throw oneLineError(Self.name, "--flows must be between 1 and \(65535 - 1024)") }
+        if let count, count == 0 { throw oneLineError(Self.name, "--count must be at least 1") }
+        if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
+        if let rate, !(rate > 0) || !rate.isFinite { throw oneLineError(Self.name, "--rate must be more than 0") }
+        if !(tickUs >= 1) { throw oneLineError(Self.name, "--tick-us must be at least 1") }
+        if !(1...256).contains(batchSize) { throw oneLineError(Self.name, "--batch-size must be between 1 and 256") }
+        if parseMAC(dstMac) == nil { throw oneLineError(Self.name, "--dst-mac: not a MAC address: \(dstMac)") }
+        if parseMAC(srcMac) == nil { throw oneLineError(Self.name, "--src-mac: not a MAC address: \(srcMac)") }
     }
 
     func run() throws {
@@ -206,6 +207,7 @@ private struct ChunkSender {
 }
 
 struct Sink: ParsableCommand {
+    static let name = "sink"
     static let configuration = CommandConfiguration(
         abstract: "Count and time test frames arriving at an interface (xdp_sink), then drop them.",
         discussion: """
@@ -231,8 +233,8 @@ struct Sink: ParsableCommand {
     var pollMs: Double = 10
 
     func validate() throws {
-        if let duration, !(duration > 0) { throw ValidationError("--duration must be more than 0") }
-        if !(pollMs >= 1) { throw ValidationError("--poll-ms must be at least 1") }
+        if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
+        if !(pollMs >= 1) { throw oneLineError(Self.name, "--poll-ms must be at least 1") }
     }
 
     func run() throws {
@@ -323,6 +325,13 @@ struct Sink: ParsableCommand {
         }
         return t
     }
+}
+
+/// Prints "shunt CMD: message" as one line on stderr and returns the exit code of a usage error
+/// (ArgumentParser's ValidationError would add the usage lines).
+private func oneLineError(_ command: String, _ message: String) -> ExitCode {
+    printError("shunt \(command): \(message)")
+    return ExitCode.validationFailure
 }
 
 /// A finite number for JSON with `digits` decimals (non-finite values become 0).

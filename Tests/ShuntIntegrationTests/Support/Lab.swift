@@ -60,7 +60,7 @@ final class Lab {
         Self.next += 1
         let n = Self.next
         Self.counter.unlock()
-        prefix = "shuntt\(getpid() % 100000)x\(n)-"
+        prefix = "shuntt\(getpid())x\(n)-"
         self.sides = sides
         do {
             try run(["ip", "netns", "add", fwd])
