@@ -4,7 +4,7 @@
 #endif
 #include "CShunt.h"
 #include <pthread.h>
-#include <sys/prctl.h>
+#include <signal.h>
 
 /* Layout assumptions the Swift ring code makes. */
 _Static_assert(sizeof(struct tpacket3_hdr) == 48, "tpacket3_hdr layout");
@@ -16,4 +16,13 @@ _Static_assert(sizeof(struct tpacket_req3) == 28, "tpacket_req3 layout");
 
 int cshunt_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 int cshunt_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
-int cshunt_set_timer_slack(unsigned long ns) { return prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0); }
+
+static void cshunt_interrupt_handler(int sig) { (void)sig; }
+int cshunt_install_interrupt_handler(int sig) {
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = cshunt_interrupt_handler;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART */
+	return sigaction(sig, &sa, NULL);
+}

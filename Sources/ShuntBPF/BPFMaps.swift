@@ -24,3 +24,14 @@ public enum BPFMap {
         return buffer.load(as: T.self)
     }
 }
+
+extension BPFMap {
+    /// Writes element `key` of a (non-per-CPU) map.
+    public static func update<T>(fd: Int32, key: UInt32, value: T) throws {
+        var k = key
+        let rc = withUnsafeBytes(of: value) { bytes in
+            bpf_map_update_elem(fd, &k, bytes.baseAddress, UInt64(BPF_ANY))
+        }
+        if rc != 0 { throw BPFError.libbpf(step: "bpf_map_update_elem", errno: errno) }
+    }
+}

@@ -72,6 +72,10 @@ public final class WorkerThread: @unchecked Sendable {
     }
 
     public func join() { pthread_join(handle, nil) }
+
+    /// Sends `signal` to this thread (pthread_kill); with `Sys.installInterruptHandler` it breaks
+    /// the thread out of a blocking system call. Only before `join()`.
+    public func interrupt(signal: Int32) { _ = pthread_kill(handle, signal) }
 }
 
 /// A network namespace by name (`ip netns add NAME` keeps it at /run/netns/NAME).

@@ -167,11 +167,11 @@ public enum Sys {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
-    /// Sets the calling thread's timer slack (how late the kernel may end its timed sleeps;
-    /// 50 us by default). Pacing `shunt gen` sleeps in steps of 100 us and less.
+    /// Makes `signal` (e.g. SIGUSR1) do nothing but interrupt the system call the receiving
+    /// thread is blocked in, which then fails with EINTR. See `WorkerThread.interrupt`.
     @inline(never)
-    public static func setTimerSlack(nanoseconds: UInt) {
-        _ = cshunt_set_timer_slack(nanoseconds)
+    public static func installInterruptHandler(signal: Int32) throws(SystemError) {
+        _ = try check(cshunt_install_interrupt_handler(signal), "sigaction")
     }
 
     /// Blocks SIGINT and SIGTERM in the calling thread (and every thread it creates later).

@@ -19,10 +19,13 @@ struct Gen: ParsableCommand {
             (struct shunt_probe) and leaves IF by XDP_TX. On a veth, frames reach the peer only \
             when the peer has GRO on or an XDP program (`ethtool -K PEER gro on`).
 
-            Without --rate frames go out as fast as the kernel takes them, in calls of about one \
-            second each. With --rate they go out in chunks of rate x --tick-us frames, paced \
-            against CLOCK_MONOTONIC. Runs until --count, --duration, SIGINT or SIGTERM, then \
-            prints {"type":"final","sent":..,"duration_s":..,"pps":..,...}.
+            Without --rate frames go out as fast as the kernel takes them. With --rate xdp_gen \
+            spaces them evenly itself (CLOCK_MONOTONIC, per frame, no bursts): the test run keeps \
+            one CPU busy either way. Runs until --count, --duration, SIGINT or SIGTERM, then \
+            prints {"type":"final","sent":..,"duration_s":..,"pps":..,...}, duration and rate \
+            measured between the first frame sent and the last. "sent" counts the frames \
+            handed to XDP_TX: frames the interface then drops (a veth peer without GRO or XDP, \
+            a full queue) are in it.
 
             Example: shunt gen --port gen0 --size 60 --duration 5 --rate 1000000
             """
@@ -52,11 +55,19 @@ struct Gen: ParsableCommand {
     @Option(help: "Source MAC address of the frames.")
     var srcMac: String = "02:00:00:00:00:01"
 
-    @Option(help: "With --rate: target spacing of chunks, in microseconds (chunks are bursts).")
-    var tickUs: Double = 100
+    @Option(help: "With --rate: a frame later than this (the CPU was busy) moves the schedule up instead of being caught up in a burst, in microseconds. Default: 50, or two frame intervals if longer.")
+    var maxLagUs: Double?
 
-    @Option(help: "Frames per XDP batch inside the kernel (1-256).")
-    var batchSize: UInt32 = 64
+    @Option(help: "Frames per XDP batch inside the kernel (1-256). Frames leave at the end of their batch, so a batch adds up to its duration to the measured latency. Default: 64 flat out; with --rate, 4 up to 1.5 Mpps and 16 above.")
+    var batchSize: UInt32?
+
+    /// Small batches when paced: at 10 kpps a batch of 64 runs (mostly not yet due) held each
+    /// frame back ~3 us on average, a batch of 4 under 1 us; 4 still reaches 2 Mpps, 16 ~4 Mpps.
+    private var effectiveBatchSize: UInt32 {
+        if let batchSize { return batchSize }
+        guard let rate else { return 64 }
+        return rate <= 1_500_000 ? 4 : 16
+    }
 
     func validate() throws {
         if !TestFrameSpec.sizes.contains(size) {
@@ -66,8 +77,8 @@ struct Gen: ParsableCommand {
         if let count, count == 0 { throw oneLineError(Self.name, "--count must be at least 1") }
         if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
         if let rate, !(rate > 0) || !rate.isFinite { throw oneLineError(Self.name, "--rate must be more than 0") }
-        if !(tickUs >= 1) { throw oneLineError(Self.name, "--tick-us must be at least 1") }
-        if !(1...256).contains(batchSize) { throw oneLineError(Self.name, "--batch-size must be between 1 and 256") }
+        if let maxLagUs, !(maxLagUs >= 0) { throw oneLineError(Self.name, "--max-lag-us must be 0 or more") }
+        if let batchSize, !(1...256).contains(batchSize) { throw oneLineError(Self.name, "--batch-size must be between 1 and 256") }
         if parseMAC(dstMac) == nil { throw oneLineError(Self.name, "--dst-mac: not a MAC address: \(dstMac)") }
         if parseMAC(srcMac) == nil { throw oneLineError(Self.name, "--src-mac: not a MAC address: \(srcMac)") }
     }
@@ -78,131 +89,135 @@ struct Gen: ParsableCommand {
             printError("shunt gen: no interface named \(port) in this network namespace")
             throw ExitCode(2)
         }
+        // XDP_TX out of a down interface drops every frame without an error: refuse instead.
+        if let sock = try? Sys.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue), protocol: 0) {
+            defer { Sys.close(sock) }
+            if let flags = try? Sys.interfaceFlags(port, using: sock), flags & Int32(IFF_UP) == 0 {
+                printError("shunt gen: \(port) is down")
+                throw ExitCode(2)
+            }
+        }
         var spec = TestFrameSpec(size: size)
         spec.destinationMAC = parseMAC(dstMac)!
         spec.sourceMAC = parseMAC(srcMac)!
-        let frame = spec.bytes()
 
-        let programFD: Int32
         let object: BPFObject
+        let run: GenRun
         do {
             let config = shunt_gen_config(stream: 0, flows: UInt32(flows), base_sport: spec.sourcePort, pad: 0)
             object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(config) }
-            programFD = try object.programFD("xdp_gen")
+            var state = shunt_gen_state()
+            state.limit = count ?? 0
+            if let rate {
+                let interval = FrameInterval(rate: rate)
+                state.interval_ns = interval.nanoseconds
+                state.interval_frac = interval.fraction
+            }
+            state.max_lag_ns = UInt64((maxLagUs ?? max(50, rate.map { 2e6 / $0 } ?? 0)) * 1000)
+            run = GenRun(programFD: try object.programFD("xdp_gen"), stateFD: try object.mapFD("gen_state"),
+                         frame: spec.bytes(), ifindex: ifindex, batchSize: effectiveBatchSize)
+            try BPFMap.update(fd: run.stateFD, key: 0, value: state)
+            try Sys.installInterruptHandler(signal: SIGUSR1)
         } catch {
             printError("shunt gen: \(error)")
             throw ExitCode(2)
         }
 
-        var sender = ChunkSender(programFD: programFD, frame: frame, ifindex: ifindex, batchSize: batchSize)
+        // One thread sits in BPF_PROG_TEST_RUN (xdp_gen paces inside the kernel); this one
+        // watches the clock, the count and the termination signals, and ends the run with SIGUSR1.
         let start = Sys.monotonicNanoseconds()
         let deadline = duration.map { start + UInt64($0 * 1e9) }
-        var skipped: UInt64 = 0
-        do {
-            if let rate {
-                Sys.setTimerSlack(nanoseconds: 1)
-                skipped = try sendPaced(&sender, rate: rate, start: start, deadline: deadline)
-            } else {
-                try sendFlatOut(&sender, start: start, deadline: deadline)
-            }
-        } catch {
-            printError("shunt gen: \(error)" + (sender.sent == 0 ? " (is \(port) up?)" : ""))
+        let thread: WorkerThread
+        do { thread = try WorkerThread(name: "shunt-gen") { run.send() } } catch {
+            printError("shunt gen: \(error)")
+            throw ExitCode(1)
+        }
+        while !run.done {
+            if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { break }
+            if let deadline, Sys.monotonicNanoseconds() >= deadline { break }
+            if let count, let s = try? run.state(), s.next_seq >= count { break }
+        }
+        run.stop()
+        while !run.done {
+            thread.interrupt(signal: SIGUSR1)
+            _ = Sys.waitForTerminationSignal(timeoutNs: 1_000_000)
+        }
+        thread.join()
+        let wall = Double(Sys.monotonicNanoseconds() - start) / 1e9
+        if let error = run.error {
+            printError("shunt gen: \(error)")
+            throw ExitCode(1)
+        }
+        let state: shunt_gen_state
+        do { state = try run.state() } catch {
+            printError("shunt gen: reading the state: \(error)")
             throw ExitCode(1)
         }
         withExtendedLifetime(object) {}
 
-        let seconds = Double(sender.lastEnd > start ? sender.lastEnd - start : 0) / 1e9
-        let pps = seconds > 0 ? Double(sender.sent) / seconds : 0
-        var reached = true
-        if let rate, pps < rate * 0.995 {
-            reached = false
-            printError("shunt gen: asked for \(Int(rate)) pps, reached \(Int(pps)) pps")
-        }
+        // duration and rate between the first frame and the last
+        let sent = state.next_seq
+        let seconds = sent > 1 ? Double(state.last_ns - state.first_ns) / 1e9 : 0
+        let pps = seconds > 0 ? Double(sent - 1) / seconds : 0
         var fields = [
             "\"type\":\"final\"", "\"port\":\"\(port)\"", "\"size\":\(size)", "\"flows\":\(flows)",
-            "\"sent\":\(sender.sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
+            "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
             "\"bps\":\(json(pps * Double(size + 24) * 8, 0))",  // on the wire: + FCS, preamble, IFG
-            "\"calls\":\(sender.calls)",
+            "\"wall_s\":\(json(wall, 3))", "\"batch_size\":\(effectiveBatchSize)",
         ]
         if let rate {
-            fields += ["\"rate\":\(json(rate, 1))", "\"rate_reached\":\(reached)", "\"skipped\":\(skipped)"]
+            let reached = pps >= rate * 0.995
+            if !reached { printError("shunt gen: asked for \(Int(rate)) pps, reached \(Int(pps)) pps") }
+            fields += ["\"rate\":\(json(rate, 1))", "\"rate_reached\":\(reached)",
+                       "\"lag_skips\":\(state.lag_skips)", "\"skipped_us\":\(state.skipped_ns / 1000)"]
         }
         emitLine("{" + fields.joined(separator: ",") + "}")
     }
-
-    /// Flat out: calls of about a second's worth each (the first one calibrates), the last one
-    /// sized to end near the deadline. Checks for SIGINT/SIGTERM between calls.
-    private func sendFlatOut(_ s: inout ChunkSender, start: UInt64, deadline: UInt64?) throws {
-        var chunk: UInt64 = 1 << 16
-        while Sys.waitForTerminationSignal(timeoutNs: 0) == nil {
-            let now = Sys.monotonicNanoseconds()
-            if let deadline, now >= deadline { break }
-            var n = chunk
-            if let count { n = min(n, count - s.sent) }
-            if let deadline, s.sent > 0 {
-                let pps = Double(s.sent) / Double(now - start) * 1e9
-                n = min(n, max(UInt64(batchSize), UInt64(pps * Double(deadline - now) / 1e9)))
-            }
-            if n == 0 { break }
-            try s.send(n)
-            // about one second per call: stops and signals are seen within a second
-            let pps = Double(s.sent) / Double(max(1, s.lastEnd - start)) * 1e9
-            chunk = UInt64(min(max(pps, 65536), Double(Int32.max)))
-        }
-    }
-
-    /// Paced: whenever at least rate x tick frames are due, one call sends what is due (at most
-    /// 20 ticks' worth: anything more is skipped, not sent as one large burst). Returns skipped.
-    private func sendPaced(_ s: inout ChunkSender, rate: Double, start: UInt64, deadline: UInt64?) throws -> UInt64 {
-        var pacer = Pacer(rate: rate, tickNs: UInt64(tickUs * 1000))
-        while true {
-            let now = Sys.monotonicNanoseconds()
-            if let deadline, now >= deadline { break }
-            let left = count.map { $0 - s.sent } ?? .max
-            if left == 0 { break }
-            let n = pacer.take(elapsedNs: now - start, limit: left)
-            if n > 0 {
-                try s.send(n)
-                if Sys.waitForTerminationSignal(timeoutNs: 0) != nil { break }
-                continue
-            }
-            var wake = start + pacer.nextDueNs
-            if let deadline { wake = min(wake, deadline) }
-            if wake > now, Sys.waitForTerminationSignal(timeoutNs: wake - now) != nil { break }
-        }
-        return pacer.skipped
-    }
 }
 
-/// One BPF_PROG_TEST_RUN (live frames) call per chunk. Signals are blocked, so a call always
-/// completes and `sent` is exact (frames the kernel ran xdp_gen on and passed to XDP_TX).
-private struct ChunkSender {
+/// The sending thread's side: BPF_PROG_TEST_RUN calls with live frames, as long as the kernel
+/// allows (2^31 - 1 runs of xdp_gen each), until stopped. A call interrupted by the stop signal
+/// fails with EINTR; the counts are in the gen_state map, not in the call's result.
+private final class GenRun: @unchecked Sendable {
     let programFD: Int32
+    let stateFD: Int32
     let frame: [UInt8]
     let ifindex: Int32
     let batchSize: UInt32
-    var sent: UInt64 = 0
-    var calls: UInt64 = 0
-    var lastEnd: UInt64 = 0
+    private let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: 2)  // [stop, done]
+    private(set) var error: Error?  // written by the sender, read after done
 
-    init(programFD: Int32, frame: [UInt8], ifindex: Int32, batchSize: UInt32) {
+    init(programFD: Int32, stateFD: Int32, frame: [UInt8], ifindex: Int32, batchSize: UInt32) {
         self.programFD = programFD
+        self.stateFD = stateFD
         self.frame = frame
         self.ifindex = ifindex
         self.batchSize = batchSize
+        flags.initialize(repeating: 0, count: 2)
     }
 
-    mutating func send(_ n: UInt64) throws {
-        var left = n
-        while left > 0 {
-            let c = UInt32(min(left, UInt64(Int32.max)))
-            try ProgramTestRun.xdpLiveFrames(programFD: programFD, packet: frame, ifindex: ifindex,
-                                             repeat: c, batchSize: min(batchSize, c))
-            left -= UInt64(c)
-            sent += UInt64(c)
-            calls += 1
+    deinit { flags.deallocate() }
+
+    var done: Bool { cshunt_load_acquire_u32(flags + 1) != 0 }
+    func stop() { cshunt_store_release_u32(flags, 1) }
+
+    func state() throws -> shunt_gen_state {
+        try BPFMap.lookup(fd: stateFD, key: 0, as: shunt_gen_state.self)
+    }
+
+    func send() {
+        while cshunt_load_acquire_u32(flags) == 0 {
+            do {
+                try ProgramTestRun.xdpLiveFrames(programFD: programFD, packet: frame, ifindex: ifindex,
+                                                 repeat: UInt32(Int32.max), batchSize: batchSize)
+            } catch BPFError.libbpf(_, let e) where e == EINTR {
+                continue
+            } catch {
+                self.error = error
+                break
+            }
         }
-        lastEnd = Sys.monotonicNanoseconds()
+        cshunt_store_release_u32(flags + 1, 1)
     }
 }
 

@@ -80,8 +80,9 @@ enum { CSHUNT_V2_STATUS_OFFSET = offsetof(struct tpacket2_hdr, tp_status),
 int cshunt_setns_net(int fd);
 /* pthread_setname_np also needs _GNU_SOURCE. */
 int cshunt_set_thread_name(const char *name);
-/* prctl(PR_SET_TIMERSLACK): prctl is variadic, which Swift cannot call. */
-int cshunt_set_timer_slack(unsigned long ns);
+/* Installs a handler that does nothing for `sig`, without SA_RESTART: the signal then only
+ * interrupts the system call a thread is blocked in (EINTR). */
+int cshunt_install_interrupt_handler(int sig);
 
 static inline int cshunt_if_mtu(int sock, const char *name, int *mtu) {
 	struct ifreq ifr;

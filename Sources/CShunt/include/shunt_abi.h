@@ -46,6 +46,23 @@ struct shunt_gen_config {
 	__u16 pad;
 };
 
+/* The state of xdp_gen: the one element of its array map gen_state. Userspace writes the
+ * pacing fields before the run; the program keeps the rest. The program is run by one thread at
+ * a time (BPF_PROG_TEST_RUN), so plain updates are enough. */
+struct shunt_gen_state {
+	__u64 next_seq;       /* frames sent (XDP_TX) so far: the sequence of the next one */
+	__u64 limit;          /* send at most this many frames, then drop (0: no limit) */
+	__u64 interval_ns;    /* pacing: gap between frames, whole nanoseconds (with frac 0: flat out) */
+	__u32 interval_frac;  /*         and its fraction, in units of 2^-32 ns */
+	__u32 due_frac;       /* fraction of due_ns */
+	__u64 due_ns;         /* when the next frame is due (0: at the first run) */
+	__u64 max_lag_ns;     /* a frame more than this late moves the schedule up instead of bursting */
+	__u64 lag_skips;      /* how often the schedule moved up */
+	__u64 skipped_ns;     /* by how much in total */
+	__u64 first_ns;       /* bpf_ktime_get_ns() of the first frame sent */
+	__u64 last_ns;        /* and of the last */
+};
+
 /* The sink's latency histogram: 1 us buckets up to SHUNT_LAT_LINEAR_US, then one bucket per
  * power of two (log2 of microseconds) up to SHUNT_LAT_BUCKETS. */
 #define SHUNT_LAT_LINEAR_US 4096
