@@ -111,7 +111,7 @@ public final class Forwarder {
         // Every worker gets a socket on every port; per port, the sockets form one fanout group.
         var rings: [[RingPort]] = Array(repeating: [], count: config.workers)
         do throws(RingSetupError) {
-            for (p, info) in infos.enumerated() {
+            for info in infos {
                 var group: UInt16? = nil
                 for w in 0..<config.workers {
                     let fanout: (mode: FanoutMode, group: UInt16?)? = config.workers > 1 ? (config.fanout, group) : nil
@@ -122,7 +122,6 @@ public final class Forwarder {
                         }
                     }
                     rings[w].append(port)
-                    _ = p
                 }
             }
         } catch { throw .setup(error) }
