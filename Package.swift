@@ -37,12 +37,20 @@ let package = Package(
         // Test traffic for `shunt gen` / `shunt sink`: the template frame, pacing, the latency
         // histogram. Pure logic, no syscalls.
         .target(name: "ShuntTraffic", dependencies: ["CShunt"]),
+        // The OpenFlow-style pipeline: flow syntax (ovs-ofctl), tuple-space classifier, translation
+        // of a packet's key into a flat datapath action list. Pure logic, no syscalls.
+        .target(name: "ShuntPipeline", dependencies: ["ShuntCore"]),
+        // The control socket (`shunt forward --control`) and its client (`shunt ctl`).
+        .target(name: "ShuntControl", dependencies: ["ShuntSystem"]),
         // Wiring: worker threads, statistics, lifecycle.
-        .target(name: "ShuntForwarder", dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF"]),
+        .target(
+            name: "ShuntForwarder",
+            dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF", "ShuntPipeline", "ShuntControl"]
+        ),
         .executableTarget(
             name: "shunt",
             dependencies: [
-                "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntTraffic", "CShunt",
+                "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntTraffic", "CShunt", "ShuntPipeline", "ShuntControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -52,6 +60,8 @@ let package = Package(
         .testTarget(name: "ShuntCoreTests", dependencies: ["ShuntCore"]),
         .testTarget(name: "ShuntRingTests", dependencies: ["ShuntRing", "CShunt"]),
         .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore"]),
+        .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),
+        .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
         .testTarget(
             name: "ShuntIntegrationTests",
             dependencies: ["shunt", "ShuntSystem", "ShuntCore"]

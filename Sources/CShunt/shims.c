@@ -13,6 +13,9 @@ _Static_assert(offsetof(struct tpacket3_hdr, tp_status) == 20, "tpacket3 tp_stat
 _Static_assert(offsetof(struct tpacket2_hdr, tp_status) == 0, "tpacket2 tp_status");
 _Static_assert(sizeof(struct shunt_probe) == 16 && SHUNT_PROBE_OFFSET + 16 <= 60, "probe layout: fits a 60-byte frame");
 _Static_assert(sizeof(struct tpacket_req3) == 28, "tpacket_req3 layout");
+_Static_assert(sizeof(struct shunt_flow_key) == 72 && offsetof(struct shunt_flow_key, tun_id) == 32, "flow key layout");
+_Static_assert(sizeof(struct shunt_dp_action) == 16, "datapath action layout");
+_Static_assert(sizeof(struct shunt_cache_entry) == 160, "cache entry layout");
 
 int cshunt_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 int cshunt_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }

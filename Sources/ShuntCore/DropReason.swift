@@ -11,6 +11,10 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case ringUnread = 6
     case txError = 7
     case outgoing = 8
+    case noMatch = 9
+    case flowDrop = 10
+    case resubmitLimit = 11
+    case ttlExpired = 12
 
     public static let slotCount = Int(SHUNT_DROP__MAX.rawValue)
 
@@ -24,6 +28,10 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .ringUnread: "ring_unread"
         case .txError: "tx_error"
         case .outgoing: "outgoing"
+        case .noMatch: "no_match"
+        case .flowDrop: "flow_drop"
+        case .resubmitLimit: "resubmit_limit"
+        case .ttlExpired: "ttl_expired"
         }
     }
 
@@ -38,6 +46,10 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .ringUnread: SHUNT_DROP_RING_UNREAD.rawValue
         case .txError: SHUNT_DROP_TX_ERROR.rawValue
         case .outgoing: SHUNT_DROP_OUTGOING.rawValue
+        case .noMatch: SHUNT_DROP_NO_MATCH.rawValue
+        case .flowDrop: SHUNT_DROP_FLOW_DROP.rawValue
+        case .resubmitLimit: SHUNT_DROP_RESUBMIT_LIMIT.rawValue
+        case .ttlExpired: SHUNT_DROP_TTL_EXPIRED.rawValue
         }
     }
 }

@@ -22,6 +22,10 @@ enum shunt_drop_reason {
 	SHUNT_DROP_RING_UNREAD = 6,       /* in the RX ring when the forwarder stopped */
 	SHUNT_DROP_TX_ERROR = 7,          /* the kernel rejected the frame (TP_STATUS_WRONG_FORMAT) */
 	SHUNT_DROP_OUTGOING = 8,          /* a frame the host sent out of the port, not one it received */
+	SHUNT_DROP_NO_MATCH = 9,          /* no flow in a table matched (an OpenFlow table miss) */
+	SHUNT_DROP_FLOW_DROP = 10,        /* the matching flows chose to drop (`drop` or no output) */
+	SHUNT_DROP_RESUBMIT_LIMIT = 11,   /* resubmit chain deeper than SHUNT_MAX_RESUBMITS (a loop) */
+	SHUNT_DROP_TTL_EXPIRED = 12,      /* dec_ttl on a packet whose TTL / hop limit was 0 or 1 */
 	SHUNT_DROP__MAX
 };
 
@@ -76,6 +80,88 @@ struct shunt_sink_counters {
 	__u64 probes;      /* packets that carried a struct shunt_probe */
 	__u64 max_seq;     /* highest sequence number seen + 1, extended past 2^32 */
 	__u64 reordered;   /* probes whose sequence was not above the highest seen on that CPU */
+};
+
+/* ---- The flow cache: the XDP fast path (xdp_flowcache) and the Swift slow path ---- */
+
+/* Ports are numbered from 1 in the order given (port 0 is never used), as OpenFlow ports. */
+#define SHUNT_MAX_PORTS 64
+#define SHUNT_MAX_RESUBMITS 64
+#define SHUNT_FLOW_MAX_ACTIONS 8
+
+/* The exact-match key of one packet: what both datapaths extract from a frame, and the field
+ * set the OpenFlow pipeline matches on (the pipeline masks it). Packet fields are in network
+ * byte order, as on the wire (like OVS's struct flow); metadata (in_port, tun_id) in host
+ * order. Every byte not set by the parser is zero, padding included, so the key can be hashed
+ * and compared as bytes. */
+struct shunt_flow_key {
+	__u32 in_port;     /* Shunt port number, from 1 */
+	__be16 vlan_tci;   /* TCI of the outer 802.1Q tag with SHUNT_VLAN_PRESENT set; 0 untagged */
+	__be16 dl_type;    /* EtherType after the VLAN tag; 0x05ff for frames with an 802.3 length */
+	__u8 dl_dst[6];
+	__u8 dl_src[6];
+	__u8 nw_proto;     /* IP protocol (IPv6: the first non-extension header); ARP: opcode low byte */
+	__u8 nw_frag;      /* SHUNT_FRAG_* */
+	__be16 tp_src;     /* TCP/UDP/SCTP source port; ICMP/ICMPv6 type in the low byte (as be16) */
+	__be16 tp_dst;     /* TCP/UDP/SCTP destination port; ICMP/ICMPv6 code (as be16) */
+	__u8 pad[6];
+	__u64 tun_id;      /* tunnel id (VNI) the packet arrived with; 0 when not from a tunnel */
+	__u8 nw_src[16];   /* IPv4 source (first 4 bytes, rest 0), IPv6 source, or ARP SPA */
+	__u8 nw_dst[16];   /* IPv4 destination, IPv6 destination, or ARP TPA */
+};
+#define SHUNT_VLAN_PRESENT 0x1000  /* host order; the CFI bit position, as OVS's VLAN_CFI */
+#define SHUNT_FRAG_ANY 0x01        /* nw_frag: an IP fragment */
+#define SHUNT_FRAG_LATER 0x02      /*          not the first one (no L4 header: tp_* are 0) */
+
+/* One datapath action of a cached flow: the flat result of the OpenFlow pipeline. */
+enum shunt_dp_action_kind {
+	SHUNT_DPA_NONE = 0,
+	SHUNT_DPA_OUTPUT = 1,        /* port: transmit a copy of the packet as it is now */
+	SHUNT_DPA_SET_ETH_SRC = 2,   /* mac */
+	SHUNT_DPA_SET_ETH_DST = 3,   /* mac */
+	SHUNT_DPA_SET_VLAN = 4,      /* vid: set the VID of the tag, pushing an 802.1Q tag if none */
+	SHUNT_DPA_POP_VLAN = 5,      /* remove the outer tag, if any */
+	SHUNT_DPA_DEC_TTL = 6,       /* IPv4 TTL (checksum updated) or IPv6 hop limit; <= 1: drop */
+	SHUNT_DPA_SET_TUNNEL = 7,    /* tun_id for the following outputs to tunnel ports */
+};
+
+struct shunt_dp_action {
+	__u8 kind;       /* enum shunt_dp_action_kind */
+	__u8 pad;
+	__u16 vid;       /* SET_VLAN: VLAN id, host order */
+	__u32 port;      /* OUTPUT: Shunt port number */
+	union {
+		__u8 mac[6];     /* SET_ETH_SRC / SET_ETH_DST */
+		__u64 tun_id;    /* SET_TUNNEL, host order */
+	};
+};
+
+/* The value of one flow cache entry. The slow path writes it whole; the fast path then only
+ * updates the counters (atomically) and last_used_ns. An entry with n_actions == 0 drops with
+ * drop_reason. An entry with SHUNT_CACHE_USERSPACE is one the kernel cannot execute (several
+ * outputs, an action it lacks): the fast path passes its packets up without counting a miss. */
+struct shunt_cache_entry {
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_used_ns;  /* bpf_ktime_get_ns() of the last hit; the install time until then */
+	__u32 flags;         /* SHUNT_CACHE_* */
+	__u8 n_actions;
+	__u8 drop_reason;    /* enum shunt_drop_reason, when n_actions == 0 */
+	__u8 pad[2];
+	struct shunt_dp_action actions[SHUNT_FLOW_MAX_ACTIONS];
+};
+#define SHUNT_CACHE_USERSPACE 0x1
+
+/* Per-CPU counters of xdp_flowcache (one element of its array map fastpath_stats). */
+struct shunt_fastpath_stats {
+	__u64 hits;            /* packets handled in the kernel from the cache */
+	__u64 hit_bytes;
+	__u64 misses;          /* no cache entry: passed up to the slow path (an upcall) */
+	__u64 userspace;       /* cache entry says userspace: passed up, not a miss */
+	__u64 malformed;       /* truncated or unparsable headers: passed up for the slow path to count */
+	__u64 not_a_port;      /* arrived on an interface that is not a Shunt port: passed */
+	__u64 redirect_errors; /* bpf_redirect_map refused the output port (no device in the DEVMAP) */
+	__u64 drops[SHUNT_DROP__MAX]; /* packets dropped in the kernel, by reason */
 };
 
 #endif /* __SHUNT_ABI_H */

@@ -1,0 +1,1 @@
+// The OpenFlow-style pipeline (see Package.swift). Files: FlowSyntax, Classifier, Pipeline.
