@@ -17,6 +17,9 @@ public final class MACLearningTable: @unchecked Sendable {
     @usableFromInline let words: UnsafeMutablePointer<UInt64>
     @usableFromInline let seen: UnsafeMutablePointer<UInt64>
     @usableFromInline let bucketMask: Int
+    /// Bumped whenever a station is added, moves or is forgotten: caches that hold results of
+    /// NORMAL compare it to know when to re-translate. Racing bumps may merge; it still moves.
+    @usableFromInline let changes: UnsafeMutablePointer<UInt64>
 
     /// - Parameters:
     ///   - capacity: entries to hold (rounded up to whole buckets, a power of two of them).
@@ -31,11 +34,19 @@ public final class MACLearningTable: @unchecked Sendable {
         words.initialize(repeating: 0, count: buckets * Self.ways)
         seen = .allocate(capacity: buckets * Self.ways)
         seen.initialize(repeating: 0, count: buckets * Self.ways)
+        changes = .allocate(capacity: 1)
+        changes.initialize(to: 0)
     }
+
+    /// See `changes`.
+    @inlinable public var changeCount: UInt64 { cshunt_load_relaxed_u64(changes) }
+
+    @inlinable func noteChange() { cshunt_store_relaxed_u64(changes, cshunt_load_relaxed_u64(changes) &+ 1) }
 
     deinit {
         words.deallocate()
         seen.deallocate()
+        changes.deallocate()
     }
 
     @inlinable func bucketStart(_ mac: MACAddress) -> Int {
@@ -75,6 +86,7 @@ public final class MACLearningTable: @unchecked Sendable {
                     // The station moved: repoint the entry.
                     cshunt_store_relaxed_u64(seen + slot, nowMs)
                     _ = cshunt_cas_u64(words + slot, w, wanted)
+                    noteChange()
                 } else if nowMs &- cshunt_load_relaxed_u64(seen + slot) >= refreshMs {
                     cshunt_store_relaxed_u64(seen + slot, nowMs)
                 }
@@ -89,6 +101,7 @@ public final class MACLearningTable: @unchecked Sendable {
         let old = cshunt_load_acquire_u64(words + victim)
         cshunt_store_relaxed_u64(seen + victim, nowMs)
         _ = cshunt_cas_u64(words + victim, old, wanted)
+        noteChange()
     }
 
     /// Clears every entry older than the aging time; returns how many were cleared.
@@ -103,6 +116,7 @@ public final class MACLearningTable: @unchecked Sendable {
                 cleared += 1
             }
         }
+        if cleared > 0 { noteChange() }
         return cleared
     }
 

@@ -167,6 +167,13 @@ public enum Sys {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// Sleeps the calling thread (interrupted sleeps are not resumed: callers loop anyway).
+    @inline(never)
+    public static func sleep(nanoseconds ns: UInt64) {
+        var ts = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+        nanosleep(&ts, nil)
+    }
+
     /// Makes `signal` (e.g. SIGUSR1) do nothing but interrupt the system call the receiving
     /// thread is blocked in, which then fails with EINTR. See `WorkerThread.interrupt`.
     @inline(never)
