@@ -1,0 +1,71 @@
+import ArgumentParser
+import ShuntBPF
+import ShuntSystem
+
+/// The reference forwarder for benchmarks: a bare XDP redirect between port pairs.
+struct XDPRedirect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "xdp-redirect",
+        abstract: "Forward between port pairs with a bare XDP redirect (the kernel's ceiling; a benchmark reference).",
+        discussion: """
+            Attaches xdp_redirect to every port: each frame goes, untouched, to the partner of \
+            the port it came in on (1<->2, 3<->4), through a DEVMAP. No parsing, no flow table, \
+            no statistics: this is what `shunt bench` and Benchmarks/ compare Shunt's XDP fast \
+            path against. A veth delivers redirected frames only when its peer has GRO enabled \
+            or runs an XDP program. Prints {"type":"ready"} when attached; runs until --duration, \
+            SIGINT or SIGTERM.
+            """
+    )
+
+    @Option(name: .customLong("port"), help: ArgumentHelp("An interface (repeat; an even number).", valueName: "IF"))
+    var ports: [String] = []
+
+    @Option(help: "Stop after S seconds.")
+    var duration: Double?
+
+    func validate() throws {
+        if ports.count < 2 || ports.count % 2 != 0 || ports.count > 64 {
+            throw ValidationError("give an even number of ports (2 to 64): --port A --port B")
+        }
+    }
+
+    func run() throws {
+        var indexes: [Int32] = []
+        for p in ports {
+            guard let i = Sys.interfaceIndex(p) else {
+                printError("shunt xdp-redirect: no interface named '\(p)'")
+                throw ExitCode(2)
+            }
+            indexes.append(i)
+        }
+        Sys.blockTerminationSignals()
+        let object: BPFObject
+        var attachments: [XDPAttachment] = []
+        do {
+            object = try BPFObject(embedded: "xdp_redirect")
+            let partners = try object.mapFD("partner_of")
+            let out = try object.mapFD("out_ports")
+            for (i, ifindex) in indexes.enumerated() {
+                try BPFMap.update(fd: out, key: UInt32(i), value: UInt32(ifindex))
+                try BPFMap.update(fd: partners, key: UInt32(ifindex), value: UInt32(i ^ 1))
+            }
+            for ifindex in indexes {
+                attachments.append(try object.attachXDP(program: "xdp_redirect", ifindex: ifindex))
+            }
+        } catch {
+            printError("shunt xdp-redirect: \(error)")
+            throw ExitCode(2)
+        }
+        emitLine("{\"type\":\"ready\",\"ports\":[\(ports.map { "\"\($0)\"" }.joined(separator: ","))]}")
+        let deadline = duration.map { Sys.monotonicNanoseconds() + UInt64($0 * 1e9) }
+        while true {
+            let now = Sys.monotonicNanoseconds()
+            if let deadline, now >= deadline { break }
+            let wait = deadline.map { $0 - now } ?? 1_000_000_000
+            if Sys.waitForTerminationSignal(timeoutNs: min(wait, 1_000_000_000)) != nil { break }
+        }
+        attachments.removeAll()
+        _ = object
+        emitLine("{\"type\":\"final\"}")
+    }
+}
