@@ -20,6 +20,16 @@ _Static_assert(sizeof(struct shunt_cache_entry) == 160, "cache entry layout");
 int cshunt_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 int cshunt_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
+int cshunt_peer_pid(int fd, int *pid) {
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	if (rc == 0) *pid = cred.pid;
+	return rc;
+}
+
+int cshunt_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
 static void cshunt_interrupt_handler(int sig) { (void)sig; }
 int cshunt_install_interrupt_handler(int sig) {
 	struct sigaction sa;

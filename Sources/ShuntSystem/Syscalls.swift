@@ -131,6 +131,148 @@ public enum Sys {
         }
     }
 
+    // MARK: UNIX stream sockets (the control channel)
+
+    /// Two connected sockets (socketpair(2)), close-on-exec. The control server uses one as a
+    /// wake-up line: shutting down the write side of one end makes the other end readable for good.
+    @inline(never)
+    public static func socketPair(domain: Int32, type: Int32) throws(SystemError) -> (Int32, Int32) {
+        var fds: (Int32, Int32) = (-1, -1)
+        let rc = withUnsafeMutablePointer(to: &fds) {
+            $0.withMemoryRebound(to: Int32.self, capacity: 2) { Glibc.socketpair(domain, type | Int32(SOCK_CLOEXEC.rawValue), 0, $0) }
+        }
+        _ = try check(rc, "socketpair")
+        return fds
+    }
+
+    /// Binds an AF_UNIX socket to a file system path (at most `unixPathCapacity - 1` bytes, no
+    /// NUL; otherwise ENAMETOOLONG).
+    @inline(never)
+    public static func bindUnix(_ fd: Int32, path: String) throws(SystemError) {
+        guard var addr = unixAddress(path) else { throw SystemError(errno: ENAMETOOLONG, call: "bind") }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        _ = try check(rc, "bind")
+    }
+
+    /// Connects an AF_UNIX stream socket to a path. Blocking: waits at most SO_SNDTIMEO when
+    /// the listener's backlog is full, then fails with EAGAIN. EINTR is not retried.
+    @inline(never)
+    public static func connectUnix(_ fd: Int32, path: String) throws(SystemError) {
+        guard var addr = unixAddress(path) else { throw SystemError(errno: ENAMETOOLONG, call: "connect") }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        _ = try check(rc, "connect")
+    }
+
+    /// The size of `sockaddr_un.sun_path`: a path must be shorter (it is stored NUL-terminated).
+    public static let unixPathCapacity = MemoryLayout.size(ofValue: sockaddr_un().sun_path)
+
+    private static func unixAddress(_ path: String) -> sockaddr_un? {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard !bytes.isEmpty, bytes.count < unixPathCapacity, !bytes.contains(0) else { return nil }
+        withUnsafeMutableBytes(of: &addr.sun_path) { dst in
+            dst.copyBytes(from: bytes)
+        }
+        return addr
+    }
+
+    @inline(never)
+    public static func listen(_ fd: Int32, backlog: Int32) throws(SystemError) {
+        _ = try check(Glibc.listen(fd, backlog), "listen")
+    }
+
+    /// Accepts one connection (accept4, close-on-exec); `.wouldBlock` when the listening socket is
+    /// non-blocking and nobody is waiting (any more).
+    @inline(never)
+    public static func accept(_ fd: Int32) throws(SystemError) -> IOResult<Int32> {
+        while true {
+            let rc = cshunt_accept_cloexec(fd)
+            if rc >= 0 { return .processed(rc) }
+            switch Glibc.errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN: return .wouldBlock
+            default: _ = try check(rc, "accept4")
+            }
+        }
+    }
+
+    /// Receives whatever bytes are ready on a stream socket without blocking (0: end of stream).
+    @inline(never)
+    public static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        while true {
+            let rc = Glibc.recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if rc >= 0 { return .processed(rc) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN: return .wouldBlock
+            default: _ = try check(Int32(rc), "recv")
+            }
+        }
+    }
+
+    /// Sends as many bytes as the socket takes now without blocking, and without SIGPIPE when the
+    /// peer has gone (that is EPIPE instead).
+    @inline(never)
+    public static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        while true {
+            let rc = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            if rc >= 0 { return .processed(rc) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN: return .wouldBlock
+            default: _ = try check(Int32(rc), "send")
+            }
+        }
+    }
+
+    /// shutdown(2): `SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`.
+    @inline(never)
+    public static func shutdown(_ fd: Int32, how: Int32) throws(SystemError) {
+        _ = try check(Glibc.shutdown(fd, how), "shutdown")
+    }
+
+    /// The pid of the process on the other end of a connected AF_UNIX socket (SO_PEERCRED): for
+    /// a client, the process that called listen(). Nil if the kernel does not say.
+    @inline(never)
+    public static func peerProcessID(_ fd: Int32) -> Int32? {
+        var pid: Int32 = 0
+        return cshunt_peer_pid(fd, &pid) == 0 && pid > 0 ? pid : nil
+    }
+
+    // MARK: files
+
+    /// lstat(2) of `path`: what kind of file it is and which inode (ENOENT when there is none).
+    @inline(never)
+    public static func fileStatus(_ path: String) throws(SystemError) -> FileStatus {
+        var st = stat()
+        _ = try check(Glibc.lstat(path, &st), "lstat")
+        return FileStatus(mode: st.st_mode, device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    @inline(never)
+    public static func mkdir(_ path: String, mode: mode_t) throws(SystemError) {
+        _ = try check(Glibc.mkdir(path, mode), "mkdir")
+    }
+
+    @inline(never)
+    public static func chmod(_ path: String, mode: mode_t) throws(SystemError) {
+        _ = try retrying("chmod") { Glibc.chmod(path, mode) }
+    }
+
+    @inline(never)
+    public static func unlink(_ path: String) throws(SystemError) {
+        _ = try check(Glibc.unlink(path), "unlink")
+    }
+
     // MARK: interfaces
 
     @inline(never)
@@ -216,6 +358,19 @@ public enum Sys {
         }
         return nil
     }
+}
+
+/// What `Sys.fileStatus` reports about a path (the path itself, not what a symlink points to).
+public struct FileStatus: Equatable, Sendable {
+    /// `st_mode`: the file type (S_IFMT bits) and the permission bits.
+    public let mode: mode_t
+    public let device: UInt64
+    public let inode: UInt64
+
+    public var isSocket: Bool { mode & S_IFMT == S_IFSOCK }
+    public var isDirectory: Bool { mode & S_IFMT == S_IFDIR }
+    /// The permission bits, e.g. 0o600.
+    public var permissions: mode_t { mode & 0o7777 }
 }
 
 extension Substring {

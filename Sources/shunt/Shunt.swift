@@ -7,7 +7,7 @@ struct Shunt: ParsableCommand {
         commandName: "shunt",
         abstract: "A packet forwarder for Linux on AF_PACKET rings, with an XDP fast path.",
         version: "0.1.0",
-        subcommands: [Forward.self, Gen.self, Sink.self]
+        subcommands: [Forward.self, Gen.self, Sink.self, Ctl.self]
     )
 }
 

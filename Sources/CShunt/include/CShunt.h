@@ -8,6 +8,7 @@
  * - Ring status words are shared with the kernel: they need acquire/release ordering,
  *   which Swift has no operator for on raw memory. Each accessor below is one such word.
  * - struct ifreq is a union Swift handles badly: the interface queries are tiny functions.
+ * - struct ucred (SO_PEERCRED) and accept4 need _GNU_SOURCE too: wrapped in shims.c.
  * Delete a shim when Swift can express it directly.
  */
 #ifndef CSHUNT_H
@@ -83,6 +84,11 @@ int cshunt_set_thread_name(const char *name);
 /* Installs a handler that does nothing for `sig`, without SA_RESTART: the signal then only
  * interrupts the system call a thread is blocked in (EINTR). */
 int cshunt_install_interrupt_handler(int sig);
+/* struct ucred (SO_PEERCRED) is only declared with _GNU_SOURCE: the pid of the process on the
+ * other end of a connected AF_UNIX socket. Returns 0 or -1 with errno. */
+int cshunt_peer_pid(int fd, int *pid);
+/* accept4(fd, NULL, NULL, SOCK_CLOEXEC): accept4 is only declared with _GNU_SOURCE. */
+int cshunt_accept_cloexec(int fd);
 
 static inline int cshunt_if_mtu(int sock, const char *name, int *mtu) {
 	struct ifreq ifr;

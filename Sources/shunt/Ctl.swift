@@ -1,0 +1,216 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import ShuntControl
+import ShuntSystem
+
+// `shunt ctl`: commands for a running `shunt forward`, sent over its control socket (in the way
+// ovs-ofctl talks to ovs-vswitchd). Each subcommand is one request; the forwarder does the work
+// and the answer is printed: output on stdout, or `shunt ctl: <message>` on stderr.
+// Exit codes: 0 done, 2 bad input or a failed command, 1 the forwarder could not be reached.
+
+struct Ctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Control a running shunt forwarder through its control socket.",
+        discussion: """
+            Each subcommand is sent to the forwarder listening on --control (default \
+            \(ControlPaths.defaultControlPath); `shunt forward --control PATH` chooses it). The \
+            socket is root only. Exit code 0 on success, 2 for bad input or a failed command, 1 \
+            when no forwarder could be reached.
+
+            Examples:
+              shunt ctl add-flow 'table=0,priority=10,in_port=1,actions=output:2'
+              shunt ctl --control /run/shunt/lab.ctl dump-flows
+            """,
+        subcommands: [AddFlow.self, AddFlows.self, DelFlows.self, DumpFlows.self, Show.self, DumpCache.self]
+    )
+
+    @OptionGroup var control: ControlOptions
+}
+
+/// The option every `shunt ctl` subcommand takes.
+struct ControlOptions: ParsableArguments {
+    @Option(name: .customLong("control"),
+            help: ArgumentHelp("The forwarder's control socket.", valueName: "PATH"))
+    var path: String = ControlPaths.defaultControlPath
+
+    @Option(help: ArgumentHelp("Give up after this many seconds.", valueName: "S"))
+    var timeout: Int = 10
+
+    func validate() throws {
+        if timeout < 1 { throw ValidationError("--timeout must be at least 1 second") }
+    }
+
+    /// Sends one request, prints the answer, and ends the process with the answer's exit code.
+    func run(_ request: ControlRequest) throws {
+        let response: ControlResponse
+        do {
+            response = try ControlClient.send(request, to: path, timeoutSeconds: timeout)
+        } catch {
+            printError("shunt ctl: \(error)")
+            // Too large is bad input (split the file); everything else is the channel.
+            if case .requestTooLarge = error { throw ExitCode(2) }
+            throw ExitCode(1)
+        }
+        if !response.output.isEmpty {
+            print(response.output, terminator: response.output.hasSuffix("\n") ? "" : "\n")
+        }
+        if !response.ok {
+            printError("shunt ctl: \(response.error ?? "\(request.command) failed")")
+            throw ExitCode(response.exitCode == 0 ? 2 : response.exitCode)
+        }
+        if response.exitCode != 0 { throw ExitCode(response.exitCode) }
+    }
+}
+
+extension Ctl {
+    struct AddFlow: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add-flow",
+            abstract: "Add one flow (ovs-ofctl syntax).",
+            discussion: """
+                FLOW is one argument: quote it. As ovs-ofctl add-flow.
+
+                Example: shunt ctl add-flow 'table=0,priority=10,in_port=1,actions=output:2'
+                """
+        )
+
+        @OptionGroup var control: ControlOptions
+
+        @Argument(help: ArgumentHelp("The flow, e.g. 'table=0,priority=10,in_port=1,actions=output:2'.",
+                                     valueName: "FLOW"))
+        var flow: String
+
+        func run() throws {
+            try control.run(ControlRequest(command: "add-flow", arguments: [flow]))
+        }
+    }
+
+    struct AddFlows: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add-flows",
+            abstract: "Add the flows in a file, one per line, all or none.",
+            discussion: """
+                FILE holds one flow per line in ovs-ofctl syntax, as for ovs-ofctl add-flows; - \
+                reads standard input. The whole file goes to the forwarder in one request, which \
+                adds every flow or, if one is wrong, none. At most \(ControlProtocol.maxRequestBytes >> 20) MiB.
+
+                Examples:
+                  shunt ctl add-flows flows.txt
+                  printf 'in_port=1,actions=output:2\\n' | shunt ctl add-flows -
+                """
+        )
+
+        @OptionGroup var control: ControlOptions
+
+        @Argument(help: ArgumentHelp("The flow file, or - for standard input.", valueName: "FILE"))
+        var file: String
+
+        func run() throws {
+            let data: Data
+            do {
+                data = try Self.read(file)
+            } catch {
+                printError("shunt ctl: cannot read \(file == "-" ? "standard input" : file): \(error)")
+                throw ExitCode(2)
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                printError("shunt ctl: \(file == "-" ? "standard input" : file) is not UTF-8 text")
+                throw ExitCode(2)
+            }
+            try control.run(ControlRequest(command: "add-flows", arguments: [text]))
+        }
+
+        /// The whole file, or standard input for "-". Errors name the cause (errno text).
+        private static func read(_ file: String) throws -> Data {
+            if file == "-" { return try FileHandle.standardInput.readToEnd() ?? Data() }
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), isDirectory.boolValue {
+                throw ValidationError("it is a directory")
+            }
+            let fd = try Sys.open(file, flags: O_RDONLY | O_CLOEXEC)
+            return try FileHandle(fileDescriptor: fd, closeOnDealloc: true).readToEnd() ?? Data()
+        }
+    }
+
+    struct DelFlows: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "del-flows",
+            abstract: "Delete the flows that match (all flows without MATCH).",
+            discussion: """
+                As ovs-ofctl del-flows: without --strict, deletes every flow that MATCH covers \
+                (fields left out match anything); with --strict, only the flow with exactly this \
+                match and priority.
+
+                Examples:
+                  shunt ctl del-flows 'table=0,in_port=1'
+                  shunt ctl del-flows --strict 'table=0,priority=10,in_port=1'
+                """
+        )
+
+        @OptionGroup var control: ControlOptions
+
+        @Flag(help: "Match priority and fields exactly.")
+        var strict = false
+
+        @Argument(help: ArgumentHelp("Which flows, in ovs-ofctl match syntax (default: all).", valueName: "MATCH"))
+        var match: String?
+
+        func run() throws {
+            try control.run(ControlRequest(command: "del-flows", arguments: match.map { [$0] } ?? [],
+                                           flags: strict ? ["strict"] : []))
+        }
+    }
+
+    struct DumpFlows: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dump-flows",
+            abstract: "Print the flow tables with their counters.",
+            discussion: "Example: shunt ctl dump-flows --json"
+        )
+
+        @OptionGroup var control: ControlOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            try control.run(ControlRequest(command: "dump-flows", json: json))
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "show",
+            abstract: "Print the forwarder's ports, workers and configuration.",
+            discussion: "Example: shunt ctl show"
+        )
+
+        @OptionGroup var control: ControlOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            try control.run(ControlRequest(command: "show", json: json))
+        }
+    }
+
+    struct DumpCache: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dump-cache",
+            abstract: "Print the datapath flow cache: the entries and their actions.",
+            discussion: "Example: shunt ctl dump-cache --control /run/shunt/lab.ctl"
+        )
+
+        @OptionGroup var control: ControlOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            try control.run(ControlRequest(command: "dump-cache", json: json))
+        }
+    }
+}
