@@ -31,7 +31,7 @@ let package = Package(
         // The Swift face of libbpf, with the BPF objects compiled from BPF/ embedded.
         .target(
             name: "ShuntBPF",
-            dependencies: ["CLibbpf", "CShunt", "ShuntSystem"],
+            dependencies: ["CLibbpf", "CShunt", "ShuntSystem", "ShuntCore"],
             plugins: ["BPFCompiler"]
         ),
         // Test traffic for `shunt gen` / `shunt sink`: the template frame, pacing, the latency

@@ -7,6 +7,8 @@ public enum BPFError: Error, CustomStringConvertible, Equatable {
     case corruptObject(String)
     case libbpf(step: String, errno: Int32)
     case missingMap(String)
+    /// The flow cache map has no room for another entry (the kernel's E2BIG / ENOSPC).
+    case cacheFull(maxEntries: UInt32)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum BPFError: Error, CustomStringConvertible, Equatable {
         case .libbpf(let step, let e):
             "\(step): \(String(cString: strerror(e)))" + (e == EPERM ? " (loading BPF needs CAP_BPF and CAP_NET_ADMIN: run as root)" : "")
         case .missingMap(let n): "the BPF object has no map named \(n)"
+        case .cacheFull(let n): "the flow cache is full (\(n) entries)"
         }
     }
 }
@@ -73,6 +76,13 @@ public final class BPFObject {
         UnsafeMutableRawPointer(mutating: p).storeBytes(of: value, as: T.self)
     }
 
+    /// Sets the capacity of `map` (before load, from `configure`).
+    public func setMaxEntries(_ count: UInt32, of map: String) throws {
+        guard let m = bpf_object__find_map_by_name(handle, map) else { throw BPFError.missingMap(map) }
+        let rc = bpf_map__set_max_entries(m, count)
+        if rc != 0 { throw BPFError.libbpf(step: "bpf_map__set_max_entries(\(map), \(count))", errno: -rc) }
+    }
+
     /// The file descriptor of program `program`.
     public func programFD(_ program: String) throws -> Int32 {
         guard let prog = bpf_object__find_program_by_name(handle, program) else { throw BPFError.noSuchProgram(program) }
@@ -91,7 +101,22 @@ public final class BPFObject {
         guard let link = bpf_program__attach_xdp(prog, ifindex) else {
             throw BPFError.libbpf(step: "attaching \(program) to XDP of ifindex \(ifindex)", errno: errno)
         }
-        return XDPAttachment(link: link, owner: self)
+        return XDPAttachment(link: .libbpf(link), mode: nil, owner: self)
+    }
+
+    /// Attaches `program` to the XDP hook of `ifindex` in the given mode, through a bpf_link
+    /// (BPF_LINK_CREATE with XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE): fails instead of
+    /// silently choosing another mode.
+    public func attachXDP(program: String, ifindex: Int32, mode: XDPMode) throws -> XDPAttachment {
+        let fd = try programFD(program)
+        var opts = bpf_link_create_opts()
+        opts.sz = MemoryLayout<bpf_link_create_opts>.size
+        opts.flags = mode.flags
+        let rc = bpf_link_create(fd, ifindex, BPF_XDP, &opts)
+        if rc < 0 {
+            throw BPFError.libbpf(step: "attaching \(program) to XDP of ifindex \(ifindex) (\(mode))", errno: -rc)
+        }
+        return XDPAttachment(link: .fd(rc), mode: mode, owner: self)
     }
 
     nonisolated(unsafe) private static var logsRouted = false
@@ -106,17 +131,51 @@ public final class BPFObject {
     }
 }
 
+/// Where an XDP program runs on an interface.
+public enum XDPMode: Sendable, CustomStringConvertible {
+    /// In the driver (XDP_FLAGS_DRV_MODE): veth and most NICs; needed for cheap redirects.
+    case native
+    /// On the skb, after the driver (XDP_FLAGS_SKB_MODE): works everywhere, slower.
+    case generic
+
+    var flags: UInt32 {
+        switch self {
+        case .native: UInt32(XDP_FLAGS_DRV_MODE)
+        case .generic: UInt32(XDP_FLAGS_SKB_MODE)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .native: "native"
+        case .generic: "generic"
+        }
+    }
+}
+
 /// A program attached to an interface's XDP hook. Detached when released.
 public final class XDPAttachment {
-    private let link: OpaquePointer
+    enum Link {
+        case libbpf(OpaquePointer)
+        case fd(Int32)
+    }
+    private let link: Link
     private let owner: BPFObject
+    /// The mode asked for; nil when the kernel chose (native when the driver supports it).
+    public let mode: XDPMode?
 
-    init(link: OpaquePointer, owner: BPFObject) {
+    init(link: Link, mode: XDPMode?, owner: BPFObject) {
         self.link = link
+        self.mode = mode
         self.owner = owner
     }
 
-    deinit { bpf_link__destroy(link) }
+    deinit {
+        switch link {
+        case .libbpf(let l): bpf_link__destroy(l)
+        case .fd(let fd): Sys.close(fd)  // an unpinned link detaches with its last descriptor
+        }
+    }
 }
 
 /// BPF_PROG_TEST_RUN of an XDP program.
@@ -128,6 +187,8 @@ public enum ProgramTestRun {
     }
 
     /// Runs `programFD` once over `packet` and returns its verdict and the resulting frame.
+    /// The kernel runs it as if the frame came in on the loopback device of the caller's network
+    /// namespace (`ingress_ifindex` = lo), and refuses frames shorter than 14 bytes (EINVAL).
     public static func xdp(programFD: Int32, packet: [UInt8]) throws -> Result {
         var out = [UInt8](repeating: 0, count: packet.count + 512)
         var opts = bpf_test_run_opts()

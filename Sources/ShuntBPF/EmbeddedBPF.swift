@@ -5,7 +5,7 @@ import Foundation
 public enum EmbeddedBPF {
     /// Every embedded program, by the name of its source file (without .bpf.c).
     public static var all: [String: String] {
-        ["xdp_pass": xdp_pass, "xdp_gen": xdp_gen, "xdp_sink": xdp_sink]
+        ["xdp_pass": xdp_pass, "xdp_gen": xdp_gen, "xdp_sink": xdp_sink, "xdp_flowcache": xdp_flowcache]
     }
 
     /// The ELF object of `name`, decoded.

@@ -112,6 +112,10 @@ struct shunt_flow_key {
 #define SHUNT_VLAN_PRESENT 0x1000  /* host order; the CFI bit position, as OVS's VLAN_CFI */
 #define SHUNT_FRAG_ANY 0x01        /* nw_frag: an IP fragment */
 #define SHUNT_FRAG_LATER 0x02      /*          not the first one (no L4 header: tp_* are 0) */
+#define SHUNT_DL_TYPE_NONE 0x05ff  /* dl_type of frames with an 802.3 length, as OVS's FLOW_DL_TYPE_NONE */
+/* Both key extractors look through at most this many IPv6 extension headers (hop-by-hop,
+ * routing, destination options, fragment); a packet with more is malformed for both. */
+#define SHUNT_IPV6_MAX_EXT_HDRS 4
 
 /* One datapath action of a cached flow: the flat result of the OpenFlow pipeline. */
 enum shunt_dp_action_kind {
