@@ -16,6 +16,10 @@
 # raw output of every trial under OUT/raw.
 #
 # Forwarders: shunt (release build, 1 worker, TPACKET_V3), shunt-ll (--low-latency: TPACKET_V2),
+# shunt-xdp (flow tables on the XDP datapath: in_port=1 -> mod_dl_dst + output:2, so every frame
+# after the first is a kernel cache hit), shunt-flows (flow tables on the afpacket datapath with a
+# 1000-flow table: 998 nw_dst/32 rules plus the two in_port rules), xdp-redirect (a bare XDP
+# redirect, `shunt xdp-redirect`: the kernel's ceiling on veths),
 # testpmd (dpdk-testpmd io forwarding, one core, net_af_packet on fwd0/fwd1, qdisc bypass),
 # bridge (Linux bridge br0 over fwd0 and fwd1, bridge-nf-call-{ip,ip6,arp}tables=0 in the fwd ns).
 #
@@ -61,7 +65,7 @@ usage() {
 Options:
   --repeats N              repeats of the whole A B C D round (default 3; 2 with --quick)
   --quick                  short trials and a coarse search: a smoke run of a couple of minutes
-  --forwarders LIST        comma-separated subset of: shunt,shunt-ll,testpmd,bridge
+  --forwarders LIST        comma-separated subset of: shunt,shunt-ll,shunt-xdp,shunt-flows,xdp-redirect,testpmd,bridge
   --out DIR                where to write results (default bench-results/forward-DATE)
   --loss-tolerance PCT     loss still counted as zero loss, in percent (default 0; e.g. 0.001)
   --zero-loss-sizes LIST   frame sizes for the zero-loss search (default 64; 64,1518 for both)
@@ -112,7 +116,8 @@ LOW_RATE=10000         # pps of the low-load latency trial
 [[ $LOSS_TOLERANCE =~ ^[0-9]*\.?[0-9]+$ ]] || die "--loss-tolerance must be a number (percent)"
 IFS=, read -r -a FWDS <<<"$FORWARDERS"
 for f in "${FWDS[@]}"; do
-    case $f in shunt|shunt-ll|testpmd|bridge) ;; *) die "unknown forwarder: $f (shunt, shunt-ll, testpmd, bridge)" ;; esac
+    case $f in shunt|shunt-ll|shunt-xdp|shunt-flows|xdp-redirect|testpmd|bridge) ;;
+        *) die "unknown forwarder: $f (shunt, shunt-ll, shunt-xdp, shunt-flows, xdp-redirect, testpmd, bridge)" ;; esac
 done
 case $BRIDGE_MODE in rps|softirq|threaded) ;; *) die "--bridge-mode: rps, softirq or threaded" ;; esac
 IFS=, read -r -a ZLS <<<"$ZL_SIZES"
@@ -241,6 +246,29 @@ fwd_start() {
             FWD_PID=$BG
             wait_line "$RAW/$tag.fwd.out" '"type":"ready"' "$FWD_PID" 10 || { cat "$RAW/$tag.fwd.err" >&2; die "$name did not start"; }
             ;;
+        shunt-xdp|shunt-flows)
+            local flows=$RAW/$name.flows
+            if [[ $name == shunt-xdp ]]; then
+                printf '%s\n' 'table=0,priority=10,in_port=1,actions=mod_dl_dst:02:00:00:00:5e:01,output:2' \
+                    'table=0,priority=10,in_port=2,actions=output:1' >"$flows"
+            else
+                python3 -c 'for i in range(998): print(f"table=0,priority=100,ip,nw_dst=10.99.{i // 250}.{i % 250 + 1},actions=drop")' >"$flows"
+                printf '%s\n' 'table=0,priority=10,in_port=1,actions=output:2' 'table=0,priority=10,in_port=2,actions=output:1' >>"$flows"
+            fi
+            local dp=afpacket extra=()
+            [[ $name == shunt-xdp ]] && dp=xdp extra=(--fix-peers)
+            start_bg "$RAW/$tag.fwd.out" "$RAW/$tag.fwd.err" \
+                ip netns exec "${PREFIX}fwd" taskset -c "$FWD_CPU" "$SHUNT" forward --port fwd0 --port fwd1 --workers 1 \
+                --flows "$flows" --datapath "$dp" "${extra[@]}" --control "$RAW/$tag.ctl" --json
+            FWD_PID=$BG
+            wait_line "$RAW/$tag.fwd.out" '"type":"ready"' "$FWD_PID" 10 || { cat "$RAW/$tag.fwd.err" >&2; die "$name did not start"; }
+            ;;
+        xdp-redirect)
+            start_bg "$RAW/$tag.fwd.out" "$RAW/$tag.fwd.err" \
+                ip netns exec "${PREFIX}fwd" "$SHUNT" xdp-redirect --port fwd0 --port fwd1
+            FWD_PID=$BG
+            wait_line "$RAW/$tag.fwd.out" '"type":"ready"' "$FWD_PID" 10 || { cat "$RAW/$tag.fwd.err" >&2; die "$name did not start"; }
+            ;;
         testpmd)
             DPDK_PREFIX="tpmd$$"
             start_bg "$RAW/$tag.fwd.out" "$RAW/$tag.fwd.err" \
@@ -287,7 +315,7 @@ fwd_start() {
 fwd_stop() {
     local name=$1
     case $name in
-        shunt|shunt-ll) stop_pid "$FWD_PID" TERM 10 || log "$name exited with an error" ;;
+        shunt|shunt-ll|shunt-xdp|shunt-flows|xdp-redirect) stop_pid "$FWD_PID" TERM 10 || log "$name exited with an error" ;;
         testpmd)
             stop_pid "$FWD_PID" INT 15 || log "testpmd exited with an error"
             rm -rf "/var/run/dpdk/$DPDK_PREFIX"

@@ -5,7 +5,10 @@ import Foundation
 public enum EmbeddedBPF {
     /// Every embedded program, by the name of its source file (without .bpf.c).
     public static var all: [String: String] {
-        ["xdp_pass": xdp_pass, "xdp_gen": xdp_gen, "xdp_sink": xdp_sink, "xdp_flowcache": xdp_flowcache]
+        [
+            "xdp_pass": xdp_pass, "xdp_gen": xdp_gen, "xdp_sink": xdp_sink,
+            "xdp_flowcache": xdp_flowcache, "xdp_redirect": xdp_redirect,
+        ]
     }
 
     /// The ELF object of `name`, decoded.

@@ -30,7 +30,14 @@ public final class ExactMatchCache: @unchecked Sendable {
         @usableFromInline var ruleCount: UInt8 = 0
         @usableFromInline var dropReason: UInt8 = 0
         @usableFromInline var flags: Flags = []
+        @usableFromInline var packets: UInt64 = 0
+        @usableFromInline var bytes: UInt64 = 0
+        @usableFromInline var lastUsedMs: UInt64 = 0
     }
+
+    /// Entries translated under the current generation (as far as inserts tell).
+    public private(set) var liveEntries = 0
+    @usableFromInline var liveGeneration: UInt64 = 0
 
     public let capacity: Int
     @usableFromInline let mask: Int
@@ -89,9 +96,15 @@ public final class ExactMatchCache: @unchecked Sendable {
                 slot = second
             }
         }
+        if liveGeneration != generation {
+            liveGeneration = generation
+            liveEntries = 0
+        }
+        if meta[slot].generation != generation { liveEntries += 1 }
         keys[slot] = key
         meta[slot] = Meta(generation: generation, translatedMs: nowMs, actionCount: UInt8(list.count),
-                          ruleCount: UInt8(ruleIDs.count), dropReason: dropReason?.rawValue ?? 0, flags: flags)
+                          ruleCount: UInt8(ruleIDs.count), dropReason: dropReason?.rawValue ?? 0, flags: flags,
+                          packets: 0, bytes: 0, lastUsedMs: nowMs)
         let a = actions + slot * Self.maxActions
         for (i, action) in list.enumerated() { a[i] = action.abi }
         let r = rules + slot * Self.maxRules
@@ -102,6 +115,7 @@ public final class ExactMatchCache: @unchecked Sendable {
     /// Forgets every entry.
     public func removeAll() {
         for i in 0..<capacity { meta[i] = Meta() }
+        liveEntries = 0
     }
 
     @inlinable public func actionCount(_ slot: Int) -> Int { Int(meta[slot].actionCount) }
@@ -117,6 +131,33 @@ public final class ExactMatchCache: @unchecked Sendable {
     @inlinable public func translatedMs(_ slot: Int) -> UInt64 { meta[slot].translatedMs }
     @inlinable public func setFlags(_ slot: Int, _ f: Flags) { meta[slot].flags = f }
     @inlinable public func key(_ slot: Int) -> FlowKey { keys[slot] }
+
+    /// Counts one packet of a hit.
+    @inlinable public func recordHit(_ slot: Int, bytes: UInt64, nowMs: UInt64) {
+        meta[slot].packets &+= 1
+        meta[slot].bytes &+= bytes
+        meta[slot].lastUsedMs = nowMs
+    }
+
+    /// A copy of one valid entry, for `shunt ctl dump-cache`.
+    public struct Entry: Sendable {
+        public let key: FlowKey
+        public let actions: [DatapathAction]
+        public let packets: UInt64
+        public let bytes: UInt64
+        public let lastUsedMs: UInt64
+    }
+
+    /// Copies every entry of `generation` (allocates: for the control side, on request).
+    public func entries(generation: UInt64) -> [Entry] {
+        var out: [Entry] = []
+        for i in 0..<capacity where meta[i].generation == generation {
+            let actions = (0..<Int(meta[i].actionCount)).compactMap { DatapathAction(abi: self.actions[i * Self.maxActions + $0]) }
+            out.append(Entry(key: keys[i], actions: actions, packets: meta[i].packets, bytes: meta[i].bytes,
+                             lastUsedMs: meta[i].lastUsedMs))
+        }
+        return out
+    }
 
     /// Entries translated under `generation`.
     public func count(generation: UInt64) -> Int {

@@ -1,5 +1,8 @@
+import CShunt
 import Glibc
+import ShuntBPF
 import ShuntCore
+import ShuntPipeline
 import ShuntRing
 import ShuntSystem
 
@@ -9,6 +12,8 @@ public enum ForwardingMode: String, CaseIterable, Sendable {
     case xconnect
     /// A MAC-learning switch over all ports (Open vSwitch's NORMAL).
     case normal
+    /// OpenFlow-style flow tables (`--flows`), on the datapath chosen with `--datapath`.
+    case flows
 }
 
 public struct ForwarderConfig: Sendable {
@@ -20,6 +25,12 @@ public struct ForwarderConfig: Sendable {
     public var idle: IdlePolicy
     public var macAgingMs: UInt64
     public var macTableSize: Int
+    /// Flow mode: the datapath and its caches.
+    public var datapath = FlowDatapathConfig()
+    /// Flow mode: the initial tables (default: one flow, `priority=0 actions=NORMAL`).
+    public var flowTables: FlowTables?
+    /// XDP datapath: enable GRO on veth peers that could not receive redirected frames.
+    public var fixPeers = false
 
     public init(ports: [String], workers: Int = 1, mode: ForwardingMode? = nil, fanout: FanoutMode = .hash,
                 ring: RingPortConfig = RingPortConfig(), idle: IdlePolicy = IdlePolicy(busyPollMicroseconds: 200),
@@ -43,6 +54,8 @@ public enum ForwarderError: Error, CustomStringConvertible {
     case missingCapability
     case setup(RingSetupError)
     case thread(SystemError)
+    case xdp(String)
+    case peerNotReady(port: String, detail: String)
 
     public var description: String {
         switch self {
@@ -58,6 +71,9 @@ public enum ForwarderError: Error, CustomStringConvertible {
             "opening AF_PACKET rings needs CAP_NET_RAW and CAP_NET_ADMIN; run shunt as root (e.g. `sudo shunt forward ...`)"
         case .setup(let e): e.description
         case .thread(let e): "starting a worker thread failed: \(e)"
+        case .xdp(let message): message
+        case .peerNotReady(let port, let detail):
+            "XDP redirect into port \(port) would drop frames silently: \(detail)"
         }
     }
 }
@@ -67,6 +83,12 @@ public final class Forwarder {
     public let config: ForwarderConfig
     public let interfaces: [InterfaceInfo]
     public let macTable: MACLearningTable?
+    /// Flow mode: the tables and caches.
+    public let flowDatapath: FlowDatapath?
+    private let revalidator: Revalidator?
+    private var xdpAttachments: [XDPAttachment] = []
+    /// How the XDP program is attached on each port ("native" or "generic"), XDP datapath only.
+    public private(set) var xdpModes: [String] = []
     private let workers: [any WorkerLoop]
     private let stop = StopFlag()
     private var threads: [WorkerThread] = []
@@ -85,6 +107,7 @@ public final class Forwarder {
         for p in config.ports where !seen.insert(p).inserted { throw .duplicatePort(p) }
         guard config.ports.count >= 2 else { throw .tooFewPorts(mode: config.mode, count: config.ports.count) }
         if config.mode == .xconnect && config.ports.count % 2 != 0 { throw .oddPortCount(config.ports.count) }
+        if config.ports.count > Int(SHUNT_MAX_PORTS) { throw .xdp("at most \(SHUNT_MAX_PORTS) ports are supported, got \(config.ports.count)") }
         let caps = Capabilities.current()
         guard caps.has(Capabilities.netRaw) else { throw .missingCapability }
         do throws(RingGeometry.Invalid) {
@@ -131,19 +154,88 @@ public final class Forwarder {
         switch config.mode {
         case .xconnect:
             macTable = nil
+            flowDatapath = nil
+            revalidator = nil
             workers = (0..<config.workers).map { Worker(index: $0, ports: rings[$0], stage: CrossConnect(), idle: config.idle) }
         case .normal:
             let table = MACLearningTable(capacity: config.macTableSize, agingMs: config.macAgingMs)
             macTable = table
+            flowDatapath = nil
+            revalidator = nil
             workers = (0..<config.workers).map {
                 Worker(index: $0, ports: rings[$0], stage: LearningSwitch(table: table), idle: config.idle)
+            }
+        case .flows:
+            let table = MACLearningTable(capacity: config.macTableSize, agingMs: config.macAgingMs)
+            macTable = table
+            var kernel: FlowCacheProgram? = nil
+            if config.datapath.kind == .xdp {
+                guard caps.has(Capabilities.bpf) || caps.has(Capabilities.sysAdmin) else {
+                    throw .xdp("the XDP datapath needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; run shunt as root or use --datapath afpacket")
+                }
+                do {
+                    let program = try FlowCacheProgram(maxEntries: UInt32(config.datapath.cacheSize))
+                    for (i, info) in infos.enumerated() {
+                        try program.setPort(number: UInt32(i + 1), ifindex: info.index)
+                    }
+                    kernel = program
+                } catch {
+                    throw .xdp("loading the XDP flow cache failed: \(error)")
+                }
+            }
+            let tables = config.flowTables ?? Self.defaultFlowTables(maxFlows: config.datapath.maxFlows)
+            let datapath = FlowDatapath(config: config.datapath, ports: config.ports, tables: tables,
+                                        writers: config.workers + 1, macTable: table, kernel: kernel)
+            flowDatapath = datapath
+            workers = (0..<config.workers).map {
+                FlowWorker(index: $0, ports: rings[$0], datapath: datapath, idle: config.idle)
+            }
+            if let kernel {
+                revalidator = Revalidator(datapath: datapath, kernel: kernel, counterRow: config.workers)
+                // Attach last: until now every frame went to the rings (the slow path).
+                for info in infos {
+                    do {
+                        let attachment = try kernel.attach(ifindex: info.index)
+                        xdpModes.append("\(attachment.mode)")
+                        xdpAttachments.append(attachment)
+                    } catch {
+                        xdpAttachments.removeAll()
+                        throw .xdp("attaching XDP to \(info.name) failed: \(error)")
+                    }
+                }
+            } else {
+                revalidator = nil
             }
         }
     }
 
+    /// An OVS bridge's default table: every packet to NORMAL.
+    public static func defaultFlowTables(maxFlows: Int) -> FlowTables {
+        var tables = FlowTables(maxRules: maxFlows)
+        let rule = try! FlowSyntax.parseFlow("priority=0,actions=NORMAL", ports: PortNames([]))
+        _ = try! tables.add(rule)
+        return tables
+    }
+
+    /// The flow-mode workers (for the control socket).
+    var flowWorkers: [FlowWorker] { workers.compactMap { $0 as? FlowWorker } }
+
+    /// Brings the rules' counters up to date with the kernel cache's (XDP datapath).
+    func creditKernelCounters() { revalidator?.creditCounters() }
+
+    /// Kernel fast-path counters summed over CPUs (XDP datapath).
+    func fastPathStats() -> shunt_fastpath_stats? { try? flowDatapath?.kernel?.stats() }
+
     /// Starts one thread per worker.
     public func start() throws(ForwarderError) {
         let stop = self.stop
+        if let revalidator {
+            do throws(SystemError) {
+                threads.append(try WorkerThread(name: "shunt-revalidator") { revalidator.run(stop: stop) })
+            } catch {
+                throw .thread(error)
+            }
+        }
         for worker in workers {
             do throws(SystemError) {
                 threads.append(try WorkerThread(name: "shunt-w\(worker.index)") { worker.run(stop: stop) })
@@ -203,6 +295,8 @@ public final class Forwarder {
             stop.set()
             threads.forEach { $0.join() }
             threads.removeAll()
+            // Without the slow path behind it, the fast path must not keep forwarding.
+            xdpAttachments.removeAll()
             stopped = true
         }
         return snapshot()

@@ -23,6 +23,62 @@ protocol WorkerLoop: AnyObject, Sendable {
     func run(stop: StopFlag)
 }
 
+/// The poll loop every engine shares: `pass` moves what the rings hold and returns how many
+/// frames it took; when nothing comes for the busy-poll time, sleep in poll(2). After a stop,
+/// forward what the kernel already handed over (what arrives later counts as ring_unread).
+@inline(__always)
+func runPollLoop(ports: [RingPort], idle: IdlePolicy, stop: StopFlag, pass: () -> Int) {
+    let portCount = ports.count
+    let pollSet = UnsafeMutablePointer<pollfd>.allocate(capacity: portCount)
+    defer { pollSet.deallocate() }
+    for (i, port) in ports.enumerated() {
+        pollSet[i] = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
+    }
+    let busyPollNs = idle.busyPollMicroseconds * 1000
+    var lastWork = Sys.monotonicNanoseconds()
+    while !stop.isSet {
+        if pass() > 0 {
+            lastWork = Sys.monotonicNanoseconds()
+            continue
+        }
+        let now = Sys.monotonicNanoseconds()
+        if now &- lastWork < busyPollNs { continue }
+        if ports.contains(where: { $0.rx.hasReadyFrames() }) { continue }
+        _ = try? Sys.poll(pollSet, count: portCount, timeoutMs: idle.sleepMilliseconds)
+        lastWork = Sys.monotonicNanoseconds()
+    }
+    while pass() > 0 {}
+}
+
+/// Turns the RX walkers' own counts (frames too large for the ring, frames the host sent) into
+/// counted drops of the worker.
+struct WalkerDropAccounting {
+    private var seenTooLarge: [UInt64]
+    private var seenOutgoing: [UInt64]
+
+    init(portCount: Int) {
+        seenTooLarge = Array(repeating: 0, count: portCount)
+        seenOutgoing = Array(repeating: 0, count: portCount)
+    }
+
+    @inline(__always)
+    mutating func account(_ p: Int, _ port: RingPort, _ counters: WorkerCounters) {
+        let c = port.rx.counters
+        if c.tooLarge != seenTooLarge[p] {
+            let d = c.tooLarge - seenTooLarge[p]
+            counters.add(p, .rxPackets, d)
+            counters.addRxDrop(p, .tooLarge, d)
+            seenTooLarge[p] = c.tooLarge
+        }
+        if c.outgoing != seenOutgoing[p] {
+            let d = c.outgoing - seenOutgoing[p]
+            counters.add(p, .rxPackets, d)
+            counters.addRxDrop(p, .outgoing, d)
+            seenOutgoing[p] = c.outgoing
+        }
+    }
+}
+
 /// A stop request visible to every worker.
 public final class StopFlag: @unchecked Sendable {
     private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
@@ -30,6 +86,7 @@ public final class StopFlag: @unchecked Sendable {
     deinit { word.deallocate() }
     public func set() { cshunt_store_release_u32(word, 1) }
     public var isSet: Bool { cshunt_load_acquire_u32(word) != 0 }
+    public func clear() { cshunt_store_release_u32(word, 0) }
 }
 
 /// One forwarding thread: its own RX and TX ring on every port, and its own pipeline stage.
@@ -44,8 +101,7 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
     let counters: WorkerCounters
     var stage: Stage
     let idle: IdlePolicy
-    private var seenTooLarge: [UInt64]
-    private var seenOutgoing: [UInt64]
+    private var walkerDrops: WalkerDropAccounting
 
     init(index: Int, ports: [RingPort], stage: Stage, idle: IdlePolicy) {
         self.index = index
@@ -53,34 +109,12 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
         self.stage = stage
         self.idle = idle
         counters = WorkerCounters(portCount: ports.count)
-        seenTooLarge = Array(repeating: 0, count: ports.count)
-        seenOutgoing = Array(repeating: 0, count: ports.count)
+        walkerDrops = WalkerDropAccounting(portCount: ports.count)
     }
 
     func run(stop: StopFlag) {
         var batch = PacketBatch(capacity: maxBurst)
-        let portCount = ports.count
-        let pollSet = UnsafeMutablePointer<pollfd>.allocate(capacity: portCount)
-        defer { pollSet.deallocate() }
-        for (i, port) in ports.enumerated() {
-            pollSet[i] = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
-        }
-        let busyPollNs = idle.busyPollMicroseconds * 1000
-        var lastWork = Sys.monotonicNanoseconds()
-        while !stop.isSet {
-            let moved = pass(&batch)
-            if moved > 0 {
-                lastWork = Sys.monotonicNanoseconds()
-                continue
-            }
-            let now = Sys.monotonicNanoseconds()
-            if now &- lastWork < busyPollNs { continue }
-            if ports.contains(where: { $0.rx.hasReadyFrames() }) { continue }
-            _ = try? Sys.poll(pollSet, count: portCount, timeoutMs: idle.sleepMilliseconds)
-            lastWork = Sys.monotonicNanoseconds()
-        }
-        // Forward what the kernel already handed over; what arrives later counts as ring_unread.
-        while pass(&batch) > 0 {}
+        runPollLoop(ports: ports, idle: idle, stop: stop) { pass(&batch) }
     }
 
     /// One round over every port; returns the frames taken from the RX rings.
@@ -91,7 +125,7 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
         for p in 0..<ports.count {
             let port = ports[p]
             let n = port.rx.fill(&batch, port: UInt16(p))
-            accountWalkerDrops(p, port)
+            walkerDrops.account(p, port, counters)
             if n > 0 {
                 stage.process(batch, nowMs: nowMs)
                 transmit(batch)
@@ -104,23 +138,6 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
             port.tx.flush(fd: port.fd)
         }
         return moved
-    }
-
-    @inline(__always)
-    private func accountWalkerDrops(_ p: Int, _ port: RingPort) {
-        let c = port.rx.counters
-        if c.tooLarge != seenTooLarge[p] {
-            let d = c.tooLarge - seenTooLarge[p]
-            counters.add(p, .rxPackets, d)
-            counters.addRxDrop(p, .tooLarge, d)
-            seenTooLarge[p] = c.tooLarge
-        }
-        if c.outgoing != seenOutgoing[p] {
-            let d = c.outgoing - seenOutgoing[p]
-            counters.add(p, .rxPackets, d)
-            counters.addRxDrop(p, .outgoing, d)
-            seenOutgoing[p] = c.outgoing
-        }
     }
 
     @inline(__always)

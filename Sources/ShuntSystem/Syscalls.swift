@@ -309,6 +309,20 @@ public enum Sys {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// Reads a whole file (nil: standard input).
+    public static func readWholeFile(_ path: String?) throws(SystemError) -> [UInt8] {
+        let fd = try path.map { (p) throws(SystemError) -> Int32 in try open(p, flags: O_RDONLY | O_CLOEXEC) } ?? 0
+        defer { if path != nil { close(fd) } }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = try retrying("read") { Int32(chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }) }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<Int(n)])
+        }
+        return bytes
+    }
+
     /// Sleeps the calling thread (interrupted sleeps are not resumed: callers loop anyway).
     @inline(never)
     public static func sleep(nanoseconds ns: UInt64) {

@@ -1,10 +1,13 @@
 import ArgumentParser
 import Glibc
+import ShuntControl
 import ShuntForwarder
+import ShuntPipeline
 import ShuntRing
 import ShuntSystem
 
 extension ForwardingMode: ExpressibleByArgument {}
+extension DatapathKind: ExpressibleByArgument {}
 extension FanoutMode: ExpressibleByArgument {}
 extension RingVersion: ExpressibleByArgument {}
 
@@ -20,7 +23,17 @@ struct Forward: ParsableCommand {
             rates a frame can wait up to --block-timeout-ms. --low-latency switches to TPACKET_V2 \
             rings, which hand over every frame at once (see docs/design/latency-and-ring-versions.md).
 
-            Example: shunt forward --port veth0 --port veth1 --workers 2 --stats-interval 1
+            Flow tables: --flows FILE (or --datapath) runs OpenFlow-style tables written in \
+            ovs-ofctl syntax (one flow per line, # comments). Without a file the table holds \
+            `priority=0,actions=NORMAL`, like a new OVS bridge. --datapath afpacket runs them in \
+            the Swift workers; --datapath xdp adds the XDP fast path, which forwards packets of \
+            cached flows in the kernel while misses come up to the workers. Change flows live \
+            with `shunt ctl add-flow|add-flows|del-flows|dump-flows`; see the state with \
+            `shunt ctl show` and `shunt ctl dump-cache`.
+
+            Examples:
+              shunt forward --port veth0 --port veth1 --workers 2 --stats-interval 1
+              shunt forward --port p1 --port p2 --flows flows.txt --datapath xdp --fix-peers
             """
     )
 
@@ -30,8 +43,35 @@ struct Forward: ParsableCommand {
     @Option(help: "Worker threads; each has a ring on every port.")
     var workers: Int = 1
 
-    @Option(help: "xconnect: ports paired 1<->2, 3<->4 (default for two ports); normal: MAC-learning switch (default otherwise).")
+    @Option(help: "xconnect: ports paired 1<->2, 3<->4 (default for two ports); normal: MAC-learning switch (default otherwise); flows: flow tables (implied by --flows and --datapath).")
     var mode: ForwardingMode?
+
+    @Option(help: ArgumentHelp("Flow tables in ovs-ofctl syntax, one flow per line (implies --mode flows).", valueName: "FILE"))
+    var flows: String?
+
+    @Option(help: "Flow mode datapath: afpacket (Swift workers only) or xdp (XDP fast path + Swift slow path).")
+    var datapath: DatapathKind?
+
+    @Option(help: ArgumentHelp("Control socket for `shunt ctl`.", valueName: "PATH"))
+    var control: String = ControlPaths.defaultControlPath
+
+    @Flag(help: "Do not open a control socket.")
+    var noControl = false
+
+    @Flag(help: "XDP datapath: enable GRO on veth peers of the ports so redirected frames are not dropped (otherwise shunt refuses to start when a peer is not ready).")
+    var fixPeers = false
+
+    @Option(help: "XDP datapath: most entries in the kernel flow cache.")
+    var cacheSize: Int = 65536
+
+    @Option(help: "Most flows over all tables.")
+    var maxFlows: Int = 65536
+
+    @Option(help: "XDP datapath: kernel cache installs per second; misses beyond it are forwarded by the slow path and counted as lost upcalls.")
+    var upcallBudget: Int = 50_000
+
+    @Option(help: "XDP datapath: seconds after which an unused kernel cache entry is removed.")
+    var idleTimeout: Double = 10
 
     @Option(help: "How PACKET_FANOUT spreads a port's frames over workers: hash (keeps flow order), lb, cpu, qm.")
     var fanout: FanoutMode = .hash
@@ -82,6 +122,14 @@ struct Forward: ParsableCommand {
         if macAging <= 0 { throw ValidationError("--mac-aging must be more than 0") }
         if txFrames < 1 { throw ValidationError("--tx-frames must be at least 1") }
         if lowLatency && ringVersion == .v3 { throw ValidationError("--low-latency uses TPACKET_V2 rings; drop --ring-version v3") }
+        if let mode, mode != .flows && (flows != nil || datapath != nil) {
+            throw ValidationError("--flows and --datapath run flow tables; they cannot be combined with --mode \(mode.rawValue)")
+        }
+        if cacheSize < 1 || cacheSize > 16_777_216 { throw ValidationError("--cache-size must be between 1 and 16777216") }
+        if maxFlows < 1 || maxFlows > 1_048_576 { throw ValidationError("--max-flows must be between 1 and 1048576") }
+        if upcallBudget < 1 { throw ValidationError("--upcall-budget must be at least 1 per second") }
+        if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be more than 0 seconds") }
+        if fixPeers && datapath != .xdp { throw ValidationError("--fix-peers is for --datapath xdp") }
     }
 
     func run() throws {
@@ -91,11 +139,23 @@ struct Forward: ParsableCommand {
         let framesPerBlock = max(1, (1 << 16) / max(frameSize, 1))
         let tx = RingGeometry(blockSize: 1 << 16, blockCount: max(1, (txFrames + framesPerBlock - 1) / framesPerBlock),
                               frameSize: frameSize, blockTimeoutMs: 0)
-        let config = ForwarderConfig(
-            ports: ports, workers: workers, mode: mode, fanout: fanout,
+        let flowMode = mode == .flows || flows != nil || datapath != nil
+        var config = ForwarderConfig(
+            ports: ports, workers: workers, mode: flowMode ? .flows : mode, fanout: fanout,
             ring: RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: !noQdiscBypass),
             idle: IdlePolicy(busyPollMicroseconds: busyPollUs),
             macAgingMs: UInt64(macAging * 1000))
+        if flowMode {
+            config.datapath.kind = datapath ?? .afpacket
+            config.datapath.cacheSize = cacheSize
+            config.datapath.maxFlows = maxFlows
+            config.datapath.upcallBudgetPerSecond = upcallBudget
+            config.datapath.idleTimeoutMs = UInt64(idleTimeout * 1000)
+            config.fixPeers = fixPeers
+            if let flows {
+                config.flowTables = try loadFlowTables(path: flows, ports: ports, maxFlows: maxFlows)
+            }
+        }
 
         // Signals are taken synchronously by this thread; workers inherit the blocked mask.
         Sys.blockTerminationSignals()
@@ -110,9 +170,24 @@ struct Forward: ParsableCommand {
             printError("shunt forward: \(error)")
             throw ExitCode(2)
         }
-        let description = "\(config.mode.rawValue) between \(ports.joined(separator: ", ")) with \(workers) worker\(workers == 1 ? "" : "s"), TPACKET_\(version.rawValue.uppercased()) rings"
+        var controlServer: ControlServer? = nil
+        if !noControl {
+            do throws(ControlError) {
+                let server = try ControlServer(path: control, handler: FlowControl(forwarder: forwarder))
+                try server.start()
+                controlServer = server
+            } catch {
+                _ = forwarder.stopAndCollect()
+                printError("shunt forward: control socket: \(error)")
+                throw ExitCode(2)
+            }
+        }
+        defer { controlServer?.stop() }
+        let modeText = config.mode == .flows ? "flow tables on the \(config.datapath.kind.rawValue) datapath" : config.mode.rawValue
+        let description = "\(modeText) between \(ports.joined(separator: ", ")) with \(workers) worker\(workers == 1 ? "" : "s"), TPACKET_\(version.rawValue.uppercased()) rings"
         if json {
-            emitLine("{\"type\":\"ready\",\"mode\":\"\(config.mode.rawValue)\",\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(ports.map { "\"\($0)\"" }.joined(separator: ","))]}")
+            let datapathField = config.mode == .flows ? "\"datapath\":\"\(config.datapath.kind.rawValue)\"," : ""
+            emitLine("{\"type\":\"ready\",\"mode\":\"\(config.mode.rawValue)\",\(datapathField)\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(ports.map { "\"\($0)\"" }.joined(separator: ","))]}")
         } else {
             printError("shunt: forwarding \(description); Ctrl-C to stop")
         }
@@ -139,5 +214,22 @@ struct Forward: ParsableCommand {
         }
         let final = forwarder.stopAndCollect()
         emitLine(json ? final.json(since: nil) : final.text(since: nil))
+    }
+}
+
+/// Reads and parses a flow file; any error names the file, line and column, and stops the start.
+func loadFlowTables(path: String, ports: [String], maxFlows: Int) throws -> FlowTables {
+    guard let text = readTextFile(path) else {
+        printError("shunt forward: cannot read flow file \(path)")
+        throw ExitCode(2)
+    }
+    do {
+        let rules = try FlowSyntax.parseFlowFile(text, ports: PortNames(ports))
+        var tables = FlowTables(maxRules: maxFlows)
+        for rule in rules { _ = try tables.add(rule) }
+        return tables
+    } catch {
+        printError("shunt forward: \(path): \(error)")
+        throw ExitCode(2)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import ShuntSystem
 
 @main
 struct Shunt: ParsableCommand {
@@ -7,7 +8,7 @@ struct Shunt: ParsableCommand {
         commandName: "shunt",
         abstract: "A packet forwarder for Linux on AF_PACKET rings, with an XDP fast path.",
         version: "0.1.0",
-        subcommands: [Forward.self, Gen.self, Sink.self, Ctl.self]
+        subcommands: [Forward.self, Ctl.self, Gen.self, Sink.self, XDPRedirect.self]
     )
 }
 
@@ -21,4 +22,10 @@ func printError(_ message: String) {
 func emitLine(_ message: String) {
     let line = message + "\n"
     _ = line.withCString { write(1, $0, strlen($0)) }
+}
+
+/// The whole text of a file ("-" is standard input), or nil if it cannot be read as UTF-8.
+func readTextFile(_ path: String) -> String? {
+    guard let bytes = try? Sys.readWholeFile(path == "-" ? nil : path) else { return nil }
+    return String(validating: bytes, as: UTF8.self)
 }

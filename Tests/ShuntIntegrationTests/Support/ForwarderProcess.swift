@@ -20,15 +20,36 @@ final class ForwarderProcess {
     private let stderr = Pipe()
     private var buffer = Data()
     private(set) var lines: [String] = []
+    /// This forwarder's own control socket (so tests never meet the default path).
+    let controlPath: String
+    private static let counter = NSLock()
+    nonisolated(unsafe) private static var next = 0
 
-    init(namespace: String, arguments: [String]) throws {
+    init(namespace: String, arguments: [String], readyTimeout: Double = 10) throws {
+        Self.counter.lock()
+        Self.next += 1
+        controlPath = "/tmp/shuntt-\(getpid())-\(Self.next).ctl"
+        Self.counter.unlock()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["ip", "netns", "exec", namespace, shuntExecutable, "forward", "--json"] + arguments
+        process.arguments = ["ip", "netns", "exec", namespace, shuntExecutable, "forward", "--json",
+                             "--control", controlPath] + arguments
         process.standardOutput = stdout
         process.standardError = stderr
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        try waitForLine(timeout: 10) { $0.contains("\"type\":\"ready\"") }
+        try waitForLine(timeout: readyTimeout) { $0.contains("\"type\":\"ready\"") }
+    }
+
+    /// Runs `shunt ctl --control <this forwarder's socket> ARGS`.
+    @discardableResult
+    func ctl(_ args: [String], check: Bool = true) throws -> (status: Int32, out: String, err: String) {
+        try run([shuntExecutable, "ctl", "--control", controlPath] + args, check: check)
+    }
+
+    /// `shunt ctl show --json`, parsed.
+    func show() throws -> [String: Any] {
+        let out = try ctl(["show", "--json"]).out
+        return try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
     }
 
     deinit {
@@ -73,6 +94,13 @@ final class ForwarderProcess {
         process.waitUntilExit()
         return try FinalStats(json: line, exitStatus: process.terminationStatus)
     }
+}
+
+/// A number at a path of keys in parsed JSON (0 when absent).
+func jsonNumber(_ object: [String: Any], _ path: String...) -> UInt64 {
+    var current: Any? = object
+    for key in path { current = (current as? [String: Any])?[key] }
+    return (current as? NSNumber)?.uint64Value ?? 0
 }
 
 struct FinalStats {

@@ -53,6 +53,18 @@ final class RawPort {
     /// VLAN tag the receiving kernel strips is put back from PACKET_AUXDATA, so frames compare
     /// as they were on the wire.
     func receive(count: Int, timeout: Double) -> [[UInt8]] {
+        receive(count: count, timeout: timeout) { TestFrame.identify($0) != nil }
+    }
+
+    /// Receives IPv4/UDP test frames (see `ipv4UDPFrame`), tagged or not.
+    func receiveAny(count: Int = Int.max, timeout: Double) -> [[UInt8]] {
+        receive(count: count, timeout: timeout) { f in
+            let type = f.count > 16 && f[12] == 0x81 && f[13] == 0 ? (f[16], f[17]) : (f[12], f[13])
+            return type == (0x08, 0x00) && udpSequence(f) != nil
+        }
+    }
+
+    func receive(count: Int, timeout: Double, where accept: ([UInt8]) -> Bool) -> [[UInt8]] {
         var frames: [[UInt8]] = []
         let deadline = Date().addingTimeInterval(timeout)
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -84,7 +96,7 @@ final class RawPort {
             if let (tci, tpid) = vlanFromAuxdata(control), frame.count >= 12 {
                 frame.insert(contentsOf: [UInt8(tpid >> 8), UInt8(tpid & 0xFF), UInt8(tci >> 8), UInt8(tci & 0xFF)], at: 12)
             }
-            if TestFrame.identify(frame) != nil { frames.append(frame) }
+            if frame.count >= 14 && accept(frame) { frames.append(frame) }
         }
         return frames
     }

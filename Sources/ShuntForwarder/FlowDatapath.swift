@@ -1,0 +1,209 @@
+import CShunt
+import ShuntBPF
+import ShuntCore
+import ShuntPipeline
+import ShuntSystem
+import Synchronization
+
+/// Which datapath runs the flow tables.
+public enum DatapathKind: String, CaseIterable, Sendable {
+    /// Pure userspace: the Swift workers run every packet, with a per-worker exact-match cache.
+    case afpacket
+    /// The XDP fast path executes cached flows in the kernel; misses come up to the Swift
+    /// workers (the slow path), which forward them and install the cache entry.
+    case xdp
+}
+
+public struct FlowDatapathConfig: Sendable {
+    public var kind: DatapathKind = .afpacket
+    /// Most OpenFlow rules over all tables.
+    public var maxFlows = 65536
+    /// Most entries in the kernel flow cache (XDP datapath).
+    public var cacheSize = 65536
+    /// Entries of each worker's exact-match cache.
+    public var exactMatchCacheSize = 8192
+    /// Kernel cache installs per second; misses beyond it are forwarded by the slow path
+    /// without an install and counted as lost upcalls.
+    public var upcallBudgetPerSecond = 50_000
+    /// A kernel cache entry unused this long is removed.
+    public var idleTimeoutMs: UInt64 = 10_000
+
+    public init() {}
+}
+
+/// A flow change that was refused; nothing was applied.
+public struct FlowEditError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What happened to a kernel cache install a worker asked for.
+enum InstallOutcome {
+    case installed, alreadyInstalled, overBudget, cacheFull, failed
+    /// Translated under flow tables that have changed since: not installed (the revalidator
+    /// would have to fix it); the packet is still forwarded.
+    case stale
+}
+
+/// Counters of the XDP datapath's control side (installs, revalidation), guarded by its lock.
+struct KernelPathCounters {
+    var upcalls: UInt64 = 0
+    var lostUpcalls: UInt64 = 0
+    var cacheFull: UInt64 = 0
+    var installErrors: UInt64 = 0
+    var upcallNs: UInt64 = 0
+    var revalidations: UInt64 = 0
+    var revalidationChanges: UInt64 = 0
+    var expirations: UInt64 = 0
+}
+
+/// One entry this process installed in the kernel flow cache.
+struct InstalledFlow {
+    var actions: [DatapathAction]
+    var dropReason: DropReason?
+    var ruleIDs: [UInt32]
+    var usedNormal: Bool
+    /// The entry's kernel counters when last read; deltas are credited to the rules.
+    var seenPackets: UInt64 = 0
+    var seenBytes: UInt64 = 0
+}
+
+/// The flow tables and the caches in front of them, shared by the workers, the revalidator and
+/// the control socket.
+///
+/// Workers read the pipeline through `generation` (one atomic load per batch) and take a new
+/// snapshot only when it moved; the control side edits a copy of the tables and publishes a new
+/// immutable `Pipeline`, so readers never lock and a bad edit changes nothing.
+public final class FlowDatapath: @unchecked Sendable {
+    public let config: FlowDatapathConfig
+    public let portNames: PortNames
+    public let portCount: Int
+    public let macTable: MACLearningTable
+    public let ruleCounters: RuleCounters
+    let kernel: FlowCacheProgram?
+
+    struct ControlState {
+        var tables: FlowTables
+        var pipeline: Pipeline
+        var generation: UInt64
+    }
+
+    struct KernelState {
+        var installed: [FlowKey: InstalledFlow] = [:]
+        var tokens: Double
+        var lastRefillNs: UInt64
+        var counters = KernelPathCounters()
+    }
+
+    private let generationWord: UnsafeMutablePointer<UInt64>
+    private let control: Mutex<ControlState>
+    let kernelState: Mutex<KernelState>
+
+    /// - Parameters:
+    ///   - writers: rule counter rows: one per worker plus one for the revalidator.
+    init(config: FlowDatapathConfig, ports: [String], tables: FlowTables, writers: Int,
+         macTable: MACLearningTable, kernel: FlowCacheProgram?) {
+        self.config = config
+        portNames = PortNames(ports)
+        portCount = ports.count
+        self.macTable = macTable
+        self.kernel = kernel
+        ruleCounters = RuleCounters(writers: writers, maxRules: config.maxFlows)
+        let pipeline = Pipeline(tables, ports: portNames)
+        control = Mutex(ControlState(tables: tables, pipeline: pipeline, generation: 1))
+        generationWord = .allocate(capacity: 1)
+        generationWord.initialize(to: 1)
+        kernelState = Mutex(KernelState(tokens: Double(config.upcallBudgetPerSecond),
+                                        lastRefillNs: Sys.monotonicNanoseconds()))
+    }
+
+    deinit { generationWord.deallocate() }
+
+    /// Moves whenever the flow tables change.
+    @inline(__always) public var generation: UInt64 { cshunt_load_acquire_u64(generationWord) }
+
+    /// The current pipeline and its generation.
+    public func currentPipeline() -> (pipeline: Pipeline, generation: UInt64) {
+        control.withLock { ($0.pipeline, $0.generation) }
+    }
+
+    /// Applies `edit` to a copy of the tables; if it throws nothing changes, otherwise the new
+    /// tables are published at once (workers and the revalidator pick them up). `edit` returns
+    /// the ids of the rules it added or replaced: their counters start from zero.
+    public func editFlows<R>(
+        _ edit: (inout FlowTables) throws(FlowEditError) -> (result: R, added: [UInt32])
+    ) throws(FlowEditError) -> R {
+        try control.withLock { (state) throws(FlowEditError) -> R in
+            var tables = state.tables
+            let (result, added) = try edit(&tables)
+            for id in added { ruleCounters.reset(id) }
+            state.tables = tables
+            state.pipeline = Pipeline(tables, ports: portNames)
+            state.generation &+= 1
+            cshunt_store_release_u64(generationWord, state.generation)
+            return result
+        }
+    }
+
+    /// The rules in dump order, with their counters.
+    public func dumpFlows() -> [(rule: FlowRule, packets: UInt64, bytes: UInt64)] {
+        let entries = control.withLock { $0.tables.entries }
+        return entries.map { entry in
+            let c = ruleCounters.read(entry.id)
+            return (entry.rule, c.packets, c.bytes)
+        }
+    }
+
+    // MARK: The kernel cache (XDP datapath)
+
+    /// Installs the translation of `key` in the kernel cache, within the upcall budget.
+    /// `generation` is the flow tables' generation the translation used: a translation from
+    /// older tables is not installed, because the revalidator may already have passed.
+    func offerInstall(key: FlowKey, actions: [DatapathAction], dropReason: DropReason?, ruleIDs: [UInt32],
+                      usedNormal: Bool, generation: UInt64, translateNs: UInt64) -> InstallOutcome {
+        guard let kernel else { return .failed }
+        let now = Sys.monotonicNanoseconds()
+        return kernelState.withLock { state in
+            if state.installed[key] != nil { return .alreadyInstalled }
+            if generation != self.generation { return .stale }
+            let budget = Double(config.upcallBudgetPerSecond)
+            state.tokens = min(budget, state.tokens + Double(now &- state.lastRefillNs) * budget / 1e9)
+            state.lastRefillNs = now
+            guard state.tokens >= 1 else {
+                state.counters.lostUpcalls += 1
+                return .overBudget
+            }
+            guard state.installed.count < config.cacheSize else {
+                state.counters.lostUpcalls += 1
+                state.counters.cacheFull += 1
+                return .cacheFull
+            }
+            state.tokens -= 1
+            let entry = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop)
+            do {
+                try kernel.install(key: key, entry: entry)
+            } catch {
+                state.counters.lostUpcalls += 1
+                state.counters.installErrors += 1
+                return .failed
+            }
+            state.installed[key] = InstalledFlow(actions: actions, dropReason: dropReason, ruleIDs: ruleIDs,
+                                                 usedNormal: usedNormal)
+            state.counters.upcalls += 1
+            state.counters.upcallNs &+= translateNs &+ (Sys.monotonicNanoseconds() &- now)
+            return .installed
+        }
+    }
+
+    /// The kernel cache entries, for `shunt ctl dump-cache`.
+    func dumpKernelCache() -> [(key: FlowKey, entry: shunt_cache_entry)] {
+        guard let kernel else { return [] }
+        var out: [(FlowKey, shunt_cache_entry)] = []
+        try? kernel.forEachEntry { key, entry in out.append((key, entry)) }
+        return out
+    }
+
+    func kernelCounters() -> (KernelPathCounters, entries: Int) {
+        kernelState.withLock { ($0.counters, $0.installed.count) }
+    }
+}

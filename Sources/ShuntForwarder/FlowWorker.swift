@@ -1,0 +1,314 @@
+import CShunt
+import ShuntBPF
+import ShuntCore
+import ShuntPipeline
+import ShuntRing
+import ShuntSystem
+import Synchronization
+
+/// Counters of one worker's flow path: one writer (the worker), relaxed loads by readers.
+final class FlowPathCounters: @unchecked Sendable {
+    enum Field: Int, CaseIterable {
+        /// Packets that went through the Swift flow path (all of them on the afpacket datapath;
+        /// those the kernel passed up on the XDP datapath).
+        case packets
+        /// Of those, found in the worker's exact-match cache.
+        case exactMatchHits
+        /// Pipeline translations (exact-match cache misses).
+        case translations
+        /// Time spent translating.
+        case translationNs
+        /// Times the exact-match cache was invalidated by a flow or MAC-table change.
+        case invalidations
+        /// Kernel cache installs that were over budget or failed (XDP datapath).
+        case installsRefused
+        /// Entries of the exact-match cache valid now (a level, not a count).
+        case cacheEntries
+    }
+
+    private let storage: UnsafeMutablePointer<UInt64>
+
+    init() {
+        storage = .allocate(capacity: Field.allCases.count)
+        storage.initialize(repeating: 0, count: Field.allCases.count)
+    }
+
+    deinit { storage.deallocate() }
+
+    @inline(__always) func add(_ f: Field, _ n: UInt64 = 1) {
+        let p = storage + f.rawValue
+        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
+    }
+
+    @inline(__always) func set(_ f: Field, _ v: UInt64) { cshunt_store_relaxed_u64(storage + f.rawValue, v) }
+
+    func read(_ f: Field) -> UInt64 { cshunt_load_relaxed_u64(storage + f.rawValue) }
+}
+
+/// The flow-table engine: each received frame's key is looked up in the worker's exact-match
+/// cache; a miss runs the OpenFlow pipeline (and, on the XDP datapath, installs the result in
+/// the kernel cache so the rest of the flow stays there); then the frame's flat action list is
+/// executed, each output being one copy into that port's TX ring with the edits so far.
+final class FlowWorker: WorkerLoop, @unchecked Sendable {
+    let index: Int
+    let ports: [RingPort]
+    let counters: WorkerCounters
+    let flowCounters = FlowPathCounters()
+    let idle: IdlePolicy
+    let datapath: FlowDatapath
+    let installsInKernel: Bool
+    let emc: ExactMatchCache
+    private var walkerDrops: WalkerDropAccounting
+    private var pipeline: Pipeline
+    private var pipelineGeneration: UInt64
+    private var macChanges: UInt64
+    /// The exact-match cache generation: moves with the pipeline and the MAC table.
+    private var cacheGeneration: UInt64 = 1
+    private var normal: LearningNormalSwitch
+    /// Translations too long for the exact-match cache are executed from here.
+    private let scratch: UnsafeMutablePointer<shunt_dp_action>
+    private let scratchCapacity = 1024
+    /// Re-translate NORMAL results this often (refreshes MAC learning of cached flows).
+    private let normalRefreshMs: UInt64 = 1000
+    /// `shunt ctl dump-cache` asks the worker for a copy of its cache (the worker owns it).
+    private let dumpRequested = StopFlag()
+    private let dumpResult = Mutex<[ExactMatchCache.Entry]?>(nil)
+
+    init(index: Int, ports: [RingPort], datapath: FlowDatapath, idle: IdlePolicy) {
+        self.index = index
+        self.ports = ports
+        self.idle = idle
+        self.datapath = datapath
+        installsInKernel = datapath.kernel != nil
+        counters = WorkerCounters(portCount: ports.count)
+        walkerDrops = WalkerDropAccounting(portCount: ports.count)
+        emc = ExactMatchCache(capacity: datapath.config.exactMatchCacheSize)
+        (pipeline, pipelineGeneration) = datapath.currentPipeline()
+        macChanges = datapath.macTable.changeCount
+        normal = LearningNormalSwitch(table: datapath.macTable, nowMs: 0)
+        scratch = .allocate(capacity: scratchCapacity)
+        scratch.initialize(repeating: shunt_dp_action(), count: scratchCapacity)
+    }
+
+    deinit { scratch.deallocate() }
+
+    func run(stop: StopFlag) {
+        var batch = PacketBatch(capacity: maxBurst)
+        runPollLoop(ports: ports, idle: idle, stop: stop) { pass(&batch) }
+    }
+
+    /// One round over every port; returns the frames taken from the RX rings.
+    @inline(__always)
+    private func pass(_ batch: inout PacketBatch) -> Int {
+        refreshGeneration()
+        if dumpRequested.isSet { answerDump() }
+        var moved = 0
+        let nowMs = Sys.monotonicNanoseconds() / 1_000_000
+        for p in 0..<ports.count {
+            let port = ports[p]
+            let n = port.rx.fill(&batch, port: UInt16(p))
+            walkerDrops.account(p, port, counters)
+            if n > 0 {
+                var rxBytes: UInt64 = 0
+                for i in 0..<n {
+                    let packet = batch.packet(i)
+                    rxBytes &+= UInt64(packet.outputLength)
+                    handle(packet, inPort: p, nowMs: nowMs)
+                }
+                counters.add(p, .rxPackets, UInt64(n))
+                counters.add(p, .rxBytes, rxBytes)
+                flowCounters.add(.packets, UInt64(n))
+                moved += n
+            }
+            port.rx.releaseConsumed()
+            batch.removeAll()
+        }
+        for port in ports where port.tx.pending > 0 {
+            port.tx.flush(fd: port.fd)
+        }
+        return moved
+    }
+
+    /// Picks up a new pipeline or MAC-table state: every cached translation becomes stale.
+    @inline(__always)
+    private func refreshGeneration() {
+        let g = datapath.generation
+        let m = datapath.macTable.changeCount
+        guard g != pipelineGeneration || m != macChanges else { return }
+        if g != pipelineGeneration {
+            (pipeline, pipelineGeneration) = datapath.currentPipeline()
+        }
+        macChanges = m
+        cacheGeneration &+= 1
+        flowCounters.set(.cacheEntries, 0)
+        flowCounters.add(.invalidations)
+    }
+
+    @inline(never)
+    private func answerDump() {
+        let entries = emc.entries(generation: cacheGeneration)
+        dumpResult.withLock { $0 = entries }
+        dumpRequested.clear()
+    }
+
+    /// A copy of the worker's exact-match cache, or nil if the worker did not answer in time.
+    func dumpCache(timeoutMs: UInt64 = 1000) -> [ExactMatchCache.Entry]? {
+        dumpResult.withLock { $0 = nil }
+        dumpRequested.set()
+        let deadline = Sys.monotonicNanoseconds() + timeoutMs * 1_000_000
+        while Sys.monotonicNanoseconds() < deadline {
+            if let r = dumpResult.withLock({ $0 }) { return r }
+            Sys.sleep(nanoseconds: 2_000_000)
+        }
+        return nil
+    }
+
+    @inline(__always)
+    private func handle(_ packet: PacketDescriptor, inPort p: Int, nowMs: UInt64) {
+        guard packet.capturedLength >= 14 else {
+            counters.addRxDrop(p, .runt)
+            return
+        }
+        var key = FlowKey()
+        let wellFormed = FlowKeyExtractor.extract(
+            frame: packet.data, length: Int(packet.capturedLength), inPort: UInt32(p + 1),
+            strippedVLANTCI: packet.flags.contains(.hasVLANTag) ? packet.vlanTCI : nil, into: &key)
+        let hash = key.hash64
+        let bytes = UInt64(packet.outputLength)
+        if let slot = emc.lookup(key, hash: hash, generation: cacheGeneration),
+           !(emc.flags(slot).contains(.usedNormal) && nowMs &- emc.translatedMs(slot) >= normalRefreshMs) {
+            flowCounters.add(.exactMatchHits)
+            emc.recordHit(slot, bytes: bytes, nowMs: nowMs)
+            // On the XDP datapath a packet of a flow the kernel can execute reaches here only if
+            // it was in flight during the install, or the kernel entry expired or was refused.
+            let f = emc.flags(slot)
+            if installsInKernel && wellFormed && (!f.contains(.inKernel) || f.contains(.kernelExecutable)) {
+                retryInstall(slot: slot)
+            }
+            for r in 0..<emc.ruleCount(slot) {
+                datapath.ruleCounters.add(row: index, rule: emc.ruleID(slot, r), bytes: bytes)
+            }
+            let n = emc.actionCount(slot)
+            let reason = emc.dropReason(slot)
+            emc.withActions(slot) { execute($0, count: n, dropReason: reason, packet: packet, inPort: p) }
+            return
+        }
+        // Miss: run the pipeline (an upcall).
+        let t0 = Sys.monotonicNanoseconds()
+        normal.nowMs = nowMs
+        let translation = pipeline.translate(key, normal: &normal)
+        let translateNs = Sys.monotonicNanoseconds() &- t0
+        flowCounters.add(.translations)
+        flowCounters.add(.translationNs, translateNs)
+        var flags: ExactMatchCache.Flags = translation.usedNormal ? [.usedNormal] : []
+        // The kernel passes malformed frames up without a lookup: no entry for their keys.
+        if installsInKernel && wellFormed {
+            if FlowCacheProgram.kernelCanExecute(translation.actions) { flags.insert(.kernelExecutable) }
+            switch datapath.offerInstall(key: key, actions: translation.actions, dropReason: translation.dropReason,
+                                         ruleIDs: translation.ruleIDs, usedNormal: translation.usedNormal,
+                                         generation: pipelineGeneration, translateNs: translateNs) {
+            case .installed, .alreadyInstalled: flags.insert(.inKernel)
+            case .overBudget, .cacheFull, .failed: flowCounters.add(.installsRefused)
+            case .stale: break
+            }
+        }
+        for id in translation.ruleIDs {
+            datapath.ruleCounters.add(row: index, rule: id, bytes: bytes)
+        }
+        let slot = emc.insert(key, hash: hash, generation: cacheGeneration, nowMs: nowMs,
+                              actions: translation.actions, ruleIDs: translation.ruleIDs,
+                              dropReason: translation.dropReason, flags: flags)
+        flowCounters.set(.cacheEntries, UInt64(emc.liveEntries))
+        if let slot {
+            emc.recordHit(slot, bytes: bytes, nowMs: nowMs)
+            let n = emc.actionCount(slot)
+            emc.withActions(slot) { execute($0, count: n, dropReason: translation.dropReason, packet: packet, inPort: p) }
+        } else {
+            let n = min(translation.actions.count, scratchCapacity)
+            for i in 0..<n { scratch[i] = translation.actions[i].abi }
+            execute(UnsafePointer(scratch), count: n, dropReason: translation.dropReason, packet: packet, inPort: p)
+        }
+    }
+
+    /// A cached flow that could not be installed earlier (over budget): try again.
+    private func retryInstall(slot: Int) {
+        let key = emc.key(slot)
+        var actions: [DatapathAction] = []
+        for i in 0..<emc.actionCount(slot) {
+            if let a = DatapathAction(abi: emc.action(slot, i)) { actions.append(a) }
+        }
+        let rules = (0..<emc.ruleCount(slot)).map { emc.ruleID(slot, $0) }
+        let usedNormal = emc.flags(slot).contains(.usedNormal)
+        switch datapath.offerInstall(key: key, actions: actions, dropReason: emc.dropReason(slot), ruleIDs: rules,
+                                     usedNormal: usedNormal, generation: pipelineGeneration, translateNs: 0) {
+        case .installed, .alreadyInstalled: emc.setFlags(slot, emc.flags(slot).union(.inKernel))
+        case .overBudget, .cacheFull, .failed: flowCounters.add(.installsRefused)
+        case .stale: break
+        }
+    }
+
+    /// Executes a flat action list on one received frame.
+    @inline(__always)
+    private func execute(_ actions: UnsafePointer<shunt_dp_action>, count: Int, dropReason: DropReason?,
+                         packet: PacketDescriptor, inPort p: Int) {
+        var edits = FrameEdits()
+        var outputs = 0
+        var reason = dropReason ?? .flowDrop
+        for i in 0..<count {
+            let a = actions[i]
+            switch UInt32(a.kind) {
+            case SHUNT_DPA_OUTPUT.rawValue:
+                let out = Int(a.port) - 1
+                if out >= 0 && out < ports.count {
+                    emit(packet, edits: edits, to: out)
+                    outputs += 1
+                } else {
+                    reason = .noOutput
+                }
+            case SHUNT_DPA_SET_ETH_SRC.rawValue:
+                edits.ethSrc = withUnsafeBytes(of: a.mac) { MACAddress(loading: $0.baseAddress!) }
+            case SHUNT_DPA_SET_ETH_DST.rawValue:
+                edits.ethDst = withUnsafeBytes(of: a.mac) { MACAddress(loading: $0.baseAddress!) }
+            case SHUNT_DPA_SET_VLAN.rawValue:
+                edits.vlan = .set(a.vid)
+            case SHUNT_DPA_POP_VLAN.rawValue:
+                edits.vlan = .pop
+            case SHUNT_DPA_DEC_TTL.rawValue:
+                if let ttl = FrameRewrite.ttl(of: packet) {
+                    if Int(ttl) <= Int(edits.ttlDecrements) + 1 {
+                        if outputs == 0 { counters.addRxDrop(p, .ttlExpired) }
+                        return
+                    }
+                    edits.ttlDecrements += 1
+                }
+            case SHUNT_DPA_SET_TUNNEL.rawValue:
+                edits.tunnelID = a.tun_id
+            default:
+                break
+            }
+        }
+        if outputs == 0 { counters.addRxDrop(p, reason) }
+    }
+
+    @inline(__always)
+    private func emit(_ packet: PacketDescriptor, edits: FrameEdits, to out: Int) {
+        let port = ports[out]
+        var frame = port.tx.claim()
+        if frame == nil && port.tx.pending > 0 {
+            port.tx.flush(fd: port.fd)
+            frame = port.tx.claim()
+        }
+        guard let frame else {
+            counters.addTxDrop(out, .txRingFull)
+            return
+        }
+        let written = FrameRewrite.write(packet, edits: edits, to: frame, capacity: port.tx.maxFrameLength)
+        guard written > 0 else {
+            counters.addTxDrop(out, .tooLarge)
+            return
+        }
+        port.tx.commit(length: written)
+        counters.add(out, .txPackets, 1)
+        counters.add(out, .txBytes, UInt64(written))
+    }
+}

@@ -1,0 +1,145 @@
+import CShunt
+import ShuntBPF
+import ShuntCore
+import ShuntPipeline
+import ShuntSystem
+
+/// Keeps the kernel flow cache consistent with the flow tables, like OVS's revalidator threads:
+/// after a flow change it re-translates every entry and updates or removes those whose result
+/// changed; after a MAC-table change, the entries that used NORMAL. Every sweep it credits the
+/// kernel's per-entry counters to the rules (n_packets/n_bytes), removes entries idle longer
+/// than the idle timeout, and re-translates NORMAL entries that carried traffic (which
+/// refreshes their MAC learning).
+final class Revalidator: @unchecked Sendable {
+    let datapath: FlowDatapath
+    let kernel: FlowCacheProgram
+    /// Its row in the rule counters.
+    let counterRow: Int
+    private var normal: LearningNormalSwitch
+    /// How often it looks for changes: a flow change reaches the kernel cache within this
+    /// plus the time of one pass.
+    let checkIntervalNs: UInt64 = 5_000_000
+    let sweepIntervalNs: UInt64
+
+    init(datapath: FlowDatapath, kernel: FlowCacheProgram, counterRow: Int) {
+        self.datapath = datapath
+        self.kernel = kernel
+        self.counterRow = counterRow
+        normal = LearningNormalSwitch(table: datapath.macTable, nowMs: 0)
+        // Sweep often enough that an idle entry outlives its timeout by at most a quarter.
+        sweepIntervalNs = max(50_000_000, min(1_000_000_000, datapath.config.idleTimeoutMs * 1_000_000 / 4))
+    }
+
+    func run(stop: StopFlag) {
+        var lastGeneration = datapath.generation
+        var lastMACChanges = datapath.macTable.changeCount
+        var lastSweep = Sys.monotonicNanoseconds()
+        while !stop.isSet {
+            Sys.sleep(nanoseconds: checkIntervalNs)
+            let g = datapath.generation
+            let m = datapath.macTable.changeCount
+            if g != lastGeneration || m != lastMACChanges {
+                revalidate(onlyNormal: g == lastGeneration)
+                lastGeneration = g
+                lastMACChanges = m
+            }
+            let now = Sys.monotonicNanoseconds()
+            if now &- lastSweep >= sweepIntervalNs {
+                sweep(nowNs: now)
+                lastSweep = now
+            }
+        }
+        // Credit what the kernel counted since the last sweep, for the final dump-flows.
+        sweep(nowNs: Sys.monotonicNanoseconds(), expire: false)
+    }
+
+    /// Re-translates installed entries (all, or those that used NORMAL).
+    func revalidate(onlyNormal: Bool) {
+        let (pipeline, _) = datapath.currentPipeline()
+        normal.nowMs = Sys.monotonicNanoseconds() / 1_000_000
+        datapath.kernelState.withLock { state in
+            for (key, info) in state.installed where !onlyNormal || info.usedNormal {
+                state.counters.revalidations += 1
+                let t = pipeline.translate(key, normal: &normal)
+                if t.actions == info.actions && t.dropReason == info.dropReason && t.ruleIDs == info.ruleIDs {
+                    continue
+                }
+                replace(key, info, with: t, in: &state)
+            }
+        }
+    }
+
+    private func replace(_ key: FlowKey, _ info: InstalledFlow, with t: Translation, in state: inout FlowDatapath.KernelState) {
+        if let e = try? kernel.lookup(key: key) { credit(info, e) }
+        let entry = FlowCacheProgram.entry(actions: t.actions, dropReason: t.dropReason ?? .flowDrop)
+        do {
+            try kernel.install(key: key, entry: entry)
+            state.installed[key] = InstalledFlow(actions: t.actions, dropReason: t.dropReason, ruleIDs: t.ruleIDs,
+                                                 usedNormal: t.usedNormal)
+        } catch {
+            _ = try? kernel.remove(key: key)
+            state.installed[key] = nil
+        }
+        state.counters.revalidationChanges += 1
+    }
+
+    private func credit(_ info: InstalledFlow, _ e: shunt_cache_entry) {
+        // A stale read (taken before another credit) is never credited twice.
+        guard e.packets > info.seenPackets else { return }
+        let dp = e.packets &- info.seenPackets
+        let db = e.bytes &- info.seenBytes
+        for id in info.ruleIDs {
+            datapath.ruleCounters.add(row: counterRow, rule: id, packets: dp, bytes: db)
+        }
+    }
+
+    /// Credits what the kernel counted to the rules now (for dump-flows). Safe from any thread.
+    func creditCounters() {
+        var entries: [FlowKey: shunt_cache_entry] = [:]
+        try? kernel.forEachEntry { key, entry in entries[key] = entry }
+        datapath.kernelState.withLock { state in
+            for (key, var info) in state.installed {
+                guard let e = entries[key], e.packets > info.seenPackets else { continue }
+                credit(info, e)
+                info.seenPackets = e.packets
+                info.seenBytes = e.bytes
+                state.installed[key] = info
+            }
+        }
+    }
+
+    /// Credits counters, expires idle entries, refreshes NORMAL entries that carried traffic.
+    func sweep(nowNs: UInt64, expire: Bool = true) {
+        var entries: [FlowKey: shunt_cache_entry] = [:]
+        try? kernel.forEachEntry { key, entry in entries[key] = entry }
+        let idleNs = datapath.config.idleTimeoutMs * 1_000_000
+        let (pipeline, _) = datapath.currentPipeline()
+        normal.nowMs = nowNs / 1_000_000
+        datapath.kernelState.withLock { state in
+            for (key, var info) in state.installed {
+                guard let e = entries[key] else {
+                    // Gone from the kernel (should not happen: only we remove entries).
+                    state.installed[key] = nil
+                    continue
+                }
+                credit(info, e)
+                let active = e.packets > info.seenPackets
+                if active {
+                    info.seenPackets = e.packets
+                    info.seenBytes = e.bytes
+                }
+                state.installed[key] = info
+                if expire && nowNs > e.last_used_ns && nowNs &- e.last_used_ns >= idleNs {
+                    _ = try? kernel.remove(key: key)
+                    state.installed[key] = nil
+                    state.counters.expirations += 1
+                } else if expire && active && info.usedNormal {
+                    let t = pipeline.translate(key, normal: &normal)
+                    if t.actions != info.actions || t.ruleIDs != info.ruleIDs {
+                        replace(key, info, with: t, in: &state)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+import Foundation
+import Testing
+
+/// An Ethernet + IPv4 + UDP frame with a valid IPv4 header checksum (UDP checksum 0), carrying
+/// the test frame's "SHNT" flow/sequence marker in its payload.
+func ipv4UDPFrame(dst: [UInt8], src: [UInt8], ttl: UInt8 = 64, sport: UInt16 = 1000, dport: UInt16 = 2000,
+                  sequence: UInt32, size: Int = 100, vlan: UInt16? = nil) -> [UInt8] {
+    var f = dst + src
+    if let vlan { f += [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF)] }
+    f += [0x08, 0x00]
+    let ipStart = f.count
+    let totalLength = size - ipStart
+    f += [0x45, 0, UInt8(totalLength >> 8), UInt8(totalLength & 0xFF), 0, 0, 0x40, 0, ttl, 17, 0, 0,
+          10, 0, 0, 1, 10, 0, 0, 2]
+    let sum = stride(from: ipStart, to: ipStart + 20, by: 2).reduce(UInt32(0)) { $0 + (UInt32(f[$1]) << 8 | UInt32(f[$1 + 1])) }
+    var folded = sum
+    while folded >> 16 != 0 { folded = (folded & 0xFFFF) + (folded >> 16) }
+    let check = ~UInt16(folded)
+    f[ipStart + 10] = UInt8(check >> 8)
+    f[ipStart + 11] = UInt8(check & 0xFF)
+    let udpLength = totalLength - 20
+    f += [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF),
+          UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0]
+    f += Array("SHNT".utf8) + withUnsafeBytes(of: sequence.bigEndian, Array.init)
+    while f.count < size { f.append(UInt8(truncatingIfNeeded: f.count)) }
+    return f
+}
+
+/// The sequence number of a frame made by `ipv4UDPFrame`, wherever its VLAN tag is.
+func udpSequence(_ f: [UInt8]) -> UInt32? {
+    guard let r = f.firstRange(of: Array("SHNT".utf8)), r.upperBound + 4 <= f.count else { return nil }
+    return f[r.upperBound..<r.upperBound + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+}
+
+func ipv4HeaderChecksumIsValid(_ f: [UInt8], ipStart: Int) -> Bool {
+    var sum = stride(from: ipStart, to: ipStart + 20, by: 2).reduce(UInt32(0)) { $0 + (UInt32(f[$1]) << 8 | UInt32(f[$1 + 1])) }
+    while sum >> 16 != 0 { sum = (sum & 0xFFFF) + (sum >> 16) }
+    return sum == 0xFFFF
+}
+
+/// A receiver that keeps every UDP test frame it sees, with its arrival time, in the background.
+final class Capture: @unchecked Sendable {
+    private let port: RawPort
+    private let lock = NSLock()
+    private var frames: [(at: Date, frame: [UInt8])] = []
+    private var running = true
+    private var thread: Thread!
+
+    init(namespace: String, interface: String) throws {
+        port = try RawPort(namespace: namespace, interface: interface)
+        thread = Thread { [unowned self] in
+            while self.isRunning {
+                for f in self.port.receiveAny(timeout: 0.05) {
+                    self.lock.lock()
+                    self.frames.append((Date(), f))
+                    self.lock.unlock()
+                }
+            }
+        }
+        thread.start()
+    }
+
+    private var isRunning: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return running
+    }
+
+    func stop() -> [(at: Date, frame: [UInt8])] {
+        lock.lock()
+        running = false
+        lock.unlock()
+        Thread.sleep(forTimeInterval: 0.1)
+        lock.lock()
+        defer { lock.unlock() }
+        return frames
+    }
+}
+
+/// The datapath split on real veths, the same scenarios on both datapaths.
+@Suite("Flow tables on both datapaths", .serialized, .enabled(if: canRunNetnsTests, netnsSkipReason))
+struct FlowTests {
+    static let datapaths = ["afpacket", "xdp"]
+
+    func writeFlows(_ lines: [String]) throws -> String {
+        let path = NSTemporaryDirectory() + "shuntt-flows-\(getpid())-\(UUID().uuidString).txt"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func start(_ lab: Lab, datapath: String, flows: [String]?, ports: Int = 2, extra: [String] = []) throws -> ForwarderProcess {
+        var args: [String] = []
+        for i in 0..<ports { args += ["--port", lab.port(i)] }
+        args += ["--datapath", datapath]
+        if let flows { args += ["--flows", try writeFlows(flows)] }
+        if datapath == "xdp" {
+            // Redirect into a veth needs GRO (or XDP) on its peer. (--fix-peers has its own test.)
+            for side in lab.sides { try run(["ip", "netns", "exec", lab.ns(side), "ethtool", "-K", lab.interface(side), "gro", "on"]) }
+        }
+        return try ForwarderProcess(namespace: lab.fwd, arguments: args + extra)
+    }
+
+    /// The first packet of a flow goes through the slow path and arrives; the following ones are
+    /// served from the cache (the kernel's on xdp, the worker's exact-match cache on afpacket),
+    /// and every copy is byte-identical whichever path made it.
+    @Test(arguments: datapaths)
+    func firstPacketUpcallsThenCacheHits(datapath: String) throws {
+        let lab = try Lab()
+        let fwd = try start(lab, datapath: datapath, flows: [
+            "table=0,priority=10,in_port=1,ip,actions=mod_dl_src:02:00:00:00:00:aa,mod_vlan_vid:5,dec_ttl,output:2",
+            "table=0,priority=10,in_port=2,actions=output:1",
+        ])
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+
+        try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: 0))
+        let first = sink.receiveAny(count: 1, timeout: 3)
+        #expect(first.count == 1, "the first packet of the flow must not be lost in the upcall")
+        let afterFirst = try fwd.show()
+
+        let n = 200
+        for i in 1...n { try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(i))) }
+        let rest = sink.receiveAny(count: n, timeout: 5)
+        let after = try fwd.show()
+        _ = try fwd.stop()
+
+        #expect(rest.count == n)
+        let all = first + rest
+        // Expected: the sent frame with the new source MAC, TTL 63 (and its checksum), and a
+        // VLAN 5 tag after the MACs.
+        let wrong = all.filter { f in
+            var expected = ipv4UDPFrame(dst: macB, src: [0x02, 0, 0, 0, 0, 0xAA], ttl: 63, sequence: udpSequence(f) ?? 9999)
+            expected.insert(contentsOf: [0x81, 0x00, 0x00, 0x05], at: 12)
+            return f != expected || !ipv4HeaderChecksumIsValid(f, ipStart: 18)
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) frames differ from the expected rewrite, e.g. \(wrong.first ?? [])")
+        #expect(all.compactMap(udpSequence) == Array(0...UInt32(n)), "frames reordered or lost")
+
+        if datapath == "xdp" {
+            #expect(jsonNumber(afterFirst, "datapaths", "xdp", "upcalls") == 1)
+            #expect(jsonNumber(after, "datapaths", "xdp", "upcalls") == 1)
+            #expect(jsonNumber(after, "datapaths", "xdp", "fast_path_hits") >= UInt64(n - 5),
+                    "after the install, the kernel must forward the flow (in-flight packets may still come up)")
+            #expect(jsonNumber(after, "datapaths", "xdp", "cache_entries") == 1)
+        } else {
+            #expect(jsonNumber(after, "datapaths", "userspace", "upcalls") == 1)
+            #expect(jsonNumber(after, "datapaths", "userspace", "fast_path_hits") == UInt64(n))
+        }
+    }
+
+    /// A flow change redirects a running flow within 100 ms, on both datapaths.
+    @Test(arguments: datapaths)
+    func flowChangeRedirectsWithin100ms(datapath: String) throws {
+        let lab = try Lab(["gen", "a", "b"])
+        let fwd = try start(lab, datapath: datapath, flows: ["table=0,priority=10,in_port=1,actions=output:2"], ports: 3)
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let atA = try Capture(namespace: lab.ns("a"), interface: lab.interface("a"))
+        let atB = try Capture(namespace: lab.ns("b"), interface: lab.interface("b"))
+
+        var sentAt: [UInt32: Date] = [:]
+        var seq: UInt32 = 0
+        func sendFor(_ seconds: Double) throws {
+            let end = Date().addingTimeInterval(seconds)
+            while Date() < end {
+                sentAt[seq] = Date()
+                try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: seq))
+                seq += 1
+                usleep(1000)
+            }
+        }
+        try sendFor(0.3)
+        try fwd.ctl(["add-flow", "table=0,priority=20,in_port=1,actions=output:3"])
+        let changed = Date()
+        try sendFor(0.4)
+        Thread.sleep(forTimeInterval: 0.2)
+        let framesA = atA.stop(), framesB = atB.stop()
+        _ = try fwd.stop()
+
+        let seqA = Set(framesA.compactMap { udpSequence($0.frame) })
+        let seqB = Set(framesB.compactMap { udpSequence($0.frame) })
+        let lateSent = sentAt.filter { $0.value >= changed.addingTimeInterval(0.1) }.map(\.key)
+        #expect(!lateSent.isEmpty)
+        #expect(lateSent.allSatisfy { seqB.contains($0) && !seqA.contains($0) },
+                "every frame sent 100 ms after the change must go to port 3 only")
+        let early = sentAt.filter { $0.value < changed.addingTimeInterval(-0.01) }.map(\.key)
+        #expect(early.allSatisfy { seqA.contains($0) }, "before the change the flow goes to port 2")
+        #expect(seqA.count + seqB.count == Int(seq), "every frame arrives exactly once")
+    }
+
+    /// Table misses and drop actions are counted with their reasons; dump-flows counts packets
+    /// per flow whichever path carried them.
+    @Test(arguments: datapaths)
+    func dropsAreCountedAndFlowsCountPackets(datapath: String) throws {
+        let lab = try Lab()
+        let fwd = try start(lab, datapath: datapath, flows: [
+            "table=0,priority=10,in_port=1,udp,tp_dst=2000,actions=resubmit(,1)",
+            "table=0,priority=5,in_port=1,udp,tp_dst=3000,actions=drop",
+            "table=1,priority=1,actions=output:2",
+        ])
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+        for i in 0..<50 { try gen.send(ipv4UDPFrame(dst: macB, src: macA, dport: 2000, sequence: UInt32(i))) }
+        for i in 0..<30 { try gen.send(ipv4UDPFrame(dst: macB, src: macA, dport: 3000, sequence: UInt32(100 + i))) }
+        for i in 0..<20 { try gen.send(ipv4UDPFrame(dst: macB, src: macA, dport: 4000, sequence: UInt32(200 + i))) }
+        let received = sink.receiveAny(count: 50, timeout: 3)
+        Thread.sleep(forTimeInterval: 0.2)
+        let dump = try fwd.ctl(["dump-flows"]).out
+        let show = try fwd.show()
+        let stats = try fwd.stop()
+
+        #expect(received.count == 50)
+        #expect(dump.contains("table=0, n_packets=50, n_bytes=5000, priority=10,udp,in_port=1,tp_dst=2000 actions=resubmit(,1)")
+                || dump.contains("n_packets=50, n_bytes=5000, priority=10,"), "dump-flows:\n\(dump)")
+        #expect(dump.contains("n_packets=30, n_bytes=3000, priority=5,"), "dump-flows:\n\(dump)")
+        #expect(dump.contains("table=1, n_packets=50, n_bytes=5000, priority=1 actions=output:2"), "dump-flows:\n\(dump)")
+        let slowDrop = stats.drop("p0", "rx_drops", "flow_drop")
+        let slowMiss = stats.drop("p0", "rx_drops", "no_match")
+        let fastDrop = jsonNumber(show, "datapaths", "xdp", "drops", "flow_drop")
+        let fastMiss = jsonNumber(show, "datapaths", "xdp", "drops", "no_match")
+        #expect(slowDrop + fastDrop == 30)
+        #expect(slowMiss + fastMiss == 20)
+    }
+
+    /// A kernel cache entry unused for the idle timeout is removed.
+    @Test func idleEntriesExpire() throws {
+        let lab = try Lab()
+        let fwd = try start(lab, datapath: "xdp", flows: ["table=0,priority=1,in_port=1,actions=output:2"],
+                            extra: ["--idle-timeout", "0.4"])
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+        for i in 0..<10 { try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(i))) }
+        #expect(sink.receiveAny(count: 10, timeout: 3).count == 10)
+        let before = try fwd.show()
+        Thread.sleep(forTimeInterval: 1.2)
+        let after = try fwd.show()
+        _ = try fwd.stop()
+        #expect(jsonNumber(before, "datapaths", "xdp", "cache_entries") == 1)
+        #expect(jsonNumber(after, "datapaths", "xdp", "cache_entries") == 0)
+        #expect(jsonNumber(after, "datapaths", "xdp", "expirations") == 1)
+    }
+
+    /// Without a flow file the table is `priority=0,actions=NORMAL`: a learning switch on both
+    /// datapaths (flooding unknown destinations, then unicast once learned).
+    @Test(arguments: datapaths)
+    func defaultTableIsNormal(datapath: String) throws {
+        let lab = try Lab(["a", "b", "c"])
+        let fwd = try start(lab, datapath: datapath, flows: nil, ports: 3)
+        let a = try RawPort(namespace: lab.ns("a"), interface: lab.interface("a"))
+        let b = try RawPort(namespace: lab.ns("b"), interface: lab.interface("b"))
+        let c = try RawPort(namespace: lab.ns("c"), interface: lab.interface("c"))
+        try a.send(ipv4UDPFrame(dst: macB, src: macA, sequence: 1))  // unknown: flooded
+        #expect(b.receiveAny(count: 1, timeout: 2).count == 1)
+        #expect(c.receiveAny(count: 1, timeout: 2).count == 1)
+        try b.send(ipv4UDPFrame(dst: macA, src: macB, sequence: 2))  // A is known: only to a
+        #expect(a.receiveAny(count: 1, timeout: 2).count == 1)
+        for i in 0..<20 { try a.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(10 + i))) }
+        #expect(b.receiveAny(count: 20, timeout: 3).count == 20)
+        #expect(c.receiveAny(count: 1, timeout: 0.5).isEmpty, "a learned destination must not be flooded")
+        #expect(a.receiveAny(count: 1, timeout: 0.3).isEmpty, "nothing goes back to its in_port")
+        _ = try fwd.stop()
+    }
+}
