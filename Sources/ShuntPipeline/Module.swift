@@ -1,1 +1,0 @@
-// The OpenFlow-style pipeline (see Package.swift). Files: FlowSyntax, Classifier, Pipeline.
