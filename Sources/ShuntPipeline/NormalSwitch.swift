@@ -1,0 +1,58 @@
+import ShuntCore
+
+/// What the NORMAL action decided for one packet.
+public enum NormalResult: Hashable, Sendable {
+    case output(UInt32)
+    /// Every port except in_port.
+    case flood
+    case drop
+}
+
+/// NORMAL's MAC learning, kept out of the pipeline so translation stays pure and tests can script it.
+public protocol NormalSwitch {
+    /// Decides for a packet as it is at the point NORMAL runs; ports are numbered 1...portCount.
+    mutating func normal(key: FlowKey, portCount: Int) -> NormalResult
+
+    /// The key bits `normal` reads, so cache entries made with NORMAL are not too wide.
+    var dependencies: FlowKey { get }
+}
+
+extension NormalSwitch {
+    /// dl_src (every new source must reach the learner) and dl_dst (the forwarding decision).
+    public var dependencies: FlowKey {
+        var mask = FlowKey()
+        mask.dlSrc = MACAddress(value: .max)
+        mask.dlDst = MACAddress(value: .max)
+        return mask
+    }
+}
+
+/// NORMAL over the forwarder's shared `MACLearningTable`, so both paths learn into one table.
+// Learns dl_src on in_port, sends known unicast to its port, floods multicast and unknown
+// destinations, drops what would go back out of in_port. The table is not per VLAN. Results
+// depend on the table's state (`Translation.usedNormal`): callers re-translate such entries.
+public struct LearningNormalSwitch: NormalSwitch {
+    public let table: MACLearningTable
+    /// The clock for learning and aging, set by the caller before each translation.
+    public var nowMs: UInt64
+
+    public init(table: MACLearningTable, nowMs: UInt64) {
+        self.table = table
+        self.nowMs = nowMs
+    }
+
+    public mutating func normal(key: FlowKey, portCount: Int) -> NormalResult {
+        let inPort = key.inPort
+        // MACLearningTable stores 0-based UInt16 port indexes; Shunt ports start at 1.
+        if inPort >= 1 && Int(inPort) <= min(portCount, Int(UInt16.max)) && !key.dlSrc.isMulticast {
+            table.learn(key.dlSrc, port: UInt16(inPort - 1), nowMs: nowMs)
+        }
+        if key.dlDst.isMulticast { return .flood }
+        guard let index = table.lookup(key.dlDst, nowMs: nowMs) else { return .flood }
+        let port = UInt32(index) + 1
+        if port == inPort { return .drop }
+        // Learned on a port the bridge no longer has: treat as unknown.
+        if Int(port) > portCount { return .flood }
+        return .output(port)
+    }
+}
