@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "ShuntTraffic", dependencies: ["CShunt"]),
         // The OpenFlow-style pipeline: flow syntax (ovs-ofctl), tuple-space classifier, translation
         // of a packet's key into a flat datapath action list. Pure logic, no syscalls.
-        .target(name: "ShuntPipeline", dependencies: ["ShuntCore"]),
+        .target(name: "ShuntPipeline", dependencies: ["ShuntCore", "CShunt"]),
         // The control socket (`shunt forward --control`) and its client (`shunt ctl`).
         .target(name: "ShuntControl", dependencies: ["ShuntSystem"]),
         // Wiring: worker threads, statistics, lifecycle.
