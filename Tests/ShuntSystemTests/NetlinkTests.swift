@@ -141,4 +141,11 @@ struct NetlinkTests {
         let truncated = #expect(throws: SystemError.self) { _ = try collect([Array(message[0..<10])], sequence: 1) }
         #expect(truncated?.errno == EPROTO)
     }
+
+    @Test(arguments: ["", "a/b", "with space", "sixteen-chars-xx", "a:b", ".."])
+    func invalidInterfaceNamesAreRejectedBeforeAskingTheKernel(name: String) {
+        #expect(throws: SystemError(errno: EINVAL, call: "interface name \"\(name)\"")) {
+            _ = try XDPPeers.readiness(of: name)
+        }
+    }
 }
