@@ -58,6 +58,7 @@ let package = Package(
         .plugin(name: "BPFCompiler", capability: .buildTool()),
 
         .testTarget(name: "ShuntCoreTests", dependencies: ["ShuntCore"]),
+        .testTarget(name: "ShuntSystemTests", dependencies: ["ShuntSystem"]),
         .testTarget(name: "ShuntRingTests", dependencies: ["ShuntRing", "CShunt"]),
         .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore"]),
         .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),

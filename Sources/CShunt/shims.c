@@ -17,6 +17,31 @@ _Static_assert(sizeof(struct shunt_flow_key) == 72 && offsetof(struct shunt_flow
 _Static_assert(sizeof(struct shunt_dp_action) == 16, "datapath action layout");
 _Static_assert(sizeof(struct shunt_cache_entry) == 160, "cache entry layout");
 
+/* Netlink headers the Swift code writes and reads as raw bytes (NetlinkRequest, NetlinkMessage). */
+_Static_assert(sizeof(struct nlmsghdr) == 16 && NLMSG_HDRLEN == 16, "nlmsghdr layout");
+_Static_assert(sizeof(struct nlattr) == 4 && NLA_HDRLEN == 4, "nlattr layout");
+_Static_assert(NLA_ALIGNTO == 4 && NLMSG_ALIGNTO == 4, "netlink alignment (netlinkAlign in Netlink.swift)");
+_Static_assert(sizeof(struct genlmsghdr) == 4, "genlmsghdr layout");
+_Static_assert(sizeof(struct ifinfomsg) == 16, "ifinfomsg layout");
+_Static_assert(sizeof(struct nlmsgerr) == 20, "nlmsgerr layout");
+_Static_assert(sizeof(struct ethtool_value) == 8, "ethtool_value layout");
+
+/* The netdev family values copied into CShunt.h, checked where the host has the real header. */
+#if __has_include(<linux/netdev.h>)
+#include <linux/netdev.h>
+_Static_assert(CSHUNT_NETDEV_FAMILY_VERSION == NETDEV_FAMILY_VERSION, "netdev version");
+_Static_assert(CSHUNT_NETDEV_CMD_DEV_GET == NETDEV_CMD_DEV_GET, "NETDEV_CMD_DEV_GET");
+_Static_assert(CSHUNT_NETDEV_A_DEV_IFINDEX == NETDEV_A_DEV_IFINDEX, "NETDEV_A_DEV_IFINDEX");
+_Static_assert(CSHUNT_NETDEV_A_DEV_XDP_FEATURES == NETDEV_A_DEV_XDP_FEATURES, "NETDEV_A_DEV_XDP_FEATURES");
+_Static_assert(CSHUNT_NETDEV_XDP_ACT_BASIC == NETDEV_XDP_ACT_BASIC, "NETDEV_XDP_ACT_BASIC");
+_Static_assert(CSHUNT_NETDEV_XDP_ACT_REDIRECT == NETDEV_XDP_ACT_REDIRECT, "NETDEV_XDP_ACT_REDIRECT");
+_Static_assert(CSHUNT_NETDEV_XDP_ACT_NDO_XMIT == NETDEV_XDP_ACT_NDO_XMIT, "NETDEV_XDP_ACT_NDO_XMIT");
+_Static_assert(CSHUNT_NETDEV_XDP_ACT_XSK_ZEROCOPY == NETDEV_XDP_ACT_XSK_ZEROCOPY, "NETDEV_XDP_ACT_XSK_ZEROCOPY");
+_Static_assert(CSHUNT_NETDEV_XDP_ACT_HW_OFFLOAD == NETDEV_XDP_ACT_HW_OFFLOAD, "NETDEV_XDP_ACT_HW_OFFLOAD");
+_Static_assert(CSHUNT_NETDEV_XDP_ACT_RX_SG == NETDEV_XDP_ACT_RX_SG, "NETDEV_XDP_ACT_RX_SG");
+_Static_assert(CSHUNT_NETDEV_XDP_ACT_NDO_XMIT_SG == NETDEV_XDP_ACT_NDO_XMIT_SG, "NETDEV_XDP_ACT_NDO_XMIT_SG");
+#endif
+
 int cshunt_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 int cshunt_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 

@@ -14,6 +14,19 @@ public struct PacketSocket: ~Copyable {
     deinit { Sys.close(fd) }
 }
 
+/// An owned datagram socket used only for interface ioctls (ethtool, SIOCGIF*). It acts on the
+/// interfaces of the network namespace it was created in, whatever thread later uses it.
+public struct InterfaceControlSocket: ~Copyable {
+    public let fd: Int32
+
+    public init() throws(SystemError) {
+        let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        fd = try Sys.socket(domain: AF_INET, type: type, protocol: 0)
+    }
+
+    deinit { Sys.close(fd) }
+}
+
 /// An owned shared mapping of ring memory. Unmapped when the owner goes away.
 public struct MappedRegion: ~Copyable {
     @usableFromInline let base: UnsafeMutableRawPointer

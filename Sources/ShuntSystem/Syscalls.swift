@@ -295,6 +295,78 @@ public enum Sys {
         return flags
     }
 
+    /// Reads one `struct ethtool_value` setting (`command` is e.g. `ETHTOOL_GGRO`) of the
+    /// interface `name` in the network namespace `sock` was created in.
+    @inline(never)
+    public static func ethtoolValue(
+        _ command: UInt32, interface name: String, using sock: Int32
+    ) throws(SystemError) -> UInt32 {
+        var value: UInt32 = 0
+        _ = try check(cshunt_ethtool_get_value(sock, name, command, &value), "ioctl(SIOCETHTOOL)")
+        return value
+    }
+
+    /// Writes one `struct ethtool_value` setting (`command` is e.g. `ETHTOOL_SGRO`).
+    @inline(never)
+    public static func setEthtoolValue(
+        _ command: UInt32, _ value: UInt32, interface name: String, using sock: Int32
+    ) throws(SystemError) {
+        _ = try check(cshunt_ethtool_set_value(sock, name, command, value), "ioctl(SIOCETHTOOL)")
+    }
+
+    // MARK: netlink
+
+    /// Binds a netlink socket to a port id the kernel chooses, with no multicast groups.
+    @inline(never)
+    public static func bindNetlink(_ fd: Int32) throws(SystemError) {
+        var address = sockaddr_nl()
+        address.nl_family = sa_family_t(AF_NETLINK)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
+            }
+        }
+        _ = try check(rc, "bind(netlink)")
+    }
+
+    /// Sends one netlink datagram to the kernel (the socket's default destination).
+    @inline(never)
+    public static func sendNetlink(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        let sent = try retrying("send(netlink)") { Int32(Glibc.send(fd, bytes.baseAddress, bytes.count, 0)) }
+        if Int(sent) != bytes.count { throw SystemError(errno: EMSGSIZE, call: "send(netlink)") }
+    }
+
+    /// Receives one netlink datagram and returns its full length, which is larger than
+    /// `buffer.count` if it did not fit (MSG_TRUNC). Blocks up to the socket's SO_RCVTIMEO;
+    /// running out of time throws EAGAIN.
+    @inline(never)
+    public static func receiveNetlink(
+        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer
+    ) throws(SystemError) -> Int {
+        Int(try retrying("recv(netlink)") { Int32(Glibc.recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC))) })
+    }
+
+    // MARK: files
+
+    /// The names in a directory, without "." and "..".
+    @inline(never)
+    public static func directoryEntries(_ path: String) throws(SystemError) -> [String] {
+        guard let dir = opendir(path) else { throw SystemError(errno: Glibc.errno, call: "opendir") }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while true {
+            Glibc.errno = 0
+            guard let entry = readdir(dir) else {
+                if Glibc.errno != 0 { throw SystemError(errno: Glibc.errno, call: "readdir") }
+                return names
+            }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+    }
+
     // MARK: namespaces, threads, signals, time
 
     @inline(never)

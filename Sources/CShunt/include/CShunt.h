@@ -9,6 +9,11 @@
  *   which Swift has no operator for on raw memory. Each accessor below is one such word.
  * - struct ifreq is a union Swift handles badly: the interface queries are tiny functions.
  * - struct ucred (SO_PEERCRED) and accept4 need _GNU_SOURCE too: wrapped in shims.c.
+ * - Glibc's module does not export the netlink uapi (linux/netlink.h, rtnetlink.h, genetlink.h,
+ *   if_link.h, net_namespace.h) or linux/ethtool.h: included here for their constants and
+ *   header structs. SIOCETHTOOL passes a pointer through the ifreq union: tiny functions again.
+ * - uapi linux/netdev.h (Linux 6.3) is newer than the build host's headers may be: the few
+ *   values Shunt uses are copied below, and shims.c checks them against the real header.
  * Delete a shim when Swift can express it directly.
  */
 #ifndef CSHUNT_H
@@ -23,6 +28,12 @@
 #include <linux/if_packet.h>
 #include <linux/if_ether.h>
 #include <linux/sockios.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/genetlink.h>
+#include <linux/if_link.h>
+#include <linux/net_namespace.h>
+#include <linux/ethtool.h>
 #include <sched.h>
 #include "shunt_abi.h"
 
@@ -114,5 +125,44 @@ static inline int cshunt_if_hwaddr(int sock, const char *name, uint8_t out[6]) {
 	if (rc == 0) memcpy(out, ifr.ifr_hwaddr.sa_data, 6);
 	return rc;
 }
+
+/* ---- ethtool (SIOCETHTOOL with a struct ethtool_value, e.g. ETHTOOL_GGRO / ETHTOOL_SGRO) ---- */
+static inline int cshunt_ethtool_get_value(int sock, const char *name, uint32_t cmd, uint32_t *value) {
+	struct ethtool_value ev = { .cmd = cmd, .data = 0 };
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	ifr.ifr_data = (void *)&ev;
+	int rc = ioctl(sock, SIOCETHTOOL, &ifr);
+	if (rc == 0) *value = ev.data;
+	return rc;
+}
+static inline int cshunt_ethtool_set_value(int sock, const char *name, uint32_t cmd, uint32_t value) {
+	struct ethtool_value ev = { .cmd = cmd, .data = value };
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	ifr.ifr_data = (void *)&ev;
+	return ioctl(sock, SIOCETHTOOL, &ifr);
+}
+
+/* ---- The generic netlink family "netdev" (uapi linux/netdev.h, Linux 6.3+) ---- */
+#define CSHUNT_NETDEV_FAMILY_NAME "netdev"
+enum {
+	CSHUNT_NETDEV_FAMILY_VERSION = 1,        /* NETDEV_FAMILY_VERSION */
+	CSHUNT_NETDEV_CMD_DEV_GET = 1,           /* NETDEV_CMD_DEV_GET */
+	CSHUNT_NETDEV_A_DEV_IFINDEX = 1,         /* NETDEV_A_DEV_IFINDEX (u32) */
+	CSHUNT_NETDEV_A_DEV_XDP_FEATURES = 3,    /* NETDEV_A_DEV_XDP_FEATURES (u64, enum netdev_xdp_act) */
+};
+/* enum netdev_xdp_act: bits of NETDEV_A_DEV_XDP_FEATURES. */
+enum {
+	CSHUNT_NETDEV_XDP_ACT_BASIC = 1,         /* XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX */
+	CSHUNT_NETDEV_XDP_ACT_REDIRECT = 2,      /* XDP_REDIRECT out of the device */
+	CSHUNT_NETDEV_XDP_ACT_NDO_XMIT = 4,      /* ndo_xdp_xmit: frames may be redirected into it */
+	CSHUNT_NETDEV_XDP_ACT_XSK_ZEROCOPY = 8,
+	CSHUNT_NETDEV_XDP_ACT_HW_OFFLOAD = 16,
+	CSHUNT_NETDEV_XDP_ACT_RX_SG = 32,
+	CSHUNT_NETDEV_XDP_ACT_NDO_XMIT_SG = 64,
+};
 
 #endif /* CSHUNT_H */
