@@ -173,6 +173,7 @@ public final class Forwarder {
                 guard caps.has(Capabilities.bpf) || caps.has(Capabilities.sysAdmin) else {
                     throw .xdp("the XDP datapath needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; run shunt as root or use --datapath afpacket")
                 }
+                try Self.checkRedirectPeers(infos.map(\.name), fix: config.fixPeers)
                 do {
                     let program = try FlowCacheProgram(maxEntries: UInt32(config.datapath.cacheSize))
                     for (i, info) in infos.enumerated() {
@@ -205,6 +206,39 @@ public final class Forwarder {
                 }
             } else {
                 revalidator = nil
+            }
+        }
+    }
+
+    /// XDP redirect into a veth is silently dropped unless the veth's peer has GRO or an XDP
+    /// program (the kernel then stops advertising NDO_XMIT). Checks every port; with `fix`,
+    /// enables GRO on peers that need it, otherwise refuses with the command that fixes it.
+    static func checkRedirectPeers(_ ports: [String], fix: Bool) throws(ForwarderError) {
+        for port in ports {
+            let readiness: RedirectReadiness
+            do throws(SystemError) { readiness = try XDPPeers.readiness(of: port) } catch {
+                throw .xdp("checking whether \(port) accepts XDP redirects failed: \(error)")
+            }
+            // nil: the kernel cannot tell (no netdev netlink family); trust the user.
+            guard readiness.acceptsRedirect == false else { continue }
+            guard let peer = readiness.peer else {
+                let why = readiness.isVeth
+                    ? "its veth peer is in a namespace without a name under /run/netns, so shunt cannot fix it"
+                    : "the kernel does not advertise XDP transmit (ndo_xdp_xmit) on it"
+                throw .peerNotReady(port: port, detail: "\(why); enable GRO or load an XDP program on the peer, or use --datapath afpacket")
+            }
+            let run = peer.namespace.map { "ip netns exec \($0) " } ?? ""
+            guard fix else {
+                throw .peerNotReady(port: port, detail: "its veth peer \(peer.name)\(peer.namespace.map { " (namespace \($0))" } ?? "") has neither GRO nor an XDP program; run `\(run)ethtool -K \(peer.name) gro on` or start shunt with --fix-peers")
+            }
+            do throws(SystemError) {
+                try XDPPeers.enableGRO(on: peer)
+                let again = try XDPPeers.readiness(of: port)
+                if again.acceptsRedirect == false {
+                    throw SystemError(errno: EOPNOTSUPP, call: "enabling GRO on \(peer.name)")
+                }
+            } catch {
+                throw .peerNotReady(port: port, detail: "enabling GRO on its peer \(peer.name) did not help (\(error)); is the peer up? try `\(run)ip link set \(peer.name) up`")
             }
         }
     }

@@ -93,10 +93,7 @@ struct FlowTests {
         for i in 0..<ports { args += ["--port", lab.port(i)] }
         args += ["--datapath", datapath]
         if let flows { args += ["--flows", try writeFlows(flows)] }
-        if datapath == "xdp" {
-            // Redirect into a veth needs GRO (or XDP) on its peer. (--fix-peers has its own test.)
-            for side in lab.sides { try run(["ip", "netns", "exec", lab.ns(side), "ethtool", "-K", lab.interface(side), "gro", "on"]) }
-        }
+        if datapath == "xdp" { args.append("--fix-peers") }
         return try ForwarderProcess(namespace: lab.fwd, arguments: args + extra)
     }
 
@@ -257,6 +254,27 @@ struct FlowTests {
         #expect(b.receiveAny(count: 20, timeout: 3).count == 20)
         #expect(c.receiveAny(count: 1, timeout: 0.5).isEmpty, "a learned destination must not be flooded")
         #expect(a.receiveAny(count: 1, timeout: 0.3).isEmpty, "nothing goes back to its in_port")
+        _ = try fwd.stop()
+    }
+
+    /// Without GRO on a port's peer the XDP datapath refuses to start and says what to run;
+    /// --fix-peers enables GRO there and forwarding works.
+    @Test func xdpChecksAndFixesPeers() throws {
+        let lab = try Lab()
+        for side in lab.sides { try run(["ip", "netns", "exec", lab.ns(side), "ethtool", "-K", lab.interface(side), "gro", "off"]) }
+        let refused = try run(["ip", "netns", "exec", lab.fwd, shuntExecutable, "forward", "--no-control", "--duration", "1",
+                               "--port", "p0", "--port", "p1", "--datapath", "xdp"], check: false)
+        #expect(refused.status == 2)
+        #expect(refused.err.contains("XDP redirect into port p0 would drop frames silently"), "\(refused.err)")
+        #expect(refused.err.contains("ethtool -K gen0 gro on") && refused.err.contains("--fix-peers"), "\(refused.err)")
+
+        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: ["--port", "p0", "--port", "p1", "--datapath", "xdp", "--fix-peers"])
+        let gro = try run(["ip", "netns", "exec", lab.ns("sink"), "ethtool", "-k", lab.interface("sink")]).out
+        #expect(gro.contains("generic-receive-offload: on"))
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+        for i in 0..<50 { try gen.send(ipv4UDPFrame(dst: broadcast, src: macA, sequence: UInt32(i))) }
+        #expect(sink.receiveAny(count: 50, timeout: 3).count == 50)
         _ = try fwd.stop()
     }
 }
