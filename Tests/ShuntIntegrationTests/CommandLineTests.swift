@@ -71,4 +71,45 @@ struct CommandLineTests {
         #expect(stats.exitStatus == 0)
         #expect(stats.ports.keys.sorted() == ["p0", "p1"])
     }
+
+    @Test func badFlowFileNamesLineAndColumn() throws {
+        let lab = try Lab()
+        let path = NSTemporaryDirectory() + "shuntt-badflows-\(getpid()).txt"
+        try "# two good flows, then a bad one\ntable=0,priority=1,in_port=1,actions=output:2\ntable=0,in_port=2,dl_src=fa:16:3e:zz:13:af,actions=output:1\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let r = try forward(lab, ["--port", "p0", "--port", "p1", "--flows", path, "--no-control"])
+        #expect(r.status == 2)
+        #expect(r.err.contains("line 3, column 26"), "\(r.err)")
+        #expect(r.err.contains("fa:16:3e:zz:13:af"), "\(r.err)")
+        let missing = try forward(lab, ["--port", "p0", "--port", "p1", "--flows", "/nonexistent/flows", "--no-control"])
+        #expect(missing.status == 2 && missing.err.contains("cannot read flow file /nonexistent/flows"))
+    }
+
+    @Test func flowOptionsNeedFlowMode() throws {
+        let lab = try Lab()
+        let r = try forward(lab, ["--port", "p0", "--port", "p1", "--mode", "xconnect", "--datapath", "xdp"])
+        #expect(r.status != 0 && r.err.contains("cannot be combined with --mode xconnect"))
+    }
+
+    /// shunt ctl against a forwarder: a bad flow is refused with its column and changes nothing.
+    @Test func ctlRejectsBadFlowsAndAppliesNothing() throws {
+        let lab = try Lab()
+        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: ["--port", "p0", "--port", "p1", "--datapath", "afpacket"])
+        let before = try fwd.ctl(["dump-flows"]).out
+        let bad = try fwd.ctl(["add-flow", "table=0,priority=5,in_port=1,actions=output:2,bogus_action"], check: false)
+        #expect(bad.status == 2 && bad.err.contains("column"), "\(bad.err)")
+        let file = NSTemporaryDirectory() + "shuntt-ctlflows-\(getpid()).txt"
+        try "table=0,priority=7,in_port=1,actions=output:2\ntable=0,priority=8,in_port=9999999999,actions=drop\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let badFile = try fwd.ctl(["add-flows", file], check: false)
+        #expect(badFile.status == 2 && badFile.err.contains("line 2"), "\(badFile.err)")
+        #expect(try fwd.ctl(["dump-flows"]).out == before, "a refused edit must change nothing")
+        try fwd.ctl(["add-flow", "table=0,priority=5,in_port=p0,actions=output:p1"])
+        #expect(try fwd.ctl(["dump-flows"]).out.contains("priority=5,in_port=1 actions=output:2"))
+        try fwd.ctl(["del-flows", "--strict", "table=0,priority=5,in_port=1"])
+        #expect(try fwd.ctl(["dump-flows"]).out == before)
+        _ = try fwd.stop()
+    }
 }
