@@ -17,9 +17,10 @@
 #
 # Forwarders: shunt (release build, 1 worker, TPACKET_V3), shunt-ll (--low-latency: TPACKET_V2),
 # shunt-xdp (flow tables on the XDP datapath: in_port=1 -> mod_dl_dst + output:2, so every frame
-# after the first is a kernel cache hit), shunt-flows (flow tables on the afpacket datapath with a
+# after the first is a kernel cache hit; fwd0 gets threaded NAPI pinned to the forwarder CPU so
+# the XDP program runs there, not on the generator's CPU), shunt-flows (flow tables on the afpacket datapath with a
 # 1000-flow table: 998 nw_dst/32 rules plus the two in_port rules), xdp-redirect (a bare XDP
-# redirect, `shunt xdp-redirect`: the kernel's ceiling on veths),
+# redirect, `shunt xdp-redirect`: the kernel's ceiling on veths; threaded NAPI as shunt-xdp),
 # testpmd (dpdk-testpmd io forwarding, one core, net_af_packet on fwd0/fwd1, qdisc bypass),
 # bridge (Linux bridge br0 over fwd0 and fwd1, bridge-nf-call-{ip,ip6,arp}tables=0 in the fwd ns).
 #
@@ -235,6 +236,24 @@ fi
 
 # ---- forwarders -----------------------------------------------------------------------------
 FWD_PID=""
+# Threaded NAPI on fwd0 with its thread pinned to the forwarder CPU: the receive processing of
+# fwd0 (and, for the XDP forwarders, their XDP program) runs there instead of in the generator
+# CPU's softirq.
+fwd0_threaded_napi_on() {
+    local before after t pinned=0
+    before=$(napi_threads)
+    inns fwd sh -c 'echo 1 > /sys/class/net/fwd0/threaded' || die "cannot enable threaded NAPI on fwd0"
+    BRIDGE_THREADED=1
+    sleep 0.1
+    after=$(napi_threads)
+    for t in $after; do
+        grep -qx "$t" <<<"$before" && continue
+        taskset -pc "$FWD_CPU" "$t" >/dev/null || die "cannot pin NAPI thread $t"
+        pinned=$((pinned + 1))
+    done
+    ((pinned > 0)) || die "no NAPI thread for fwd0 appeared"
+}
+
 fwd_start() {
     local name=$1 tag=$2
     case $name in
@@ -257,6 +276,8 @@ fwd_start() {
             fi
             local dp=afpacket extra=()
             [[ $name == shunt-xdp ]] && dp=xdp extra=(--fix-peers)
+            # The XDP fast path runs in fwd0's receive processing: give it the forwarder CPU.
+            [[ $name == shunt-xdp ]] && fwd0_threaded_napi_on
             start_bg "$RAW/$tag.fwd.out" "$RAW/$tag.fwd.err" \
                 ip netns exec "${PREFIX}fwd" taskset -c "$FWD_CPU" "$SHUNT" forward --port fwd0 --port fwd1 --workers 1 \
                 --flows "$flows" --datapath "$dp" "${extra[@]}" --control "$RAW/$tag.ctl" --json
@@ -264,6 +285,7 @@ fwd_start() {
             wait_line "$RAW/$tag.fwd.out" '"type":"ready"' "$FWD_PID" 10 || { cat "$RAW/$tag.fwd.err" >&2; die "$name did not start"; }
             ;;
         xdp-redirect)
+            fwd0_threaded_napi_on
             start_bg "$RAW/$tag.fwd.out" "$RAW/$tag.fwd.err" \
                 ip netns exec "${PREFIX}fwd" "$SHUNT" xdp-redirect --port fwd0 --port fwd1
             FWD_PID=$BG
@@ -292,20 +314,7 @@ fwd_start() {
                     || die "cannot set RPS on fwd0"
                 BRIDGE_RPS=1
             elif [[ $BRIDGE_MODE == threaded ]]; then
-                # threaded NAPI on fwd0, its thread (the one that appears now) pinned to CPU 1
-                local before after t
-                before=$(napi_threads)
-                inns fwd sh -c 'echo 1 > /sys/class/net/fwd0/threaded' || die "cannot enable threaded NAPI on fwd0"
-                BRIDGE_THREADED=1
-                sleep 0.1
-                after=$(napi_threads)
-                local pinned=0
-                for t in $after; do
-                    grep -qx "$t" <<<"$before" && continue
-                    taskset -pc "$FWD_CPU" "$t" >/dev/null || die "cannot pin NAPI thread $t"
-                    pinned=$((pinned + 1))
-                done
-                ((pinned > 0)) || die "no NAPI thread for fwd0 appeared"
+                fwd0_threaded_napi_on
             fi
             ;;
     esac
@@ -315,7 +324,13 @@ fwd_start() {
 fwd_stop() {
     local name=$1
     case $name in
-        shunt|shunt-ll|shunt-xdp|shunt-flows|xdp-redirect) stop_pid "$FWD_PID" TERM 10 || log "$name exited with an error" ;;
+        shunt|shunt-ll|shunt-xdp|shunt-flows|xdp-redirect)
+            stop_pid "$FWD_PID" TERM 10 || log "$name exited with an error"
+            if [[ $BRIDGE_THREADED == 1 ]]; then
+                inns fwd sh -c 'echo 0 > /sys/class/net/fwd0/threaded'
+                BRIDGE_THREADED=0
+            fi
+            ;;
         testpmd)
             stop_pid "$FWD_PID" INT 15 || log "testpmd exited with an error"
             rm -rf "/var/run/dpdk/$DPDK_PREFIX"

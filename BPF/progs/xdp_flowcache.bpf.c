@@ -394,7 +394,9 @@ static __always_inline void count_hit(struct shunt_cache_entry *e, struct shunt_
 {
 	__sync_fetch_and_add(&e->packets, 1);
 	__sync_fetch_and_add(&e->bytes, len);
-	e->last_used_ns = bpf_ktime_get_ns();
+	/* Coarse (jiffies) time is enough for idle expiry and costs far less per packet. Same
+	 * clock as CLOCK_MONOTONIC, which the revalidator compares it with. */
+	e->last_used_ns = bpf_ktime_get_coarse_ns();
 	st->hits++;
 	st->hit_bytes += len;
 }
@@ -452,9 +454,11 @@ int xdp_flowcache(struct xdp_md *ctx)
 		st->userspace++;
 		return XDP_PASS;
 	}
-	/* No device for the port: pass the frame up unmodified, so the slow path can output it
-	 * (e.g. on a port that has no XDP redirect target) or count it. */
-	if (!bpf_map_lookup_elem(&tx_ports, &out_port)) {
+	/* Choose the target first: bpf_redirect_map only records it (the frame leaves after the
+	 * program returns, as modified by then), and returns XDP_PASS when the port has no device,
+	 * so such a frame goes up unmodified for the slow path to output or count. */
+	long verdict = bpf_redirect_map(&tx_ports, out_port, XDP_PASS);
+	if (verdict != XDP_REDIRECT) {
 		st->redirect_errors++;
 		return XDP_PASS;
 	}
@@ -497,12 +501,6 @@ int xdp_flowcache(struct xdp_md *ctx)
 		}
 	}
 
-	long verdict = bpf_redirect_map(&tx_ports, out_port, 0);
-	if (verdict != XDP_REDIRECT) {
-		/* The port left tx_ports since the check above; the frame is already modified. */
-		st->redirect_errors++;
-		return XDP_DROP;
-	}
 	return XDP_REDIRECT;
 }
 
