@@ -137,4 +137,25 @@ func ipv4HeaderValid(_ f: [UInt8], at l3: Int) -> Bool {
         #expect(c.insert(key(9), hash: key(9).hash64, generation: 1, nowMs: 0, actions: tooMany, ruleIDs: [],
                          dropReason: nil, flags: []) == nil)
     }
+
+    /// A thousand flows that differ only in their UDP source port all stay cached in 8192 slots:
+    /// the hash must spread them over the buckets.
+    @Test func distinctFlowsStayResident() {
+        let c = ExactMatchCache(capacity: 8192)
+        var keys: [FlowKey] = []
+        for port in 1024..<2024 {
+            var k = FlowKey()
+            k.inPort = 1
+            k.dlType = 0x0800
+            k.nwProto = 17
+            k.nwSrcIPv4 = 0x0ACB_0001
+            k.nwDstIPv4 = 0x0ACB_0002
+            k.tpSrc = UInt16(port)
+            k.tpDst = 9
+            keys.append(k)
+            _ = c.insert(k, hash: k.hash64, generation: 1, nowMs: UInt64(port), actions: [.output(2)], ruleIDs: [], dropReason: nil, flags: [])
+        }
+        let resident = keys.filter { c.lookup($0, hash: $0.hash64, generation: 1) != nil }.count
+        #expect(resident >= 990, "only \(resident) of 1000 flows stayed in the cache")
+    }
 }
