@@ -293,12 +293,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     @inline(__always)
     private func emit(_ packet: PacketDescriptor, edits: FrameEdits, to out: Int) {
         let port = ports[out]
-        var frame = port.tx.claim()
-        if frame == nil && port.tx.pending > 0 {
-            port.tx.flush(fd: port.fd)
-            frame = port.tx.claim()
-        }
-        guard let frame else {
+        guard let frame = port.claimTransmitFrame() else {
             counters.addTxDrop(out, .txRingFull)
             return
         }

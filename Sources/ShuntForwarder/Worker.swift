@@ -183,13 +183,7 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
             counters.addTxDrop(out, .tooLarge)
             return
         }
-        var frame = port.tx.claim()
-        if frame == nil && port.tx.pending > 0 {
-            // Give the kernel what is queued; frames it sent become free again.
-            port.tx.flush(fd: port.fd)
-            frame = port.tx.claim()
-        }
-        guard let frame else {
+        guard let frame = port.claimTransmitFrame() else {
             counters.addTxDrop(out, .txRingFull)
             return
         }

@@ -236,3 +236,15 @@ public final class RingPort {
         return (UInt64(st.tp_packets), UInt64(st.tp_drops))
     }
 }
+
+extension RingPort {
+    /// A free TX frame, or nil when the ring is full even after handing the kernel what is
+    /// queued (frames it has sent become free again).
+    @inline(__always)
+    public func claimTransmitFrame() -> UnsafeMutableRawPointer? {
+        if let frame = tx.claim() { return frame }
+        guard tx.pending > 0 else { return nil }
+        tx.flush(fd: fd)
+        return tx.claim()
+    }
+}
