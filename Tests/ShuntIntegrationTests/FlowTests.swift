@@ -277,4 +277,34 @@ struct FlowTests {
         #expect(sink.receiveAny(count: 50, timeout: 3).count == 50)
         _ = try fwd.stop()
     }
+
+    /// Misses beyond the upcall budget or the cache size are still forwarded by the slow path
+    /// and counted as lost upcalls: nothing is dropped silently.
+    @Test(arguments: [["--upcall-budget", "2"], ["--cache-size", "3"]])
+    func missesBeyondTheBudgetAreForwardedAndCounted(limit: [String]) throws {
+        let lab = try Lab()
+        let fwd = try start(lab, datapath: "xdp", flows: ["table=0,priority=1,in_port=1,actions=output:2"], extra: limit)
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+        // 40 flows (distinct source ports), 3 packets each.
+        var sent = 0
+        for round in 0..<3 {
+            for flow in 0..<40 {
+                try gen.send(ipv4UDPFrame(dst: macB, src: macA, sport: UInt16(5000 + flow), sequence: UInt32(round * 100 + flow)))
+                sent += 1
+            }
+        }
+        let received = sink.receiveAny(count: sent, timeout: 5)
+        let show = try fwd.show()
+        _ = try fwd.stop()
+        #expect(received.count == sent, "every packet is forwarded, installed or not")
+        let upcalls = jsonNumber(show, "datapaths", "xdp", "upcalls")
+        let lost = jsonNumber(show, "datapaths", "xdp", "lost_upcalls")
+        #expect(upcalls >= 2 && upcalls < 40, "the limit must hold: \(upcalls) installs")
+        #expect(lost > 0)
+        #expect(jsonNumber(show, "datapaths", "xdp", "cache_entries") == upcalls)
+        if limit[0] == "--cache-size" {
+            #expect(upcalls == 3 && jsonNumber(show, "datapaths", "xdp", "cache_full") == lost)
+        }
+    }
 }
