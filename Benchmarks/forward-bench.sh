@@ -240,14 +240,13 @@ FWD_PID=""
 # fwd0 (and, for the XDP forwarders, their XDP program) runs there instead of in the generator
 # CPU's softirq.
 fwd0_threaded_napi_on() {
-    local before after t pinned=0
-    before=$(napi_threads)
+    local t pinned=0
     inns fwd sh -c 'echo 1 > /sys/class/net/fwd0/threaded' || die "cannot enable threaded NAPI on fwd0"
     BRIDGE_THREADED=1
     sleep 0.1
-    after=$(napi_threads)
-    for t in $after; do
-        grep -qx "$t" <<<"$before" && continue
+    # Pin every NAPI thread of fwd0: a thread from an earlier trial may be reused, so "the ones
+    # that appeared now" is not enough (one left on the generator CPU halves both rates).
+    for t in $(napi_threads); do
         taskset -pc "$FWD_CPU" "$t" >/dev/null || die "cannot pin NAPI thread $t"
         pinned=$((pinned + 1))
     done

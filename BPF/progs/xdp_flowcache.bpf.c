@@ -45,7 +45,16 @@ struct {
 	__type(value, struct shunt_cache_entry);
 } flow_cache SEC(".maps");
 
-/* ifindex -> Shunt port number (from 1). */
+/* ifindex -> Shunt port number (from 1; 0: not a port), for ifindexes below
+ * SHUNT_PORT_ARRAY_SIZE: an array lookup the verifier inlines, cheaper than a hash per packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SHUNT_PORT_ARRAY_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} port_by_ifindex SEC(".maps");
+
+/* ifindex -> Shunt port number, for larger ifindexes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SHUNT_MAX_PORTS);
@@ -414,8 +423,9 @@ int xdp_flowcache(struct xdp_md *ctx)
 		return XDP_PASS; /* cannot happen: a one-element array */
 
 	__u32 ifindex = ctx->ingress_ifindex;
-	__u32 *in_port = bpf_map_lookup_elem(&port_of_ifindex, &ifindex);
-	if (!in_port) {
+	__u32 *in_port = ifindex < SHUNT_PORT_ARRAY_SIZE ? bpf_map_lookup_elem(&port_by_ifindex, &ifindex)
+							 : bpf_map_lookup_elem(&port_of_ifindex, &ifindex);
+	if (!in_port || !*in_port) {
 		st->not_a_port++;
 		return XDP_PASS;
 	}

@@ -25,6 +25,7 @@ public final class FlowCacheProgram {
     private let object: BPFObject
     private let cacheFD: Int32
     private let portsFD: Int32
+    private let portArrayFD: Int32
     private let txPortsFD: Int32
     private let statsFD: Int32
 
@@ -42,6 +43,7 @@ public final class FlowCacheProgram {
         programFD = try object.programFD(Self.programName)
         cacheFD = try object.mapFD("flow_cache")
         portsFD = try object.mapFD("port_of_ifindex")
+        portArrayFD = try object.mapFD("port_by_ifindex")
         txPortsFD = try object.mapFD("tx_ports")
         statsFD = try object.mapFD("fastpath_stats")
     }
@@ -66,7 +68,11 @@ public final class FlowCacheProgram {
         precondition(number >= 1 && number <= UInt32(SHUNT_MAX_PORTS), "Shunt ports are numbered 1...\(SHUNT_MAX_PORTS)")
         var key = UInt32(bitPattern: ifindex)
         var port = number
-        try Self.check(bpf_map_update_elem(portsFD, &key, &port, UInt64(BPF_ANY)), "port_of_ifindex[\(ifindex)] = \(number)")
+        if key < UInt32(SHUNT_PORT_ARRAY_SIZE) {
+            try Self.check(bpf_map_update_elem(portArrayFD, &key, &port, UInt64(BPF_ANY)), "port_by_ifindex[\(ifindex)] = \(number)")
+        } else {
+            try Self.check(bpf_map_update_elem(portsFD, &key, &port, UInt64(BPF_ANY)), "port_of_ifindex[\(ifindex)] = \(number)")
+        }
         // struct bpf_devmap_val: the ifindex, then the fd of a devmap egress program (none: -1).
         var value: (UInt32, Int32) = (UInt32(bitPattern: ifindex), -1)
         var n = number
@@ -76,7 +82,12 @@ public final class FlowCacheProgram {
     /// Undoes `setPort`: frames from `ifindex` count as not_a_port, outputs to `number` go up.
     public func removePort(number: UInt32, ifindex: Int32) throws {
         var key = UInt32(bitPattern: ifindex)
-        try Self.checkDelete(bpf_map_delete_elem(portsFD, &key), "port_of_ifindex[\(ifindex)]")
+        if key < UInt32(SHUNT_PORT_ARRAY_SIZE) {
+            var none: UInt32 = 0
+            try Self.check(bpf_map_update_elem(portArrayFD, &key, &none, UInt64(BPF_ANY)), "port_by_ifindex[\(ifindex)] = 0")
+        } else {
+            try Self.checkDelete(bpf_map_delete_elem(portsFD, &key), "port_of_ifindex[\(ifindex)]")
+        }
         var n = number
         try Self.checkDelete(bpf_map_delete_elem(txPortsFD, &n), "tx_ports[\(number)]")
     }

@@ -86,6 +86,8 @@ struct shunt_sink_counters {
 
 /* Ports are numbered from 1 in the order given (port 0 is never used), as OpenFlow ports. */
 #define SHUNT_MAX_PORTS 64
+/* Interfaces with an ifindex below this find their port number in an array; others in a hash. */
+#define SHUNT_PORT_ARRAY_SIZE 65536
 #define SHUNT_MAX_RESUBMITS 64
 #define SHUNT_FLOW_MAX_ACTIONS 8
 
