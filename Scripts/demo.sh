@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main demo, from a fresh Debian machine (as root): installs what is missing, builds in
 # release mode (BPF objects included), builds the gen -- fwd -- sink lab, runs `shunt forward`
-# in fwd between its two veths, sends traffic through it with `shunt gen`, prints what arrived,
-# and removes the lab (also on Ctrl-C or failure).
+# in fwd between its two veths, sends traffic through it with `shunt gen`, prints what arrived;
+# then the same with flow tables on the XDP datapath (the fast path forwards in the kernel,
+# `shunt ctl` shows the tables and the cache); and removes the lab (also on Ctrl-C or failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "demo: run as root (it creates network namespaces)" >&2; exit 1; }
@@ -36,6 +37,32 @@ kill -INT "$fwd_pid"; wait "$fwd_pid" || true; fwd_pid=""
 kill -INT "$sink_pid"; wait "$sink_pid" || true; sink_pid=""
 echo "== shunt forward (per-second lines, then the final statistics)"
 cat "$out/fwd.txt"
+echo "== the sink"
+tail -1 "$out/sink.json"
+echo
+echo "== flow tables on the XDP datapath: the first packet of a flow goes up to the Swift slow path,"
+echo "   the rest are forwarded by the XDP fast path from the cache entry the slow path installed"
+cat >"$out/flows.txt" <<'FLOWS'
+# in_port 1 (fwd0) -> rewrite the destination MAC, out of port 2 (fwd1)
+table=0,priority=10,in_port=1,actions=mod_dl_dst:02:00:00:00:5e:01,output:2
+table=0,priority=10,in_port=2,actions=output:1
+FLOWS
+ctl="$out/shunt.ctl"
+ip netns exec "${P}sink" "$shunt" sink --port sink0 >"$out/sink.json" &
+sink_pid=$!
+ip netns exec "${P}fwd" "$shunt" forward --port fwd0 --port fwd1 --flows "$out/flows.txt" --datapath xdp \
+    --fix-peers --control "$ctl" >"$out/fwd.txt" 2>&1 &
+fwd_pid=$!
+sleep 1
+ip netns exec "${P}gen" "$shunt" gen --port gen0 --size 60 --flows 4 --duration 2 | tail -1
+echo "== shunt ctl dump-flows"
+"$shunt" ctl --control "$ctl" dump-flows
+echo "== shunt ctl show"
+"$shunt" ctl --control "$ctl" show
+echo "== shunt ctl dump-cache"
+"$shunt" ctl --control "$ctl" dump-cache
+kill -INT "$fwd_pid"; wait "$fwd_pid" || true; fwd_pid=""
+kill -INT "$sink_pid"; wait "$sink_pid" || true; sink_pid=""
 echo "== the sink"
 tail -1 "$out/sink.json"
 rm -rf "$out"

@@ -62,6 +62,7 @@ int xdp_gen(struct xdp_md *ctx)
 		st->first_ns = now;
 	st->last_ns = now;
 
+	__builtin_memcpy(data, (const void *)gen_config.eth, sizeof(gen_config.eth));
 	struct udphdr *udp = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
 	__u32 flows = gen_config.flows ? gen_config.flows : 1;
 	udp->source = bpf_htons(gen_config.base_sport + (__u16)(seq % flows));

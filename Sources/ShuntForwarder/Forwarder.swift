@@ -197,7 +197,7 @@ public final class Forwarder {
                 for info in infos {
                     do {
                         let attachment = try kernel.attach(ifindex: info.index)
-                        xdpModes.append("\(attachment.mode)")
+                        xdpModes.append(attachment.mode.map { "\($0)" } ?? "unknown")
                         xdpAttachments.append(attachment)
                     } catch {
                         xdpAttachments.removeAll()

@@ -104,7 +104,10 @@ struct Gen: ParsableCommand {
         let object: BPFObject
         let run: GenRun
         do {
-            let config = shunt_gen_config(stream: 0, flows: UInt32(flows), base_sport: spec.sourcePort, pad: 0)
+            var config = shunt_gen_config()
+            config.flows = UInt32(flows)
+            config.base_sport = spec.sourcePort
+            withUnsafeMutableBytes(of: &config.eth) { $0.copyBytes(from: spec.destinationMAC + spec.sourceMAC) }
             object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(config) }
             var state = shunt_gen_state()
             state.limit = count ?? 0

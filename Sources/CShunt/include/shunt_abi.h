@@ -48,6 +48,10 @@ struct shunt_gen_config {
 	__u32 flows;      /* UDP source ports cycle over this many values */
 	__u16 base_sport; /* host byte order */
 	__u16 pad;
+	/* Destination and source MAC, rewritten into every frame: with live frames the kernel
+	 * recycles pages without restoring the template, so a forwarder's XDP that rewrote a MAC
+	 * in place would otherwise change the generator's later frames. */
+	__u8 eth[12];
 };
 
 /* The state of xdp_gen: the one element of its array map gen_state. Userspace writes the
