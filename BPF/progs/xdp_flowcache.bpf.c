@@ -448,6 +448,12 @@ int xdp_flowcache(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
+	/* in_port comes from our own map: always 1..SHUNT_MAX_PORTS; the check is for the verifier. */
+	__u32 in_index = key.in_port;
+	if (in_index > SHUNT_MAX_PORTS)
+		in_index = 0;
+	struct shunt_port_counters *in_pc = &st->ports[in_index];
+
 	__u32 n = e->n_actions;
 	if (n == 0) {
 		__u32 reason = e->drop_reason;
@@ -455,6 +461,9 @@ int xdp_flowcache(struct xdp_md *ctx)
 			reason = SHUNT_DROP_FLOW_DROP;
 		count_hit(e, st, len);
 		st->drops[reason]++;
+		in_pc->rx_packets++;
+		in_pc->rx_bytes += len;
+		in_pc->rx_drops[reason]++;
 		return XDP_DROP;
 	}
 
@@ -474,6 +483,8 @@ int xdp_flowcache(struct xdp_md *ctx)
 	}
 
 	count_hit(e, st, len);
+	in_pc->rx_packets++;
+	in_pc->rx_bytes += len;
 	for (__u32 i = 0; i < SHUNT_FLOW_MAX_ACTIONS - 1; i++) {
 		if (i + 1 >= n)
 			break;
@@ -501,16 +512,24 @@ int xdp_flowcache(struct xdp_md *ctx)
 		}
 		if (rc == ACT_TTL_EXPIRED) {
 			st->drops[SHUNT_DROP_TTL_EXPIRED]++;
+			in_pc->rx_drops[SHUNT_DROP_TTL_EXPIRED]++;
 			return XDP_DROP;
 		}
 		if (rc != ACT_OK) {
 			/* bpf_xdp_adjust_head refused (no headroom): the frame may be half-modified,
 			 * so it cannot go up; the kernel refused to transmit it as modified. */
 			st->drops[SHUNT_DROP_TX_ERROR]++;
+			in_pc->rx_drops[SHUNT_DROP_TX_ERROR]++;
 			return XDP_DROP;
 		}
 	}
 
+	__u32 out_index = out_port;
+	if (out_index <= SHUNT_MAX_PORTS) {
+		struct shunt_port_counters *out_pc = &st->ports[out_index];
+		out_pc->tx_packets++;
+		out_pc->tx_bytes += (__u64)((long)ctx->data_end - (long)ctx->data);
+	}
 	return XDP_REDIRECT;
 }
 

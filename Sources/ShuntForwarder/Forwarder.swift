@@ -257,6 +257,28 @@ public final class Forwarder {
     /// Brings the rules' counters up to date with the kernel cache's (XDP datapath).
     func creditKernelCounters() { revalidator?.creditCounters() }
 
+    /// The per-port part of the fast path's counters, as port counters (index = port - 1).
+    static func fastPathPortCounters(_ s: shunt_fastpath_stats, ports: Int) -> [PortCounters] {
+        withUnsafeBytes(of: s.ports) { raw in
+            let stride = MemoryLayout<shunt_port_counters>.stride
+            return (0..<ports).map { p in
+                let c = raw.loadUnaligned(fromByteOffset: (p + 1) * stride, as: shunt_port_counters.self)
+                var out = PortCounters()
+                out.rxPackets = c.rx_packets
+                out.rxBytes = c.rx_bytes
+                out.txPackets = c.tx_packets
+                out.txBytes = c.tx_bytes
+                withUnsafeBytes(of: c.rx_drops) { d in
+                    for r in DropReason.allCases {
+                        let v = d.load(fromByteOffset: Int(r.rawValue) * 8, as: UInt64.self)
+                        if v > 0 { out.rxDrops[r] = v }
+                    }
+                }
+                return out
+            }
+        }
+    }
+
     /// Kernel fast-path counters summed over CPUs (XDP datapath).
     func fastPathStats() -> shunt_fastpath_stats? { try? flowDatapath?.kernel?.stats() }
 
@@ -318,8 +340,10 @@ public final class Forwarder {
                 return c
             })
         }
-        return StatsSnapshot(ports: interfaces.map(\.name), perWorker: perWorker,
+        var snapshot = StatsSnapshot(ports: interfaces.map(\.name), perWorker: perWorker,
                              elapsedNs: Sys.monotonicNanoseconds() - startedNs, final: stopped)
+        if let s = fastPathStats() { snapshot.fastPath = Self.fastPathPortCounters(s, ports: interfaces.count) }
+        return snapshot
     }
 
     /// Stops every worker, waits for them, and returns the final counters. Rings and sockets

@@ -7,10 +7,16 @@ public struct StatsSnapshot: Sendable {
     public let perWorker: [[PortCounters]]
     public let elapsedNs: UInt64
     public let final: Bool
+    /// XDP datapath: what the kernel fast path did per port (empty otherwise). Included in
+    /// `totals`, so a port's counters cover both paths.
+    public var fastPath: [PortCounters] = []
 
-    /// Per port, summed over workers.
+    /// Per port, summed over workers and the fast path.
     public var totals: [PortCounters] {
-        (0..<ports.count).map { p in perWorker.reduce(PortCounters()) { $0 + $1[p] } }
+        (0..<ports.count).map { p in
+            let workers = perWorker.reduce(PortCounters()) { $0 + $1[p] }
+            return p < fastPath.count ? workers + fastPath[p] : workers
+        }
     }
 
     /// Text, one line per port, with rates against `previous` when given.
@@ -58,8 +64,12 @@ public struct StatsSnapshot: Sendable {
                 "{" + portFields(name: self.ports[p], c).joined(separator: ",") + "}"
             }.joined(separator: ",") + "]}"
         }
+        let fastObjects = fastPath.enumerated().map { p, c in
+            "{" + portFields(name: ports[p], c).joined(separator: ",") + "}"
+        }
+        let fastField = fastPath.isEmpty ? "" : ",\"fast_path\":[\(fastObjects.joined(separator: ","))]"
         return "{\"type\":\"\(final ? "final" : "stats")\",\"elapsed_s\":\(Double(elapsedNs) / 1e9),"
-            + "\"ports\":[\(portObjects.joined(separator: ","))],\"workers\":[\(workerObjects.joined(separator: ","))]}"
+            + "\"ports\":[\(portObjects.joined(separator: ","))],\"workers\":[\(workerObjects.joined(separator: ","))]\(fastField)}"
     }
 
     private func portFields(name: String, _ c: PortCounters) -> [String] {

@@ -119,7 +119,11 @@ struct FlowTests {
         for i in 1...n { try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(i))) }
         let rest = sink.receiveAny(count: n, timeout: 5)
         let after = try fwd.show()
-        _ = try fwd.stop()
+        let stats = try fwd.stop()
+        // Port counters cover both paths.
+        #expect(stats.value("p0", "rx_packets") == UInt64(n + 1))
+        #expect(stats.value("p1", "tx_packets") == UInt64(n + 1))
+        #expect(stats.value("p1", "tx_bytes") == UInt64((n + 1) * 104))
 
         #expect(rest.count == n)
         let all = first + rest
@@ -210,12 +214,14 @@ struct FlowTests {
                 || dump.contains("n_packets=50, n_bytes=5000, priority=10,"), "dump-flows:\n\(dump)")
         #expect(dump.contains("n_packets=30, n_bytes=3000, priority=5,"), "dump-flows:\n\(dump)")
         #expect(dump.contains("table=1, n_packets=50, n_bytes=5000, priority=1 actions=output:2"), "dump-flows:\n\(dump)")
-        let slowDrop = stats.drop("p0", "rx_drops", "flow_drop")
-        let slowMiss = stats.drop("p0", "rx_drops", "no_match")
-        let fastDrop = jsonNumber(show, "datapaths", "xdp", "drops", "flow_drop")
-        let fastMiss = jsonNumber(show, "datapaths", "xdp", "drops", "no_match")
-        #expect(slowDrop + fastDrop == 30)
-        #expect(slowMiss + fastMiss == 20)
+        // The port's counters cover both paths (on xdp most drops happen in the kernel).
+        #expect(stats.drop("p0", "rx_drops", "flow_drop") == 30)
+        #expect(stats.drop("p0", "rx_drops", "no_match") == 20)
+        #expect(stats.value("p0", "rx_packets") == 100)
+        #expect(stats.value("p1", "tx_packets") == 50)
+        // (How many of them the kernel dropped depends on timing: a burst is mostly in the
+        // ring before the first packet's cache entry is installed.)
+        _ = show
     }
 
     /// A kernel cache entry unused for the idle timeout is removed.

@@ -162,6 +162,16 @@ struct shunt_cache_entry {
 };
 #define SHUNT_CACHE_USERSPACE 0x1
 
+/* What the fast path did on one port, so `shunt forward`'s per-port statistics include the
+ * packets the kernel forwarded or dropped without the slow path seeing them. */
+struct shunt_port_counters {
+	__u64 rx_packets;     /* cache hits that arrived on the port */
+	__u64 rx_bytes;
+	__u64 tx_packets;     /* redirected out of the port */
+	__u64 tx_bytes;       /* as sent (after VLAN push/pop) */
+	__u64 rx_drops[SHUNT_DROP__MAX]; /* hits dropped in the kernel, by reason */
+};
+
 /* Per-CPU counters of xdp_flowcache (one element of its array map fastpath_stats). */
 struct shunt_fastpath_stats {
 	__u64 hits;            /* packets handled in the kernel from the cache */
@@ -172,6 +182,7 @@ struct shunt_fastpath_stats {
 	__u64 not_a_port;      /* arrived on an interface that is not a Shunt port: passed */
 	__u64 redirect_errors; /* bpf_redirect_map refused the output port (no device in the DEVMAP) */
 	__u64 drops[SHUNT_DROP__MAX]; /* packets dropped in the kernel, by reason */
+	struct shunt_port_counters ports[SHUNT_MAX_PORTS + 1]; /* by Shunt port number */
 };
 
 #endif /* __SHUNT_ABI_H */
