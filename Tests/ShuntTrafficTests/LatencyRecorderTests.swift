@@ -2,7 +2,7 @@ import Testing
 @testable import ShuntTraffic
 
 /// The HDR latency recorder: percentiles of known distributions, clamping, merging, the summary's
-/// JSON and text, the CDF.
+/// JSON and text, the CDF, and the conversion of the XDP sink's buckets.
 @Suite struct LatencyRecorderTests {
     /// A percentile as the recorder reports it: never below the true value, at most one counter
     /// width (1/1024 of it) above.
@@ -171,5 +171,50 @@ import Testing
         }
         #expect(r.cdf(points: 1).count == 1)
         #expect(r.cdf(points: 100).first! == (0.007, 0.5))
+    }
+
+    // MARK: The XDP sink's buckets
+
+    @Test func fromBuckets() {
+        let linear = LatencyHistogram.linearBuckets
+        var buckets = LatencyHistogram()
+        buckets.counts[0] = 2  // [0, 1) us
+        buckets.counts[3] = 5  // [3, 4) us
+        buckets.counts[linear - 1] = 1  // [4095, 4096) us
+        buckets.counts[linear] = 1  // [4096, 8192) us
+        buckets.counts[linear + 13] = 1  // [2^25, 2^26) us: 33.5 s, in range
+        buckets.counts[linear + 14] = 1  // [2^26, 2^27) us: 67 s, clamped
+        buckets.counts[LatencyHistogram.bucketCount - 1] = 1  // the last: clamped
+        let r = LatencyRecorder(buckets: buckets)
+        #expect(r.count == 12 && r.clamped == 2 && r.invalid == 0)
+
+        let s = r.summary()
+        #expect(s.min == 0 && s.max == 60_000_000)
+        #expect(close(s.p50, to: 3))  // ranks 3 to 7 are the 3 us bucket
+        #expect(r.cdf().first! == (0, 2.0 / 12))
+        #expect(r.cdf().map(\.fraction) == [2, 7, 8, 9, 10, 12].map { Double($0) / 12 })
+        // A CDF point is the upper edge of an HDR counter, within 0.1% of the bucket's lower bound.
+        #expect(close(r.cdf()[2].microseconds, to: 4095) && close(r.cdf()[4].microseconds, to: 33_554_432))
+    }
+
+    @Test func fromBucketsAgreesWithTheBucketQuantiles() {
+        var buckets = LatencyHistogram()
+        for (i, bucket) in [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 4096, 4100].enumerated() {
+            buckets.counts[bucket] = UInt64(i * i + 1)
+        }
+        let s = LatencyRecorder(buckets: buckets).summary()
+        #expect(s.count == buckets.total)
+        #expect(s.min == Double(buckets.minimum!) && s.max == Double(buckets.maximum!))
+        for (reported, q) in [(s.p50, 0.5), (s.p90, 0.9), (s.p99, 0.99), (s.p999, 0.999)] {
+            #expect(close(reported, to: Double(buckets.quantile(q)!)), "q \(q): \(reported)")
+        }
+    }
+
+    @Test func fromBucketsMergesWithLiveRecorders() {
+        var buckets = LatencyHistogram()
+        buckets.counts[10] = 4
+        var r = recorder([10_000, 10_000, 10_000, 10_000])
+        r.merge(LatencyRecorder(buckets: buckets))
+        #expect(r == recorder([UInt64](repeating: 10_000, count: 8)))
     }
 }
