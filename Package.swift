@@ -9,6 +9,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Kernel ABI shims: macros and layouts Swift cannot import, plus the ABI header shared with BPF/.
@@ -35,8 +36,11 @@ let package = Package(
             plugins: ["BPFCompiler"]
         ),
         // Test traffic for `shunt gen` / `shunt sink`: the template frame, pacing, the latency
-        // histogram. Pure logic, no syscalls.
-        .target(name: "ShuntTraffic", dependencies: ["CShunt"]),
+        // histograms (the XDP sink's buckets and the HDR recorder). Pure logic, no syscalls.
+        .target(
+            name: "ShuntTraffic",
+            dependencies: ["CShunt", .product(name: "Histogram", package: "hdrhistogram-swift")]
+        ),
         // The OpenFlow-style pipeline: flow syntax (ovs-ofctl), tuple-space classifier, translation
         // of a packet's key into a flat datapath action list. Pure logic, no syscalls.
         .target(name: "ShuntPipeline", dependencies: ["ShuntCore", "CShunt"]),
@@ -63,6 +67,7 @@ let package = Package(
         .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore"]),
         .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
+        .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic"]),
         .testTarget(
             name: "ShuntIntegrationTests",
             dependencies: ["shunt", "ShuntSystem", "ShuntCore"]
