@@ -63,6 +63,7 @@ let package = Package(
         .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore"]),
         .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
+        .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic"]),
         .testTarget(
             name: "ShuntIntegrationTests",
             dependencies: ["shunt", "ShuntSystem", "ShuntCore"]
