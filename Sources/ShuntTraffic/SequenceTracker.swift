@@ -212,7 +212,8 @@ public struct StreamTracker: Sendable {
 
     @inlinable
     mutating func setBit(_ position: Int64) {
-        words[Int(truncatingIfNeeded: (position & slotMask) >> 6)] |= UInt64(1) << UInt64(truncatingIfNeeded: position & 63)
+        let word = Int(truncatingIfNeeded: (position & slotMask) >> 6)
+        words[word] |= UInt64(1) << UInt64(truncatingIfNeeded: position & 63)
     }
 
     @usableFromInline
