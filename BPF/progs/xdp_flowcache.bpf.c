@@ -444,6 +444,8 @@ int xdp_flowcache(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	if (e->flags & SHUNT_CACHE_USERSPACE) {
+		/* In use, even though the slow path forwards it: not idle. */
+		e->last_used_ns = bpf_ktime_get_coarse_ns();
 		st->userspace++;
 		return XDP_PASS;
 	}

@@ -33,6 +33,7 @@ public final class ExactMatchCache: @unchecked Sendable {
         @usableFromInline var packets: UInt64 = 0
         @usableFromInline var bytes: UInt64 = 0
         @usableFromInline var lastUsedMs: UInt64 = 0
+        @usableFromInline var retryAfterMs: UInt64 = 0
     }
 
     /// Entries translated under the current generation (as far as inserts tell).
@@ -131,6 +132,14 @@ public final class ExactMatchCache: @unchecked Sendable {
     @inlinable public func translatedMs(_ slot: Int) -> UInt64 { meta[slot].translatedMs }
     @inlinable public func setFlags(_ slot: Int, _ f: Flags) { meta[slot].flags = f }
     @inlinable public func key(_ slot: Int) -> FlowKey { keys[slot] }
+
+    /// Whether a caller may retry something for this slot now (at most once per `everyMs`):
+    /// keeps a flow whose kernel install was refused from taking a lock on every packet.
+    @inlinable public func takeRetry(_ slot: Int, nowMs: UInt64, everyMs: UInt64 = 10) -> Bool {
+        guard nowMs >= meta[slot].retryAfterMs else { return false }
+        meta[slot].retryAfterMs = nowMs + everyMs
+        return true
+    }
 
     /// Counts one packet of a hit.
     @inlinable public func recordHit(_ slot: Int, bytes: UInt64, nowMs: UInt64) {

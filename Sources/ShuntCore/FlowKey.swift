@@ -157,7 +157,11 @@ public struct FlowKey: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    @inlinable public func hash(into hasher: inout Hasher) { hasher.combine(hash64) }
+    /// Every word, so that Swift's seeded Hasher decides (hash64 alone is unseeded and its
+    /// collisions could be crafted).
+    @inlinable public func hash(into hasher: inout Hasher) {
+        for i in 0..<Self.wordCount { hasher.combine(word(i)) }
+    }
 
     public var description: String {
         var parts = ["in_port=\(inPort)"]

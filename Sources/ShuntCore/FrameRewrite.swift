@@ -9,6 +9,8 @@ public struct FrameEdits: Sendable {
         case set(UInt16)
         /// No outer tag.
         case pop
+        /// A new outer 802.1Q tag with this VID and PCP 0 (set after a pop).
+        case push(UInt16)
     }
 
     public var ethSrc: MACAddress?
@@ -90,6 +92,7 @@ public enum FrameRewrite {
         case .keep: outTag = tag.present ? (tag.tpid, tag.tci) : nil
         case .set(let vid): outTag = (tag.present ? tag.tpid : 0x8100, (tag.present ? tag.tci & 0xF000 : 0) | (vid & 0x0FFF))
         case .pop: outTag = nil
+        case .push(let vid): outTag = (0x8100, vid & 0x0FFF)
         }
         let written = 12 + (outTag == nil ? 0 : 4) + (length - restOffset)
         guard written <= capacity else { return 0 }

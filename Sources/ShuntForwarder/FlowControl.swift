@@ -64,6 +64,9 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
 
     private func edit(_ datapath: FlowDatapath,
                       _ body: (inout FlowTables) throws(FlowEditError) -> (result: String, added: [UInt32])) -> ControlResponse {
+        // What the kernel counted so far belongs to the rules as they were: credit it before
+        // replaced or reused rule ids start from zero.
+        forwarder.creditKernelCounters()
         do throws(FlowEditError) {
             let text = try datapath.editFlows(body)
             return .success(text)
@@ -128,9 +131,11 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         // Userspace: the workers' exact-match caches in front of the pipeline.
         var user = PathCounters()
         var userPackets: UInt64 = 0
+        var checksumPending: UInt64 = 0
         for w in forwarder.flowWorkers {
             let c = w.flowCounters
             userPackets += c.read(.packets)
+            checksumPending += c.read(.checksumPending)
             user.fastPathHits += c.read(.exactMatchHits)
             user.slowPathPackets += c.read(.translations)
             user.upcalls += c.read(.translations)
@@ -194,7 +199,8 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         let (_, generation) = datapath.currentPipeline()
         let flowCount = datapath.dumpFlows().count
         if json {
-            var paths = ["\"userspace\":" + user.json(extra: ["\"packets\":\(userPackets)"])]
+            var paths = ["\"userspace\":" + user.json(extra: ["\"packets\":\(userPackets)",
+                                                               "\"checksum_pending\":\(checksumPending)"])]
             if let kernelPath { paths.insert("\"xdp\":" + kernelPath.json(extra: kernelExtra), at: 0) }
             let portItems = ports.enumerated().map { i, info in
                 "{\"number\":\(i + 1),\"name\":\(JSON.string(info.name)),\"ifindex\":\(info.index)"
@@ -211,7 +217,8 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         }
         out += kernelText
         out += "  userspace: packets \(userPackets), exact-match hits \(user.fastPathHits), pipeline runs \(user.upcalls) "
-            + "(avg \(JSON.number(user.averageUpcallMicroseconds)) us), cache entries \(user.cacheEntries), invalidations \(user.revalidations)\n"
+            + "(avg \(JSON.number(user.averageUpcallMicroseconds)) us), cache entries \(user.cacheEntries), invalidations \(user.revalidations)"
+            + (datapath.kernel != nil ? ", kept up for offloaded checksums \(checksumPending)" : "") + "\n"
         return out
     }
 

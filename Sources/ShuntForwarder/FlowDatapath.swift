@@ -63,6 +63,9 @@ struct InstalledFlow {
     var dropReason: DropReason?
     var ruleIDs: [UInt32]
     var usedNormal: Bool
+    /// Written into the kernel entry (`install_tag`): a counter read belongs to this
+    /// installation only if the tags match (a walk outside the lock may see an older one).
+    var tag: UInt16
     /// The entry's kernel counters when last read; deltas are credited to the rules.
     var seenPackets: UInt64 = 0
     var seenBytes: UInt64 = 0
@@ -93,6 +96,16 @@ public final class FlowDatapath: @unchecked Sendable {
         var tokens: Double
         var lastRefillNs: UInt64
         var counters = KernelPathCounters()
+        var nextTag: UInt16 = 1
+
+        /// A kernel entry for `actions`, tagged for this installation.
+        mutating func entry(actions: [DatapathAction], dropReason: DropReason?) -> (shunt_cache_entry, UInt16) {
+            var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop)
+            let tag = nextTag
+            nextTag &+= 1
+            e.install_tag = tag
+            return (e, tag)
+        }
     }
 
     private let generationWord: UnsafeMutablePointer<UInt64>
@@ -157,18 +170,22 @@ public final class FlowDatapath: @unchecked Sendable {
     // MARK: The kernel cache (XDP datapath)
 
     /// Installs the translation of `key` in the kernel cache, within the upcall budget.
-    /// `generation` is the flow tables' generation the translation used: a translation from
-    /// older tables is not installed, because the revalidator may already have passed.
+    /// `generation` and `macChanges` are the flow tables' generation and the MAC table's change
+    /// count the translation used: a translation from older state is not installed, because
+    /// the revalidator may already have passed.
     func offerInstall(key: FlowKey, actions: [DatapathAction], dropReason: DropReason?, ruleIDs: [UInt32],
-                      usedNormal: Bool, generation: UInt64, translateNs: UInt64) -> InstallOutcome {
+                      usedNormal: Bool, generation: UInt64, macChanges: UInt64, translateNs: UInt64) -> InstallOutcome {
         guard let kernel else { return .failed }
-        let now = Sys.monotonicNanoseconds()
         return kernelState.withLock { state in
             if state.installed[key] != nil { return .alreadyInstalled }
-            if generation != self.generation { return .stale }
+            if generation != self.generation || (usedNormal && macChanges != macTable.changeCount) { return .stale }
+            // Read the clock under the lock: a reading taken before another worker's refill
+            // would run the bucket backwards.
+            let now = Sys.monotonicNanoseconds()
             let budget = Double(config.upcallBudgetPerSecond)
-            state.tokens = min(budget, state.tokens + Double(now &- state.lastRefillNs) * budget / 1e9)
-            state.lastRefillNs = now
+            let elapsed = now > state.lastRefillNs ? now - state.lastRefillNs : 0
+            state.tokens = min(budget, state.tokens + Double(elapsed) * budget / 1e9)
+            state.lastRefillNs = max(state.lastRefillNs, now)
             guard state.tokens >= 1 else {
                 state.counters.lostUpcalls += 1
                 return .overBudget
@@ -179,7 +196,7 @@ public final class FlowDatapath: @unchecked Sendable {
                 return .cacheFull
             }
             state.tokens -= 1
-            let entry = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop)
+            let (entry, tag) = state.entry(actions: actions, dropReason: dropReason)
             do {
                 try kernel.install(key: key, entry: entry)
             } catch {
@@ -188,7 +205,7 @@ public final class FlowDatapath: @unchecked Sendable {
                 return .failed
             }
             state.installed[key] = InstalledFlow(actions: actions, dropReason: dropReason, ruleIDs: ruleIDs,
-                                                 usedNormal: usedNormal)
+                                                 usedNormal: usedNormal, tag: tag)
             state.counters.upcalls += 1
             state.counters.upcallNs &+= translateNs &+ (Sys.monotonicNanoseconds() &- now)
             return .installed

@@ -24,6 +24,9 @@ final class FlowPathCounters: @unchecked Sendable {
         case installsRefused
         /// Entries of the exact-match cache valid now (a level, not a count).
         case cacheEntries
+        /// XDP datapath: packets kept in the slow path because their checksum was left to
+        /// offload (the fast path could not complete it).
+        case checksumPending
     }
 
     private let storage: UnsafeMutablePointer<UInt64>
@@ -175,6 +178,12 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             strippedVLANTCI: packet.flags.contains(.hasVLANTag) ? packet.vlanTCI : nil, into: &key)
         let hash = key.hash64
         let bytes = UInt64(packet.outputLength)
+        // A local stack left the checksum to offload (CHECKSUM_PARTIAL). Only the slow path can
+        // complete it: XDP does not see that state and would send the frame as it is. So such a
+        // flow is not installed in the kernel, and its packets stay here.
+        let checksumPending = packet.flags.contains(.checksumNotReady)
+        let installable = installsInKernel && wellFormed && !checksumPending
+        if installsInKernel && checksumPending { flowCounters.add(.checksumPending) }
         if let slot = emc.lookup(key, hash: hash, generation: cacheGeneration),
            !(emc.flags(slot).contains(.usedNormal) && nowMs &- emc.translatedMs(slot) >= normalRefreshMs) {
             flowCounters.add(.exactMatchHits)
@@ -182,7 +191,8 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             // On the XDP datapath a packet of a flow the kernel can execute reaches here only if
             // it was in flight during the install, or the kernel entry expired or was refused.
             let f = emc.flags(slot)
-            if installsInKernel && wellFormed && (!f.contains(.inKernel) || f.contains(.kernelExecutable)) {
+            if installable && (!f.contains(.inKernel) || f.contains(.kernelExecutable))
+                && emc.takeRetry(slot, nowMs: nowMs) {
                 retryInstall(slot: slot)
             }
             for r in 0..<emc.ruleCount(slot) {
@@ -202,11 +212,11 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         flowCounters.add(.translationNs, translateNs)
         var flags: ExactMatchCache.Flags = translation.usedNormal ? [.usedNormal] : []
         // The kernel passes malformed frames up without a lookup: no entry for their keys.
-        if installsInKernel && wellFormed {
+        if installable {
             if FlowCacheProgram.kernelCanExecute(translation.actions) { flags.insert(.kernelExecutable) }
             switch datapath.offerInstall(key: key, actions: translation.actions, dropReason: translation.dropReason,
                                          ruleIDs: translation.ruleIDs, usedNormal: translation.usedNormal,
-                                         generation: pipelineGeneration, translateNs: translateNs) {
+                                         generation: pipelineGeneration, macChanges: macChanges, translateNs: translateNs) {
             case .installed, .alreadyInstalled: flags.insert(.inKernel)
             case .overBudget, .cacheFull, .failed: flowCounters.add(.installsRefused)
             case .stale: break
@@ -240,7 +250,8 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         let rules = (0..<emc.ruleCount(slot)).map { emc.ruleID(slot, $0) }
         let usedNormal = emc.flags(slot).contains(.usedNormal)
         switch datapath.offerInstall(key: key, actions: actions, dropReason: emc.dropReason(slot), ruleIDs: rules,
-                                     usedNormal: usedNormal, generation: pipelineGeneration, translateNs: 0) {
+                                     usedNormal: usedNormal, generation: pipelineGeneration, macChanges: macChanges,
+                                     translateNs: 0) {
         case .installed, .alreadyInstalled: emc.setFlags(slot, emc.flags(slot).union(.inKernel))
         case .overBudget, .cacheFull, .failed: flowCounters.add(.installsRefused)
         case .stale: break
@@ -270,7 +281,11 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             case SHUNT_DPA_SET_ETH_DST.rawValue:
                 edits.ethDst = withUnsafeBytes(of: a.mac) { MACAddress(loading: $0.baseAddress!) }
             case SHUNT_DPA_SET_VLAN.rawValue:
-                edits.vlan = .set(a.vid)
+                // After a pop, a new 802.1Q tag (PCP 0), as the pipeline and the fast path do.
+                switch edits.vlan {
+                case .pop, .push: edits.vlan = .push(a.vid)
+                case .keep, .set: edits.vlan = .set(a.vid)
+                }
             case SHUNT_DPA_POP_VLAN.rawValue:
                 edits.vlan = .pop
             case SHUNT_DPA_DEC_TTL.rawValue:

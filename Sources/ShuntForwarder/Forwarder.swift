@@ -296,8 +296,10 @@ public final class Forwarder {
             do throws(SystemError) {
                 threads.append(try WorkerThread(name: "shunt-w\(worker.index)") { worker.run(stop: stop) })
             } catch {
+                xdpAttachments.removeAll()
                 self.stop.set()
                 threads.forEach { $0.join() }
+                threads.removeAll()
                 throw .thread(error)
             }
         }
@@ -350,11 +352,12 @@ public final class Forwarder {
     /// are released when the forwarder is.
     public func stopAndCollect() -> StatsSnapshot {
         if !stopped {
+            // The fast path goes first: without the slow path behind it, it must not keep
+            // forwarding. What it still sends up, the workers forward while they drain.
+            xdpAttachments.removeAll()
             stop.set()
             threads.forEach { $0.join() }
             threads.removeAll()
-            // Without the slow path behind it, the fast path must not keep forwarding.
-            xdpAttachments.removeAll()
             stopped = true
         }
         return snapshot()

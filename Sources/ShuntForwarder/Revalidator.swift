@@ -53,29 +53,35 @@ final class Revalidator: @unchecked Sendable {
         sweep(nowNs: Sys.monotonicNanoseconds(), expire: false)
     }
 
-    /// Re-translates installed entries (all, or those that used NORMAL).
+    /// Re-translates installed entries (all, or those that used NORMAL). It does not learn:
+    /// an idle entry must not move a station back to a port it has left.
     func revalidate(onlyNormal: Bool) {
         let (pipeline, _) = datapath.currentPipeline()
-        normal.nowMs = Sys.monotonicNanoseconds() / 1_000_000
+        var lookup = LearningNormalSwitch(table: datapath.macTable, nowMs: Sys.monotonicNanoseconds() / 1_000_000,
+                                          learns: false)
         datapath.kernelState.withLock { state in
             for (key, info) in state.installed where !onlyNormal || info.usedNormal {
                 state.counters.revalidations += 1
-                let t = pipeline.translate(key, normal: &normal)
-                if t.actions == info.actions && t.dropReason == info.dropReason && t.ruleIDs == info.ruleIDs {
-                    continue
-                }
-                replace(key, info, with: t, in: &state)
+                let t = pipeline.translate(key, normal: &lookup)
+                if !Self.same(t, info) { replace(key, info, with: t, in: &state) }
             }
         }
     }
 
+    /// Whether a translation gives the entry it came from (usedNormal included: an entry that
+    /// now goes through NORMAL must be refreshed with the MAC table from now on).
+    static func same(_ t: Translation, _ info: InstalledFlow) -> Bool {
+        t.actions == info.actions && t.dropReason == info.dropReason && t.ruleIDs == info.ruleIDs
+            && t.usedNormal == info.usedNormal
+    }
+
     private func replace(_ key: FlowKey, _ info: InstalledFlow, with t: Translation, in state: inout FlowDatapath.KernelState) {
         if let e = try? kernel.lookup(key: key) { credit(info, e) }
-        let entry = FlowCacheProgram.entry(actions: t.actions, dropReason: t.dropReason ?? .flowDrop)
+        let (entry, tag) = state.entry(actions: t.actions, dropReason: t.dropReason)
         do {
             try kernel.install(key: key, entry: entry)
             state.installed[key] = InstalledFlow(actions: t.actions, dropReason: t.dropReason, ruleIDs: t.ruleIDs,
-                                                 usedNormal: t.usedNormal)
+                                                 usedNormal: t.usedNormal, tag: tag)
         } catch {
             _ = try? kernel.remove(key: key)
             state.installed[key] = nil
@@ -83,24 +89,27 @@ final class Revalidator: @unchecked Sendable {
         state.counters.revalidationChanges += 1
     }
 
-    private func credit(_ info: InstalledFlow, _ e: shunt_cache_entry) {
-        // A stale read (taken before another credit) is never credited twice.
-        guard e.packets > info.seenPackets else { return }
-        let dp = e.packets &- info.seenPackets
-        let db = e.bytes &- info.seenBytes
+    /// Credits what `e` counted since `info` was last read, if `e` is a read of this very
+    /// installation and newer than the last one (reads may be taken outside the lock).
+    @discardableResult
+    private func credit(_ info: InstalledFlow, _ e: shunt_cache_entry) -> Bool {
+        guard e.install_tag == info.tag, e.packets > info.seenPackets, e.bytes >= info.seenBytes else { return false }
+        let dp = e.packets - info.seenPackets
+        let db = e.bytes - info.seenBytes
         for id in info.ruleIDs {
             datapath.ruleCounters.add(row: counterRow, rule: id, packets: dp, bytes: db)
         }
+        return true
     }
 
-    /// Credits what the kernel counted to the rules now (for dump-flows). Safe from any thread.
+    /// Credits what the kernel counted to the rules now (for dump-flows and before a flow
+    /// edit resets counters). Safe from any thread.
     func creditCounters() {
         var entries: [FlowKey: shunt_cache_entry] = [:]
         try? kernel.forEachEntry { key, entry in entries[key] = entry }
         datapath.kernelState.withLock { state in
             for (key, var info) in state.installed {
-                guard let e = entries[key], e.packets > info.seenPackets else { continue }
-                credit(info, e)
+                guard let e = entries[key], credit(info, e) else { continue }
                 info.seenPackets = e.packets
                 info.seenBytes = e.bytes
                 state.installed[key] = info
@@ -117,27 +126,28 @@ final class Revalidator: @unchecked Sendable {
         normal.nowMs = nowNs / 1_000_000
         datapath.kernelState.withLock { state in
             for (key, var info) in state.installed {
-                guard let e = entries[key] else {
-                    // Gone from the kernel (should not happen: only we remove entries).
-                    state.installed[key] = nil
+                // The walk ran outside the lock: an entry installed since is not in it, and an
+                // entry replaced since shows its old installation. Read those again.
+                var read = entries[key]
+                if read == nil || read!.install_tag != info.tag { read = try? kernel.lookup(key: key) }
+                guard let e = read else {
+                    state.installed[key] = nil  // really gone (only we remove entries)
                     continue
                 }
-                credit(info, e)
-                let active = e.packets > info.seenPackets
+                let active = credit(info, e)
                 if active {
                     info.seenPackets = e.packets
                     info.seenBytes = e.bytes
+                    state.installed[key] = info
                 }
-                state.installed[key] = info
                 if expire && nowNs > e.last_used_ns && nowNs &- e.last_used_ns >= idleNs {
                     _ = try? kernel.remove(key: key)
                     state.installed[key] = nil
                     state.counters.expirations += 1
                 } else if expire && active && info.usedNormal {
+                    // Traffic flowed: re-learning its source is right, and refreshes its age.
                     let t = pipeline.translate(key, normal: &normal)
-                    if t.actions != info.actions || t.ruleIDs != info.ruleIDs {
-                        replace(key, info, with: t, in: &state)
-                    }
+                    if !Self.same(t, info) { replace(key, info, with: t, in: &state) }
                 }
             }
         }

@@ -35,16 +35,20 @@ public struct LearningNormalSwitch: NormalSwitch {
     public let table: MACLearningTable
     /// The clock for learning and aging, set by the caller before each translation.
     public var nowMs: UInt64
+    /// False for re-translations of cached entries that may be idle (revalidation): learning
+    /// from them would move a station back to a port it has left.
+    public var learns: Bool
 
-    public init(table: MACLearningTable, nowMs: UInt64) {
+    public init(table: MACLearningTable, nowMs: UInt64, learns: Bool = true) {
         self.table = table
         self.nowMs = nowMs
+        self.learns = learns
     }
 
     public mutating func normal(key: FlowKey, portCount: Int) -> NormalResult {
         let inPort = key.inPort
         // MACLearningTable stores 0-based UInt16 port indexes; Shunt ports start at 1.
-        if inPort >= 1 && Int(inPort) <= min(portCount, Int(UInt16.max)) && !key.dlSrc.isMulticast {
+        if learns && inPort >= 1 && Int(inPort) <= min(portCount, Int(UInt16.max)) && !key.dlSrc.isMulticast {
             table.learn(key.dlSrc, port: UInt16(inPort - 1), nowMs: nowMs)
         }
         if key.dlDst.isMulticast { return .flood }

@@ -212,6 +212,8 @@ struct Forward: ParsableCommand {
                 nextStats = n + intervalNs
             }
         }
+        // No flow edits once the workers and the revalidator are gone.
+        controlServer?.stop()
         let final = forwarder.stopAndCollect()
         emitLine(json ? final.json(since: nil) : final.text(since: nil))
     }

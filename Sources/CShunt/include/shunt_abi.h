@@ -157,7 +157,7 @@ struct shunt_cache_entry {
 	__u32 flags;         /* SHUNT_CACHE_* */
 	__u8 n_actions;
 	__u8 drop_reason;    /* enum shunt_drop_reason, when n_actions == 0 */
-	__u8 pad[2];
+	__u16 install_tag;   /* set by the slow path per installation; the fast path ignores it */
 	struct shunt_dp_action actions[SHUNT_FLOW_MAX_ACTIONS];
 };
 #define SHUNT_CACHE_USERSPACE 0x1
