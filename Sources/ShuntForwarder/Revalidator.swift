@@ -59,11 +59,22 @@ final class Revalidator: @unchecked Sendable {
         let (pipeline, _) = datapath.currentPipeline()
         var lookup = LearningNormalSwitch(table: datapath.macTable, nowMs: Sys.monotonicNanoseconds() / 1_000_000,
                                           learns: false)
+        // Translate a copy outside the lock, so workers offering installs meanwhile wait only
+        // for the (few) kernel updates below, not for a pass over every entry.
+        let entries = datapath.kernelState.withLock { state in
+            state.installed.filter { !onlyNormal || $0.value.usedNormal }
+        }
+        var changed: [(key: FlowKey, tag: UInt16, translation: Translation)] = []
+        for (key, info) in entries {
+            let t = pipeline.translate(key, normal: &lookup)
+            if !Self.same(t, info) { changed.append((key, info.tag, t)) }
+        }
         datapath.kernelState.withLock { state in
-            for (key, info) in state.installed where !onlyNormal || info.usedNormal {
-                state.counters.revalidations += 1
-                let t = pipeline.translate(key, normal: &lookup)
-                if !Self.same(t, info) { replace(key, info, with: t, in: &state) }
+            state.counters.revalidations += UInt64(entries.count)
+            for c in changed {
+                // Replaced or removed since the copy: that newer installation is not ours to fix.
+                guard let current = state.installed[c.key], current.tag == c.tag else { continue }
+                replace(c.key, current, with: c.translation, in: &state)
             }
         }
     }
