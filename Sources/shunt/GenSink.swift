@@ -15,9 +15,10 @@ struct Gen: ParsableCommand {
         discussion: """
             One template frame (src 02:00:00:00:00:01 10.203.0.1, dst --dst-mac 10.203.0.2, UDP \
             to port 9, UDP checksum 0) is run through xdp_gen with BPF_PROG_TEST_RUN and \
-            BPF_F_TEST_XDP_LIVE_FRAMES: every copy gets a sequence number and a send timestamp \
-            (struct shunt_probe) and leaves IF by XDP_TX. On a veth, frames reach the peer only \
-            when the peer has GRO on or an XDP program (`ethtool -K PEER gro on`).
+            BPF_F_TEST_XDP_LIVE_FRAMES: every copy gets the stream id (--stream), a sequence \
+            number and a send timestamp (struct shunt_probe) and leaves IF by XDP_TX. On a veth, \
+            frames reach the peer only when the peer has GRO on or an XDP program \
+            (`ethtool -K PEER gro on`).
 
             Without --rate frames go out as fast as the kernel takes them. With --rate xdp_gen \
             spaces them evenly itself (CLOCK_MONOTONIC, per frame, no bursts): the test run keeps \
@@ -39,6 +40,9 @@ struct Gen: ParsableCommand {
 
     @Option(help: "UDP source ports to cycle through (from 1024), so that flow hashing spreads the frames.")
     var flows: Int = 1
+
+    @Option(help: "Stream id stamped into every frame (0-65535): the sink accounts sequences per stream, so concurrent generators need distinct ids.")
+    var stream: Int = 0
 
     @Option(help: "Stop after this many frames.")
     var count: UInt64?
@@ -74,6 +78,7 @@ struct Gen: ParsableCommand {
             throw oneLineError(Self.name, "--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(size)")
         }
         if !(1...(65535 - 1024)).contains(flows) { throw oneLineError(Self.name, "--flows must be between 1 and \(65535 - 1024)") }
+        if !(0...65535).contains(stream) { throw oneLineError(Self.name, "--stream must be between 0 and 65535") }
         if let count, count == 0 { throw oneLineError(Self.name, "--count must be at least 1") }
         if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
         if let rate, !(rate > 0) || !rate.isFinite { throw oneLineError(Self.name, "--rate must be more than 0") }
@@ -105,6 +110,7 @@ struct Gen: ParsableCommand {
         let run: GenRun
         do {
             var config = shunt_gen_config()
+            config.stream = UInt32(stream)
             config.flows = UInt32(flows)
             config.base_sport = spec.sourcePort
             withUnsafeMutableBytes(of: &config.eth) { $0.copyBytes(from: spec.destinationMAC + spec.sourceMAC) }
@@ -163,7 +169,7 @@ struct Gen: ParsableCommand {
         let seconds = sent > 1 ? Double(state.last_ns - state.first_ns) / 1e9 : 0
         let pps = seconds > 0 ? Double(sent - 1) / seconds : 0
         var fields = [
-            "\"type\":\"final\"", "\"port\":\"\(port)\"", "\"size\":\(size)", "\"flows\":\(flows)",
+            "\"type\":\"final\"", "\"port\":\"\(port)\"", "\"size\":\(size)", "\"flows\":\(flows)", "\"stream\":\(stream)",
             "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
             "\"bps\":\(json(pps * Double(size + 24) * 8, 0))",  // on the wire: + FCS, preamble, IFG
             "\"wall_s\":\(json(wall, 3))", "\"batch_size\":\(effectiveBatchSize)",
