@@ -47,7 +47,7 @@ struct Gen: ParsableCommand {
     @Option(help: "Stop after this many frames.")
     var count: UInt64?
 
-    @Option(help: "Stop after S seconds.")
+    @Option(help: "Stop after sending for S seconds (counted from the first frame).")
     var duration: Double?
 
     @Option(help: "Frames per second (default: as fast as possible).")
@@ -134,8 +134,13 @@ struct Gen: ParsableCommand {
 
         // One thread sits in BPF_PROG_TEST_RUN (xdp_gen paces inside the kernel); this one
         // watches the clock, the count and the termination signals, and ends the run with SIGUSR1.
+        // --duration counts from the first frame sent (first_ns, CLOCK_MONOTONIC like ours), so
+        // that the time the kernel takes to start the test run is not taken from the sending time
+        // (at --rate R, --duration S sends R * S frames); until that frame, from now.
         let start = Sys.monotonicNanoseconds()
-        let deadline = duration.map { start + UInt64($0 * 1e9) }
+        let durationNs = duration.map { UInt64($0 * 1e9) }
+        var deadline = durationNs.map { start + $0 }
+        var sendingSince: UInt64? = nil
         let thread: WorkerThread
         do { thread = try WorkerThread(name: "shunt-gen") { run.send() } } catch {
             printError("shunt gen: \(error)")
@@ -143,8 +148,14 @@ struct Gen: ParsableCommand {
         }
         while !run.done {
             if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { break }
+            if count != nil || (durationNs != nil && sendingSince == nil), let s = try? run.state() {
+                if let count, s.next_seq >= count { break }
+                if let durationNs, sendingSince == nil, s.next_seq > 0 {
+                    sendingSince = s.first_ns
+                    deadline = s.first_ns + durationNs
+                }
+            }
             if let deadline, Sys.monotonicNanoseconds() >= deadline { break }
-            if let count, let s = try? run.state(), s.next_seq >= count { break }
         }
         run.stop()
         while !run.done {
