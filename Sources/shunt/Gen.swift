@@ -5,8 +5,8 @@ import ShuntBPF
 import ShuntSystem
 import ShuntTraffic
 
-// `shunt gen` and `shunt sink`: the traffic generator and receiver of the benchmarks.
-// Both print one JSON line when done, on stdout; errors are one line on stderr.
+// `shunt gen`: the traffic generator of the benchmarks (the receiver, `shunt sink`, is in
+// Sink.swift). It prints one JSON line when done, on stdout; errors are one line on stderr.
 
 struct Gen: ParsableCommand {
     static let name = "gen"
@@ -241,135 +241,14 @@ private final class GenRun: @unchecked Sendable {
     }
 }
 
-struct Sink: ParsableCommand {
-    static let name = "sink"
-    static let configuration = CommandConfiguration(
-        abstract: "Count and time test frames arriving at an interface (xdp_sink), then drop them.",
-        discussion: """
-            Attaches xdp_sink to IF (bpf_link: detached when shunt exits), prints \
-            {"type":"ready",...} once attached, and runs until --duration, SIGINT or SIGTERM. Then \
-            prints {"type":"final","received":..,"bytes":..,"pps":..,"reordered":..,"latency_us":{..}}.
-
-            received counts every frame; probes, those stamped by shunt gen. pps is received over \
-            the whole run; active_pps is the rate between the first and the last poll (every \
-            --poll-ms) that saw the count grow. latency_us summarizes the one-way latency \
-            histogram (send stamp in xdp_gen to arrival in xdp_sink, same clock): every value is \
-            the lower bound of its bucket, 1 us wide below 4096 us and a power of two above.
-            """
-    )
-
-    @Option(name: .customLong("port"), help: ArgumentHelp("The interface to receive on.", valueName: "IF"))
-    var port: String
-
-    @Option(help: "Stop after S seconds (default: run until SIGINT or SIGTERM).")
-    var duration: Double?
-
-    @Option(help: "How often to sample the packet count for active_pps, in milliseconds.")
-    var pollMs: Double = 10
-
-    func validate() throws {
-        if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
-        if !(pollMs >= 1) { throw oneLineError(Self.name, "--poll-ms must be at least 1") }
-    }
-
-    func run() throws {
-        Sys.blockTerminationSignals()
-        guard let ifindex = Sys.interfaceIndex(port) else {
-            printError("shunt sink: no interface named \(port) in this network namespace")
-            throw ExitCode(2)
-        }
-        let object: BPFObject
-        var attachment: XDPAttachment?
-        let countersFD: Int32, latencyFD: Int32
-        do {
-            object = try BPFObject(embedded: "xdp_sink")
-            countersFD = try object.mapFD("sink_counters")
-            latencyFD = try object.mapFD("sink_latency")
-            attachment = try object.attachXDP(program: "xdp_sink", ifindex: ifindex)
-        } catch {
-            printError("shunt sink: \(error)")
-            throw ExitCode(2)
-        }
-        emitLine("{\"type\":\"ready\",\"port\":\"\(port)\"}")
-
-        let start = Sys.monotonicNanoseconds()
-        let deadline = duration.map { start + UInt64($0 * 1e9) }
-        let pollNs = UInt64(pollMs * 1e6)
-        // (time, packets) at the first poll that saw packets and at the last that saw more
-        var first: (UInt64, UInt64)? = nil
-        var last: (UInt64, UInt64)? = nil
-        var previous: UInt64 = 0
-        while true {
-            let now = Sys.monotonicNanoseconds()
-            if let deadline, now >= deadline { break }
-            var wait = pollNs
-            if let deadline { wait = min(wait, deadline - now) }
-            if Sys.waitForTerminationSignal(timeoutNs: wait) != nil { break }
-            guard let c = try? readCounters(countersFD) else { continue }
-            let t = Sys.monotonicNanoseconds()
-            if c.packets > previous {
-                if first == nil { first = (t, c.packets) }
-                last = (t, c.packets)
-                previous = c.packets
-            }
-        }
-        attachment = nil  // detach before the final reads: the counts no longer move
-        _ = attachment
-        let end = Sys.monotonicNanoseconds()
-
-        let totals: shunt_sink_counters
-        var histogram = LatencyHistogram()
-        do {
-            totals = try readCounters(countersFD)
-            for bucket in 0..<LatencyHistogram.bucketCount {
-                let perCPU = try BPFMap.lookupPerCPU(fd: latencyFD, key: UInt32(bucket), as: UInt64.self)
-                histogram.counts[bucket] = perCPU.reduce(0, &+)
-            }
-        } catch {
-            printError("shunt sink: reading the counters: \(error)")
-            throw ExitCode(1)
-        }
-        withExtendedLifetime(object) {}
-
-        let seconds = Double(end - start) / 1e9
-        var activeSeconds = 0.0, activePPS: Double? = nil
-        if let first, let last, last.0 > first.0 {
-            activeSeconds = Double(last.0 - first.0) / 1e9
-            activePPS = Double(last.1 - first.1) / activeSeconds
-        }
-        let fields = [
-            "\"type\":\"final\"", "\"port\":\"\(port)\"",
-            "\"received\":\(totals.packets)", "\"bytes\":\(totals.bytes)", "\"probes\":\(totals.probes)",
-            "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(seconds > 0 ? Double(totals.packets) / seconds : 0, 1))",
-            "\"active_s\":\(json(activeSeconds, 3))", "\"active_pps\":\(activePPS.map { json($0, 1) } ?? "null")",
-            "\"reordered\":\(totals.reordered)",
-            "\"latency_us\":\(histogram.summaryJSON())",
-        ]
-        emitLine("{" + fields.joined(separator: ",") + "}")
-    }
-
-    /// The per-CPU counters summed (max_seq: the largest).
-    private func readCounters(_ fd: Int32) throws -> shunt_sink_counters {
-        var t = shunt_sink_counters()
-        for c in try BPFMap.lookupPerCPU(fd: fd, key: 0, as: shunt_sink_counters.self) {
-            t.packets += c.packets
-            t.bytes += c.bytes
-            t.probes += c.probes
-            t.max_seq = max(t.max_seq, c.max_seq)
-            t.reordered += c.reordered
-        }
-        return t
-    }
-}
-
 /// Prints "shunt CMD: message" as one line on stderr and returns the exit code of a usage error
 /// (ArgumentParser's ValidationError would add the usage lines).
-private func oneLineError(_ command: String, _ message: String) -> ExitCode {
+func oneLineError(_ command: String, _ message: String) -> ExitCode {
     printError("shunt \(command): \(message)")
     return ExitCode.validationFailure
 }
 
 /// A finite number for JSON with `digits` decimals (non-finite values become 0).
-private func json(_ x: Double, _ digits: Int) -> String {
+func json(_ x: Double, _ digits: Int) -> String {
     String(format: "%.\(digits)f", x.isFinite ? x : 0)
 }
