@@ -54,13 +54,15 @@ final class Lab {
     let sides: [String]
     var fwd: String { prefix + "fwd" }
 
-    /// - Parameter sides: names of the endpoint namespaces, in port order.
-    init(_ sides: [String] = ["gen", "sink"], mtu: Int? = nil) throws {
+    /// - Parameters:
+    ///   - sides: names of the endpoint namespaces, in port order.
+    ///   - namePrefix: every namespace's name starts with it (then the pid and a counter).
+    init(_ sides: [String] = ["gen", "sink"], mtu: Int? = nil, namePrefix: String = "shuntt") throws {
         Self.counter.lock()
         Self.next += 1
         let n = Self.next
         Self.counter.unlock()
-        prefix = "shuntt\(getpid())x\(n)-"
+        prefix = "\(namePrefix)\(getpid())x\(n)-"
         self.sides = sides
         do {
             try run(["ip", "netns", "add", fwd])
