@@ -26,7 +26,7 @@ struct Sink: ParsableCommand {
             keeps no per-packet sequence state, so lost, duplicated and out_of_order are null. \
             ring reads IF through a TPACKET RX ring: per-stream accounting of lost, duplicated \
             and out-of-order probes (TRex semantics) and one-way latency into an HDR histogram, \
-            up to about 1 Mpps on this kind of machine. Its latency setting is --ring-version: \
+            at the rates a userspace TPACKET reader takes (around 1 Mpps here). Its latency setting is --ring-version: \
             v2 (the default) hands each frame over at once; v3 holds frames until a block is full \
             or --block-timeout-ms expires, which adds up to that timeout to every latency at low \
             rates. Frames the full ring dropped are reported as ring_dropped.
