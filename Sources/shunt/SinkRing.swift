@@ -54,12 +54,11 @@ final class RingSink {
                 nextCheck = now + Self.checkNs
             }
             if n > 0 || now &- lastWork < busyPollNs || port.rx.hasReadyFrames() { continue }
-            var timeoutMs = Self.sleepMs
-            for wake in [deadline, nextStats] {
-                guard let wake else { continue }
-                let ms = wake > now ? (wake - now + 999_999) / 1_000_000 : 0
-                timeoutMs = min(timeoutMs, Int32(ms))
-            }
+            // Sleep until a frame comes, but not past the deadline or the next statistics.
+            var wakeAt = now + UInt64(Self.sleepMs) * 1_000_000
+            if let deadline { wakeAt = min(wakeAt, deadline) }
+            if let nextStats { wakeAt = min(wakeAt, nextStats) }
+            let timeoutMs = Int32(wakeAt > now ? (wakeAt - now + 999_999) / 1_000_000 : 0)
             _ = withUnsafeMutablePointer(to: &pollSet) { try? Sys.poll($0, count: 1, timeoutMs: timeoutMs) }
             lastWork = Sys.monotonicNanoseconds()
             nextCheck = lastWork  // check right away: the sleep may have been long
