@@ -2,11 +2,9 @@ import Foundation
 import Testing
 
 /// `shunt gen` (XDP live frames) into `shunt sink --engine ring` over real veths, straight and
-/// through `shunt forward`. Namespaces are named shuntsinkwt-PID-... and removed by `Lab`.
+/// through `shunt forward`.
 @Suite("shunt sink's ring engine on real veths", .serialized, .enabled(if: canRunNetnsTests, netnsSkipReason))
 struct SinkTests {
-    static let namePrefix = "shuntsinkwt-"
-
     /// Runs `shunt gen` to completion in `namespace` and returns its final JSON.
     func generate(_ namespace: String, _ args: [String]) throws -> [String: Any] {
         // A generator that does not stop must not hang the test run.
@@ -29,7 +27,7 @@ struct SinkTests {
     /// (lag_skips), and a 2-second run then sent 19242 frames. The sink received all of them;
     /// a fixed count keeps the check on the sink.
     @Test func generatorStraightIntoTheRingSink() throws {
-        let lab = try Lab(["gen"], namePrefix: Self.namePrefix)
+        let lab = try Lab(["gen"])
         try enableGRO(lab.fwd, lab.port(0))
         let sink = try ShuntCommandProcess(namespace: lab.fwd, arguments: [
             "sink", "--port", lab.port(0), "--engine", "ring", "--json", "--interval", "1"])
@@ -59,7 +57,7 @@ struct SinkTests {
     /// gen -> p0 [shunt forward, xconnect] p1 -> sink0: the sink receives exactly what the
     /// forwarder says it transmitted out of p1, in order, without duplicates.
     @Test func throughTheForwarderTheSinkSeesEveryFrameSent() throws {
-        let lab = try Lab(["gen", "sink"], namePrefix: Self.namePrefix)
+        let lab = try Lab(["gen", "sink"])
         try enableGRO(lab.fwd, lab.port(0))
         let sink = try ShuntCommandProcess(namespace: lab.ns("sink"), arguments: [
             "sink", "--port", lab.interface("sink"), "--engine", "ring", "--json"])
