@@ -54,7 +54,8 @@ let package = Package(
         .executableTarget(
             name: "shunt",
             dependencies: [
-                "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntTraffic", "CShunt", "ShuntPipeline", "ShuntControl",
+                "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntRing", "ShuntCore", "ShuntTraffic", "CShunt", "ShuntPipeline",
+                "ShuntControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -67,7 +68,7 @@ let package = Package(
         .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore"]),
         .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
-        .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic"]),
+        .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt"]),
         .testTarget(
             name: "ShuntIntegrationTests",
             dependencies: ["shunt", "ShuntSystem", "ShuntCore"]

@@ -365,7 +365,7 @@ trial() {
     local tag
     tag=$(printf '%04d-%s-r%d-%s-%s' "$TRIAL_N" "$fwd" "$rep" "$test" "$size")
     local frame=$((size - 4))
-    start_bg "$RAW/$tag.sink.out" "$RAW/$tag.sink.err" ip netns exec "${PREFIX}sink" "$SHUNT" sink --port sink0
+    start_bg "$RAW/$tag.sink.out" "$RAW/$tag.sink.err" ip netns exec "${PREFIX}sink" "$SHUNT" sink --port sink0 --json
     local sink=$BG
     wait_line "$RAW/$tag.sink.out" '"type":"ready"' "$sink" 10 || { cat "$RAW/$tag.sink.err" >&2; die "sink did not start"; }
     local args=(--port gen0 --size "$frame" --flows 1 --duration "$duration")

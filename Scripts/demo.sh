@@ -25,7 +25,7 @@ lab_up "$P"
 ip netns exec "${P}fwd" ethtool -K fwd0 gro on >/dev/null
 out=$(mktemp -d)
 echo "== lab: ${P}gen [gen0] -- [fwd0] ${P}fwd [fwd1] -- [sink0] ${P}sink"
-ip netns exec "${P}sink" "$shunt" sink --port sink0 >"$out/sink.json" &
+ip netns exec "${P}sink" "$shunt" sink --port sink0 --json >"$out/sink.json" &
 sink_pid=$!
 ip netns exec "${P}fwd" "$shunt" forward --port fwd0 --port fwd1 --stats-interval 1 >"$out/fwd.txt" &
 fwd_pid=$!
@@ -48,7 +48,7 @@ table=0,priority=10,in_port=1,actions=mod_dl_dst:02:00:00:00:5e:01,output:2
 table=0,priority=10,in_port=2,actions=output:1
 FLOWS
 ctl="$out/shunt.ctl"
-ip netns exec "${P}sink" "$shunt" sink --port sink0 >"$out/sink.json" &
+ip netns exec "${P}sink" "$shunt" sink --port sink0 --json >"$out/sink.json" &
 sink_pid=$!
 ip netns exec "${P}fwd" "$shunt" forward --port fwd0 --port fwd1 --flows "$out/flows.txt" --datapath xdp \
     --fix-peers --control "$ctl" >"$out/fwd.txt" 2>&1 &

@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -eq 0 ]]; then Scripts/install-deps.sh; fi
-# Namespaces of an earlier run that was killed before its cleanup (tests name theirs shuntt<pid>x<n>-).
-for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^shuntt' || true); do
-    pid=${ns#shuntt}; pid=${pid%%x*}
+# Namespaces of an earlier run that was killed before its cleanup: tests name theirs
+# PREFIX<pid>x<n>-... or PREFIX<pid>-..., PREFIX being $SHUNT_TEST_NETNS_PREFIX (default shuntt).
+prefix=${SHUNT_TEST_NETNS_PREFIX:-shuntt}
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -F "$prefix" || true); do
+    [[ $ns == "$prefix"* ]] || continue
+    pid=${ns#"$prefix"}; pid=${pid%%[x-]*}
+    [[ $pid =~ ^[0-9]+$ ]] || continue
     kill -0 "$pid" 2>/dev/null || ip netns del "$ns" 2>/dev/null || true
 done
 swift build --build-tests

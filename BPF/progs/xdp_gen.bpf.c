@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Traffic generator core, run through BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES: the
  * kernel runs it over one template frame again and again, and XDP_TX sends each result out of
- * the ingress interface given in the test context. Each frame sent gets a sequence number, a
- * send timestamp and a UDP source port chosen among `flows` values.
+ * the ingress interface given in the test context. Each frame sent gets the configured stream
+ * id, a sequence number, a send timestamp and a UDP source port chosen among `flows` values.
  *
  * Pacing happens here, per frame: with an interval set in gen_state, a run that comes before the
  * next frame is due returns XDP_DROP (the kernel recycles the frame; nothing is sent), so one
@@ -69,7 +69,8 @@ int xdp_gen(struct xdp_md *ctx)
 	udp->check = 0; /* IPv4: a zero UDP checksum means "none" */
 
 	struct shunt_probe *probe = data + SHUNT_PROBE_OFFSET;
-	probe->magic = bpf_htonl(SHUNT_PROBE_MAGIC);
+	probe->magic = bpf_htons(SHUNT_PROBE_MAGIC);
+	probe->stream = bpf_htons((__u16)gen_config.stream);
 	probe->sequence = (__u32)seq;
 	probe->sent_ns = now;
 	return XDP_TX;

@@ -54,7 +54,7 @@ int xdp_sink(struct xdp_md *ctx)
 	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
 		return XDP_DROP;
 	struct shunt_probe *probe = data + SHUNT_PROBE_OFFSET;
-	if ((void *)(probe + 1) > data_end || probe->magic != bpf_htonl(SHUNT_PROBE_MAGIC))
+	if ((void *)(probe + 1) > data_end || probe->magic != bpf_htons(SHUNT_PROBE_MAGIC))
 		return XDP_DROP;
 
 	/* Sequences are 32-bit on the wire: compare them as serial numbers (RFC 1982) against the

@@ -111,16 +111,9 @@ public final class RingPort {
         self.interface = interface
         let name = interface.name
         func step<T>(_ what: String, _ body: () throws(SystemError) -> T) throws(RingSetupError) -> T {
-            do { return try body() } catch {
-                if error.errno == EPERM || error.errno == EACCES { throw .permission("opening an AF_PACKET socket") }
-                throw .system(step: what, interface: name, error)
-            }
+            try RingSocketSetup.step(what, interface: name, body)
         }
-        let socket: PacketSocket
-        do throws(SystemError) { socket = try PacketSocket() } catch {
-            if error.errno == EPERM || error.errno == EACCES { throw .permission("opening an AF_PACKET socket") }
-            throw .system(step: "socket", interface: name, error)
-        }
+        let socket = try RingSocketSetup.openSocket(interface: name)
         let fd = socket.fd
         try step("PACKET_VERSION") { () throws(SystemError) in
             try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_VERSION, value: config.version.kernelValue)
@@ -138,33 +131,7 @@ public final class RingPort {
         try step("PACKET_IGNORE_OUTGOING") { () throws(SystemError) in
             try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_IGNORE_OUTGOING, value: Int32(1))
         }
-        var rxGeometry = config.rx
-        while true {
-            var req = tpacket_req3()
-            req.tp_block_size = UInt32(rxGeometry.blockSize)
-            req.tp_block_nr = UInt32(rxGeometry.blockCount)
-            req.tp_frame_size = UInt32(rxGeometry.frameSize)
-            req.tp_frame_nr = UInt32(rxGeometry.frameCount)
-            req.tp_retire_blk_tov = config.version == .v3 ? UInt32(rxGeometry.blockTimeoutMs) : 0
-            do throws(SystemError) {
-                if config.version == .v3 {
-                    try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_RX_RING, value: req)
-                } else {
-                    var req2 = tpacket_req()
-                    req2.tp_block_size = req.tp_block_size
-                    req2.tp_block_nr = req.tp_block_nr
-                    req2.tp_frame_size = req.tp_frame_size
-                    req2.tp_frame_nr = req.tp_frame_nr
-                    try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_RX_RING, value: req2)
-                }
-                break
-            } catch where error.errno == ENOMEM {
-                guard let smaller = rxGeometry.shrunk() else { throw .system(step: "PACKET_RX_RING", interface: name, error) }
-                rxGeometry = smaller
-            } catch {
-                throw .system(step: "PACKET_RX_RING", interface: name, error)
-            }
-        }
+        let rxGeometry = try RingSocketSetup.requestReceiveRing(fd: fd, version: config.version, geometry: config.rx, interface: name)
         let txGeometry = config.tx
         try step("PACKET_TX_RING") { () throws(SystemError) in
             if config.version == .v3 {
@@ -220,20 +187,7 @@ public final class RingPort {
     /// PACKET_STATISTICS since the last call: frames the kernel offered this socket, and how many
     /// of them found the RX ring full. Reading resets the kernel's counters.
     public func takeKernelStatistics() -> (offered: UInt64, ringFull: UInt64) {
-        var st = tpacket_stats_v3()
-        do {
-            if config.version == .v3 {
-                try Sys.getsockopt(fd, level: SOL_PACKET, name: PACKET_STATISTICS, into: &st)
-            } else {
-                var st2 = tpacket_stats()
-                try Sys.getsockopt(fd, level: SOL_PACKET, name: PACKET_STATISTICS, into: &st2)
-                st.tp_packets = st2.tp_packets
-                st.tp_drops = st2.tp_drops
-            }
-        } catch {
-            return (0, 0)
-        }
-        return (UInt64(st.tp_packets), UInt64(st.tp_drops))
+        RingSocketSetup.takeKernelStatistics(fd: fd, version: config.version)
     }
 }
 

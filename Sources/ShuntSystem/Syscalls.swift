@@ -404,9 +404,19 @@ public enum Sys {
 
     /// Makes `signal` (e.g. SIGUSR1) do nothing but interrupt the system call the receiving
     /// thread is blocked in, which then fails with EINTR. See `WorkerThread.interrupt`.
+    ///
+    /// Also unblocks `signal` in the calling thread, and so in the threads it creates afterwards:
+    /// the signal mask survives exec, and a parent may start shunt with it blocked (Swift
+    /// Testing's worker threads block most signals), which would leave the signal pending and
+    /// the system call uninterrupted.
     @inline(never)
     public static func installInterruptHandler(signal: Int32) throws(SystemError) {
         _ = try check(cshunt_install_interrupt_handler(signal), "sigaction")
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        let rc = pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        if rc != 0 { throw SystemError(errno: rc, call: "pthread_sigmask") }
     }
 
     /// Blocks SIGINT and SIGTERM in the calling thread (and every thread it creates later).

@@ -30,7 +30,7 @@ struct BPFProgramTests {
         let prog = try obj.programFD("xdp_sink")
         var probe = [UInt8](repeating: 0, count: 90)
         probe[12] = 0x08; probe[13] = 0x00; probe[14] = 0x45; probe[23] = 17  // IPv4, UDP
-        withUnsafeBytes(of: SHUNT_PROBE_MAGIC.bigEndian) { probe.replaceSubrange(42..<46, with: $0) }
+        withUnsafeBytes(of: UInt16(SHUNT_PROBE_MAGIC).bigEndian) { probe.replaceSubrange(42..<44, with: $0) }
         let notProbe = [UInt8](repeating: 0xEE, count: 60)
         let truncated = Array(probe.prefix(20))
         for frame in [probe, probe, notProbe, truncated] {
@@ -41,5 +41,31 @@ struct BPFProgramTests {
         #expect(perCPU.reduce(0) { $0 + $1.packets } == 4)
         #expect(perCPU.reduce(0) { $0 + $1.probes } == 2)
         #expect(perCPU.reduce(0) { $0 + $1.bytes } == 90 + 90 + 60 + 20)
+    }
+
+    /// xdp_gen writes the probe as struct shunt_probe says: magic and stream in network order,
+    /// then the sequence and the send time in host order, at SHUNT_PROBE_OFFSET.
+    @Test func genStampsMagicStreamSequenceAndTime() throws {
+        var config = shunt_gen_config()
+        config.stream = 0x1234
+        config.flows = 1
+        config.base_sport = 1024
+        let obj = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(config) }
+        let prog = try obj.programFD("xdp_gen")
+        let frame = [UInt8](repeating: 0, count: 60)
+        var stamps: [UInt64] = []
+        for expected in UInt32(0)..<3 {
+            let r = try ProgramTestRun.xdp(programFD: prog, packet: frame)
+            #expect(r.returnValue == 3)  // XDP_TX
+            let out = r.output
+            #expect(out.count == 60)
+            #expect(Array(out[42..<44]) == [0x53, 0x48])  // "SH"
+            #expect(Array(out[44..<46]) == [0x12, 0x34])
+            let sequence = out[46..<50].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            #expect(sequence == expected)
+            stamps.append(out[50..<58].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        }
+        #expect(stamps[0] > 0 && stamps[0] <= stamps[1] && stamps[1] <= stamps[2])
+        #expect(MemoryLayout<shunt_probe>.size == 16 && MemoryLayout<shunt_probe>.offset(of: \.stream) == 2)
     }
 }

@@ -42,7 +42,7 @@ func sh(_ arguments: String...) throws -> String {
     return String(decoding: output, as: UTF8.self)
 }
 
-/// Namespaces `shuntpeerwt-<pid>-a` and `-b`. Call `remove()` in a `defer` right after creating.
+/// Namespaces `shuntpeerwt-<pid>-a` and `-b` (prefix: $SHUNT_TEST_NETNS_PREFIX if set). Call `remove()` in a `defer` right after creating.
 struct PeerLab {
     let a: String
     let b: String
@@ -50,7 +50,9 @@ struct PeerLab {
     let c: String
 
     init() throws {
-        let prefix = "shuntpeerwt-\(getpid())-"
+        // $SHUNT_TEST_NETNS_PREFIX, as in the integration tests' Lab, else our own.
+        let base = ProcessInfo.processInfo.environment["SHUNT_TEST_NETNS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 }
+        let prefix = (base ?? "shuntpeerwt-") + "\(getpid())-"
         a = prefix + "a"
         b = prefix + "b"
         c = prefix + "c"

@@ -31,20 +31,24 @@ enum shunt_drop_reason {
 
 /* The traffic generator stamps this into the UDP payload of every frame it sends. It must fit
  * the smallest frame: a 60-byte frame (64 on the wire) has 60 - 42 = 18 bytes of UDP payload,
- * hence 16 bytes, a 32-bit sequence (the sink compares sequences modulo 2^32) and no stream id. */
+ * hence 16 bytes: a 16-bit magic, a 16-bit stream id, a 32-bit sequence (the sink compares
+ * sequences modulo 2^32) and the send time. magic and stream are in network byte order (they
+ * identify the frame); sequence and sent_ns are in host byte order, since the generator and the
+ * sink run on one host and one clock (sent_ns is meaningless elsewhere anyway). */
 struct shunt_probe {
-	__u32 magic;      /* SHUNT_PROBE_MAGIC, network byte order */
-	__u32 sequence;   /* sequence number, from 0, wrapping at 2^32 */
-	__u64 sent_ns;    /* CLOCK_MONOTONIC at send (bpf_ktime_get_ns) */
+	__u16 magic;      /* SHUNT_PROBE_MAGIC, network byte order */
+	__u16 stream;     /* stream id (shunt gen --stream), network byte order */
+	__u32 sequence;   /* sequence number within the stream, from 0, wrapping at 2^32; host order */
+	__u64 sent_ns;    /* CLOCK_MONOTONIC at send (bpf_ktime_get_ns); host order */
 };
-#define SHUNT_PROBE_MAGIC 0x5348554eU /* "SHUN" */
+#define SHUNT_PROBE_MAGIC 0x5348U /* "SH" */
 
 /* Offset of struct shunt_probe in generated frames: Ethernet 14 + IPv4 20 + UDP 8. */
 #define SHUNT_PROBE_OFFSET 42
 
 /* Configuration of xdp_gen (read-only data, set before load). */
 struct shunt_gen_config {
-	__u32 stream;     /* reserved: not carried by the (16-byte) probe */
+	__u32 stream;     /* stream id stamped into every probe (0-65535), host byte order */
 	__u32 flows;      /* UDP source ports cycle over this many values */
 	__u16 base_sport; /* host byte order */
 	__u16 pad;

@@ -31,6 +31,12 @@ func run(_ args: [String], check: Bool = true) throws -> (status: Int32, out: St
     return result
 }
 
+/// $SHUNT_TEST_NETNS_PREFIX: a prefix for every namespace the tests create, so that runs from
+/// several checkouts on one machine can tell theirs apart (and clean up only theirs).
+let testNamespacePrefix: String? = ProcessInfo.processInfo.environment["SHUNT_TEST_NETNS_PREFIX"].flatMap {
+    $0.isEmpty ? nil : $0
+}
+
 enum LabError: Error, CustomStringConvertible {
     case command(String, String)
     case timeout(String)
@@ -54,13 +60,16 @@ final class Lab {
     let sides: [String]
     var fwd: String { prefix + "fwd" }
 
-    /// - Parameter sides: names of the endpoint namespaces, in port order.
-    init(_ sides: [String] = ["gen", "sink"], mtu: Int? = nil) throws {
+    /// - Parameters:
+    ///   - sides: names of the endpoint namespaces, in port order.
+    ///   - namePrefix: every namespace's name starts with it (then the pid and a counter); by
+    ///     default $SHUNT_TEST_NETNS_PREFIX, else "shuntt".
+    init(_ sides: [String] = ["gen", "sink"], mtu: Int? = nil, namePrefix: String = testNamespacePrefix ?? "shuntt") throws {
         Self.counter.lock()
         Self.next += 1
         let n = Self.next
         Self.counter.unlock()
-        prefix = "shuntt\(getpid())x\(n)-"
+        prefix = "\(namePrefix)\(getpid())x\(n)-"
         self.sides = sides
         do {
             try run(["ip", "netns", "add", fwd])

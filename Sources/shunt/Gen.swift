@@ -5,8 +5,8 @@ import ShuntBPF
 import ShuntSystem
 import ShuntTraffic
 
-// `shunt gen` and `shunt sink`: the traffic generator and receiver of the benchmarks.
-// Both print one JSON line when done, on stdout; errors are one line on stderr.
+// `shunt gen`: the traffic generator of the benchmarks (the receiver, `shunt sink`, is in
+// Sink.swift). It prints one JSON line when done, on stdout; errors are one line on stderr.
 
 struct Gen: ParsableCommand {
     static let name = "gen"
@@ -15,9 +15,10 @@ struct Gen: ParsableCommand {
         discussion: """
             One template frame (src 02:00:00:00:00:01 10.203.0.1, dst --dst-mac 10.203.0.2, UDP \
             to port 9, UDP checksum 0) is run through xdp_gen with BPF_PROG_TEST_RUN and \
-            BPF_F_TEST_XDP_LIVE_FRAMES: every copy gets a sequence number and a send timestamp \
-            (struct shunt_probe) and leaves IF by XDP_TX. On a veth, frames reach the peer only \
-            when the peer has GRO on or an XDP program (`ethtool -K PEER gro on`).
+            BPF_F_TEST_XDP_LIVE_FRAMES: every copy gets the stream id (--stream), a sequence \
+            number and a send timestamp (struct shunt_probe) and leaves IF by XDP_TX. On a veth, \
+            frames reach the peer only when the peer has GRO on or an XDP program \
+            (`ethtool -K PEER gro on`).
 
             Without --rate frames go out as fast as the kernel takes them. With --rate xdp_gen \
             spaces them evenly itself (CLOCK_MONOTONIC, per frame, no bursts): the test run keeps \
@@ -40,10 +41,13 @@ struct Gen: ParsableCommand {
     @Option(help: "UDP source ports to cycle through (from 1024), so that flow hashing spreads the frames.")
     var flows: Int = 1
 
+    @Option(help: "Stream id stamped into every frame (0-65535): the sink accounts sequences per stream, so concurrent generators need distinct ids.")
+    var stream: Int = 0
+
     @Option(help: "Stop after this many frames.")
     var count: UInt64?
 
-    @Option(help: "Stop after S seconds.")
+    @Option(help: "Stop after sending for S seconds (counted from the first frame).")
     var duration: Double?
 
     @Option(help: "Frames per second (default: as fast as possible).")
@@ -74,6 +78,7 @@ struct Gen: ParsableCommand {
             throw oneLineError(Self.name, "--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(size)")
         }
         if !(1...(65535 - 1024)).contains(flows) { throw oneLineError(Self.name, "--flows must be between 1 and \(65535 - 1024)") }
+        if !(0...65535).contains(stream) { throw oneLineError(Self.name, "--stream must be between 0 and 65535") }
         if let count, count == 0 { throw oneLineError(Self.name, "--count must be at least 1") }
         if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
         if let rate, !(rate > 0) || !rate.isFinite { throw oneLineError(Self.name, "--rate must be more than 0") }
@@ -105,6 +110,7 @@ struct Gen: ParsableCommand {
         let run: GenRun
         do {
             var config = shunt_gen_config()
+            config.stream = UInt32(stream)
             config.flows = UInt32(flows)
             config.base_sport = spec.sourcePort
             withUnsafeMutableBytes(of: &config.eth) { $0.copyBytes(from: spec.destinationMAC + spec.sourceMAC) }
@@ -128,8 +134,13 @@ struct Gen: ParsableCommand {
 
         // One thread sits in BPF_PROG_TEST_RUN (xdp_gen paces inside the kernel); this one
         // watches the clock, the count and the termination signals, and ends the run with SIGUSR1.
+        // --duration counts from the first frame sent (first_ns, CLOCK_MONOTONIC like ours), so
+        // that the time the kernel takes to start the test run is not taken from the sending time
+        // (at --rate R, --duration S sends R * S frames); until that frame, from now.
         let start = Sys.monotonicNanoseconds()
-        let deadline = duration.map { start + UInt64($0 * 1e9) }
+        let durationNs = duration.map { UInt64($0 * 1e9) }
+        var deadline = durationNs.map { start + $0 }
+        var sendingSince: UInt64? = nil
         let thread: WorkerThread
         do { thread = try WorkerThread(name: "shunt-gen") { run.send() } } catch {
             printError("shunt gen: \(error)")
@@ -137,8 +148,14 @@ struct Gen: ParsableCommand {
         }
         while !run.done {
             if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { break }
+            if count != nil || (durationNs != nil && sendingSince == nil), let s = try? run.state() {
+                if let count, s.next_seq >= count { break }
+                if let durationNs, sendingSince == nil, s.next_seq > 0 {
+                    sendingSince = s.first_ns
+                    deadline = s.first_ns + durationNs
+                }
+            }
             if let deadline, Sys.monotonicNanoseconds() >= deadline { break }
-            if let count, let s = try? run.state(), s.next_seq >= count { break }
         }
         run.stop()
         while !run.done {
@@ -163,7 +180,7 @@ struct Gen: ParsableCommand {
         let seconds = sent > 1 ? Double(state.last_ns - state.first_ns) / 1e9 : 0
         let pps = seconds > 0 ? Double(sent - 1) / seconds : 0
         var fields = [
-            "\"type\":\"final\"", "\"port\":\"\(port)\"", "\"size\":\(size)", "\"flows\":\(flows)",
+            "\"type\":\"final\"", "\"port\":\"\(port)\"", "\"size\":\(size)", "\"flows\":\(flows)", "\"stream\":\(stream)",
             "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
             "\"bps\":\(json(pps * Double(size + 24) * 8, 0))",  // on the wire: + FCS, preamble, IFG
             "\"wall_s\":\(json(wall, 3))", "\"batch_size\":\(effectiveBatchSize)",
@@ -224,135 +241,14 @@ private final class GenRun: @unchecked Sendable {
     }
 }
 
-struct Sink: ParsableCommand {
-    static let name = "sink"
-    static let configuration = CommandConfiguration(
-        abstract: "Count and time test frames arriving at an interface (xdp_sink), then drop them.",
-        discussion: """
-            Attaches xdp_sink to IF (bpf_link: detached when shunt exits), prints \
-            {"type":"ready",...} once attached, and runs until --duration, SIGINT or SIGTERM. Then \
-            prints {"type":"final","received":..,"bytes":..,"pps":..,"reordered":..,"latency_us":{..}}.
-
-            received counts every frame; probes, those stamped by shunt gen. pps is received over \
-            the whole run; active_pps is the rate between the first and the last poll (every \
-            --poll-ms) that saw the count grow. latency_us summarizes the one-way latency \
-            histogram (send stamp in xdp_gen to arrival in xdp_sink, same clock): every value is \
-            the lower bound of its bucket, 1 us wide below 4096 us and a power of two above.
-            """
-    )
-
-    @Option(name: .customLong("port"), help: ArgumentHelp("The interface to receive on.", valueName: "IF"))
-    var port: String
-
-    @Option(help: "Stop after S seconds (default: run until SIGINT or SIGTERM).")
-    var duration: Double?
-
-    @Option(help: "How often to sample the packet count for active_pps, in milliseconds.")
-    var pollMs: Double = 10
-
-    func validate() throws {
-        if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
-        if !(pollMs >= 1) { throw oneLineError(Self.name, "--poll-ms must be at least 1") }
-    }
-
-    func run() throws {
-        Sys.blockTerminationSignals()
-        guard let ifindex = Sys.interfaceIndex(port) else {
-            printError("shunt sink: no interface named \(port) in this network namespace")
-            throw ExitCode(2)
-        }
-        let object: BPFObject
-        var attachment: XDPAttachment?
-        let countersFD: Int32, latencyFD: Int32
-        do {
-            object = try BPFObject(embedded: "xdp_sink")
-            countersFD = try object.mapFD("sink_counters")
-            latencyFD = try object.mapFD("sink_latency")
-            attachment = try object.attachXDP(program: "xdp_sink", ifindex: ifindex)
-        } catch {
-            printError("shunt sink: \(error)")
-            throw ExitCode(2)
-        }
-        emitLine("{\"type\":\"ready\",\"port\":\"\(port)\"}")
-
-        let start = Sys.monotonicNanoseconds()
-        let deadline = duration.map { start + UInt64($0 * 1e9) }
-        let pollNs = UInt64(pollMs * 1e6)
-        // (time, packets) at the first poll that saw packets and at the last that saw more
-        var first: (UInt64, UInt64)? = nil
-        var last: (UInt64, UInt64)? = nil
-        var previous: UInt64 = 0
-        while true {
-            let now = Sys.monotonicNanoseconds()
-            if let deadline, now >= deadline { break }
-            var wait = pollNs
-            if let deadline { wait = min(wait, deadline - now) }
-            if Sys.waitForTerminationSignal(timeoutNs: wait) != nil { break }
-            guard let c = try? readCounters(countersFD) else { continue }
-            let t = Sys.monotonicNanoseconds()
-            if c.packets > previous {
-                if first == nil { first = (t, c.packets) }
-                last = (t, c.packets)
-                previous = c.packets
-            }
-        }
-        attachment = nil  // detach before the final reads: the counts no longer move
-        _ = attachment
-        let end = Sys.monotonicNanoseconds()
-
-        let totals: shunt_sink_counters
-        var histogram = LatencyHistogram()
-        do {
-            totals = try readCounters(countersFD)
-            for bucket in 0..<LatencyHistogram.bucketCount {
-                let perCPU = try BPFMap.lookupPerCPU(fd: latencyFD, key: UInt32(bucket), as: UInt64.self)
-                histogram.counts[bucket] = perCPU.reduce(0, &+)
-            }
-        } catch {
-            printError("shunt sink: reading the counters: \(error)")
-            throw ExitCode(1)
-        }
-        withExtendedLifetime(object) {}
-
-        let seconds = Double(end - start) / 1e9
-        var activeSeconds = 0.0, activePPS: Double? = nil
-        if let first, let last, last.0 > first.0 {
-            activeSeconds = Double(last.0 - first.0) / 1e9
-            activePPS = Double(last.1 - first.1) / activeSeconds
-        }
-        let fields = [
-            "\"type\":\"final\"", "\"port\":\"\(port)\"",
-            "\"received\":\(totals.packets)", "\"bytes\":\(totals.bytes)", "\"probes\":\(totals.probes)",
-            "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(seconds > 0 ? Double(totals.packets) / seconds : 0, 1))",
-            "\"active_s\":\(json(activeSeconds, 3))", "\"active_pps\":\(activePPS.map { json($0, 1) } ?? "null")",
-            "\"reordered\":\(totals.reordered)",
-            "\"latency_us\":\(histogram.summaryJSON())",
-        ]
-        emitLine("{" + fields.joined(separator: ",") + "}")
-    }
-
-    /// The per-CPU counters summed (max_seq: the largest).
-    private func readCounters(_ fd: Int32) throws -> shunt_sink_counters {
-        var t = shunt_sink_counters()
-        for c in try BPFMap.lookupPerCPU(fd: fd, key: 0, as: shunt_sink_counters.self) {
-            t.packets += c.packets
-            t.bytes += c.bytes
-            t.probes += c.probes
-            t.max_seq = max(t.max_seq, c.max_seq)
-            t.reordered += c.reordered
-        }
-        return t
-    }
-}
-
 /// Prints "shunt CMD: message" as one line on stderr and returns the exit code of a usage error
 /// (ArgumentParser's ValidationError would add the usage lines).
-private func oneLineError(_ command: String, _ message: String) -> ExitCode {
+func oneLineError(_ command: String, _ message: String) -> ExitCode {
     printError("shunt \(command): \(message)")
     return ExitCode.validationFailure
 }
 
 /// A finite number for JSON with `digits` decimals (non-finite values become 0).
-private func json(_ x: Double, _ digits: Int) -> String {
+func json(_ x: Double, _ digits: Int) -> String {
     String(format: "%.\(digits)f", x.isFinite ? x : 0)
 }

@@ -1,0 +1,273 @@
+import ArgumentParser
+import CShunt
+import Foundation
+import ShuntBPF
+import ShuntRing
+import ShuntSystem
+import ShuntTraffic
+
+// `shunt sink`: the receiver of test traffic, with two engines (docs/design/0008):
+// - xdp:  xdp_sink counts and times frames in the kernel, per CPU (fast, no per-packet state);
+// - ring: a TPACKET RX ring read in user space, with per-stream loss, duplicate and reorder
+//         accounting (StreamTable) and an HDR latency histogram (LatencyRecorder).
+// Text on stdout by default, JSON lines with --json; errors are one line on stderr.
+
+enum SinkEngine: String, CaseIterable, ExpressibleByArgument {
+    case xdp, ring
+}
+
+struct Sink: ParsableCommand {
+    static let name = "sink"
+    static let configuration = CommandConfiguration(
+        abstract: "Count, account and time test frames arriving at an interface.",
+        discussion: """
+            Two engines. xdp (the default) attaches xdp_sink to IF: it counts every frame and \
+            times every probe in the kernel where the frame arrives (up to ~13 Mpps here), but \
+            keeps no per-packet sequence state, so lost, duplicated and out_of_order are null. \
+            ring reads IF through a TPACKET RX ring: per-stream accounting of lost, duplicated \
+            and out-of-order probes (TRex semantics) and one-way latency into an HDR histogram, \
+            at the rates a userspace TPACKET reader takes (around 1 Mpps here). Its latency setting is --ring-version: \
+            v2 (the default) hands each frame over at once; v3 holds frames until a block is full \
+            or --block-timeout-ms expires, which adds up to that timeout to every latency at low \
+            rates. Frames the full ring dropped are reported as ring_dropped.
+
+            Prints a ready line once receiving, runs until --duration, SIGINT or SIGTERM, then \
+            prints the final report; with --interval S also a statistics line every S seconds. \
+            --json prints {"type":"ready",..}, {"type":"stats",..} and {"type":"final",..} lines \
+            (the stable keys are listed in the README).
+
+            Example: shunt sink --port sink0 --engine ring --json --interval 1
+            """
+    )
+
+    @Option(name: .customLong("port"), help: ArgumentHelp("The interface to receive on.", valueName: "IF"))
+    var port: String
+
+    @Option(help: "xdp: count in the kernel (fast; no loss or reorder accounting); ring: TPACKET RX ring in user space (per-stream accounting).")
+    var engine: SinkEngine = .xdp
+
+    @Option(help: "ring engine: TPACKET version, v2 (each frame handed over at once: latency) or v3 (block-based).")
+    var ringVersion: RingVersion?
+
+    @Option(help: "ring engine, v3: milliseconds before a partly filled block is handed over (1-1000); bounds the added latency.")
+    var blockTimeoutMs: Int?
+
+    @Option(help: "ring engine: RX ring blocks of 64 KiB (the kernel may give fewer when memory is short).")
+    var blockCount: Int = 64
+
+    @Option(help: "ring engine: keep polling the ring this many microseconds after the last frame before sleeping in poll(2).")
+    var busyPollUs: UInt64 = 200
+
+    @Option(help: "Stop after S seconds (default: run until SIGINT or SIGTERM).")
+    var duration: Double?
+
+    @Option(help: "Print statistics every S seconds (0: only the final report).")
+    var interval: Double = 0
+
+    @Option(help: "xdp engine: how often to sample the packet count for active_pps, in milliseconds.")
+    var pollMs: Double = 10
+
+    @Flag(help: "Print JSON lines instead of text.")
+    var json = false
+
+    func validate() throws {
+        if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
+        if !(interval >= 0) || !interval.isFinite { throw oneLineError(Self.name, "--interval must be 0 or more") }
+        if !(pollMs >= 1) { throw oneLineError(Self.name, "--poll-ms must be at least 1") }
+        if engine == .xdp {
+            if ringVersion != nil || blockTimeoutMs != nil {
+                throw oneLineError(Self.name, "--ring-version and --block-timeout-ms are for --engine ring")
+            }
+        }
+        if let blockTimeoutMs {
+            if (ringVersion ?? .v2) != .v3 { throw oneLineError(Self.name, "--block-timeout-ms is for --ring-version v3 (v2 has no block timeout)") }
+            if !(1...1000).contains(blockTimeoutMs) { throw oneLineError(Self.name, "--block-timeout-ms must be between 1 and 1000") }
+        }
+        if !(1...4096).contains(blockCount) { throw oneLineError(Self.name, "--block-count must be between 1 and 4096") }
+    }
+
+    func run() throws {
+        Sys.blockTerminationSignals()
+        switch engine {
+        case .xdp: try runXDP()
+        case .ring: try runRing()
+        }
+    }
+
+    private func emit(_ report: SinkReport) {
+        if json {
+            emitLine(report.json)
+        } else {
+            for line in report.text { emitLine(line) }
+        }
+    }
+
+    private func emit(_ stats: SinkInterval) {
+        emitLine(json ? stats.json : stats.text)
+    }
+
+    // MARK: ring engine
+
+    private func runRing() throws {
+        let version = ringVersion ?? .v2
+        var geometry = RingGeometry.defaultRX(version)
+        geometry.blockCount = blockCount
+        if version == .v3 { geometry.blockTimeoutMs = blockTimeoutMs ?? 1 }
+        let receiver: RingSink
+        do throws(RingSetupError) {
+            let info = try InterfaceInfo.lookup(port)
+            receiver = RingSink(port: try ReceivePort(interface: info, version: version, geometry: geometry))
+        } catch {
+            printError("shunt sink: \(error)")
+            throw ExitCode(2)
+        }
+        let ring = version.rawValue
+        if json {
+            emitLine("{\"type\":\"ready\",\"engine\":\"ring\",\"ring\":\"\(ring)\",\"port\":\"\(port)\"}")
+        } else {
+            printError("shunt sink: receiving on \(port) through a TPACKET_\(ring.uppercased()) ring (\(receiver.port.geometry)); Ctrl-C to stop")
+        }
+
+        let start = Sys.monotonicNanoseconds()
+        let intervalNs = interval > 0 ? UInt64(interval * 1e9) : nil
+        var lastStats = (time: start, received: UInt64(0), bytes: UInt64(0))
+        receiver.run(
+            busyPollNs: busyPollUs * 1000, deadline: duration.map { start + UInt64($0 * 1e9) }, intervalNs: intervalNs
+        ) { now in
+            let a = receiver.accounting
+            emit(SinkInterval(
+                elapsedSeconds: Double(now - start) / 1e9, intervalSeconds: Double(now - lastStats.time) / 1e9,
+                intervalReceived: a.received - lastStats.received, intervalBytes: a.bytes - lastStats.bytes,
+                received: a.received, bytes: a.bytes, sequences: a.streams.snapshot().total,
+                ringDropped: receiver.ringDropped))
+            lastStats = (now, a.received, a.bytes)
+        }
+        let end = Sys.monotonicNanoseconds()
+
+        let a = receiver.accounting
+        let table = a.streams.snapshot()
+        var report = SinkReport(engine: .ring, port: port, latencyJSON: a.latency.summary().json,
+                                latencyText: a.latency.summary().text)
+        report.ring = ring
+        report.blockTimeoutMs = version == .v3 ? receiver.port.geometry.blockTimeoutMs : nil
+        report.received = a.received
+        report.bytes = a.bytes
+        report.probes = a.probes
+        report.other = a.other
+        report.sequences = table.total
+        report.streams = table.streams.sorted { $0.key < $1.key }.map { (stream: $0.key, stats: $0.value) }
+        report.untracked = table.untrackedPackets
+        report.durationSeconds = Double(end - start) / 1e9
+        if let first = a.firstReceivedNanoseconds, let last = a.lastReceivedNanoseconds, last > first {
+            report.activeSeconds = Double(last - first) / 1e9
+            report.activePPS = Double(a.received - 1) / report.activeSeconds
+        }
+        report.ringDropped = receiver.ringDropped
+        emit(report)
+    }
+
+    // MARK: XDP engine
+
+    private func runXDP() throws {
+        guard let ifindex = Sys.interfaceIndex(port) else {
+            printError("shunt sink: no interface named \(port) in this network namespace")
+            throw ExitCode(2)
+        }
+        let object: BPFObject
+        var attachment: XDPAttachment?
+        let countersFD: Int32, latencyFD: Int32
+        do {
+            object = try BPFObject(embedded: "xdp_sink")
+            countersFD = try object.mapFD("sink_counters")
+            latencyFD = try object.mapFD("sink_latency")
+            attachment = try object.attachXDP(program: "xdp_sink", ifindex: ifindex)
+        } catch {
+            printError("shunt sink: \(error)")
+            throw ExitCode(2)
+        }
+        if json {
+            emitLine("{\"type\":\"ready\",\"engine\":\"xdp\",\"ring\":null,\"port\":\"\(port)\"}")
+        } else {
+            printError("shunt sink: counting on \(port) with xdp_sink; Ctrl-C to stop")
+        }
+
+        let start = Sys.monotonicNanoseconds()
+        let deadline = duration.map { start + UInt64($0 * 1e9) }
+        let pollNs = UInt64(pollMs * 1e6)
+        let intervalNs = interval > 0 ? UInt64(interval * 1e9) : nil
+        var nextStats = intervalNs.map { start + $0 }
+        var lastStats = (time: start, packets: UInt64(0), bytes: UInt64(0))
+        // (time, packets) at the first poll that saw packets and at the last that saw more
+        var first: (UInt64, UInt64)? = nil
+        var last: (UInt64, UInt64)? = nil
+        var previous: UInt64 = 0
+        while true {
+            let now = Sys.monotonicNanoseconds()
+            if let deadline, now >= deadline { break }
+            var wait = pollNs
+            if let deadline { wait = min(wait, deadline - now) }
+            if let nextStats { wait = min(wait, nextStats > now ? nextStats - now : 0) }
+            if Sys.waitForTerminationSignal(timeoutNs: wait) != nil { break }
+            guard let c = try? readCounters(countersFD) else { continue }
+            let t = Sys.monotonicNanoseconds()
+            if c.packets > previous {
+                if first == nil { first = (t, c.packets) }
+                last = (t, c.packets)
+                previous = c.packets
+            }
+            if let due = nextStats, t >= due, let intervalNs {
+                emit(SinkInterval(
+                    elapsedSeconds: Double(t - start) / 1e9, intervalSeconds: Double(t - lastStats.time) / 1e9,
+                    intervalReceived: c.packets - lastStats.packets, intervalBytes: c.bytes - lastStats.bytes,
+                    received: c.packets, bytes: c.bytes, sequences: nil, ringDropped: nil))
+                lastStats = (t, c.packets, c.bytes)
+                nextStats = max(due + intervalNs, t + 1)
+            }
+        }
+        attachment = nil  // detach before the final reads: the counts no longer move
+        _ = attachment
+        let end = Sys.monotonicNanoseconds()
+
+        let totals: shunt_sink_counters
+        var histogram = LatencyHistogram()
+        do {
+            totals = try readCounters(countersFD)
+            for bucket in 0..<LatencyHistogram.bucketCount {
+                let perCPU = try BPFMap.lookupPerCPU(fd: latencyFD, key: UInt32(bucket), as: UInt64.self)
+                histogram.counts[bucket] = perCPU.reduce(0, &+)
+            }
+        } catch {
+            printError("shunt sink: reading the counters: \(error)")
+            throw ExitCode(1)
+        }
+        withExtendedLifetime(object) {}
+
+        // The bucket summary (lower bounds of 1 us buckets) as the text line, via the recorder.
+        var report = SinkReport(engine: .xdp, port: port, latencyJSON: histogram.summaryJSON(),
+                                latencyText: LatencyRecorder(buckets: histogram).summary().text + " (bucket lower bounds)")
+        report.received = totals.packets
+        report.bytes = totals.bytes
+        report.probes = totals.probes
+        report.other = totals.packets - totals.probes
+        report.reordered = totals.reordered
+        report.durationSeconds = Double(end - start) / 1e9
+        if let first, let last, last.0 > first.0 {
+            report.activeSeconds = Double(last.0 - first.0) / 1e9
+            report.activePPS = Double(last.1 - first.1) / report.activeSeconds
+        }
+        emit(report)
+    }
+
+    /// The per-CPU counters summed (max_seq: the largest).
+    private func readCounters(_ fd: Int32) throws -> shunt_sink_counters {
+        var t = shunt_sink_counters()
+        for c in try BPFMap.lookupPerCPU(fd: fd, key: 0, as: shunt_sink_counters.self) {
+            t.packets += c.packets
+            t.bytes += c.bytes
+            t.probes += c.probes
+            t.max_seq = max(t.max_seq, c.max_seq)
+            t.reordered += c.reordered
+        }
+        return t
+    }
+}

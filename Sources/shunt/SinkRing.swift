@@ -1,0 +1,100 @@
+import Glibc
+import ShuntCore
+import ShuntRing
+import ShuntSystem
+import ShuntTraffic
+
+/// The ring engine of `shunt sink`: one thread reads a receive-only TPACKET ring and accounts
+/// every frame (`SinkAccounting`).
+///
+/// The loop is the forwarder workers' idea (busy-poll, then sleep in poll(2)), written small for
+/// one ring: take a batch, read CLOCK_MONOTONIC once for the whole batch (the receive time of
+/// its frames; `shunt gen` stamps the same clock on the same host), account each frame, hand the
+/// ring memory back. With nothing for `busyPollNs` it sleeps in poll(2), at most 50 ms so that a
+/// stop request is seen. Every millisecond of work (and after each sleep) it checks for
+/// SIGINT/SIGTERM, the deadline and the statistics interval. Nothing allocates per frame.
+final class RingSink {
+    let port: ReceivePort
+    private(set) var accounting = SinkAccounting()
+    /// Frames the kernel could not put in the full ring (PACKET_STATISTICS tp_drops), so far.
+    private(set) var ringDropped: UInt64 = 0
+    private var batch = PacketBatch(capacity: maxBurst)
+    private var seenTooLarge: UInt64 = 0
+    private var seenTooLargeBytes: UInt64 = 0
+
+    private static let checkNs: UInt64 = 1_000_000
+    private static let sleepMs: Int32 = 50
+    /// After a stop, frames already in the ring are still read, for at most this long.
+    private static let drainNs: UInt64 = 100_000_000
+
+    init(port: ReceivePort) {
+        self.port = port
+    }
+
+    /// Receives until SIGINT/SIGTERM (blocked by the caller) or `deadline`; calls `stats` with
+    /// the current time every `intervalNs` (the kernel's drop count is read just before).
+    func run(busyPollNs: UInt64, deadline: UInt64?, intervalNs: UInt64?, stats: (UInt64) -> Void) {
+        var pollSet = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
+        let start = Sys.monotonicNanoseconds()
+        var nextStats = intervalNs.map { start + $0 }
+        var nextCheck = start + Self.checkNs
+        var lastWork = start
+        while true {
+            let n = pass()
+            let now = Sys.monotonicNanoseconds()
+            if n > 0 { lastWork = now }
+            if now >= nextCheck {
+                if Sys.waitForTerminationSignal(timeoutNs: 0) != nil { break }
+                if let deadline, now >= deadline { break }
+                if let due = nextStats, let intervalNs, now >= due {
+                    takeKernelDrops()
+                    stats(now)
+                    nextStats = max(due + intervalNs, now + 1)
+                }
+                nextCheck = now + Self.checkNs
+            }
+            if n > 0 || now &- lastWork < busyPollNs || port.rx.hasReadyFrames() { continue }
+            // Sleep until a frame comes, but not past the deadline or the next statistics.
+            var wakeAt = now + UInt64(Self.sleepMs) * 1_000_000
+            if let deadline { wakeAt = min(wakeAt, deadline) }
+            if let nextStats { wakeAt = min(wakeAt, nextStats) }
+            let timeoutMs = Int32(wakeAt > now ? (wakeAt - now + 999_999) / 1_000_000 : 0)
+            _ = withUnsafeMutablePointer(to: &pollSet) { try? Sys.poll($0, count: 1, timeoutMs: timeoutMs) }
+            lastWork = Sys.monotonicNanoseconds()
+            nextCheck = lastWork  // check right away: the sleep may have been long
+        }
+        let stop = Sys.monotonicNanoseconds()
+        while pass() > 0 && Sys.monotonicNanoseconds() &- stop < Self.drainNs {}
+        takeKernelDrops()
+    }
+
+    /// One batch from the ring; returns how many frames it held.
+    @inline(__always)
+    private func pass() -> Int {
+        let n = port.rx.fill(&batch, port: 0)
+        let counters = port.rx.counters
+        if n > 0 || counters.tooLarge != seenTooLarge {
+            let now = Sys.monotonicNanoseconds()
+            for i in 0..<n {
+                let p = batch.packet(i)
+                accounting.record(
+                    frame: UnsafeRawBufferPointer(start: p.data, count: Int(p.capturedLength)),
+                    length: Int(p.wireLength), receivedNanoseconds: now)
+            }
+            // Frames longer than a ring frame are not handed over whole: received, as other.
+            if counters.tooLarge != seenTooLarge {
+                accounting.recordOther(count: counters.tooLarge - seenTooLarge,
+                                       bytes: counters.tooLargeBytes - seenTooLargeBytes, receivedNanoseconds: now)
+                seenTooLarge = counters.tooLarge
+                seenTooLargeBytes = counters.tooLargeBytes
+            }
+        }
+        port.rx.releaseConsumed()
+        batch.removeAll()
+        return n
+    }
+
+    private func takeKernelDrops() {
+        ringDropped &+= port.takeKernelStatistics().ringFull
+    }
+}
