@@ -2,6 +2,7 @@ import ArgumentParser
 import CShunt
 import Foundation
 import ShuntBPF
+import ShuntRing
 import ShuntSystem
 import ShuntTraffic
 
@@ -28,6 +29,10 @@ struct Gen: ParsableCommand {
             handed to XDP_TX: frames the interface then drops (a veth peer without GRO or XDP, \
             a full queue) are in it.
 
+            --engine ring builds the frames in user space and sends them through a TPACKET TX \
+            ring with qdisc bypass instead: slower, but it works on any interface and needs no \
+            GRO or XDP on the peer. With --rate it paces in a busy loop on its CPU.
+
             Example: shunt gen --port gen0 --size 60 --duration 5 --rate 1000000
             """
     )
@@ -40,6 +45,9 @@ struct Gen: ParsableCommand {
 
     @Option(help: "UDP source ports to cycle through (from 1024), so that flow hashing spreads the frames.")
     var flows: Int = 1
+
+    @Option(help: "xdp: frames injected in the kernel (BPF_PROG_TEST_RUN live frames, fastest); ring: a TPACKET TX ring (works everywhere).")
+    var engine: GenEngine = .xdp
 
     @Option(help: "Stream id stamped into every frame (0-65535): the sink accounts sequences per stream, so concurrent generators need distinct ids.")
     var stream: Int = 0
@@ -90,6 +98,7 @@ struct Gen: ParsableCommand {
 
     func run() throws {
         Sys.blockTerminationSignals()
+        if engine == .ring { return try runRing() }
         guard let ifindex = Sys.interfaceIndex(port) else {
             printError("shunt gen: no interface named \(port) in this network namespace")
             throw ExitCode(2)
@@ -251,4 +260,70 @@ func oneLineError(_ command: String, _ message: String) -> ExitCode {
 /// A finite number for JSON with `digits` decimals (non-finite values become 0).
 func json(_ x: Double, _ digits: Int) -> String {
     String(format: "%.\(digits)f", x.isFinite ? x : 0)
+}
+
+enum GenEngine: String, ExpressibleByArgument, CaseIterable {
+    case xdp, ring
+}
+
+extension Gen {
+    /// `--engine ring`: see RingGenerator.
+    func runRing() throws {
+        var spec = TestFrameSpec(size: size)
+        spec.destinationMAC = parseMAC(dstMac)!
+        spec.sourceMAC = parseMAC(srcMac)!
+        let info: InterfaceInfo
+        do throws(RingSetupError) {
+            info = try InterfaceInfo.lookup(self.port)
+            guard info.isUp else { throw RingSetupError.interfaceDown(self.port) }
+        } catch {
+            printError("shunt gen: \(error)")
+            throw ExitCode(2)
+        }
+        if size > info.mtu + 14 {
+            printError("shunt gen: --size \(size) does not fit \(self.port)'s MTU \(info.mtu) (at most \(info.mtu + 14) bytes)")
+            throw ExitCode(2)
+        }
+        let port: RingPort
+        do throws(RingSetupError) {
+            // A token RX ring: the generator never reads it.
+            let rx = RingGeometry(blockSize: 4096, blockCount: 1, frameSize: 2048, blockTimeoutMs: 0)
+            let tx = RingGeometry(blockSize: 1 << 16, blockCount: 16, frameSize: 2048, blockTimeoutMs: 0)
+            port = try RingPort(interface: info, config: RingPortConfig(version: .v2, rx: rx, tx: tx, qdiscBypass: true),
+                                fanout: nil)
+        } catch {
+            printError("shunt gen: \(error)")
+            throw ExitCode(2)
+        }
+        let generator = RingGenerator(
+            port: port, template: spec.bytes(), flows: flows, baseSourcePort: spec.sourcePort, stream: UInt16(stream),
+            count: count, rate: rate, maxLagNs: UInt64((maxLagUs ?? max(50, rate.map { 2e6 / $0 } ?? 0)) * 1000))
+        let start = Sys.monotonicNanoseconds()
+        var nextSignalCheck = start
+        var interrupted = false
+        let result = generator.run(deadlineNs: duration.map { start + UInt64($0 * 1e9) }) {
+            // Termination signals are blocked: look for one every 10 ms.
+            let now = Sys.monotonicNanoseconds()
+            guard now >= nextSignalCheck else { return false }
+            nextSignalCheck = now + 10_000_000
+            if Sys.waitForTerminationSignal(timeoutNs: 0) != nil { interrupted = true }
+            return interrupted
+        }
+        let wall = Double(Sys.monotonicNanoseconds() - start) / 1e9
+        let sent = result.sent
+        let seconds = sent > 1 ? Double(result.lastNs - result.firstNs) / 1e9 : 0
+        let pps = seconds > 0 ? Double(sent - 1) / seconds : 0
+        var fields = [
+            "\"type\":\"final\"", "\"engine\":\"ring\"", "\"port\":\"\(self.port)\"", "\"size\":\(size)",
+            "\"flows\":\(flows)", "\"stream\":\(stream)", "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))",
+            "\"pps\":\(json(pps, 1))", "\"bps\":\(json(pps * Double(size + 24) * 8, 0))", "\"wall_s\":\(json(wall, 3))",
+            "\"tx_ring_full\":\(result.ringFull)",
+        ]
+        if let rate {
+            let reached = pps >= rate * 0.995
+            if !reached { printError("shunt gen: asked for \(Int(rate)) pps, reached \(Int(pps)) pps") }
+            fields += ["\"rate\":\(json(rate, 1))", "\"rate_reached\":\(reached)", "\"lag_skips\":\(result.lagSkips)"]
+        }
+        emitLine("{" + fields.joined(separator: ",") + "}")
+    }
 }
