@@ -46,6 +46,9 @@ struct Gen: ParsableCommand {
     @Option(help: "UDP source ports to cycle through (from 1024), so that flow hashing spreads the frames.")
     var flows: Int = 1
 
+    @Flag(help: "Send the simple IMIX (7 x 64, 4 x 570, 1 x 1518 bytes on the wire, in turn) instead of one --size (--engine ring).")
+    var imix = false
+
     @Option(help: "xdp: frames injected in the kernel (BPF_PROG_TEST_RUN live frames, fastest); ring: a TPACKET TX ring (works everywhere).")
     var engine: GenEngine = .xdp
 
@@ -86,6 +89,7 @@ struct Gen: ParsableCommand {
             throw oneLineError(Self.name, "--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(size)")
         }
         if !(1...(65535 - 1024)).contains(flows) { throw oneLineError(Self.name, "--flows must be between 1 and \(65535 - 1024)") }
+        if imix && engine != .ring { throw oneLineError(Self.name, "--imix needs --engine ring (xdp_gen sends one template)") }
         if !(0...65535).contains(stream) { throw oneLineError(Self.name, "--stream must be between 0 and 65535") }
         if let count, count == 0 { throw oneLineError(Self.name, "--count must be at least 1") }
         if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
@@ -280,8 +284,10 @@ extension Gen {
             printError("shunt gen: \(error)")
             throw ExitCode(2)
         }
-        if size > info.mtu + 14 {
-            printError("shunt gen: --size \(size) does not fit \(self.port)'s MTU \(info.mtu) (at most \(info.mtu + 14) bytes)")
+        // The simple IMIX, as frames without FCS: 7 x 60, 4 x 566, 1 x 1514.
+        let sizes = imix ? Array(repeating: 60, count: 7) + Array(repeating: 566, count: 4) + [1514] : [size]
+        if let largest = sizes.max(), largest > info.mtu + 14 {
+            printError("shunt gen: a \(largest)-byte frame does not fit \(self.port)'s MTU \(info.mtu) (at most \(info.mtu + 14) bytes)")
             throw ExitCode(2)
         }
         let port: RingPort
@@ -296,7 +302,7 @@ extension Gen {
             throw ExitCode(2)
         }
         let generator = RingGenerator(
-            port: port, template: spec.bytes(), flows: flows, baseSourcePort: spec.sourcePort, stream: UInt16(stream),
+            port: port, templates: sizes.map { s -> [UInt8] in var t = spec; t.size = s; return t.bytes() }, flows: flows, baseSourcePort: spec.sourcePort, stream: UInt16(stream),
             count: count, rate: rate, maxLagNs: UInt64((maxLagUs ?? max(50, rate.map { 2e6 / $0 } ?? 0)) * 1000))
         let start = Sys.monotonicNanoseconds()
         var nextSignalCheck = start
@@ -314,9 +320,10 @@ extension Gen {
         let seconds = sent > 1 ? Double(result.lastNs - result.firstNs) / 1e9 : 0
         let pps = seconds > 0 ? Double(sent - 1) / seconds : 0
         var fields = [
-            "\"type\":\"final\"", "\"engine\":\"ring\"", "\"port\":\"\(self.port)\"", "\"size\":\(size)",
+            "\"type\":\"final\"", "\"engine\":\"ring\"", "\"port\":\"\(self.port)\"", imix ? "\"size\":\"imix\"" : "\"size\":\(size)",
             "\"flows\":\(flows)", "\"stream\":\(stream)", "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))",
-            "\"pps\":\(json(pps, 1))", "\"bps\":\(json(pps * Double(size + 24) * 8, 0))", "\"wall_s\":\(json(wall, 3))",
+            "\"pps\":\(json(pps, 1))", "\"bps\":\(json(pps * (Double(sizes.reduce(0, +)) / Double(sizes.count) + 24) * 8, 0))",
+            "\"wall_s\":\(json(wall, 3))",
             "\"tx_ring_full\":\(result.ringFull)",
         ]
         if let rate {

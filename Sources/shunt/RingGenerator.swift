@@ -22,7 +22,8 @@ struct RingGenerator {
     }
 
     let port: RingPort
-    let template: [UInt8]
+    /// Frame templates sent in turn (one: a fixed size; several: a size mix such as IMIX).
+    let templates: [[UInt8]]
     let flows: Int
     let baseSourcePort: UInt16
     let stream: UInt16
@@ -38,7 +39,6 @@ struct RingGenerator {
         var scheduleStart: Double = 0
         var scheduled: UInt64 = 0  // frames due so far on the current schedule
         var seq: UInt64 = 0
-        let length = template.count
         while !stop() {
             let now = Sys.monotonicNanoseconds()
             if let deadlineNs, now >= deadlineNs { break }
@@ -66,6 +66,8 @@ struct RingGenerator {
                     r.ringFull += 1
                     break
                 }
+                let template = templates[Int(seq % UInt64(templates.count))]
+                let length = template.count
                 template.withUnsafeBytes { frame.copyMemory(from: $0.baseAddress!, byteCount: length) }
                 let sport = baseSourcePort &+ UInt16(truncatingIfNeeded: Int(seq % UInt64(flows)))
                 (frame + 34).storeBytes(of: sport.bigEndian, as: UInt16.self)

@@ -79,6 +79,24 @@ struct SinkTests {
         #expect(jsonNumber(byID[2] ?? [:], "bytes") == 5_000 * 1000)
     }
 
+    /// --imix sends the simple IMIX in turn: 1200 frames are 100 rounds of 7 x 60, 4 x 566 and
+    /// 1 x 1514 bytes (without FCS), all received.
+    @Test func ringGeneratorSendsIMIX() throws {
+        let lab = try Lab(["gen"])
+        let sink = try ShuntCommandProcess(namespace: lab.fwd, arguments: [
+            "sink", "--port", lab.port(0), "--engine", "ring", "--json"])
+        let gen = try generate(lab.ns("gen"), ["--port", lab.interface("gen"), "--engine", "ring", "--imix",
+                                               "--rate", "20000", "--count", "1200"])
+        Thread.sleep(forTimeInterval: 0.2)
+        let (final, _) = try sink.stop()
+        #expect(gen["size"] as? String == "imix" && jsonNumber(gen, "sent") == 1200)
+        #expect(jsonNumber(final, "received") == 1200 && final["lost"] as? Int == 0, "\(final)")
+        #expect(jsonNumber(final, "bytes") == 100 * (7 * 60 + 4 * 566 + 1514), "\(final)")
+        let bad = try run(["ip", "netns", "exec", lab.ns("gen"), shuntExecutable, "gen", "--port", lab.interface("gen"),
+                           "--imix", "--count", "1"], check: false)
+        #expect(bad.status != 0 && bad.err.contains("--imix needs --engine ring"))
+    }
+
     /// gen -> p0 [shunt forward, xconnect] p1 -> sink0: the sink receives exactly what the
     /// forwarder says it transmitted out of p1, in order, without duplicates.
     @Test func throughTheForwarderTheSinkSeesEveryFrameSent() throws {
