@@ -15,11 +15,7 @@ let shuntExecutable: String = {
 /// A `shunt forward --json` run inside a namespace, driven like a user would: started, waited
 /// for until it says it is ready, stopped with SIGINT, final statistics read from its output.
 final class ForwarderProcess {
-    let process = Process()
-    private let stdout = Pipe()
-    private let stderr = Pipe()
-    private var buffer = Data()
-    private(set) var lines: [String] = []
+    private let command: ShuntCommandProcess
     /// This forwarder's own control socket (so tests never meet the default path).
     let controlPath: String
     private static let counter = NSLock()
@@ -30,14 +26,9 @@ final class ForwarderProcess {
         Self.next += 1
         controlPath = "/tmp/shuntt-\(getpid())-\(Self.next).ctl"
         Self.counter.unlock()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["ip", "netns", "exec", namespace, shuntExecutable, "forward", "--json",
-                             "--control", controlPath] + arguments
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        try waitForLine(timeout: readyTimeout) { $0.contains("\"type\":\"ready\"") }
+        command = try ShuntCommandProcess(namespace: namespace,
+                                          arguments: ["forward", "--json", "--control", controlPath] + arguments,
+                                          readyTimeout: readyTimeout)
     }
 
     /// Runs `shunt ctl --control <this forwarder's socket> ARGS`.
@@ -52,47 +43,10 @@ final class ForwarderProcess {
         return try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
     }
 
-    deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-    }
-
-    @discardableResult
-    func waitForLine(timeout: Double, _ predicate: (String) -> Bool) throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        let fd = stdout.fileHandleForReading.fileDescriptor
-        while Date() < deadline {
-            if let line = lines.first(where: predicate) { return line }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            if poll(&pfd, 1, 100) > 0 {
-                var chunk = [UInt8](repeating: 0, count: 65536)
-                let n = read(fd, &chunk, chunk.count)
-                if n <= 0 {
-                    if !process.isRunning { break }
-                    continue
-                }
-                buffer.append(contentsOf: chunk[0..<n])
-                while let nl = buffer.firstIndex(of: 0x0A) {
-                    lines.append(String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self))
-                    buffer.removeSubrange(buffer.startIndex...nl)
-                }
-            } else if !process.isRunning {
-                break
-            }
-        }
-        if let line = lines.first(where: predicate) { return line }
-        let err = String(decoding: stderr.fileHandleForReading.availableData, as: UTF8.self)
-        throw LabError.timeout("a line from shunt forward (stderr: \(err))")
-    }
-
     /// SIGINT, then the final statistics as per-port dictionaries keyed by port name.
     func stop() throws -> FinalStats {
-        kill(process.processIdentifier, SIGINT)
-        let line = try waitForLine(timeout: 10) { $0.contains("\"type\":\"final\"") }
-        process.waitUntilExit()
-        return try FinalStats(json: line, exitStatus: process.terminationStatus)
+        let (final, status) = try command.stop()
+        return FinalStats(object: final, exitStatus: status)
     }
 }
 
@@ -107,8 +61,7 @@ struct FinalStats {
     let ports: [String: [String: Any]]
     let exitStatus: Int32
 
-    init(json: String, exitStatus: Int32) throws {
-        let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+    init(object: [String: Any], exitStatus: Int32) {
         var ports: [String: [String: Any]] = [:]
         for p in object["ports"] as! [[String: Any]] { ports[p["port"] as! String] = p }
         self.ports = ports
