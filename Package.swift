@@ -39,7 +39,7 @@ let package = Package(
         // histograms (the XDP sink's buckets and the HDR recorder). Pure logic, no syscalls.
         .target(
             name: "ShuntTraffic",
-            dependencies: ["CShunt", .product(name: "Histogram", package: "hdrhistogram-swift")]
+            dependencies: ["CShunt", "ShuntCore", .product(name: "Histogram", package: "hdrhistogram-swift")]
         ),
         // The OpenFlow-style pipeline: flow syntax (ovs-ofctl), tuple-space classifier, translation
         // of a packet's key into a flat datapath action list. Pure logic, no syscalls.

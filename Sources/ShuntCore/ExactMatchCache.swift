@@ -113,11 +113,6 @@ public final class ExactMatchCache: @unchecked Sendable {
         return slot
     }
 
-    /// Forgets every entry.
-    public func removeAll() {
-        for i in 0..<capacity { meta[i] = Meta() }
-        liveEntries = 0
-    }
 
     @inlinable public func actionCount(_ slot: Int) -> Int { Int(meta[slot].actionCount) }
     @inlinable public func action(_ slot: Int, _ i: Int) -> shunt_dp_action { actions[slot * Self.maxActions + i] }
@@ -166,12 +161,5 @@ public final class ExactMatchCache: @unchecked Sendable {
                              lastUsedMs: meta[i].lastUsedMs))
         }
         return out
-    }
-
-    /// Entries translated under `generation`.
-    public func count(generation: UInt64) -> Int {
-        var n = 0
-        for i in 0..<capacity where meta[i].generation == generation { n += 1 }
-        return n
     }
 }

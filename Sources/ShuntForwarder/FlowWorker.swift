@@ -20,8 +20,6 @@ final class FlowPathCounters: @unchecked Sendable {
         case translationNs
         /// Times the exact-match cache was invalidated by a flow or MAC-table change.
         case invalidations
-        /// Kernel cache installs that were over budget or failed (XDP datapath).
-        case installsRefused
         /// Entries of the exact-match cache valid now (a level, not a count).
         case cacheEntries
         /// XDP datapath: packets kept in the slow path because their checksum was left to
@@ -126,9 +124,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             port.rx.releaseConsumed()
             batch.removeAll()
         }
-        for port in ports where port.tx.pending > 0 {
-            port.tx.flush(fd: port.fd)
-        }
+        flushTransmitRings(ports)
         return moved
     }
 
@@ -218,8 +214,8 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                                          ruleIDs: translation.ruleIDs, usedNormal: translation.usedNormal,
                                          generation: pipelineGeneration, macChanges: macChanges, translateNs: translateNs) {
             case .installed, .alreadyInstalled: flags.insert(.inKernel)
-            case .overBudget, .cacheFull, .failed: flowCounters.add(.installsRefused)
-            case .stale: break
+            // Counted as lost upcalls by the datapath; a stale one is simply not installed.
+            case .overBudget, .cacheFull, .failed, .stale: break
             }
         }
         for id in translation.ruleIDs {
@@ -253,8 +249,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                                      usedNormal: usedNormal, generation: pipelineGeneration, macChanges: macChanges,
                                      translateNs: 0) {
         case .installed, .alreadyInstalled: emc.setFlags(slot, emc.flags(slot).union(.inKernel))
-        case .overBudget, .cacheFull, .failed: flowCounters.add(.installsRefused)
-        case .stale: break
+        case .overBudget, .cacheFull, .failed, .stale: break
         }
     }
 

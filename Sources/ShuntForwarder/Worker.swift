@@ -50,6 +50,14 @@ func runPollLoop(ports: [RingPort], idle: IdlePolicy, stop: StopFlag, pass: () -
     while pass() > 0 {}
 }
 
+/// One send() per port that has frames queued: the end of every pass.
+@inline(__always)
+func flushTransmitRings(_ ports: [RingPort]) {
+    for port in ports where port.tx.pending > 0 {
+        port.tx.flush(fd: port.fd)
+    }
+}
+
 /// Turns the RX walkers' own counts (frames too large for the ring, frames the host sent) into
 /// counted drops of the worker.
 struct WalkerDropAccounting {
@@ -134,9 +142,7 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
             port.rx.releaseConsumed()
             batch.removeAll()
         }
-        for port in ports where port.tx.pending > 0 {
-            port.tx.flush(fd: port.fd)
-        }
+        flushTransmitRings(ports)
         return moved
     }
 

@@ -118,19 +118,6 @@ public enum Sys {
         Int(try retrying("send") { Int32(Glibc.send(fd, bytes.baseAddress, bytes.count, 0)) })
     }
 
-    @inline(never)
-    public static func receiveFrame(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
-        while true {
-            let rc = Glibc.recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
-            if rc >= 0 { return .processed(rc) }
-            switch Glibc.errno {
-            case EINTR: continue
-            case EAGAIN: return .wouldBlock
-            default: _ = try check(Int32(rc), "recv")
-            }
-        }
-    }
-
     // MARK: UNIX stream sockets (the control channel)
 
     /// Two connected sockets (socketpair(2)), close-on-exec. The control server uses one as a

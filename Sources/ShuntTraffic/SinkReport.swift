@@ -1,3 +1,5 @@
+import ShuntCore
+
 /// What `shunt sink` prints: the final report and the periodic statistics, as one JSON line each
 /// (the stable interface documented in the README, "shunt gen, shunt sink") or as text.
 /// Pure formatting, no system calls.
@@ -171,16 +173,4 @@ private func megabits(_ x: Double) -> String { decimal(x / 1e6) }
 private func number(_ x: UInt64?) -> String { x.map { String($0) } ?? "null" }
 private func string(_ s: String?) -> String { s.map(quoted) ?? "null" }
 
-/// A JSON string (interface names need no escaping beyond quotes and backslashes).
-private func quoted(_ s: String) -> String {
-    var out = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where c.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16)
-        default: out.unicodeScalars.append(c)
-        }
-    }
-    return out + "\""
-}
+private func quoted(_ s: String) -> String { JSONText.string(s) }
