@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "ShuntCoreTests", dependencies: ["ShuntCore"]),
         .testTarget(name: "ShuntSystemTests", dependencies: ["ShuntSystem"]),
         .testTarget(name: "ShuntRingTests", dependencies: ["ShuntRing", "CShunt"]),
-        .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore"]),
+        .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore", "ShuntTraffic"]),
         .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
         .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt"]),

@@ -2,13 +2,16 @@
 /* Traffic generator core, run through BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES: the
  * kernel runs it over one template frame again and again, and XDP_TX sends each result out of
  * the ingress interface given in the test context. Each frame sent gets the configured stream
- * id, a sequence number, a send timestamp and a UDP source port chosen among `flows` values.
+ * id, a sequence number, a send timestamp, and the addresses and ports of its flow (sequence
+ * modulo the flow count, in mixed radix over the configured ranges; see shunt_gen_config).
  *
  * Pacing happens here, per frame: with an interval set in gen_state, a run that comes before the
  * next frame is due returns XDP_DROP (the kernel recycles the frame; nothing is sent), so one
- * long test run spins on the schedule and frames leave evenly spaced, not in bursts. A schedule
- * that falls more than max_lag_ns behind (the CPU was busy elsewhere) moves up rather than
- * catching up in a burst. Userspace ends a run by signalling the thread in the syscall. */
+ * long test run spins on the schedule and frames leave evenly spaced. A late frame (the CPU was
+ * busy elsewhere) goes at once, and so do the ones due after it: the schedule catches up, so the
+ * average rate holds. Only a frame more than max_lag_ns late moves the schedule up instead
+ * (counted in lag_skips), which bounds a catch-up burst. Userspace ends a run by signalling the
+ * thread in the syscall. Each sending thread runs its own copy of this object (config, state). */
 #include "compiler.h"
 #include "shunt_abi.h"
 #include <linux/if_ether.h>
@@ -16,7 +19,10 @@
 #include <linux/ip.h>
 #include <linux/udp.h>
 
-const volatile struct shunt_gen_config gen_config = { .stream = 0, .flows = 1, .base_sport = 1024 };
+const volatile struct shunt_gen_config gen_config = {
+	.flows = 1, .sport_first = 1024, .sport_count = 1, .dport_first = 9, .dport_count = 1,
+	.saddr_count = 1, .daddr_count = 1,
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -34,7 +40,7 @@ int xdp_gen(struct xdp_md *ctx)
 	struct shunt_gen_state *st = bpf_map_lookup_elem(&gen_state, &key);
 	if (!st)
 		return XDP_ABORTED;
-	if (data + SHUNT_PROBE_OFFSET + sizeof(struct shunt_probe) > data_end)
+	if (data + SHUNT_PROBE_OFFSET + sizeof(struct shunt_probe) > data_end) /* also covers the headers */
 		return XDP_ABORTED;
 	if (st->limit && st->next_seq >= st->limit)
 		return XDP_DROP;
@@ -46,6 +52,8 @@ int xdp_gen(struct xdp_md *ctx)
 		if (now < st->due_ns)
 			return XDP_DROP;
 		__u64 lag = now - st->due_ns;
+		if (lag > st->max_lag_seen_ns)
+			st->max_lag_seen_ns = lag;
 		if (lag > st->max_lag_ns) {
 			st->lag_skips++;
 			st->skipped_ns += lag;
@@ -62,11 +70,37 @@ int xdp_gen(struct xdp_md *ctx)
 		st->first_ns = now;
 	st->last_ns = now;
 
-	__builtin_memcpy(data, (const void *)gen_config.eth, sizeof(gen_config.eth));
-	struct udphdr *udp = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
+	/* Byte by byte through the volatile: __builtin_memcpy from a cast that drops volatile let
+	 * clang fold the copy to the initializer's zeros (every frame left with zero MACs). */
+	__u8 *mac = data;
+#pragma unroll
+	for (int i = 0; i < 12; i++)
+		mac[i] = gen_config.eth[i];
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct udphdr *udp = (void *)(ip + 1);
+	/* The flow of this frame; a zero count in a hand-made config counts as 1 (no division
+	 * by zero). */
 	__u32 flows = gen_config.flows ? gen_config.flows : 1;
-	udp->source = bpf_htons(gen_config.base_sport + (__u16)(seq % flows));
+	__u32 sport_count = gen_config.sport_count ? gen_config.sport_count : 1;
+	__u32 dport_count = gen_config.dport_count ? gen_config.dport_count : 1;
+	__u32 saddr_count = gen_config.saddr_count ? gen_config.saddr_count : 1;
+	__u32 i = (__u32)(seq % flows);
+	__u32 sport = gen_config.sport_first + i % sport_count;
+	i /= sport_count;
+	__u32 dport = gen_config.dport_first + i % dport_count;
+	i /= dport_count;
+	__u32 saddr = gen_config.saddr_first + i % saddr_count;
+	__u32 daddr = gen_config.daddr_first + i / saddr_count;
+	udp->source = bpf_htons((__u16)sport);
+	udp->dest = bpf_htons((__u16)dport);
 	udp->check = 0; /* IPv4: a zero UDP checksum means "none" */
+	ip->saddr = bpf_htonl(saddr);
+	ip->daddr = bpf_htonl(daddr);
+	__u64 sum = (__u64)gen_config.ip_csum_base + (saddr >> 16) + (saddr & 0xffff) + (daddr >> 16) +
+		    (daddr & 0xffff);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip->check = bpf_htons((__u16)~sum);
 
 	struct shunt_probe *probe = data + SHUNT_PROBE_OFFSET;
 	probe->magic = bpf_htons(SHUNT_PROBE_MAGIC);

@@ -1,21 +1,22 @@
 import CShunt
 
-/// The UDP/IPv4 frame `shunt gen` sends: one template, stamped per frame by xdp_gen (UDP source
-/// port, struct shunt_probe at SHUNT_PROBE_OFFSET). Pure logic, no system calls.
+/// The UDP/IPv4 frame `shunt gen` sends: one template (the first flow), stamped per frame by
+/// xdp_gen or the ring engine (the flow's addresses, ports and IPv4 checksum; struct shunt_probe
+/// at SHUNT_PROBE_OFFSET). Pure logic, no system calls.
 public struct TestFrameSpec: Equatable, Sendable {
-    /// Frame length without FCS: 60 (64 on the wire) to 1514 (1518 on the wire).
-    public static let sizes = 60...1514
+    /// Frame length without FCS: 60 (64 on the wire) to 9000 (jumbo); the port's MTU + 14 and
+    /// the engine may allow less.
+    public static let sizes = 60...9000
     /// The smallest frame that holds the probe (the ABI keeps this at or below 60).
     public static let minimumSize = Int(SHUNT_PROBE_OFFSET) + MemoryLayout<shunt_probe>.size
 
     public var size: Int
     public var destinationMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x02]
     public var sourceMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
-    public var sourceIP: [UInt8] = [10, 203, 0, 1]
-    public var destinationIP: [UInt8] = [10, 203, 0, 2]
-    /// The template's UDP source port; xdp_gen overwrites it with base_sport + seq % flows.
-    public var sourcePort: UInt16 = 1024
-    public var destinationPort: UInt16 = 9  // discard
+    /// The flows; the template carries the first. Default: 10.203.0.1:1024 -> 10.203.0.2:9 (discard).
+    public var flows = FlowSpace(
+        sourceAddresses: .init(first: 0x0ACB_0001, count: 1), destinationAddresses: .init(first: 0x0ACB_0002, count: 1),
+        sourcePorts: .init(first: 1024, count: 1), destinationPorts: .init(first: 9, count: 1))
     public var ttl: UInt8 = 64
 
     public init(size: Int) { self.size = size }
@@ -35,16 +36,45 @@ public struct TestFrameSpec: Equatable, Sendable {
         // identification 0, flags/fragment 0
         f[22] = ttl
         f[23] = 17  // UDP
-        f.replaceSubrange(26..<30, with: sourceIP)
-        f.replaceSubrange(30..<34, with: destinationIP)
-        let sum = Self.internetChecksum(f[14..<34])
-        f[24] = UInt8(sum >> 8); f[25] = UInt8(sum & 0xff)
         let udpLength = size - 34
-        f[34] = UInt8(sourcePort >> 8); f[35] = UInt8(sourcePort & 0xff)
-        f[36] = UInt8(destinationPort >> 8); f[37] = UInt8(destinationPort & 0xff)
         f[38] = UInt8(udpLength >> 8); f[39] = UInt8(udpLength & 0xff)
         // f[40..<42]: UDP checksum 0
+        let base = IPv4ChecksumBase(header: f[14..<34])
+        f.withUnsafeMutableBytes { Self.writeFlow(flows.flow(forSequence: 0), checksumBase: base, into: $0.baseAddress!) }
         return f
+    }
+
+    /// Writes `flow`'s addresses, ports and IPv4 header checksum into a frame built from this
+    /// template (as xdp_gen does). `frame` must hold at least 42 bytes.
+    @inlinable
+    public static func writeFlow(_ flow: FlowSpace.Flow, checksumBase: IPv4ChecksumBase, into frame: UnsafeMutableRawPointer) {
+        frame.storeBytes(of: checksumBase.checksum(source: flow.sourceAddress, destination: flow.destinationAddress).bigEndian,
+                         toByteOffset: 24, as: UInt16.self)
+        frame.storeBytes(of: flow.sourceAddress.bigEndian, toByteOffset: 26, as: UInt32.self)
+        frame.storeBytes(of: flow.destinationAddress.bigEndian, toByteOffset: 30, as: UInt32.self)
+        frame.storeBytes(of: flow.sourcePort.bigEndian, toByteOffset: 34, as: UInt16.self)
+        frame.storeBytes(of: flow.destinationPort.bigEndian, toByteOffset: 36, as: UInt16.self)
+    }
+
+    /// The checksum base of this template's IPv4 header (all that does not change per flow).
+    public var checksumBase: IPv4ChecksumBase { IPv4ChecksumBase(header: bytes()[14..<34]) }
+
+    /// xdp_gen's read-only configuration for this template, the flows and `stream`.
+    public func genConfig(stream: UInt16) -> shunt_gen_config {
+        var c = shunt_gen_config()
+        c.stream = UInt32(stream)
+        c.flows = UInt32(flows.flowCount)
+        c.sport_first = flows.sourcePorts.first
+        c.sport_count = flows.sourcePorts.count
+        c.dport_first = flows.destinationPorts.first
+        c.dport_count = flows.destinationPorts.count
+        c.saddr_first = flows.sourceAddresses.first
+        c.saddr_count = flows.sourceAddresses.count
+        c.daddr_first = flows.destinationAddresses.first
+        c.daddr_count = flows.destinationAddresses.count
+        c.ip_csum_base = checksumBase.sum
+        withUnsafeMutableBytes(of: &c.eth) { $0.copyBytes(from: destinationMAC + sourceMAC) }
+        return c
     }
 
     /// RFC 1071 checksum of `bytes` (with the checksum field zero, the value to store; over a

@@ -12,39 +12,68 @@ import ShuntTraffic
 struct Gen: ParsableCommand {
     static let name = "gen"
     static let configuration = CommandConfiguration(
-        abstract: "Send UDP/IPv4 test frames out of an interface through XDP (xdp_gen, live frames).",
+        abstract: "Send UDP/IPv4 test frames out of an interface (XDP live frames, or a TPACKET TX ring).",
         discussion: """
-            One template frame (src 02:00:00:00:00:01 10.203.0.1, dst --dst-mac 10.203.0.2, UDP \
-            to port 9, UDP checksum 0) is run through xdp_gen with BPF_PROG_TEST_RUN and \
+            One template frame (src 02:00:00:00:00:01 10.203.0.1:1024, dst --dst-mac \
+            10.203.0.2:9, UDP checksum 0) is run through xdp_gen with BPF_PROG_TEST_RUN and \
             BPF_F_TEST_XDP_LIVE_FRAMES: every copy gets the stream id (--stream), a sequence \
             number and a send timestamp (struct shunt_probe) and leaves IF by XDP_TX. On a veth, \
             frames reach the peer only when the peer has GRO on or an XDP program \
             (`ethtool -K PEER gro on`).
 
-            Without --rate frames go out as fast as the kernel takes them. With --rate xdp_gen \
-            spaces them evenly itself (CLOCK_MONOTONIC, per frame, no bursts): the test run keeps \
-            one CPU busy either way. Runs until --count, --duration, SIGINT or SIGTERM, then \
-            prints {"type":"final","sent":..,"duration_s":..,"pps":..,...}, duration and rate \
-            measured between the first frame sent and the last. "sent" counts the frames \
-            handed to XDP_TX: frames the interface then drops (a veth peer without GRO or XDP, \
-            a full queue) are in it.
+            Flows: frame s uses flow s mod F, F the product of the range sizes of --src-ip, \
+            --dst-ip, --src-port and --dst-port (at most 1048576), each field taking its value \
+            from that index in mixed radix (source port fastest): a run covers every \
+            combination evenly. --flows N is short for --src-port 1024-(1023+N).
+
+            Without --rate frames go out as fast as the kernel takes them. With --rate frames \
+            are spaced evenly (xdp: by xdp_gen in the kernel; ring: a busy loop). A sender that \
+            falls behind (its CPU was busy) catches up, sending the frames already due at once, \
+            so that --rate R --duration S sends R x S frames; only a frame later than --max-lag-us \
+            moves the schedule up instead (lag_skips in the JSON). --max-lag-us 50 gives the \
+            latency-friendly behaviour: never a burst, fewer frames when late. Rate ceilings \
+            (refused above; per thread): xdp 20 Mpps, ring 2 Mpps, about 1.5x what one CPU \
+            was measured to reach (13 and 0.8 Mpps; docs/design/0009).
+
+            --threads N runs N senders, one per CPU at most (more is refused): thread i stamps \
+            stream --stream + i, so the sink accounts each separately; --rate and --count are \
+            totals, split evenly. xdp: one xdp_gen object (config, state) per thread; ring: one \
+            TX ring per thread.
+
+            Runs until --count, --duration, SIGINT or SIGTERM, then prints {"type":"final",\
+            "sent":..,"duration_s":..,"pps":..,...,"per_thread":[...]}, duration and rate measured \
+            between the first frame sent and the last. "sent" counts the frames handed to the \
+            interface: frames it then drops (a veth peer without GRO or XDP, a full queue) are in it.
 
             --engine ring builds the frames in user space and sends them through a TPACKET TX \
             ring with qdisc bypass instead: slower, but it works on any interface and needs no \
-            GRO or XDP on the peer. With --rate it paces in a busy loop on its CPU.
+            GRO or XDP on the peer; it also sends --imix and frames beyond the live-frame limit \
+            of the xdp engine (\(xdpLiveFrameMaximum) bytes).
 
-            Example: shunt gen --port gen0 --size 60 --duration 5 --rate 1000000
+            Example: shunt gen --port gen0 --size 60 --duration 5 --rate 1000000 --dst-ip 10.203.0.2-10.203.0.9
             """
     )
 
     @Option(name: .customLong("port"), help: ArgumentHelp("The interface to send out of.", valueName: "IF"))
     var port: String
 
-    @Option(help: "Frame length in bytes without FCS, 60-1514 (60 is 64 on the wire).")
-    var size: Int = 60
+    @Option(help: "Frame length in bytes without FCS, 60-9000 (60 is 64 on the wire; at most the port's MTU + 14). Default 60.")
+    var size: Int?
 
-    @Option(help: "UDP source ports to cycle through (from 1024), so that flow hashing spreads the frames.")
-    var flows: Int = 1
+    @Option(help: "UDP source ports to cycle through (from 1024), so that flow hashing spreads the frames; short for --src-port 1024-(1023+N).")
+    var flows: Int?
+
+    @Option(help: ArgumentHelp("Source IPv4 address or range A-B (default 10.203.0.1).", valueName: "A[-B]"))
+    var srcIp: String?
+
+    @Option(help: ArgumentHelp("Destination IPv4 address or range A-B (default 10.203.0.2).", valueName: "A[-B]"))
+    var dstIp: String?
+
+    @Option(help: ArgumentHelp("UDP source port or range P-Q (default 1024).", valueName: "P[-Q]"))
+    var srcPort: String?
+
+    @Option(help: ArgumentHelp("UDP destination port or range P-Q (default 9).", valueName: "P[-Q]"))
+    var dstPort: String?
 
     @Flag(help: "Send the simple IMIX (7 x 64, 4 x 570, 1 x 1518 bytes on the wire, in turn) instead of one --size (--engine ring).")
     var imix = false
@@ -52,16 +81,19 @@ struct Gen: ParsableCommand {
     @Option(help: "xdp: frames injected in the kernel (BPF_PROG_TEST_RUN live frames, fastest); ring: a TPACKET TX ring (works everywhere).")
     var engine: GenEngine = .xdp
 
-    @Option(help: "Stream id stamped into every frame (0-65535): the sink accounts sequences per stream, so concurrent generators need distinct ids.")
+    @Option(help: "Stream id stamped into every frame (0-65535; thread i uses --stream + i): the sink accounts sequences per stream, so concurrent generators need distinct ids.")
     var stream: Int = 0
 
-    @Option(help: "Stop after this many frames.")
+    @Option(help: "Sending threads (1 up to the number of CPUs), each its own stream; --rate and --count are split evenly.")
+    var threads: Int = 1
+
+    @Option(help: "Stop after this many frames (in total).")
     var count: UInt64?
 
-    @Option(help: "Stop after sending for S seconds (counted from the first frame).")
+    @Option(help: "Stop after sending for S seconds (counted from the first frame). With --rate R, at most R x S frames.")
     var duration: Double?
 
-    @Option(help: "Frames per second (default: as fast as possible).")
+    @Option(help: "Frames per second in total (default: as fast as possible).")
     var rate: Double?
 
     @Option(help: "Destination MAC address of the frames.")
@@ -70,145 +102,283 @@ struct Gen: ParsableCommand {
     @Option(help: "Source MAC address of the frames.")
     var srcMac: String = "02:00:00:00:00:01"
 
-    @Option(help: "With --rate: a frame later than this (the CPU was busy) moves the schedule up instead of being caught up in a burst, in microseconds. Default: 50, or two frame intervals if longer.")
+    @Option(help: "With --rate: a frame later than this (the CPU was busy) moves the schedule up; a frame less late is sent at once, catching up. In microseconds; default 100000 (0.1 s). 50 is latency-friendly (no bursts, fewer frames).")
     var maxLagUs: Double?
 
-    @Option(help: "Frames per XDP batch inside the kernel (1-256). Frames leave at the end of their batch, so a batch adds up to its duration to the measured latency. Default: 64 flat out; with --rate, 4 up to 1.5 Mpps and 16 above.")
+    @Option(help: "Frames per XDP batch inside the kernel (1-256). Frames leave at the end of their batch, so a batch adds up to its duration to the measured latency. Default: 64 flat out; with --rate, 4 up to 1.5 Mpps per thread and 16 above.")
     var batchSize: UInt32?
+
+    /// Default --max-lag-us: a tenth of a second of catch-up covers a sender preempted on a
+    /// busy machine (scheduler slices are milliseconds) while bounding the burst.
+    static let defaultMaxLagUs = 100_000.0
+    /// The largest frame BPF_PROG_TEST_RUN takes with BPF_F_TEST_XDP_LIVE_FRAMES (EINVAL above):
+    /// bpf_prog_test_run_xdp (net/bpf/test_run.c) allows PAGE_SIZE - XDP_PACKET_HEADROOM (256) -
+    /// sizeof(struct xdp_page_head) - SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) (320 on
+    /// x86-64) and "disallows live data mode for jumbo frames" above: 4096 - 256 - 112 - 320 =
+    /// 3408, measured on Linux 6.18 (3408 accepted, 3409 EINVAL).
+    static let xdpLiveFrameMaximum = 3408
+    /// Refused above (per thread): 1.5x the measured single-CPU maximum of each engine.
+    static func rateCeiling(_ engine: GenEngine) -> Double { engine == .xdp ? 20e6 : 2e6 }
+
+    var frameSize: Int { size ?? 60 }
+    var maxLagNs: UInt64 { UInt64((maxLagUs ?? Self.defaultMaxLagUs) * 1000) }
 
     /// Small batches when paced: at 10 kpps a batch of 64 runs (mostly not yet due) held each
     /// frame back ~3 us on average, a batch of 4 under 1 us; 4 still reaches 2 Mpps, 16 ~4 Mpps.
     private var effectiveBatchSize: UInt32 {
         if let batchSize { return batchSize }
         guard let rate else { return 64 }
-        return rate <= 1_500_000 ? 4 : 16
+        return rate / Double(threads) <= 1_500_000 ? 4 : 16
+    }
+
+    /// The flows from the range options (validated by validate()).
+    func flowSpace() throws(FlowSpace.ParseError) -> FlowSpace {
+        var space = TestFrameSpec(size: 60).flows
+        if let srcIp { space.sourceAddresses = try FlowSpace.parseIPv4Addresses(srcIp) }
+        if let dstIp { space.destinationAddresses = try FlowSpace.parseIPv4Addresses(dstIp) }
+        if let srcPort { space.sourcePorts = try FlowSpace.parsePorts(srcPort) }
+        if let flows { space.sourcePorts = .init(first: 1024, count: UInt32(flows)) }
+        if let dstPort { space.destinationPorts = try FlowSpace.parsePorts(dstPort) }
+        return space
     }
 
     func validate() throws {
-        if !TestFrameSpec.sizes.contains(size) {
-            throw oneLineError(Self.name, "--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(size)")
+        if size != nil && imix { throw oneLineError(Self.name, "--imix sends its own sizes: give --imix or --size, not both") }
+        if !TestFrameSpec.sizes.contains(frameSize) {
+            throw oneLineError(Self.name, "--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(frameSize)")
         }
-        if !(1...(65535 - 1024)).contains(flows) { throw oneLineError(Self.name, "--flows must be between 1 and \(65535 - 1024)") }
+        if let flows, !(1...(65535 - 1024)).contains(flows) { throw oneLineError(Self.name, "--flows must be between 1 and \(65535 - 1024)") }
+        if flows != nil && srcPort != nil { throw oneLineError(Self.name, "--flows N is short for --src-port 1024-(1023+N): give one of them") }
+        for (name, text) in [("--src-ip", srcIp), ("--dst-ip", dstIp)] {
+            if let text, text.contains(":") {
+                throw oneLineError(Self.name, "\(name): IPv6 is not supported yet (\(text)); give IPv4 addresses")
+            }
+        }
+        do {
+            let space = try flowSpace()
+            if space.flowCount > FlowSpace.maximumFlows {
+                throw oneLineError(Self.name, "the ranges make \(space.flowCount) flows; at most \(FlowSpace.maximumFlows) (narrow --src-ip, --dst-ip, --src-port or --dst-port)")
+            }
+        } catch let error as FlowSpace.ParseError {
+            let option = [("--src-ip", srcIp), ("--dst-ip", dstIp), ("--src-port", srcPort), ("--dst-port", dstPort)]
+                .first { $0.1.map { error.description.contains($0) } ?? false }?.0 ?? "range"
+            throw oneLineError(Self.name, "\(option): \(error)")
+        }
         if imix && engine != .ring { throw oneLineError(Self.name, "--imix needs --engine ring (xdp_gen sends one template)") }
-        if !(0...65535).contains(stream) { throw oneLineError(Self.name, "--stream must be between 0 and 65535") }
-        if let count, count == 0 { throw oneLineError(Self.name, "--count must be at least 1") }
-        if let duration, !(duration > 0) { throw oneLineError(Self.name, "--duration must be more than 0") }
-        if let rate, !(rate > 0) || !rate.isFinite { throw oneLineError(Self.name, "--rate must be more than 0") }
-        if let maxLagUs, !(maxLagUs >= 0) { throw oneLineError(Self.name, "--max-lag-us must be 0 or more") }
+        if engine == .xdp && frameSize > Self.xdpLiveFrameMaximum {
+            throw oneLineError(Self.name, "--engine xdp sends frames of at most \(Self.xdpLiveFrameMaximum) bytes (a live frame lives in one page); use --engine ring for \(frameSize)")
+        }
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        if !(1...cpus).contains(threads) {
+            throw oneLineError(Self.name, "--threads must be between 1 and the number of CPUs (\(cpus)), not \(threads)")
+        }
+        if !(0...65535).contains(stream) || stream + threads - 1 > 65535 {
+            throw oneLineError(Self.name, "--stream must be between 0 and 65535 (with --threads N, up to 65536 - N)")
+        }
+        if let count, count < UInt64(threads) { throw oneLineError(Self.name, "--count must be at least 1 per thread (\(threads))") }
+        if let duration, !(duration > 0) || !duration.isFinite { throw oneLineError(Self.name, "--duration must be more than 0") }
+        if let rate {
+            if !(rate > 0) || !rate.isFinite { throw oneLineError(Self.name, "--rate must be more than 0") }
+            let ceiling = Self.rateCeiling(engine) * Double(threads)
+            if rate > ceiling {
+                throw oneLineError(Self.name, "--rate \(Int(rate)) is beyond what --engine \(engine.rawValue) can pace with \(threads) thread(s) (at most \(Int(ceiling)) pps)")
+            }
+        }
+        if let maxLagUs, !(maxLagUs >= 0) || !maxLagUs.isFinite { throw oneLineError(Self.name, "--max-lag-us must be 0 or more") }
         if let batchSize, !(1...256).contains(batchSize) { throw oneLineError(Self.name, "--batch-size must be between 1 and 256") }
         if parseMAC(dstMac) == nil { throw oneLineError(Self.name, "--dst-mac: not a MAC address: \(dstMac)") }
         if parseMAC(srcMac) == nil { throw oneLineError(Self.name, "--src-mac: not a MAC address: \(srcMac)") }
     }
 
+    /// What thread `i` sends: its share of --count and of --rate x --duration, and of --rate.
+    func share(_ i: Int) -> (limit: UInt64?, rate: Double?) {
+        let n = UInt64(threads)
+        func split(_ total: UInt64) -> UInt64 { total / n + (UInt64(i) < total % n ? 1 : 0) }
+        var limit = count.map(split)
+        // Paced for a duration: the frame budget is rate x duration, so that a sender that was
+        // late catches up to it rather than stopping short at the deadline.
+        if let rate, let duration {
+            let budget = split(UInt64((rate * duration).rounded()))
+            limit = min(limit ?? budget, budget)
+        }
+        return (limit, rate.map { $0 / Double(threads) })
+    }
+
+    /// When a thread whose first frame went at `first` stops at the latest: --duration after it,
+    /// plus, paced, the catch-up allowance (a thread still behind by then would skip anyway).
+    func deadline(first: UInt64) -> UInt64? {
+        guard let duration else { return nil }
+        return first + UInt64(duration * 1e9) + (rate != nil ? maxLagNs : 0)
+    }
+
     func run() throws {
         Sys.blockTerminationSignals()
-        if engine == .ring { return try runRing() }
-        guard let ifindex = Sys.interfaceIndex(port) else {
-            printError("shunt gen: no interface named \(port) in this network namespace")
+        let info: InterfaceInfo
+        do throws(RingSetupError) {
+            info = try InterfaceInfo.lookup(self.port)
+            // XDP_TX out of a down interface drops every frame without an error: refuse instead.
+            guard info.isUp else { throw RingSetupError.interfaceDown(self.port) }
+        } catch {
+            printError("shunt gen: \(error)")
             throw ExitCode(2)
         }
-        // XDP_TX out of a down interface drops every frame without an error: refuse instead.
-        if let sock = try? Sys.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue), protocol: 0) {
-            defer { Sys.close(sock) }
-            if let flags = try? Sys.interfaceFlags(port, using: sock), flags & Int32(IFF_UP) == 0 {
-                printError("shunt gen: \(port) is down")
-                throw ExitCode(2)
-            }
+        // The simple IMIX, as frames without FCS: 7 x 60, 4 x 566, 1 x 1514.
+        let sizes = imix ? Array(repeating: 60, count: 7) + Array(repeating: 566, count: 4) + [1514] : [frameSize]
+        if let largest = sizes.max(), largest > info.mtu + 14 {
+            printError("shunt gen: a \(largest)-byte frame does not fit \(self.port)'s MTU \(info.mtu) (at most \(info.mtu + 14) bytes)")
+            throw ExitCode(2)
         }
-        var spec = TestFrameSpec(size: size)
+        var spec = TestFrameSpec(size: frameSize)
         spec.destinationMAC = parseMAC(dstMac)!
         spec.sourceMAC = parseMAC(srcMac)!
+        spec.flows = try! flowSpace()  // validated
+        let start = Sys.monotonicNanoseconds()
+        let results = engine == .ring ? try runRing(info, spec: spec, sizes: sizes) : try runXDP(info, spec: spec)
+        let wall = Double(Sys.monotonicNanoseconds() - start) / 1e9
+        report(results, sizes: sizes, flowCount: spec.flows.flowCount, wall: wall)
+    }
 
-        let object: BPFObject
-        let run: GenRun
+    /// One sending thread's outcome.
+    struct ThreadResult {
+        var sent: UInt64 = 0
+        var firstNs: UInt64 = 0
+        var lastNs: UInt64 = 0
+        var lagSkips: UInt64 = 0
+        var skippedNs: UInt64 = 0
+        var maxLagSeenNs: UInt64 = 0
+        var ringFull: UInt64 = 0
+
+        var seconds: Double { sent > 1 ? Double(lastNs - firstNs) / 1e9 : 0 }
+        var pps: Double { seconds > 0 ? Double(sent - 1) / seconds : 0 }
+    }
+
+    func report(_ results: [ThreadResult], sizes: [Int], flowCount: UInt64, wall: Double) {
+        let sending = results.filter { $0.sent > 0 }
+        let sent = results.reduce(0) { $0 + $1.sent }
+        let first = sending.map(\.firstNs).min() ?? 0
+        let last = sending.map(\.lastNs).max() ?? 0
+        let seconds = sent > 1 ? Double(last - first) / 1e9 : 0
+        // One thread: (sent - 1) / (last - first); several: the sum of each thread's rate.
+        let pps = results.count == 1 ? results[0].pps : results.reduce(0) { $0 + $1.pps }
+        let meanSize = Double(sizes.reduce(0, +)) / Double(sizes.count)
+        var fields = [
+            "\"type\":\"final\"", "\"engine\":\"\(engine.rawValue)\"", "\"port\":\"\(port)\"",
+            imix ? "\"size\":\"imix\"" : "\"size\":\(frameSize)", "\"flows\":\(flowCount)", "\"stream\":\(stream)",
+            "\"threads\":\(threads)", "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
+            "\"bps\":\(json(pps * (meanSize + 24) * 8, 0))",  // on the wire: + FCS, preamble, IFG
+            "\"wall_s\":\(json(wall, 3))",
+        ]
+        if engine == .xdp { fields.append("\"batch_size\":\(effectiveBatchSize)") }
+        if engine == .ring { fields.append("\"tx_ring_full\":\(results.reduce(0) { $0 + $1.ringFull })") }
+        if let rate {
+            let reached = pps >= rate * 0.995
+            if !reached { printError("shunt gen: asked for \(Int(rate)) pps, reached \(Int(pps)) pps") }
+            fields += ["\"rate\":\(json(rate, 1))", "\"rate_reached\":\(reached)",
+                       "\"lag_skips\":\(results.reduce(0) { $0 + $1.lagSkips })",
+                       "\"skipped_us\":\(results.reduce(0) { $0 + $1.skippedNs } / 1000)",
+                       "\"max_lag_us\":\((results.map(\.maxLagSeenNs).max() ?? 0) / 1000)"]
+        }
+        let perThread = results.enumerated().map { i, r in
+            "{\"thread\":\(i),\"stream\":\(stream + i),\"sent\":\(r.sent),\"duration_s\":\(json(r.seconds, 6)),\"pps\":\(json(r.pps, 1)),\"lag_skips\":\(r.lagSkips)}"
+        }
+        fields.append("\"per_thread\":[" + perThread.joined(separator: ",") + "]")
+        emitLine("{" + fields.joined(separator: ",") + "}")
+    }
+
+    /// Waits until every sender is done, a termination signal comes, or `finished()` says so,
+    /// then returns (the caller stops the senders).
+    private func supervise(done: () -> Bool, finished: () -> Bool) {
+        while !done() {
+            if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { return }
+            if finished() { return }
+        }
+    }
+}
+
+// MARK: the xdp engine
+
+extension Gen {
+    func runXDP(_ info: InterfaceInfo, spec: TestFrameSpec) throws -> [ThreadResult] {
+        var objects: [BPFObject] = []
+        var runs: [GenRun] = []
         do {
-            var config = shunt_gen_config()
-            config.stream = UInt32(stream)
-            config.flows = UInt32(flows)
-            config.base_sport = spec.sourcePort
-            withUnsafeMutableBytes(of: &config.eth) { $0.copyBytes(from: spec.destinationMAC + spec.sourceMAC) }
-            object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(config) }
-            var state = shunt_gen_state()
-            state.limit = count ?? 0
-            if let rate {
-                let interval = FrameInterval(rate: rate)
-                state.interval_ns = interval.nanoseconds
-                state.interval_frac = interval.fraction
-            }
-            state.max_lag_ns = UInt64((maxLagUs ?? max(50, rate.map { 2e6 / $0 } ?? 0)) * 1000)
-            run = GenRun(programFD: try object.programFD("xdp_gen"), stateFD: try object.mapFD("gen_state"),
-                         frame: spec.bytes(), ifindex: ifindex, batchSize: effectiveBatchSize)
-            try BPFMap.update(fd: run.stateFD, key: 0, value: state)
             try Sys.installInterruptHandler(signal: SIGUSR1)
+            for i in 0..<threads {
+                let object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: UInt16(stream + i))) }
+                let share = share(i)
+                var state = shunt_gen_state()
+                state.limit = share.limit ?? 0
+                if let rate = share.rate {
+                    let interval = FrameInterval(rate: rate)
+                    state.interval_ns = interval.nanoseconds
+                    state.interval_frac = interval.fraction
+                }
+                state.max_lag_ns = maxLagNs
+                let run = GenRun(programFD: try object.programFD("xdp_gen"), stateFD: try object.mapFD("gen_state"),
+                                 frame: spec.bytes(), ifindex: info.index, batchSize: effectiveBatchSize, limit: share.limit)
+                try BPFMap.update(fd: run.stateFD, key: 0, value: state)
+                objects.append(object)
+                runs.append(run)
+            }
         } catch {
             printError("shunt gen: \(error)")
             throw ExitCode(2)
         }
 
-        // One thread sits in BPF_PROG_TEST_RUN (xdp_gen paces inside the kernel); this one
-        // watches the clock, the count and the termination signals, and ends the run with SIGUSR1.
-        // --duration counts from the first frame sent (first_ns, CLOCK_MONOTONIC like ours), so
-        // that the time the kernel takes to start the test run is not taken from the sending time
-        // (at --rate R, --duration S sends R * S frames); until that frame, from now.
-        let start = Sys.monotonicNanoseconds()
-        let durationNs = duration.map { UInt64($0 * 1e9) }
-        var deadline = durationNs.map { start + $0 }
-        var sendingSince: UInt64? = nil
-        let thread: WorkerThread
-        do { thread = try WorkerThread(name: "shunt-gen") { run.send() } } catch {
-            printError("shunt gen: \(error)")
-            throw ExitCode(1)
-        }
-        while !run.done {
-            if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { break }
-            if count != nil || (durationNs != nil && sendingSince == nil), let s = try? run.state() {
-                if let count, s.next_seq >= count { break }
-                if let durationNs, sendingSince == nil, s.next_seq > 0 {
-                    sendingSince = s.first_ns
-                    deadline = s.first_ns + durationNs
-                }
+        // Each thread sits in BPF_PROG_TEST_RUN (xdp_gen paces inside the kernel); this one
+        // watches the clock, the counts and the termination signals, and ends the runs with
+        // SIGUSR1. --duration counts from each thread's first frame (first_ns, CLOCK_MONOTONIC
+        // like ours), so that the time the kernel takes to start the test run is not taken from
+        // the sending time.
+        var workers: [WorkerThread] = []
+        for (i, run) in runs.enumerated() {
+            do { workers.append(try WorkerThread(name: "shunt-gen-\(i)") { run.send() }) } catch {
+                runs.forEach { $0.stop() }
+                stopAndJoin(runs, workers)
+                printError("shunt gen: \(error)")
+                throw ExitCode(1)
             }
-            if let deadline, Sys.monotonicNanoseconds() >= deadline { break }
         }
-        run.stop()
-        while !run.done {
-            thread.interrupt(signal: SIGUSR1)
-            _ = Sys.waitForTerminationSignal(timeoutNs: 1_000_000)
+        supervise(done: { runs.allSatisfy(\.done) }) {
+            let now = Sys.monotonicNanoseconds()
+            for run in runs where !run.stopped {
+                guard let s = try? run.state(), s.next_seq > 0 else { continue }
+                if let limit = run.limit, s.next_seq >= limit { run.stop() }
+                if let deadline = deadline(first: s.first_ns), now >= deadline { run.stop() }
+            }
+            return runs.allSatisfy(\.stopped)
         }
-        thread.join()
-        let wall = Double(Sys.monotonicNanoseconds() - start) / 1e9
-        if let error = run.error {
+        runs.forEach { $0.stop() }
+        stopAndJoin(runs, workers)
+        if let error = runs.lazy.compactMap(\.error).first {
             printError("shunt gen: \(error)")
             throw ExitCode(1)
         }
-        let state: shunt_gen_state
-        do { state = try run.state() } catch {
-            printError("shunt gen: reading the state: \(error)")
-            throw ExitCode(1)
+        var results: [ThreadResult] = []
+        for run in runs {
+            guard let s = try? run.state() else {
+                printError("shunt gen: reading the state failed")
+                throw ExitCode(1)
+            }
+            results.append(ThreadResult(sent: s.next_seq, firstNs: s.first_ns, lastNs: s.last_ns, lagSkips: s.lag_skips,
+                                        skippedNs: s.skipped_ns, maxLagSeenNs: s.max_lag_seen_ns))
         }
-        withExtendedLifetime(object) {}
+        withExtendedLifetime(objects) {}
+        return results
+    }
 
-        // duration and rate between the first frame and the last
-        let sent = state.next_seq
-        let seconds = sent > 1 ? Double(state.last_ns - state.first_ns) / 1e9 : 0
-        let pps = seconds > 0 ? Double(sent - 1) / seconds : 0
-        var fields = [
-            "\"type\":\"final\"", "\"port\":\"\(port)\"", "\"size\":\(size)", "\"flows\":\(flows)", "\"stream\":\(stream)",
-            "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
-            "\"bps\":\(json(pps * Double(size + 24) * 8, 0))",  // on the wire: + FCS, preamble, IFG
-            "\"wall_s\":\(json(wall, 3))", "\"batch_size\":\(effectiveBatchSize)",
-        ]
-        if let rate {
-            let reached = pps >= rate * 0.995
-            if !reached { printError("shunt gen: asked for \(Int(rate)) pps, reached \(Int(pps)) pps") }
-            fields += ["\"rate\":\(json(rate, 1))", "\"rate_reached\":\(reached)",
-                       "\"lag_skips\":\(state.lag_skips)", "\"skipped_us\":\(state.skipped_ns / 1000)"]
+    private func stopAndJoin(_ runs: [GenRun], _ workers: [WorkerThread]) {
+        for (run, worker) in zip(runs, workers) {
+            while !run.done {
+                worker.interrupt(signal: SIGUSR1)
+                _ = Sys.waitForTerminationSignal(timeoutNs: 1_000_000)
+            }
+            worker.join()
         }
-        emitLine("{" + fields.joined(separator: ",") + "}")
     }
 }
 
-/// The sending thread's side: BPF_PROG_TEST_RUN calls with live frames, as long as the kernel
+/// One sending thread's side: BPF_PROG_TEST_RUN calls with live frames, as long as the kernel
 /// allows (2^31 - 1 runs of xdp_gen each), until stopped. A call interrupted by the stop signal
 /// fails with EINTR; the counts are in the gen_state map, not in the call's result.
 private final class GenRun: @unchecked Sendable {
@@ -217,21 +387,24 @@ private final class GenRun: @unchecked Sendable {
     let frame: [UInt8]
     let ifindex: Int32
     let batchSize: UInt32
+    let limit: UInt64?
     private let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: 2)  // [stop, done]
     private(set) var error: Error?  // written by the sender, read after done
 
-    init(programFD: Int32, stateFD: Int32, frame: [UInt8], ifindex: Int32, batchSize: UInt32) {
+    init(programFD: Int32, stateFD: Int32, frame: [UInt8], ifindex: Int32, batchSize: UInt32, limit: UInt64?) {
         self.programFD = programFD
         self.stateFD = stateFD
         self.frame = frame
         self.ifindex = ifindex
         self.batchSize = batchSize
+        self.limit = limit
         flags.initialize(repeating: 0, count: 2)
     }
 
     deinit { flags.deallocate() }
 
     var done: Bool { cshunt_load_acquire_u32(flags + 1) != 0 }
+    var stopped: Bool { cshunt_load_acquire_u32(flags) != 0 }
     func stop() { cshunt_store_release_u32(flags, 1) }
 
     func state() throws -> shunt_gen_state {
@@ -254,6 +427,78 @@ private final class GenRun: @unchecked Sendable {
     }
 }
 
+// MARK: the ring engine
+
+extension Gen {
+    /// `--engine ring`: one RingGenerator per thread, each on its own TX ring.
+    func runRing(_ info: InterfaceInfo, spec: TestFrameSpec, sizes: [Int]) throws -> [ThreadResult] {
+        let largest = sizes.max() ?? frameSize
+        var frameSize = 2048
+        while frameSize < largest + 128 { frameSize *= 2 }  // + the TPACKET_V2 header, aligned
+        var ports: [RingPort] = []
+        do throws(RingSetupError) {
+            for _ in 0..<threads {
+                // A token RX ring: the generator never reads it.
+                let rx = RingGeometry(blockSize: 4096, blockCount: 1, frameSize: 2048, blockTimeoutMs: 0)
+                let tx = RingGeometry(blockSize: max(1 << 16, frameSize), blockCount: 16,
+                                      frameSize: frameSize, blockTimeoutMs: 0)
+                ports.append(try RingPort(interface: info, config: RingPortConfig(version: .v2, rx: rx, tx: tx, qdiscBypass: true),
+                                          fanout: nil))
+            }
+        } catch {
+            printError("shunt gen: \(error)")
+            throw ExitCode(2)
+        }
+        let templates = sizes.map { s -> RingGenerator.Template in var t = spec; t.size = s; return .init(t) }
+        let stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        stopFlag.initialize(to: 0)
+        defer { stopFlag.deallocate() }
+        let box = ResultsBox(count: threads)
+        var workers: [WorkerThread] = []
+        for i in 0..<threads {
+            let share = share(i)
+            let generator = RingGenerator(port: ports[i], templates: templates, flows: spec.flows, stream: UInt16(stream + i),
+                                          count: share.limit, rate: share.rate, maxLagNs: maxLagNs)
+            let command = self
+            do {
+                workers.append(try WorkerThread(name: "shunt-gen-\(i)") {
+                    let r = generator.run(deadline: { command.deadline(first: $0) }) { cshunt_load_acquire_u32(stopFlag) != 0 }
+                    box.set(i, ThreadResult(sent: r.sent, firstNs: r.firstNs, lastNs: r.lastNs, lagSkips: r.lagSkips,
+                                            skippedNs: r.skippedNs, maxLagSeenNs: r.maxLagSeenNs, ringFull: r.ringFull))
+                })
+            } catch {
+                cshunt_store_release_u32(stopFlag, 1)
+                workers.forEach { $0.join() }
+                printError("shunt gen: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        supervise(done: { box.finished == threads }, finished: { false })
+        cshunt_store_release_u32(stopFlag, 1)
+        workers.forEach { $0.join() }
+        withExtendedLifetime(ports) {}
+        return box.results
+    }
+}
+
+/// The ring threads' results, each written once by its thread before it ends.
+private final class ResultsBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Gen.ThreadResult]
+    private var done = 0
+
+    init(count: Int) { values = Array(repeating: .init(), count: count) }
+
+    func set(_ i: Int, _ r: Gen.ThreadResult) {
+        lock.lock(); defer { lock.unlock() }
+        values[i] = r
+        done += 1
+    }
+
+    var finished: Int { lock.lock(); defer { lock.unlock() }; return done }
+    var results: [Gen.ThreadResult] { lock.lock(); defer { lock.unlock() }; return values }
+}
+
 /// Prints "shunt CMD: message" as one line on stderr and returns the exit code of a usage error
 /// (ArgumentParser's ValidationError would add the usage lines).
 func oneLineError(_ command: String, _ message: String) -> ExitCode {
@@ -268,69 +513,4 @@ func json(_ x: Double, _ digits: Int) -> String {
 
 enum GenEngine: String, ExpressibleByArgument, CaseIterable {
     case xdp, ring
-}
-
-extension Gen {
-    /// `--engine ring`: see RingGenerator.
-    func runRing() throws {
-        var spec = TestFrameSpec(size: size)
-        spec.destinationMAC = parseMAC(dstMac)!
-        spec.sourceMAC = parseMAC(srcMac)!
-        let info: InterfaceInfo
-        do throws(RingSetupError) {
-            info = try InterfaceInfo.lookup(self.port)
-            guard info.isUp else { throw RingSetupError.interfaceDown(self.port) }
-        } catch {
-            printError("shunt gen: \(error)")
-            throw ExitCode(2)
-        }
-        // The simple IMIX, as frames without FCS: 7 x 60, 4 x 566, 1 x 1514.
-        let sizes = imix ? Array(repeating: 60, count: 7) + Array(repeating: 566, count: 4) + [1514] : [size]
-        if let largest = sizes.max(), largest > info.mtu + 14 {
-            printError("shunt gen: a \(largest)-byte frame does not fit \(self.port)'s MTU \(info.mtu) (at most \(info.mtu + 14) bytes)")
-            throw ExitCode(2)
-        }
-        let port: RingPort
-        do throws(RingSetupError) {
-            // A token RX ring: the generator never reads it.
-            let rx = RingGeometry(blockSize: 4096, blockCount: 1, frameSize: 2048, blockTimeoutMs: 0)
-            let tx = RingGeometry(blockSize: 1 << 16, blockCount: 16, frameSize: 2048, blockTimeoutMs: 0)
-            port = try RingPort(interface: info, config: RingPortConfig(version: .v2, rx: rx, tx: tx, qdiscBypass: true),
-                                fanout: nil)
-        } catch {
-            printError("shunt gen: \(error)")
-            throw ExitCode(2)
-        }
-        let generator = RingGenerator(
-            port: port, templates: sizes.map { s -> [UInt8] in var t = spec; t.size = s; return t.bytes() }, flows: flows, baseSourcePort: spec.sourcePort, stream: UInt16(stream),
-            count: count, rate: rate, maxLagNs: UInt64((maxLagUs ?? max(50, rate.map { 2e6 / $0 } ?? 0)) * 1000))
-        let start = Sys.monotonicNanoseconds()
-        var nextSignalCheck = start
-        var interrupted = false
-        let result = generator.run(deadlineNs: duration.map { start + UInt64($0 * 1e9) }) {
-            // Termination signals are blocked: look for one every 10 ms.
-            let now = Sys.monotonicNanoseconds()
-            guard now >= nextSignalCheck else { return false }
-            nextSignalCheck = now + 10_000_000
-            if Sys.waitForTerminationSignal(timeoutNs: 0) != nil { interrupted = true }
-            return interrupted
-        }
-        let wall = Double(Sys.monotonicNanoseconds() - start) / 1e9
-        let sent = result.sent
-        let seconds = sent > 1 ? Double(result.lastNs - result.firstNs) / 1e9 : 0
-        let pps = seconds > 0 ? Double(sent - 1) / seconds : 0
-        var fields = [
-            "\"type\":\"final\"", "\"engine\":\"ring\"", "\"port\":\"\(self.port)\"", imix ? "\"size\":\"imix\"" : "\"size\":\(size)",
-            "\"flows\":\(flows)", "\"stream\":\(stream)", "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))",
-            "\"pps\":\(json(pps, 1))", "\"bps\":\(json(pps * (Double(sizes.reduce(0, +)) / Double(sizes.count) + 24) * 8, 0))",
-            "\"wall_s\":\(json(wall, 3))",
-            "\"tx_ring_full\":\(result.ringFull)",
-        ]
-        if let rate {
-            let reached = pps >= rate * 0.995
-            if !reached { printError("shunt gen: asked for \(Int(rate)) pps, reached \(Int(pps)) pps") }
-            fields += ["\"rate\":\(json(rate, 1))", "\"rate_reached\":\(reached)", "\"lag_skips\":\(result.lagSkips)"]
-        }
-        emitLine("{" + fields.joined(separator: ",") + "}")
-    }
 }

@@ -2,6 +2,7 @@ import CShunt
 import Testing
 import ShuntBPF
 import ShuntSystem
+import ShuntTraffic
 
 let canLoadBPF: Bool = {
     let c = Capabilities.current()
@@ -46,10 +47,8 @@ struct BPFProgramTests {
     /// xdp_gen writes the probe as struct shunt_probe says: magic and stream in network order,
     /// then the sequence and the send time in host order, at SHUNT_PROBE_OFFSET.
     @Test func genStampsMagicStreamSequenceAndTime() throws {
-        var config = shunt_gen_config()
-        config.stream = 0x1234
-        config.flows = 1
-        config.base_sport = 1024
+        var config = TestFrameSpec(size: 60).genConfig(stream: 0x1234)
+        config.eth = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         let obj = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(config) }
         let prog = try obj.programFD("xdp_gen")
         let frame = [UInt8](repeating: 0, count: 60)
@@ -59,6 +58,7 @@ struct BPFProgramTests {
             #expect(r.returnValue == 3)  // XDP_TX
             let out = r.output
             #expect(out.count == 60)
+            #expect(Array(out[26..<34]) == [10, 203, 0, 1, 10, 203, 0, 2] && Array(out[34..<38]) == [4, 0, 0, 9])
             #expect(Array(out[42..<44]) == [0x53, 0x48])  // "SH"
             #expect(Array(out[44..<46]) == [0x12, 0x34])
             let sequence = out[46..<50].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
@@ -67,5 +67,25 @@ struct BPFProgramTests {
         }
         #expect(stamps[0] > 0 && stamps[0] <= stamps[1] && stamps[1] <= stamps[2])
         #expect(MemoryLayout<shunt_probe>.size == 16 && MemoryLayout<shunt_probe>.offset(of: \.stream) == 2)
+    }
+
+    /// xdp_gen over ranges: frame s carries flow s mod F (FlowSpace's mixed radix, as the ring
+    /// engine writes it) with a valid IPv4 header checksum, fixed up per frame.
+    @Test func genCyclesTheFlowsWithValidChecksums() throws {
+        var spec = TestFrameSpec(size: 64)
+        spec.flows = FlowSpace(sourceAddresses: .init(first: 0x0A00_00FE, count: 3), destinationAddresses: .init(first: 0xC0A8_0001, count: 2),
+                               sourcePorts: .init(first: 5000, count: 2), destinationPorts: .init(first: 53, count: 2))
+        let obj = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: 1)) }
+        let prog = try obj.programFD("xdp_gen")
+        let template = spec.bytes()
+        for seq in UInt64(0)..<30 {
+            let out = try ProgramTestRun.xdp(programFD: prog, packet: template).output
+            var expected = template
+            expected.withUnsafeMutableBytes {
+                TestFrameSpec.writeFlow(spec.flows.flow(forSequence: seq), checksumBase: spec.checksumBase, into: $0.baseAddress!)
+            }
+            #expect(Array(out[0..<42]) == Array(expected[0..<42]), "seq \(seq)")
+            #expect(TestFrameSpec.internetChecksum(out[14..<34]) == 0, "seq \(seq)")
+        }
     }
 }

@@ -113,3 +113,58 @@ struct CommandLineTests {
         _ = try fwd.stop()
     }
 }
+
+/// `shunt gen` refuses bad input with one line on stderr and a non-zero exit, before sending.
+@Suite("shunt gen refuses bad input", .serialized, .enabled(if: canRunNetnsTests, netnsSkipReason))
+struct GenCommandLineTests {
+    func gen(_ lab: Lab, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        try run(["timeout", "-s", "KILL", "30", "ip", "netns", "exec", lab.ns("gen"), shuntExecutable, "gen",
+                 "--port", lab.interface("gen"), "--count", "10"] + args, check: false)
+    }
+
+    /// One line, "shunt gen: ...", containing `text`; non-zero exit, nothing on stdout.
+    func expectRefused(_ r: (status: Int32, out: String, err: String), _ text: String,
+                       sourceLocation: SourceLocation = #_sourceLocation) {
+        let lines = r.err.split(separator: "\n")
+        #expect(r.status != 0, "exit \(r.status)", sourceLocation: sourceLocation)
+        #expect(lines.count == 1 && lines[0].hasPrefix("shunt gen: ") && r.err.contains(text), "\(r.err)",
+                sourceLocation: sourceLocation)
+        #expect(!r.out.contains("\"type\":\"final\""), sourceLocation: sourceLocation)
+    }
+
+    @Test func badInput() throws {
+        let lab = try Lab(["gen"])
+        let cases: [([String], String)] = [
+            (["--port", "nosuch9"], "no interface named 'nosuch9'"),
+            (["--rate", "0"], "--rate must be more than 0"),
+            (["--rate", "50000000"], "beyond what --engine xdp can pace"),
+            (["--engine", "ring", "--rate", "3000000"], "beyond what --engine ring can pace"),
+            (["--size", "59"], "--size must be between 60 and 9000"),
+            (["--size", "9001"], "--size must be between 60 and 9000"),
+            (["--size", "1515"], "does not fit gen0's MTU 1500"),
+            (["--engine", "ring", "--imix", "--size", "100"], "--imix or --size, not both"),
+            (["--src-port", "2000-1000"], "--src-port: reversed range"),
+            (["--dst-ip", "10.0.0.9-10.0.0.1"], "--dst-ip: reversed range"),
+            (["--dst-ip", "10.0.0"], "--dst-ip: not an IPv4 address"),
+            (["--src-port", "1-2-3"], "--src-port: malformed range"),
+            (["--flows", "4", "--src-port", "1-2"], "give one of them"),
+            (["--src-port", "0-65535", "--dst-port", "0-65535"], "at most 1048576"),
+            (["--threads", "4096"], "--threads must be between 1 and the number of CPUs"),
+            (["--count", "1", "--threads", "2"], "at least 1 per thread"),
+        ]
+        for (args, text) in cases {
+            expectRefused(try gen(lab, args), text)
+        }
+    }
+
+    /// Jumbo frames: the xdp engine's live frames end at 3408 bytes (a page), with a pointer to
+    /// the ring engine, which sends up to the MTU (9000 + 14 here, capped at 9000).
+    @Test func jumboFramesNeedTheRingEngine() throws {
+        let lab = try Lab(["gen"], mtu: 9000)
+        expectRefused(try gen(lab, ["--size", "4000"]), "use --engine ring")
+        let ok = try gen(lab, ["--size", "9000", "--engine", "ring"])
+        #expect(ok.status == 0 && ok.out.contains("\"sent\":10"), "\(ok.err)")
+        let page = try gen(lab, ["--size", "3408"])
+        #expect(page.status == 0 && page.out.contains("\"sent\":10"), "\(page.err)")
+    }
+}

@@ -46,12 +46,24 @@ struct shunt_probe {
 /* Offset of struct shunt_probe in generated frames: Ethernet 14 + IPv4 20 + UDP 8. */
 #define SHUNT_PROBE_OFFSET 42
 
-/* Configuration of xdp_gen (read-only data, set before load). */
+/* Configuration of xdp_gen (read-only data, set before load; one object per sending thread).
+ * Frame s uses flow s % flows, each field taking its value from that index in mixed radix:
+ * source port fastest, then destination port, source address, destination address. */
 struct shunt_gen_config {
 	__u32 stream;     /* stream id stamped into every probe (0-65535), host byte order */
-	__u32 flows;      /* UDP source ports cycle over this many values */
-	__u16 base_sport; /* host byte order */
-	__u16 pad;
+	__u32 flows;      /* sport_count * dport_count * saddr_count * daddr_count (>= 1) */
+	__u32 sport_first;  /* host byte order, like all the range fields */
+	__u32 sport_count;
+	__u32 dport_first;
+	__u32 dport_count;
+	__u32 saddr_first;  /* IPv4 address */
+	__u32 saddr_count;
+	__u32 daddr_first;
+	__u32 daddr_count;
+	/* One's complement sum (unfolded) of the template's IPv4 header words other than the
+	 * checksum and the addresses: each frame adds its addresses and folds (no full recompute). */
+	__u32 ip_csum_base;
+	__u32 pad;
 	/* Destination and source MAC, rewritten into every frame: with live frames the kernel
 	 * recycles pages without restoring the template, so a forwarder's XDP that rewrote a MAC
 	 * in place would otherwise change the generator's later frames. */
@@ -68,11 +80,13 @@ struct shunt_gen_state {
 	__u32 interval_frac;  /*         and its fraction, in units of 2^-32 ns */
 	__u32 due_frac;       /* fraction of due_ns */
 	__u64 due_ns;         /* when the next frame is due (0: at the first run) */
-	__u64 max_lag_ns;     /* a frame more than this late moves the schedule up instead of bursting */
+	__u64 max_lag_ns;     /* a frame more than this late moves the schedule up; less late, it is
+	                       * sent at once (catch-up), so the average rate holds */
 	__u64 lag_skips;      /* how often the schedule moved up */
 	__u64 skipped_ns;     /* by how much in total */
 	__u64 first_ns;       /* bpf_ktime_get_ns() of the first frame sent */
 	__u64 last_ns;        /* and of the last */
+	__u64 max_lag_seen_ns; /* the latest a frame was sent (or skipped) after its due time */
 };
 
 /* The sink's latency histogram: 1 us buckets up to SHUNT_LAT_LINEAR_US, then one bucket per
