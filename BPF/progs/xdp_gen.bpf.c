@@ -17,6 +17,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 
 const volatile struct shunt_gen_config gen_config = {
@@ -30,6 +31,53 @@ struct {
 	__type(key, __u32);
 	__type(value, struct shunt_gen_state);
 } gen_state SEC(".maps");
+
+static __always_inline void write_probe(struct shunt_probe *probe, __u64 seq, __u64 now)
+{
+	probe->magic = bpf_htons(SHUNT_PROBE_MAGIC);
+	probe->stream = bpf_htons((__u16)gen_config.stream);
+	probe->sequence = (__u32)seq;
+	probe->sent_ns = now;
+}
+
+/* The 16-bit words at p, as loaded (memory order), added up: a one's complement sum does not
+ * depend on byte order as long as the result is stored the same way (RFC 1071, 2.(B)). */
+static __always_inline __u64 sum_words(const __u16 *p, int n)
+{
+	__u64 s = 0;
+#pragma unroll
+	for (int k = 0; k < n; k++)
+		s += p[k];
+	return s;
+}
+
+/* IPv6: the flow's addresses (last 32 bits) and ports, the probe at SHUNT_PROBE_OFFSET_IPV6,
+ * and the UDP checksum (mandatory for IPv6) from the template's base sum plus what changed. */
+static __always_inline int stamp_ipv6(void *data, void *data_end, __u64 seq, __u64 now, __u32 sport,
+				      __u32 dport, __u32 saddr, __u32 daddr)
+{
+	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+	struct udphdr *udp = (void *)(ip6 + 1);
+	struct shunt_probe *probe = data + SHUNT_PROBE_OFFSET_IPV6;
+	if ((void *)(probe + 1) > data_end)
+		return XDP_ABORTED;
+	ip6->saddr.in6_u.u6_addr32[3] = bpf_htonl(saddr);
+	ip6->daddr.in6_u.u6_addr32[3] = bpf_htonl(daddr);
+	udp->source = bpf_htons((__u16)sport);
+	udp->dest = bpf_htons((__u16)dport);
+	write_probe(probe, seq, now);
+	__u64 sum = gen_config.ip_csum_base;
+	sum += sum_words((const __u16 *)&ip6->saddr.in6_u.u6_addr32[3], 2);
+	sum += sum_words((const __u16 *)&ip6->daddr.in6_u.u6_addr32[3], 2);
+	sum += sum_words((const __u16 *)udp, 2);
+	sum += sum_words((const __u16 *)probe, sizeof(*probe) / 2);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	__u16 check = (__u16)~sum;
+	udp->check = check ? check : 0xffff; /* 0 would mean "no checksum", not allowed for IPv6 */
+	return XDP_TX;
+}
 
 SEC("xdp")
 int xdp_gen(struct xdp_md *ctx)
@@ -76,8 +124,6 @@ int xdp_gen(struct xdp_md *ctx)
 #pragma unroll
 	for (int i = 0; i < 12; i++)
 		mac[i] = gen_config.eth[i];
-	struct iphdr *ip = data + sizeof(struct ethhdr);
-	struct udphdr *udp = (void *)(ip + 1);
 	/* The flow of this frame; a zero count in a hand-made config counts as 1 (no division
 	 * by zero). */
 	__u32 flows = gen_config.flows ? gen_config.flows : 1;
@@ -91,6 +137,12 @@ int xdp_gen(struct xdp_md *ctx)
 	i /= dport_count;
 	__u32 saddr = gen_config.saddr_first + i % saddr_count;
 	__u32 daddr = gen_config.daddr_first + i / saddr_count;
+
+	if (gen_config.ipv6)
+		return stamp_ipv6(data, data_end, seq, now, sport, dport, saddr, daddr);
+
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct udphdr *udp = (void *)(ip + 1);
 	udp->source = bpf_htons((__u16)sport);
 	udp->dest = bpf_htons((__u16)dport);
 	udp->check = 0; /* IPv4: a zero UDP checksum means "none" */
@@ -102,11 +154,7 @@ int xdp_gen(struct xdp_md *ctx)
 	sum = (sum & 0xffff) + (sum >> 16);
 	ip->check = bpf_htons((__u16)~sum);
 
-	struct shunt_probe *probe = data + SHUNT_PROBE_OFFSET;
-	probe->magic = bpf_htons(SHUNT_PROBE_MAGIC);
-	probe->stream = bpf_htons((__u16)gen_config.stream);
-	probe->sequence = (__u32)seq;
-	probe->sent_ns = now;
+	write_probe(data + SHUNT_PROBE_OFFSET, seq, now);
 	return XDP_TX;
 }
 

@@ -7,6 +7,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 
 struct {
@@ -47,13 +48,25 @@ int xdp_sink(struct xdp_md *ctx)
 	c->packets++;
 	c->bytes += data_end - data;
 
+	/* The probe follows UDP over IPv4 without options (SHUNT_PROBE_OFFSET) or over IPv6
+	 * without extension headers (SHUNT_PROBE_OFFSET_IPV6). */
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+	struct shunt_probe *probe;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+			return XDP_DROP;
+		probe = data + SHUNT_PROBE_OFFSET;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
+			return XDP_DROP;
+		probe = data + SHUNT_PROBE_OFFSET_IPV6;
+	} else {
 		return XDP_DROP;
-	struct shunt_probe *probe = data + SHUNT_PROBE_OFFSET;
+	}
 	if ((void *)(probe + 1) > data_end || probe->magic != bpf_htons(SHUNT_PROBE_MAGIC))
 		return XDP_DROP;
 

@@ -12,6 +12,7 @@ _Static_assert(sizeof(struct tpacket2_hdr) == 32, "tpacket2_hdr layout");
 _Static_assert(offsetof(struct tpacket3_hdr, tp_status) == 20, "tpacket3 tp_status");
 _Static_assert(offsetof(struct tpacket2_hdr, tp_status) == 0, "tpacket2 tp_status");
 _Static_assert(sizeof(struct shunt_probe) == 16 && SHUNT_PROBE_OFFSET + 16 <= 60, "probe layout: fits a 60-byte frame");
+_Static_assert(SHUNT_PROBE_OFFSET_IPV6 == 14 + 40 + 8, "IPv6 probe offset: Ethernet, IPv6, UDP");
 _Static_assert(offsetof(struct shunt_probe, stream) == 2 && offsetof(struct shunt_probe, sequence) == 4 &&
                offsetof(struct shunt_probe, sent_ns) == 8, "probe layout: magic, stream, sequence, sent_ns");
 _Static_assert(sizeof(struct tpacket_req3) == 28, "tpacket_req3 layout");

@@ -1,5 +1,6 @@
-/// The flows `shunt gen` cycles through: ranges of IPv4 source and destination addresses and of
-/// UDP source and destination ports. Frame s uses flow s mod flowCount, and each field takes its
+/// The flows `shunt gen` cycles through: ranges of IPv4 (or IPv6) source and destination
+/// addresses and of UDP source and destination ports. An IPv6 range varies the last 32 bits of
+/// the address; the first 96 are fixed (`ipv6`). Frame s uses flow s mod flowCount, and each field takes its
 /// value from that index in mixed radix (source port fastest, then destination port, source
 /// address, destination address), so a run covers every combination evenly. Pure logic.
 public struct FlowSpace: Equatable, Sendable {
@@ -35,10 +36,23 @@ public struct FlowSpace: Equatable, Sendable {
     /// test, small enough that a short run still covers them all.
     public static let maximumFlows: UInt64 = 1 << 20
 
+    /// The first 96 bits (12 bytes) of the IPv6 source and destination addresses; nil: IPv4.
+    public struct IPv6Prefixes: Equatable, Sendable {
+        public var source: [UInt8]
+        public var destination: [UInt8]
+        public init(source: [UInt8], destination: [UInt8]) {
+            precondition(source.count == 12 && destination.count == 12)
+            self.source = source
+            self.destination = destination
+        }
+    }
+
+    /// IPv4 addresses, or with `ipv6` set the last 32 bits of IPv6 addresses.
     public var sourceAddresses: Range
     public var destinationAddresses: Range
     public var sourcePorts: Range
     public var destinationPorts: Range
+    public var ipv6: IPv6Prefixes?
 
     public init(sourceAddresses: Range, destinationAddresses: Range, sourcePorts: Range, destinationPorts: Range) {
         self.sourceAddresses = sourceAddresses
@@ -113,6 +127,51 @@ public struct FlowSpace: Equatable, Sendable {
             value = value << 8 | UInt32(octet)
         }
         return value
+    }
+
+    /// "A" or "A-B" with IPv6 addresses sharing their first 96 bits, A <= B: the 12-byte prefix
+    /// and the range of the last 32 bits.
+    public static func parseIPv6Addresses(_ text: String) throws(ParseError) -> (prefix: [UInt8], range: Range) {
+        let (a, b) = try split(text)
+        guard let first = parseIPv6(a), let last = b.map({ parseIPv6($0) }) ?? parseIPv6(a) else {
+            throw ParseError(description: "not an IPv6 address or range (A or A-B): \(text)")
+        }
+        guard first.prefix(12) == last.prefix(12) else {
+            throw ParseError(description: "range \(text) varies more than the last 32 bits of the address")
+        }
+        let low = { (x: [UInt8]) in x[12...].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+        guard low(first) <= low(last) else { throw ParseError(description: "reversed range \(text): the first address is above the last") }
+        guard UInt64(low(last) - low(first)) + 1 <= maximumFlows else {
+            throw ParseError(description: "range \(text) has more than \(maximumFlows) addresses")
+        }
+        return (Array(first.prefix(12)), Range(first: low(first), count: low(last) - low(first) + 1))
+    }
+
+    /// An IPv6 address in text (RFC 4291 2.2: hex groups, one "::"; no embedded IPv4) to its 16
+    /// bytes; nil when malformed.
+    public static func parseIPv6<S: StringProtocol>(_ text: S) -> [UInt8]? {
+        func groups(_ part: Substring) -> [UInt16]? {
+            if part.isEmpty { return [] }
+            var out: [UInt16] = []
+            for g in part.split(separator: ":", omittingEmptySubsequences: false) {
+                guard (1...4).contains(g.count), g.allSatisfy(\.isHexDigit), let v = UInt16(g, radix: 16) else { return nil }
+                out.append(v)
+            }
+            return out
+        }
+        let s = Substring(text)
+        var words: [UInt16]
+        let colons = s.indices.filter { s[$0] == ":" && s.index(after: $0) < s.endIndex && s[s.index(after: $0)] == ":" }
+        if let c = colons.first {
+            let after = s.index(c, offsetBy: 2)
+            guard colons.count == 1, let head = groups(s[..<c]), let tail = groups(s[after...]),
+                  head.count + tail.count <= 7 else { return nil }
+            words = head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+        } else {
+            guard let all = groups(s), all.count == 8 else { return nil }
+            words = all
+        }
+        return words.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
     }
 
     public static func formatIPv4(_ address: UInt32) -> String {

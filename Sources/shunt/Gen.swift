@@ -12,7 +12,7 @@ import ShuntTraffic
 struct Gen: ParsableCommand {
     static let name = "gen"
     static let configuration = CommandConfiguration(
-        abstract: "Send UDP/IPv4 test frames out of an interface (XDP live frames, or a TPACKET TX ring).",
+        abstract: "Send UDP/IPv4 or UDP/IPv6 test frames out of an interface (XDP live frames, or a TPACKET TX ring).",
         discussion: """
             One template frame (src 02:00:00:00:00:01 10.203.0.1:1024, dst --dst-mac \
             10.203.0.2:9, UDP checksum 0) is run through xdp_gen with BPF_PROG_TEST_RUN and \
@@ -20,6 +20,11 @@ struct Gen: ParsableCommand {
             number and a send timestamp (struct shunt_probe) and leaves IF by XDP_TX. On a veth, \
             frames reach the peer only when the peer has GRO on or an XDP program \
             (`ethtool -K PEER gro on`).
+
+            IPv6 (--ipv6, or IPv6 addresses in --src-ip/--dst-ip): UDP/IPv6 frames from \
+            fd00:203::1 to fd00:203::2 by default, with a valid UDP checksum per frame (IPv6 \
+            requires one); the probe sits at byte 62, so an IPv6 frame has at least 78 bytes. \
+            An IPv6 range varies the last 32 bits of the address.
 
             Flows: frame s uses flow s mod F, F the product of the range sizes of --src-ip, \
             --dst-ip, --src-port and --dst-port (at most 1048576), each field taking its value \
@@ -57,17 +62,20 @@ struct Gen: ParsableCommand {
     @Option(name: .customLong("port"), help: ArgumentHelp("The interface to send out of.", valueName: "IF"))
     var port: String
 
-    @Option(help: "Frame length in bytes without FCS, 60-9000 (60 is 64 on the wire; at most the port's MTU + 14). Default 60.")
+    @Option(help: "Frame length in bytes without FCS, 60-9000 (60 is 64 on the wire; IPv6 from 78; at most the port's MTU + 14). Default 60, IPv6 78.")
     var size: Int?
 
     @Option(help: "UDP source ports to cycle through (from 1024), so that flow hashing spreads the frames; short for --src-port 1024-(1023+N).")
     var flows: Int?
 
-    @Option(help: ArgumentHelp("Source IPv4 address or range A-B (default 10.203.0.1).", valueName: "A[-B]"))
+    @Option(help: ArgumentHelp("Source IPv4 or IPv6 address or range A-B (default 10.203.0.1, IPv6 fd00:203::1).", valueName: "A[-B]"))
     var srcIp: String?
 
-    @Option(help: ArgumentHelp("Destination IPv4 address or range A-B (default 10.203.0.2).", valueName: "A[-B]"))
+    @Option(help: ArgumentHelp("Destination IPv4 or IPv6 address or range A-B (default 10.203.0.2, IPv6 fd00:203::2).", valueName: "A[-B]"))
     var dstIp: String?
+
+    @Flag(help: "Send UDP/IPv6 (implied by IPv6 addresses in --src-ip or --dst-ip).")
+    var ipv6 = false
 
     @Option(help: ArgumentHelp("UDP source port or range P-Q (default 1024).", valueName: "P[-Q]"))
     var srcPort: String?
@@ -120,7 +128,7 @@ struct Gen: ParsableCommand {
     /// Refused above (per thread): 1.5x the measured single-CPU maximum of each engine.
     static func rateCeiling(_ engine: GenEngine) -> Double { engine == .xdp ? 20e6 : 2e6 }
 
-    var frameSize: Int { size ?? 60 }
+    var frameSize: Int { size ?? (isIPv6 ? TestFrameSpec.minimumSizeIPv6 : 60) }
     var maxLagNs: UInt64 { UInt64((maxLagUs ?? Self.defaultMaxLagUs) * 1000) }
 
     /// Small batches when paced: at 10 kpps a batch of 64 runs (mostly not yet due) held each
@@ -131,11 +139,22 @@ struct Gen: ParsableCommand {
         return rate / Double(threads) <= 1_500_000 ? 4 : 16
     }
 
+    /// Whether the frames are UDP/IPv6.
+    var isIPv6: Bool { ipv6 || srcIp?.contains(":") == true || dstIp?.contains(":") == true }
+
     /// The flows from the range options (validated by validate()).
     func flowSpace() throws(FlowSpace.ParseError) -> FlowSpace {
         var space = TestFrameSpec(size: 60).flows
-        if let srcIp { space.sourceAddresses = try FlowSpace.parseIPv4Addresses(srcIp) }
-        if let dstIp { space.destinationAddresses = try FlowSpace.parseIPv4Addresses(dstIp) }
+        if isIPv6 {
+            let source = try FlowSpace.parseIPv6Addresses(srcIp ?? "fd00:203::1")
+            let destination = try FlowSpace.parseIPv6Addresses(dstIp ?? "fd00:203::2")
+            space.ipv6 = .init(source: source.prefix, destination: destination.prefix)
+            space.sourceAddresses = source.range
+            space.destinationAddresses = destination.range
+        } else {
+            if let srcIp { space.sourceAddresses = try FlowSpace.parseIPv4Addresses(srcIp) }
+            if let dstIp { space.destinationAddresses = try FlowSpace.parseIPv4Addresses(dstIp) }
+        }
         if let srcPort { space.sourcePorts = try FlowSpace.parsePorts(srcPort) }
         if let flows { space.sourcePorts = .init(first: 1024, count: UInt32(flows)) }
         if let dstPort { space.destinationPorts = try FlowSpace.parsePorts(dstPort) }
@@ -150,9 +169,13 @@ struct Gen: ParsableCommand {
         if let flows, !(1...(65535 - 1024)).contains(flows) { throw oneLineError(Self.name, "--flows must be between 1 and \(65535 - 1024)") }
         if flows != nil && srcPort != nil { throw oneLineError(Self.name, "--flows N is short for --src-port 1024-(1023+N): give one of them") }
         for (name, text) in [("--src-ip", srcIp), ("--dst-ip", dstIp)] {
-            if let text, text.contains(":") {
-                throw oneLineError(Self.name, "\(name): IPv6 is not supported yet (\(text)); give IPv4 addresses")
+            if let text, isIPv6, !text.contains(":") {
+                throw oneLineError(Self.name, "\(name) \(text) is IPv4 but the frames are IPv6 (--ipv6 or an IPv6 address): do not mix IPv4 and IPv6")
             }
+        }
+        if isIPv6 && imix { throw oneLineError(Self.name, "--imix with IPv6: its 64-byte frames cannot hold the probe (an IPv6 frame needs \(TestFrameSpec.minimumSizeIPv6) bytes)") }
+        if isIPv6 && frameSize < TestFrameSpec.minimumSizeIPv6 {
+            throw oneLineError(Self.name, "--size: an IPv6 frame needs at least \(TestFrameSpec.minimumSizeIPv6) bytes (the probe ends there), not \(frameSize)")
         }
         do {
             let space = try flowSpace()
@@ -262,7 +285,7 @@ struct Gen: ParsableCommand {
         let pps = results.count == 1 ? results[0].pps : results.reduce(0) { $0 + $1.pps }
         let meanSize = Double(sizes.reduce(0, +)) / Double(sizes.count)
         var fields = [
-            "\"type\":\"final\"", "\"engine\":\"\(engine.rawValue)\"", "\"port\":\"\(port)\"",
+            "\"type\":\"final\"", "\"engine\":\"\(engine.rawValue)\"", "\"port\":\"\(port)\"", "\"ip\":\(isIPv6 ? 6 : 4)",
             imix ? "\"size\":\"imix\"" : "\"size\":\(frameSize)", "\"flows\":\(flowCount)", "\"stream\":\(stream)",
             "\"threads\":\(threads)", "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
             "\"bps\":\(json(pps * (meanSize + 24) * 8, 0))",  // on the wire: + FCS, preamble, IFG

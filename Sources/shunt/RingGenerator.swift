@@ -28,9 +28,12 @@ struct RingGenerator {
     struct Template {
         var bytes: [UInt8]
         var checksumBase: IPv4ChecksumBase
+        /// IPv6: the UDP checksum base (nil: IPv4).
+        var udp6: UDP6ChecksumBase?
         init(_ spec: TestFrameSpec) {
             bytes = spec.bytes()
             checksumBase = IPv4ChecksumBase(header: bytes[14..<34])
+            udp6 = spec.isIPv6 ? UDP6ChecksumBase(template: bytes) : nil
         }
     }
 
@@ -70,14 +73,20 @@ struct RingGenerator {
                 let template = templates[Int(seq % UInt64(templates.count))]
                 let length = template.bytes.count
                 template.bytes.withUnsafeBytes { frame.copyMemory(from: $0.baseAddress!, byteCount: length) }
-                TestFrameSpec.writeFlow(flows.flow(forSequence: seq), checksumBase: template.checksumBase, into: frame)
+                let flow = flows.flow(forSequence: seq)
+                if template.udp6 == nil {
+                    TestFrameSpec.writeFlow(flow, checksumBase: template.checksumBase, into: frame)
+                } else {
+                    TestFrameSpec.writeFlowIPv6(flow, into: frame)
+                }
                 let stamp = Sys.monotonicNanoseconds()
                 // struct shunt_probe: magic and stream in network order, the rest host order.
-                let p = frame + Probe.offset
+                let p = frame + (template.udp6 == nil ? Probe.offset : Probe.offsetIPv6)
                 p.storeBytes(of: Probe.magic.bigEndian, as: UInt16.self)
                 (p + 2).storeBytes(of: stream.bigEndian, as: UInt16.self)
                 (p + 4).storeBytes(of: UInt32(truncatingIfNeeded: seq), as: UInt32.self)
                 (p + 8).storeBytes(of: stamp, as: UInt64.self)
+                template.udp6?.store(into: frame)  // IPv6: the UDP checksum covers the probe
                 if r.sent == 0 {
                     r.firstNs = stamp
                     deadlineNs = deadline(stamp)

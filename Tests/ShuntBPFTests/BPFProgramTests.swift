@@ -88,4 +88,48 @@ struct BPFProgramTests {
             #expect(TestFrameSpec.internetChecksum(out[14..<34]) == 0, "seq \(seq)")
         }
     }
+
+    /// xdp_gen for IPv6: the probe at byte 62, the flow's last 32 address bits and ports, and a
+    /// UDP checksum that verifies over the pseudo-header (RFC 8200 8.1), for every frame.
+    @Test func genIPv6FramesCarryAValidUDPChecksum() throws {
+        var spec = TestFrameSpec(size: 81)
+        let src = try FlowSpace.parseIPv6Addresses("fd00:203::fffe:fffe-fd00:203::ffff:1")
+        let dst = try FlowSpace.parseIPv6Addresses("fd00:203::2")
+        spec.flows = FlowSpace(sourceAddresses: src.range, destinationAddresses: dst.range,
+                               sourcePorts: .init(first: 1024, count: 3), destinationPorts: .init(first: 9, count: 1))
+        spec.flows.ipv6 = .init(source: src.prefix, destination: dst.prefix)
+        let obj = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: 0x0506)) }
+        let prog = try obj.programFD("xdp_gen")
+        let template = spec.bytes()
+        for seq in UInt64(0)..<24 {
+            let out = try ProgramTestRun.xdp(programFD: prog, packet: template).output
+            let flow = spec.flows.flow(forSequence: seq)
+            #expect(out.count == 81 && Array(out[62..<66]) == [0x53, 0x48, 0x05, 0x06])
+            #expect(out[66..<70].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) } == UInt32(seq))
+            #expect(Array(out[34..<38]) == withUnsafeBytes(of: flow.sourceAddress.bigEndian, Array.init))
+            #expect(Array(out[54..<56]) == withUnsafeBytes(of: flow.sourcePort.bigEndian, Array.init))
+            let udp = Array(out[54...])
+            let pseudo = Array(out[22..<54]) + [0, 0, 0, UInt8(udp.count), 0, 0, 0, 17]
+            #expect(TestFrameSpec.internetChecksum(pseudo + udp + [0]) == 0, "seq \(seq)")
+            #expect(out[60] != 0 || out[61] != 0)
+        }
+    }
+
+    /// xdp_sink finds the probe of an IPv6 frame at byte 62 (and not of IPv6 without UDP).
+    @Test func sinkCountsIPv6Probes() throws {
+        let obj = try BPFObject(embedded: "xdp_sink")
+        let prog = try obj.programFD("xdp_sink")
+        var spec = TestFrameSpec(size: 78)
+        spec.flows.ipv6 = .init(source: [0xfd] + [UInt8](repeating: 0, count: 11), destination: [0xfd] + [UInt8](repeating: 0, count: 11))
+        var frame = spec.bytes()
+        Probe(stream: 1, sequence: 0, sentNanoseconds: 1).write(into: &frame, at: Probe.offsetIPv6)
+        var notUDP = frame
+        notUDP[20] = 6
+        for f in [frame, notUDP, Array(frame.prefix(70))] {
+            #expect(try ProgramTestRun.xdp(programFD: prog, packet: f).returnValue == 1)
+        }
+        let perCPU = try BPFMap.lookupPerCPU(fd: try obj.mapFD("sink_counters"), key: 0, as: shunt_sink_counters.self)
+        #expect(perCPU.reduce(0) { $0 + $1.packets } == 3)
+        #expect(perCPU.reduce(0) { $0 + $1.probes } == 1)
+    }
 }

@@ -151,6 +151,12 @@ struct GenCommandLineTests {
             (["--src-port", "0-65535", "--dst-port", "0-65535"], "at most 1048576"),
             (["--threads", "4096"], "--threads must be between 1 and the number of CPUs"),
             (["--count", "1", "--threads", "2"], "at least 1 per thread"),
+            (["--src-ip", "10.0.0.1", "--dst-ip", "fd00::2"], "--src-ip 10.0.0.1 is IPv4 but the frames are IPv6"),
+            (["--ipv6", "--dst-ip", "10.0.0.2"], "do not mix IPv4 and IPv6"),
+            (["--ipv6", "--size", "77"], "an IPv6 frame needs at least 78 bytes"),
+            (["--ipv6", "--engine", "ring", "--imix"], "--imix with IPv6"),
+            (["--dst-ip", "fd00::1-fd01::1"], "varies more than the last 32 bits"),
+            (["--src-ip", "fd00::1::2"], "--src-ip: not an IPv6 address"),
         ]
         for (args, text) in cases {
             expectRefused(try gen(lab, args), text)

@@ -79,3 +79,71 @@ import Testing
         #expect(withUnsafeBytes(of: c.eth, Array.init) == [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1])
     }
 }
+
+/// IPv6 frames: the address syntax, the probe's place, and the UDP checksum per frame checked
+/// against a plain RFC 768/8200 computation over the pseudo-header.
+@Suite struct IPv6FrameTests {
+    func v6Spec(size: Int) throws -> TestFrameSpec {
+        var spec = TestFrameSpec(size: size)
+        let src = try FlowSpace.parseIPv6Addresses("fd00:203::fffe:fffe-fd00:203::ffff:1")
+        let dst = try FlowSpace.parseIPv6Addresses("2001:db8:0:1:2:3:4:5")
+        spec.flows = FlowSpace(sourceAddresses: src.range, destinationAddresses: dst.range,
+                               sourcePorts: .init(first: 65534, count: 2), destinationPorts: .init(first: 9, count: 1))
+        spec.flows.ipv6 = .init(source: src.prefix, destination: dst.prefix)
+        return spec
+    }
+
+    /// The checksum as RFC 8200 8.1 defines it: pseudo-header (addresses, UDP length, next
+    /// header) and the UDP segment, big-endian words; 0 over a segment carrying its checksum.
+    func udpChecksumVerifies(_ f: [UInt8]) -> Bool {
+        let udp = Array(f[54...])
+        let pseudo = Array(f[22..<54]) + [0, 0, UInt8(udp.count >> 8), UInt8(udp.count & 0xff), 0, 0, 0, 17]
+        return TestFrameSpec.internetChecksum(pseudo + udp + (udp.count % 2 == 1 ? [0] : [])) == 0
+    }
+
+    @Test func addressSyntax() throws {
+        #expect(FlowSpace.parseIPv6("::") == [UInt8](repeating: 0, count: 16))
+        #expect(FlowSpace.parseIPv6("fd00:203::1") == [0xfd, 0, 2, 3] + [UInt8](repeating: 0, count: 11) + [1])
+        #expect(FlowSpace.parseIPv6("1:2:3:4:5:6:7:8")?.last == 8)
+        for bad in ["1::2::3", ":::", "1:2:3:4:5:6:7:8:9", "12345::", "g::1", "1:2:3:4:5:6:7", "10.0.0.1", "1::2:3:4:5:6:7:8"] {
+            #expect(FlowSpace.parseIPv6(bad) == nil, "\(bad)")
+        }
+        let r = try FlowSpace.parseIPv6Addresses("fd00::1:fff0-fd00::2:5")
+        #expect(r.range.first == 0x1_fff0 && r.range.count == 0x2_0005 - 0x1_fff0 + 1 && r.prefix == Array(FlowSpace.parseIPv6("fd00::")!.prefix(12)))
+        #expect { try FlowSpace.parseIPv6Addresses("fd00::1-fd01::1") } throws: { "\($0)".contains("last 32 bits") }
+        #expect { try FlowSpace.parseIPv6Addresses("fd00::9-fd00::1") } throws: { "\($0)".contains("reversed") }
+    }
+
+    @Test func templateLayoutAndProbeOffset() throws {
+        let spec = try v6Spec(size: 78)
+        let f = spec.bytes()
+        #expect(TestFrameSpec.minimumSizeIPv6 == 78 && spec.probeOffset == 62)
+        #expect(Array(f[12..<15]) == [0x86, 0xDD, 0x60] && f[20] == 17 && f[21] == 64)
+        #expect(Array(f[18..<20]) == [0, 24] && Array(f[58..<60]) == [0, 24])  // payload and UDP length
+        #expect(Array(f[34..<38]) == [0xff, 0xfe, 0xff, 0xfe] && Array(f[54..<58]) == [0xff, 0xfe, 0, 9])
+        #expect(udpChecksumVerifies(f))
+        var g = f
+        Probe(stream: 7, sequence: 99, sentNanoseconds: 123).write(into: &g, at: Probe.offsetIPv6)
+        #expect(g.withUnsafeBytes { Probe.parse($0) } == Probe(stream: 7, sequence: 99, sentNanoseconds: 123))
+        #expect(Array(g.prefix(77)).withUnsafeBytes { Probe.parse($0) } == nil)  // too short
+    }
+
+    /// Every flow, probe and size (odd ones too): the checksum stored after the probe verifies,
+    /// and it is never 0 (which would mean "no checksum").
+    @Test func everyFramesUDPChecksumVerifies() throws {
+        for size in [78, 79, 101, 1514, 9000] {
+            let spec = try v6Spec(size: size)
+            var f = spec.bytes()
+            let base = spec.udp6ChecksumBase
+            #expect(spec.genConfig(stream: 0).ip_csum_base == base.sum && spec.genConfig(stream: 0).ipv6 == 1)
+            for seq in UInt64(0)..<UInt64(2 * spec.flows.flowCount) {
+                f.withUnsafeMutableBytes { TestFrameSpec.writeFlowIPv6(spec.flows.flow(forSequence: seq), into: $0.baseAddress!) }
+                Probe(stream: UInt16(seq), sequence: UInt32(seq) &* 2_654_435_761, sentNanoseconds: seq &* 0x9E37_79B9_7F4A_7C15)
+                    .write(into: &f, at: Probe.offsetIPv6)
+                f.withUnsafeMutableBytes { base.store(into: $0.baseAddress!) }
+                #expect(udpChecksumVerifies(f), "size \(size) seq \(seq)")
+                #expect(f[60] != 0 || f[61] != 0)
+            }
+        }
+    }
+}

@@ -43,8 +43,10 @@ struct shunt_probe {
 };
 #define SHUNT_PROBE_MAGIC 0x5348U /* "SH" */
 
-/* Offset of struct shunt_probe in generated frames: Ethernet 14 + IPv4 20 + UDP 8. */
+/* Offset of struct shunt_probe in generated frames: Ethernet 14 + IPv4 20 + UDP 8, or
+ * Ethernet 14 + IPv6 40 + UDP 8 (so an IPv6 frame needs at least 62 + 16 = 78 bytes). */
 #define SHUNT_PROBE_OFFSET 42
+#define SHUNT_PROBE_OFFSET_IPV6 62
 
 /* Configuration of xdp_gen (read-only data, set before load; one object per sending thread).
  * Frame s uses flow s % flows, each field taking its value from that index in mixed radix:
@@ -56,14 +58,18 @@ struct shunt_gen_config {
 	__u32 sport_count;
 	__u32 dport_first;
 	__u32 dport_count;
-	__u32 saddr_first;  /* IPv4 address */
+	__u32 saddr_first;  /* IPv4 address; IPv6: its last 32 bits (the template has the rest) */
 	__u32 saddr_count;
 	__u32 daddr_first;
 	__u32 daddr_count;
-	/* One's complement sum (unfolded) of the template's IPv4 header words other than the
-	 * checksum and the addresses: each frame adds its addresses and folds (no full recompute). */
+	/* IPv4: one's complement sum (unfolded) of the template's IPv4 header words other than the
+	 * checksum and the addresses: each frame adds its addresses and folds (no full recompute).
+	 * IPv6: the sum, in memory order (16-bit loads as stored), of the pseudo-header, UDP header
+	 * and payload of the template with the varying parts zero (last 32 bits of both addresses,
+	 * ports, checksum, probe): each frame adds those and folds into the UDP checksum, which
+	 * IPv6 requires. */
 	__u32 ip_csum_base;
-	__u32 pad;
+	__u32 ipv6;         /* 0: UDP/IPv4 frames; 1: UDP/IPv6 */
 	/* Destination and source MAC, rewritten into every frame: with live frames the kernel
 	 * recycles pages without restoring the template, so a forwarder's XDP that rewrote a MAC
 	 * in place would otherwise change the generator's later frames. */
