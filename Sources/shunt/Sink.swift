@@ -31,6 +31,9 @@ struct Sink: ParsableCommand {
             or --block-timeout-ms expires, which adds up to that timeout to every latency at low \
             rates. Frames the full ring dropped are reported as ring_dropped.
 
+            Both engines find the probe of `shunt gen` after UDP over IPv4 (byte 42) or IPv6 \
+            (byte 62).
+
             Prints a ready line once receiving, runs until --duration, SIGINT or SIGTERM, then \
             prints the final report; with --interval S also a statistics line every S seconds. \
             --json prints {"type":"ready",..}, {"type":"stats",..} and {"type":"final",..} lines \
