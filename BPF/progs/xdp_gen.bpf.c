@@ -62,7 +62,11 @@ int xdp_gen(struct xdp_md *ctx)
 		st->first_ns = now;
 	st->last_ns = now;
 
-	__builtin_memcpy(data, (const void *)gen_config.eth, sizeof(gen_config.eth));
+	/* Byte by byte through the volatile object: a memcpy from a cast that drops `volatile`
+	 * lets clang fold the read to the initializer (all zero MACs), whatever userspace set. */
+#pragma unroll
+	for (int i = 0; i < (int)sizeof(gen_config.eth); i++)
+		((__u8 *)data)[i] = gen_config.eth[i];
 	struct udphdr *udp = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
 	__u32 flows = gen_config.flows ? gen_config.flows : 1;
 	udp->source = bpf_htons(gen_config.base_sport + (__u16)(seq % flows));
