@@ -68,4 +68,18 @@ struct BPFProgramTests {
         #expect(stamps[0] > 0 && stamps[0] <= stamps[1] && stamps[1] <= stamps[2])
         #expect(MemoryLayout<shunt_probe>.size == 16 && MemoryLayout<shunt_probe>.offset(of: \.stream) == 2)
     }
+
+    /// xdp_gen writes the MACs from its read-only config into every frame (the Linux bridge drops
+    /// frames with an all-zero source MAC, which is what a folded read of the config gave).
+    @Test func genWritesTheConfiguredMACs() throws {
+        var config = shunt_gen_config()
+        config.flows = 1
+        config.base_sport = 1024
+        let macs: [UInt8] = [0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]
+        withUnsafeMutableBytes(of: &config.eth) { $0.copyBytes(from: macs) }
+        let obj = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(config) }
+        let r = try ProgramTestRun.xdp(programFD: try obj.programFD("xdp_gen"), packet: [UInt8](repeating: 0, count: 60))
+        #expect(r.returnValue == 3)  // XDP_TX
+        #expect(Array(r.output[0..<12]) == macs)
+    }
 }
