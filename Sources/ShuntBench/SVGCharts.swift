@@ -36,7 +36,7 @@ public enum SVGCharts {
                 let y = { (pps: Double) in plotTop + plotHeight - (top > 0 ? pps / top * plotHeight : 0) }
                 svg += "<rect class=\"bar\" data-forwarder=\"\(escape(f))\" x=\"\(r(x))\" y=\"\(r(y(v.median)))\" "
                     + "width=\"\(r(barWidth - 2))\" height=\"\(r(plotTop + plotHeight - y(v.median)))\" "
-                    + "fill=\"\(palette[fi % palette.count])\"><title>\(escape(f)) \(g.0) B \(g.1) flows: "
+                    + "fill=\"\(palette[fi % palette.count])\"><title>\(escape(f)) \(g.0) B \(g.1) flow\(g.1 == 1 ? "" : "s"): "
                     + "\(String(format: "%.3f", v.median / 1e6)) Mpps</title></rect>\n"
                 let cx = x + (barWidth - 2) / 2
                 svg += "<line x1=\"\(r(cx))\" x2=\"\(r(cx))\" y1=\"\(r(y(v.min)))\" y2=\"\(r(y(v.max)))\" stroke=\"#000\"/>\n"

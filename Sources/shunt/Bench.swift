@@ -70,7 +70,7 @@ struct Bench: ParsableCommand {
     /// The settings, or a one-line problem.
     func settings() -> Result<BenchSettings, BenchFailure> {
         var s = BenchSettings()
-        func list<T>(_ text: String, _ option: String, _ parse: (String) -> T?) -> [T]? {
+        func list<T>(_ text: String, _ parse: (String) -> T?) -> [T]? {
             let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             let values = items.map(parse)
             return values.contains(where: { $0 == nil }) ? nil : values.map { $0! }
@@ -78,9 +78,9 @@ struct Bench: ParsableCommand {
         if let forwarders {
             s.forwarders = forwarders.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         }
-        guard let sz = list(sizes, "--sizes", { Int($0) }) else { return .failure(BenchFailure("--sizes: not a list of numbers: \(sizes)")) }
-        guard let fl = list(flows, "--flows", { Int($0) }) else { return .failure(BenchFailure("--flows: not a list of numbers: \(flows)")) }
-        guard let fr = list(latencyFractions, "--latency-fractions", { Double($0) }) else {
+        guard let sz = list(sizes, { Int($0) }) else { return .failure(BenchFailure("--sizes: not a list of numbers: \(sizes)")) }
+        guard let fl = list(flows, { Int($0) }) else { return .failure(BenchFailure("--flows: not a list of numbers: \(flows)")) }
+        guard let fr = list(latencyFractions, { Double($0) }) else {
             return .failure(BenchFailure("--latency-fractions: not a list of numbers: \(latencyFractions)"))
         }
         s.frameSizes = sz
@@ -193,7 +193,7 @@ final class BenchRunner {
     private let totalUnits: Int
     private let startNs = Sys.monotonicNanoseconds()
     private var active: BenchForwarder?
-    /// The latency trials' generator CPU; the sink runs where frames are sent into fwd1.
+    /// The generator's CPU and the forwarder's (the sink's XDP runs where frames enter sink0).
     let generatorCPU: Int, forwarderCPU: Int
 
     init(settings: BenchSettings, forwarders: [String], skipped: [SkippedForwarder], shunt: String, outDir: String,
@@ -238,14 +238,13 @@ final class BenchRunner {
             incomplete = true
             printError("shunt bench: \(error)")
         }
-        let children = runtime.children.count
         if let active { active.stop(context) }
         runtime.stopAll()
         lab.down(runtime)
         let left = lab.leftovers()
         if !left.isEmpty { printError("shunt bench: namespaces still present: \(left.joined(separator: " "))") }
         if status > 128 {
-            printError("shunt bench: stopped \(children) running process\(children == 1 ? "" : "es") and removed the namespaces")
+            printError("shunt bench: stopped the processes it started and removed its namespaces" + (left.isEmpty ? "" : " (some remain, see above)"))
         }
         try? FileManager.default.removeItem(atPath: runtime.scratch)
         if !runs.isEmpty || status == 0 {

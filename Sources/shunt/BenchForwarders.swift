@@ -63,8 +63,7 @@ func makeForwarder(_ name: String) -> BenchForwarder {
     case "tc-mirred": TCMirredForwarder()
     case "testpmd": TestpmdForwarder()
     case "ovs": OVSForwarder()
-    case "xdp-redirect": ShuntProcessForwarder(name: name)
-    default: ShuntProcessForwarder(name: name)
+    default: ShuntProcessForwarder(name: name)  // shunt, shunt-ll, shunt-xdp, shunt-flows, xdp-redirect
     }
 }
 
@@ -186,10 +185,12 @@ final class TCMirredForwarder: BenchForwarder {
 final class TestpmdForwarder: BenchForwarder {
     let name = "testpmd"
     private var pid: pid_t?
+    /// EAL's runtime directory /var/run/dpdk/PREFIX exists even with --no-shconf: ours, removed at stop.
+    static let filePrefix = "shuntb\(getpid())"
 
     func start(_ c: BenchContext, tag: String) throws {
         var command = ["dpdk-testpmd", "-l", "\(c.generatorCPU),\(c.forwarderCPU)", "--no-huge", "-m", "128", "--no-pci",
-                       "--no-shconf", "--no-telemetry", "--file-prefix=shuntb\(getpid())",
+                       "--no-shconf", "--no-telemetry", "--file-prefix=\(Self.filePrefix)",
                        "--vdev=net_af_packet0,iface=fwd0,qdisc_bypass=1", "--vdev=net_af_packet1,iface=fwd1,qdisc_bypass=1",
                        "--", "--forward-mode=io", "--nb-cores=1", "--total-num-mbufs=8192", "--stats-period=3600"]
         // Line-buffered output, so that the ready line reaches the file while it runs.
@@ -208,6 +209,7 @@ final class TestpmdForwarder: BenchForwarder {
             if exit.status != 0 { printError("shunt bench: testpmd exited with status \(exit.status)") }
         }
         pid = nil
+        try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(Self.filePrefix)")
     }
 }
 
