@@ -29,6 +29,20 @@ public struct LatencyQuantiles: Codable, Equatable, Sendable {
     }
 }
 
+/// Frames the veths dropped during a trial (their TX `dropped` counters): where a loss happened.
+/// gen0 -> fwd0 drops mean fwd0's receive ring (veth NAPI, 256 frames) was full: the forwarder's
+/// receive side did not keep up (for XDP forwarders, its NAPI thread did not run in time).
+/// fwd1 -> sink0 drops mean the forwarder sent faster than sink0's ring took.
+public struct VethDrops: Codable, Equatable, Sendable {
+    public var intoForwarder: UInt64
+    public var outOfForwarder: UInt64
+    public init(intoForwarder: UInt64, outOfForwarder: UInt64) {
+        self.intoForwarder = intoForwarder
+        self.outOfForwarder = outOfForwarder
+    }
+    enum CodingKeys: String, CodingKey { case intoForwarder = "gen0_to_fwd0", outOfForwarder = "fwd1_to_sink0" }
+}
+
 /// One trial: `shunt gen` into the forwarder, `shunt sink` behind it, both final reports reduced
 /// to what the bench uses. Every number here was measured in the trial.
 public struct Trial: Codable, Equatable, Sendable {
@@ -42,15 +56,18 @@ public struct Trial: Codable, Equatable, Sendable {
     /// The generator's sending time (its `duration_s`).
     public var generatorSeconds: Double
     public var latencyUs: LatencyQuantiles?
+    /// Where frames were dropped at the veths; nil when the counters could not be read.
+    public var vethDrops: VethDrops?
 
     public init(askedPPS: Double?, sent: UInt64, received: UInt64, offeredPPS: Double, generatorSeconds: Double,
-                latencyUs: LatencyQuantiles? = nil) {
+                latencyUs: LatencyQuantiles? = nil, vethDrops: VethDrops? = nil) {
         self.askedPPS = askedPPS
         self.sent = sent
         self.received = received
         self.offeredPPS = offeredPPS
         self.generatorSeconds = generatorSeconds
         self.latencyUs = latencyUs
+        self.vethDrops = vethDrops
     }
 
     public var lost: UInt64 { sent > received ? sent - received : 0 }
@@ -66,7 +83,7 @@ public struct Trial: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case askedPPS = "asked_pps", sent, received, offeredPPS = "offered_pps", generatorSeconds = "generator_s"
         case latencyUs = "latency_us", lost, lossPercent = "loss_pct", deliveredPPS = "delivered_pps"
-        case generatorFellShort = "generator_fell_short"
+        case generatorFellShort = "generator_fell_short", vethDrops = "veth_drops"
     }
 
     public init(from decoder: Decoder) throws {
@@ -77,6 +94,7 @@ public struct Trial: Codable, Equatable, Sendable {
         offeredPPS = try c.decode(Double.self, forKey: .offeredPPS)
         generatorSeconds = try c.decode(Double.self, forKey: .generatorSeconds)
         latencyUs = try c.decodeIfPresent(LatencyQuantiles.self, forKey: .latencyUs)
+        vethDrops = try c.decodeIfPresent(VethDrops.self, forKey: .vethDrops)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -91,6 +109,7 @@ public struct Trial: Codable, Equatable, Sendable {
         try c.encode(generatorSeconds, forKey: .generatorSeconds)
         try c.encode(generatorFellShort, forKey: .generatorFellShort)
         try c.encode(latencyUs, forKey: .latencyUs)
+        try c.encode(vethDrops, forKey: .vethDrops)
     }
 }
 

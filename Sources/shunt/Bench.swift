@@ -294,7 +294,7 @@ final class BenchRunner {
         let label = "\(c.forwarder) \(c.frameSize)B \(c.flows) flow\(c.flows == 1 ? "" : "s")"
         let overload = try trial(c, repeatIndex, "overload", rate: nil)
         progress(label, "overload: offered \(mpps(overload.offeredPPS)), delivered \(mpps(overload.deliveredPPS)), "
-            + "lost \(overload.lost) of \(overload.sent)" + (overload.overloadIsGeneratorLimited ? " (generator-limited: a lower bound)" : ""))
+            + "lost \(overload.lost) of \(overload.sent)\(whereLost(overload))" + (overload.overloadIsGeneratorLimited ? " (generator-limited: a lower bound)" : ""))
         var search = ZeroLossSearch(upperPPS: ZeroLossSearch.upperBound(overload: overload), steps: settings.searchSteps,
                                     lossTolerancePercent: settings.lossTolerancePercent)
         var searchTrials: [Trial] = []
@@ -304,7 +304,7 @@ final class BenchRunner {
             searchTrials.append(t)
             let passed = search.record(t)
             progress(label, "zero-loss search step \(step)/\(settings.searchSteps): asked \(mpps(rate)), offered \(mpps(t.offeredPPS)), "
-                + "lost \(t.lost) of \(t.sent): \(passed ? "pass" : "fail")"
+                + "lost \(t.lost) of \(t.sent)\(whereLost(t)): \(passed ? "pass" : "fail")"
                 + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
         }
         let zeroLoss = search.resultPPS
@@ -321,7 +321,7 @@ final class BenchRunner {
             latency.append(LatencyRun(fraction: fraction, trial: t))
             let q = t.latencyUs
             progress(label, "latency at \(MarkdownReport.percent(fraction)) (\(mpps(t.offeredPPS))): p50 \(num(q?.p50)) µs, "
-                + "p99 \(num(q?.p99)) µs, lost \(t.lost) of \(t.sent)"
+                + "p99 \(num(q?.p99)) µs, lost \(t.lost) of \(t.sent)\(whereLost(t))"
                 + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
         }
         return CaseRun(repeatIndex: repeatIndex, overload: overload, search: searchTrials, zeroLossPPS: zeroLoss,
@@ -343,6 +343,7 @@ final class BenchRunner {
         var genArgs = [shunt, "gen", "--port", "gen0", "--size", "\(c.frameSize - 4)", "--flows", "\(c.flows)",
                        "--duration", "\(settings.trialSeconds)"]
         if let rate { genArgs += ["--rate", String(format: "%.0f", rate)] }
+        let dropsBefore = (lab.txDropped(runtime, lab.gen, "gen0"), lab.txDropped(runtime, lab.fwd, "fwd1"))
         let genOut = "\(raw)/\(tag).gen.out", genErr = "\(raw)/\(tag).gen.err"
         let gen = try runtime.start(context.inNamespace(lab.gen, cpu: generatorCPU, genArgs), stdout: genOut, stderr: genErr)
         let exit: ChildExit?
@@ -358,6 +359,11 @@ final class BenchRunner {
         try runtime.pause(0.3)  // frames still in rings and queues reach the sink
         let sinkExit = runtime.stop(sink, signal: SIGTERM, timeout: 10)
         if sinkExit.status != 0 { throw BenchFailure("shunt sink failed (\(tag))\(runtime.lastLine(sinkErr))") }
+        var vethDrops: VethDrops?
+        if let a0 = dropsBefore.0, let b0 = dropsBefore.1, let a1 = lab.txDropped(runtime, lab.gen, "gen0"),
+           let b1 = lab.txDropped(runtime, lab.fwd, "fwd1") {
+            vethDrops = VethDrops(intoForwarder: a1 &- a0, outOfForwarder: b1 &- b0)
+        }
         guard let g = BenchRuntime.finalReport(genOut) else { throw BenchFailure("no final report from shunt gen (\(tag))") }
         guard let s = BenchRuntime.finalReport(sinkOut) else { throw BenchFailure("no final report from shunt sink (\(tag))") }
         func u(_ o: [String: Any], _ k: String) -> UInt64 { (o[k] as? NSNumber)?.uint64Value ?? 0 }
@@ -369,7 +375,7 @@ final class BenchRunner {
                                        max: q("max"), samples: u(l, "samples"))
         }
         return Trial(askedPPS: rate, sent: u(g, "sent"), received: u(s, "probes"), offeredPPS: d(g, "pps"),
-                     generatorSeconds: d(g, "duration_s"), latencyUs: latency)
+                     generatorSeconds: d(g, "duration_s"), latencyUs: latency, vethDrops: vethDrops)
     }
 
     // MARK: output
@@ -382,6 +388,15 @@ final class BenchRunner {
         let elapsed = Double(Sys.monotonicNanoseconds() - startNs) / 1e9
         let clock = ProgressClock(total: totalUnits).text(done: unitsDone, elapsedSeconds: elapsed)
         printError("[\(min(unitsDone + 1, totalUnits))/\(totalUnits)] \(message) (\(clock))")
+    }
+
+    /// " (N dropped entering fwd0, M leaving fwd1)" when the veths dropped any.
+    private func whereLost(_ t: Trial) -> String {
+        guard let v = t.vethDrops, t.lost > 0, v.intoForwarder + v.outOfForwarder > 0 else { return "" }
+        var parts: [String] = []
+        if v.intoForwarder > 0 { parts.append("\(v.intoForwarder) dropped entering fwd0: its ring was full") }
+        if v.outOfForwarder > 0 { parts.append("\(v.outOfForwarder) dropped leaving fwd1") }
+        return " (" + parts.joined(separator: ", ") + ")"
     }
 
     private func mpps(_ pps: Double) -> String { String(format: "%.3f Mpps", pps / 1e6) }

@@ -207,6 +207,15 @@ struct BenchLab {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix(prefix) }
     }
 
+    /// The TX `dropped` counter of `device` in `namespace` (stats64), or nil.
+    func txDropped(_ rt: BenchRuntime, _ namespace: String, _ device: String) -> UInt64? {
+        guard let r = try? rt.run(["ip", "-n", namespace, "-s", "-j", "link", "show", device], check: false, timeout: 10),
+              let list = (try? JSONSerialization.jsonObject(with: Data(r.out.utf8))) as? [[String: Any]],
+              let stats = list.first?["stats64"] as? [String: Any], let tx = stats["tx"] as? [String: Any]
+        else { return nil }
+        return (tx["dropped"] as? NSNumber)?.uint64Value
+    }
+
     /// Writes `value` to a sysfs or procfs file as seen from the fwd namespace (`ip netns exec`
     /// mounts that namespace's /sys).
     func writeInFwd(_ rt: BenchRuntime, _ path: String, _ value: String) throws {

@@ -13,7 +13,8 @@ func syntheticResults(incomplete: Bool = false) -> BenchResults {
             let rate = (fi == 0 ? 1_000_000.0 : 400_000.0) * (size == 64 ? 1 : 0.8)
             runs[BenchCase(forwarder: name, frameSize: size, flows: 1)] = (1...3).map { r in
                 let zl = rate * (0.95 + 0.02 * Double(r))
-                let overload = Trial(askedPPS: nil, sent: 4_000_000, received: UInt64(rate * 2), offeredPPS: 2_000_000, generatorSeconds: 2)
+                let overload = Trial(askedPPS: nil, sent: 4_000_000, received: UInt64(rate * 2), offeredPPS: 2_000_000, generatorSeconds: 2,
+                                     vethDrops: VethDrops(intoForwarder: 7, outOfForwarder: 0))
                 let lat = Trial(askedPPS: zl / 2, sent: UInt64(zl), received: UInt64(zl), offeredPPS: zl / 2, generatorSeconds: 2,
                                 latencyUs: LatencyQuantiles(min: 2, p50: Double(3 + fi * 10 + r), p90: 20, p99: Double(40 + r),
                                                             p999: 90, max: 300, samples: UInt64(zl)))
@@ -80,9 +81,10 @@ final class SVGCollector: NSObject, XMLParserDelegate {
         let firstRun = (firstCase["runs"] as! [[String: Any]])[0]
         let trial = firstRun["overload"] as! [String: Any]
         let trialKeys: Set<String> = ["asked_pps", "sent", "received", "lost", "loss_pct", "offered_pps", "delivered_pps",
-                                      "generator_s", "generator_fell_short", "latency_us"]
+                                      "generator_s", "generator_fell_short", "latency_us", "veth_drops"]
         #expect(Set(trial.keys) == trialKeys)
         #expect(trial["asked_pps"] is NSNull)
+        #expect((trial["veth_drops"] as? [String: Any])?["gen0_to_fwd0"] as? Int == 7)
         let decoded = try JSONDecoder().decode(BenchResults.self, from: data)
         #expect(decoded == r)
         #expect(try decoded.json() == data)  // sorted keys: byte for byte the same
