@@ -46,6 +46,9 @@ let package = Package(
         .target(name: "ShuntPipeline", dependencies: ["ShuntCore", "CShunt"]),
         // The control socket (`shunt forward --control`) and its client (`shunt ctl`).
         .target(name: "ShuntControl", dependencies: ["ShuntSystem"]),
+        // `shunt bench`'s pure side: the zero-loss search, statistics over repeats, the results
+        // JSON, the Markdown table and the SVG charts. No syscalls.
+        .target(name: "ShuntBench"),
         // Wiring: worker threads, statistics, lifecycle.
         .target(
             name: "ShuntForwarder",
@@ -55,7 +58,7 @@ let package = Package(
             name: "shunt",
             dependencies: [
                 "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntRing", "ShuntCore", "ShuntTraffic", "CShunt", "ShuntPipeline",
-                "ShuntControl",
+                "ShuntControl", "ShuntBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -69,6 +72,7 @@ let package = Package(
         .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
         .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt"]),
+        .testTarget(name: "ShuntBenchTests", dependencies: ["ShuntBench"]),
         .testTarget(
             name: "ShuntIntegrationTests",
             dependencies: ["shunt", "ShuntSystem", "ShuntCore"]

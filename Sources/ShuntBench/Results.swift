@@ -1,0 +1,334 @@
+import Foundation
+
+/// Latency quantiles of one trial as `shunt sink` reports them (`latency_us`), in microseconds.
+/// With the XDP sink these are histogram bucket lower bounds (1 us buckets below 4096 us).
+public struct LatencyQuantiles: Codable, Equatable, Sendable {
+    public var min: Double?
+    public var p50: Double?
+    public var p90: Double?
+    public var p99: Double?
+    public var p999: Double?
+    public var max: Double?
+    public var samples: UInt64
+
+    public init(min: Double?, p50: Double?, p90: Double?, p99: Double?, p999: Double?, max: Double?, samples: UInt64) {
+        self.min = min
+        self.p50 = p50
+        self.p90 = p90
+        self.p99 = p99
+        self.p999 = p999
+        self.max = max
+        self.samples = samples
+    }
+
+    /// The (fraction, microseconds) points of the empirical CDF these quantiles pin down: min at
+    /// 0, p50 at 0.5, ..., max at 1. Quantiles the sink did not report are left out.
+    public var cdfPoints: [(fraction: Double, microseconds: Double)] {
+        let pairs: [(Double, Double?)] = [(0, min), (0.5, p50), (0.9, p90), (0.99, p99), (0.999, p999), (1, max)]
+        return pairs.compactMap { f, v in v.map { (f, $0) } }
+    }
+}
+
+/// Frames the veths dropped during a trial (their TX `dropped` counters): where a loss happened.
+/// gen0 -> fwd0 drops mean fwd0's receive ring (veth NAPI, 256 frames) was full: the forwarder's
+/// receive side did not keep up (for XDP forwarders, its NAPI thread did not run in time).
+/// fwd1 -> sink0 drops mean the forwarder sent faster than sink0's ring took.
+public struct VethDrops: Codable, Equatable, Sendable {
+    public var intoForwarder: UInt64
+    public var outOfForwarder: UInt64
+    public init(intoForwarder: UInt64, outOfForwarder: UInt64) {
+        self.intoForwarder = intoForwarder
+        self.outOfForwarder = outOfForwarder
+    }
+    enum CodingKeys: String, CodingKey { case intoForwarder = "gen0_to_fwd0", outOfForwarder = "fwd1_to_sink0" }
+}
+
+/// One trial: `shunt gen` into the forwarder, `shunt sink` behind it, both final reports reduced
+/// to what the bench uses. Every number here was measured in the trial.
+public struct Trial: Codable, Equatable, Sendable {
+    /// nil for an overload trial (the generator flat out).
+    public var askedPPS: Double?
+    /// Frames the generator sent, and probes the sink counted.
+    public var sent: UInt64
+    public var received: UInt64
+    /// The generator's rate, first frame to last (its `pps`).
+    public var offeredPPS: Double
+    /// The generator's sending time (its `duration_s`).
+    public var generatorSeconds: Double
+    public var latencyUs: LatencyQuantiles?
+    /// Where frames were dropped at the veths; nil when the counters could not be read.
+    public var vethDrops: VethDrops?
+
+    public init(askedPPS: Double?, sent: UInt64, received: UInt64, offeredPPS: Double, generatorSeconds: Double,
+                latencyUs: LatencyQuantiles? = nil, vethDrops: VethDrops? = nil) {
+        self.askedPPS = askedPPS
+        self.sent = sent
+        self.received = received
+        self.offeredPPS = offeredPPS
+        self.generatorSeconds = generatorSeconds
+        self.latencyUs = latencyUs
+        self.vethDrops = vethDrops
+    }
+
+    public var lost: UInt64 { sent > received ? sent - received : 0 }
+    public var lossPercent: Double { sent > 0 ? Double(lost) * 100 / Double(sent) : 0 }
+    /// Frames at the sink over the generator's sending time.
+    public var deliveredPPS: Double { generatorSeconds > 0 ? Double(received) / generatorSeconds : 0 }
+    /// A paced trial whose generator fell more than 2 % short of the rate asked.
+    public var generatorFellShort: Bool { askedPPS.map { offeredPPS < $0 * 0.98 } ?? false }
+    /// An overload trial that lost under 1 %: the forwarder took all the generator could send,
+    /// so the delivered rate is a lower bound of the forwarder's.
+    public var overloadIsGeneratorLimited: Bool { askedPPS == nil && sent > 0 && lossPercent < 1 }
+
+    enum CodingKeys: String, CodingKey {
+        case askedPPS = "asked_pps", sent, received, offeredPPS = "offered_pps", generatorSeconds = "generator_s"
+        case latencyUs = "latency_us", lost, lossPercent = "loss_pct", deliveredPPS = "delivered_pps"
+        case generatorFellShort = "generator_fell_short", vethDrops = "veth_drops"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        askedPPS = try c.decodeIfPresent(Double.self, forKey: .askedPPS)
+        sent = try c.decode(UInt64.self, forKey: .sent)
+        received = try c.decode(UInt64.self, forKey: .received)
+        offeredPPS = try c.decode(Double.self, forKey: .offeredPPS)
+        generatorSeconds = try c.decode(Double.self, forKey: .generatorSeconds)
+        latencyUs = try c.decodeIfPresent(LatencyQuantiles.self, forKey: .latencyUs)
+        vethDrops = try c.decodeIfPresent(VethDrops.self, forKey: .vethDrops)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(askedPPS, forKey: .askedPPS)
+        try c.encode(sent, forKey: .sent)
+        try c.encode(received, forKey: .received)
+        try c.encode(lost, forKey: .lost)
+        try c.encode(lossPercent, forKey: .lossPercent)
+        try c.encode(offeredPPS, forKey: .offeredPPS)
+        try c.encode(deliveredPPS, forKey: .deliveredPPS)
+        try c.encode(generatorSeconds, forKey: .generatorSeconds)
+        try c.encode(generatorFellShort, forKey: .generatorFellShort)
+        try c.encode(latencyUs, forKey: .latencyUs)
+        try c.encode(vethDrops, forKey: .vethDrops)
+    }
+}
+
+/// What is measured for one forwarder, frame size and flow count.
+public struct BenchCase: Codable, Hashable, Sendable {
+    public var forwarder: String
+    /// Frame size on the wire, with FCS (the generator is given 4 bytes less).
+    public var frameSize: Int
+    public var flows: Int
+
+    public init(forwarder: String, frameSize: Int, flows: Int) {
+        self.forwarder = forwarder
+        self.frameSize = frameSize
+        self.flows = flows
+    }
+
+    enum CodingKeys: String, CodingKey { case forwarder, frameSize = "frame_size", flows }
+}
+
+/// A latency trial at a fraction of the zero-loss rate found in the same repeat.
+public struct LatencyRun: Codable, Equatable, Sendable {
+    public var fraction: Double
+    public var trial: Trial
+    public init(fraction: Double, trial: Trial) {
+        self.fraction = fraction
+        self.trial = trial
+    }
+}
+
+/// One repeat of one case: the overload trial, the search's trials, the latency trials.
+public struct CaseRun: Codable, Equatable, Sendable {
+    public var repeatIndex: Int
+    public var overload: Trial
+    public var search: [Trial]
+    public var zeroLossPPS: Double
+    public var zeroLossGeneratorLimited: Bool
+    public var latency: [LatencyRun]
+
+    public init(repeatIndex: Int, overload: Trial, search: [Trial], zeroLossPPS: Double, zeroLossGeneratorLimited: Bool,
+                latency: [LatencyRun]) {
+        self.repeatIndex = repeatIndex
+        self.overload = overload
+        self.search = search
+        self.zeroLossPPS = zeroLossPPS
+        self.zeroLossGeneratorLimited = zeroLossGeneratorLimited
+        self.latency = latency
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case repeatIndex = "repeat", overload, search = "zero_loss_trials", zeroLossPPS = "zero_loss_pps"
+        case zeroLossGeneratorLimited = "zero_loss_generator_limited", latency
+    }
+}
+
+/// Latency at one fraction of the zero-loss rate, over the repeats.
+public struct LatencySummary: Codable, Equatable, Sendable {
+    public var fraction: Double
+    public var offeredPPS: Spread?
+    public var lossPercent: Spread?
+    public var p50Us: Spread?
+    public var p90Us: Spread?
+    public var p99Us: Spread?
+    public var p999Us: Spread?
+    public var maxUs: Spread?
+    /// The trial with the median p99, whose quantiles the CDF chart draws.
+    public var medianTrial: LatencyQuantiles?
+
+    enum CodingKeys: String, CodingKey {
+        case fraction, offeredPPS = "offered_pps", lossPercent = "loss_pct", p50Us = "p50_us", p90Us = "p90_us"
+        case p99Us = "p99_us", p999Us = "p999_us", maxUs = "max_us", medianTrial = "median_trial_latency_us"
+    }
+}
+
+/// One case over all its repeats: medians with min and max.
+public struct CaseSummary: Codable, Equatable, Sendable {
+    public var benchCase: BenchCase
+    public var repeats: Int
+    public var overloadDeliveredPPS: Spread?
+    public var overloadOfferedPPS: Spread?
+    /// Repeats whose overload trial lost under 1 % (the delivered rate is a lower bound).
+    public var overloadGeneratorLimited: Int
+    public var zeroLossPPS: Spread?
+    /// Repeats whose zero-loss result came from a trial where the generator fell short.
+    public var zeroLossGeneratorLimited: Int
+    public var latency: [LatencySummary]
+
+    enum CodingKeys: String, CodingKey {
+        case benchCase = "case", repeats, overloadDeliveredPPS = "overload_delivered_pps"
+        case overloadOfferedPPS = "overload_offered_pps", overloadGeneratorLimited = "overload_generator_limited_repeats"
+        case zeroLossPPS = "zero_loss_pps", zeroLossGeneratorLimited = "zero_loss_generator_limited_repeats", latency
+    }
+
+    public init(benchCase: BenchCase, runs: [CaseRun], fractions: [Double]) {
+        self.benchCase = benchCase
+        repeats = runs.count
+        overloadDeliveredPPS = Spread(runs.map(\.overload.deliveredPPS))
+        overloadOfferedPPS = Spread(runs.map(\.overload.offeredPPS))
+        overloadGeneratorLimited = runs.filter(\.overload.overloadIsGeneratorLimited).count
+        zeroLossPPS = Spread(runs.map(\.zeroLossPPS))
+        zeroLossGeneratorLimited = runs.filter(\.zeroLossGeneratorLimited).count
+        latency = fractions.map { fraction in
+            let trials = runs.compactMap { $0.latency.first(where: { $0.fraction == fraction })?.trial }
+            func spread(_ key: KeyPath<LatencyQuantiles, Double?>) -> Spread? {
+                Spread(trials.compactMap { $0.latencyUs?[keyPath: key] })
+            }
+            let byP99 = trials.compactMap(\.latencyUs).filter { $0.p99 != nil }.sorted { $0.p99! < $1.p99! }
+            return LatencySummary(
+                fraction: fraction, offeredPPS: Spread(trials.map(\.offeredPPS)), lossPercent: Spread(trials.map(\.lossPercent)),
+                p50Us: spread(\.p50), p90Us: spread(\.p90), p99Us: spread(\.p99), p999Us: spread(\.p999), maxUs: spread(\.max),
+                medianTrial: byP99.isEmpty ? nil : byP99[(byP99.count - 1) / 2])
+        }
+    }
+}
+
+/// Where and how the run was made.
+public struct Manifest: Codable, Equatable, Sendable {
+    public var date: String
+    public var kernel: String
+    public var cpuModel: String
+    public var cpus: Int
+    public var generatorCPU: Int
+    public var forwarderCPU: Int
+    public var settings: [String: String]
+    /// Tool name to version text (or "not installed").
+    public var tools: [String: String]
+    public var shuntBinary: String
+    public var shuntReleaseBuild: Bool?
+    public var shuntGitCommit: String?
+    public var shuntGitDirty: Bool?
+    public var wallSeconds: Double
+
+    public init(date: String, kernel: String, cpuModel: String, cpus: Int, generatorCPU: Int, forwarderCPU: Int,
+                settings: [String: String], tools: [String: String], shuntBinary: String, shuntReleaseBuild: Bool?,
+                shuntGitCommit: String?, shuntGitDirty: Bool?, wallSeconds: Double) {
+        self.date = date
+        self.kernel = kernel
+        self.cpuModel = cpuModel
+        self.cpus = cpus
+        self.generatorCPU = generatorCPU
+        self.forwarderCPU = forwarderCPU
+        self.settings = settings
+        self.tools = tools
+        self.shuntBinary = shuntBinary
+        self.shuntReleaseBuild = shuntReleaseBuild
+        self.shuntGitCommit = shuntGitCommit
+        self.shuntGitDirty = shuntGitDirty
+        self.wallSeconds = wallSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case date, kernel, cpuModel = "cpu_model", cpus, generatorCPU = "generator_cpu", forwarderCPU = "forwarder_cpu"
+        case settings, tools, shuntBinary = "shunt_binary", shuntReleaseBuild = "shunt_release_build"
+        case shuntGitCommit = "shunt_git_commit", shuntGitDirty = "shunt_git_dirty", wallSeconds = "wall_s"
+    }
+}
+
+/// A forwarder the run left out, and why.
+public struct SkippedForwarder: Codable, Equatable, Sendable {
+    public var forwarder: String
+    public var reason: String
+    public init(forwarder: String, reason: String) {
+        self.forwarder = forwarder
+        self.reason = reason
+    }
+}
+
+/// Everything `shunt bench` writes to results.json.
+public struct BenchResults: Codable, Equatable, Sendable {
+    public static let schema = "shunt-bench/1"
+    public var schema: String = Self.schema
+    public var manifest: Manifest
+    public var forwarders: [String]
+    public var frameSizes: [Int]
+    public var flows: [Int]
+    public var latencyFractions: [Double]
+    public var skipped: [SkippedForwarder]
+    public var summary: [CaseSummary]
+    public var runs: [CaseRecord]
+    /// Set when the run was interrupted: the results hold what was measured before.
+    public var incomplete: Bool
+
+    public struct CaseRecord: Codable, Equatable, Sendable {
+        public var benchCase: BenchCase
+        public var runs: [CaseRun]
+        enum CodingKeys: String, CodingKey { case benchCase = "case", runs }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schema, manifest, forwarders, frameSizes = "frame_sizes", flows, latencyFractions = "latency_fractions"
+        case skipped, summary, runs, incomplete
+    }
+
+    /// Builds the summary from the runs, in forwarder, size, flows order.
+    public init(manifest: Manifest, forwarders: [String], frameSizes: [Int], flows: [Int], latencyFractions: [Double],
+                skipped: [SkippedForwarder], runs: [BenchCase: [CaseRun]], incomplete: Bool) {
+        self.manifest = manifest
+        self.forwarders = forwarders
+        self.frameSizes = frameSizes
+        self.flows = flows
+        self.latencyFractions = latencyFractions
+        self.skipped = skipped
+        self.incomplete = incomplete
+        var records: [CaseRecord] = []
+        for f in forwarders {
+            for s in frameSizes {
+                for n in flows {
+                    let c = BenchCase(forwarder: f, frameSize: s, flows: n)
+                    if let r = runs[c], !r.isEmpty { records.append(CaseRecord(benchCase: c, runs: r)) }
+                }
+            }
+        }
+        self.runs = records
+        summary = records.map { CaseSummary(benchCase: $0.benchCase, runs: $0.runs, fractions: latencyFractions) }
+    }
+
+    /// Pretty-printed with sorted keys, so that two runs diff line by line.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+}

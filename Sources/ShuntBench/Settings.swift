@@ -1,0 +1,70 @@
+/// The forwarders `shunt bench` knows, with the tool each needs and the Debian package holding it.
+public struct ForwarderInfo: Sendable, Equatable {
+    public var name: String
+    public var summary: String
+    /// Executables that must be on PATH (besides shunt and iproute2's ip).
+    public var tools: [String]
+    public var package: String?
+
+    public static let all: [ForwarderInfo] = [
+        .init(name: "shunt", summary: "shunt forward, xconnect, afpacket TPACKET_V3, 1 worker", tools: [], package: nil),
+        .init(name: "shunt-ll", summary: "shunt forward --low-latency (TPACKET_V2)", tools: [], package: nil),
+        .init(name: "shunt-xdp", summary: "flow tables on the XDP datapath (kernel cache hits after the first frame)", tools: [], package: nil),
+        .init(name: "shunt-flows", summary: "flow tables on the afpacket datapath, 1000-flow table", tools: [], package: nil),
+        .init(name: "xdp-redirect", summary: "shunt xdp-redirect: a bare XDP redirect, the kernel's ceiling on veths", tools: [], package: nil),
+        .init(name: "bridge", summary: "Linux bridge, netfilter off, RPS to the forwarder CPU", tools: ["ip"], package: "iproute2"),
+        .init(name: "tc-mirred", summary: "tc ingress qdisc, a match-everything u32 filter, mirred egress redirect fwd0->fwd1", tools: ["tc"], package: "iproute2"),
+        .init(name: "testpmd", summary: "dpdk-testpmd io mode over net_af_packet, 1 forwarding lcore", tools: ["dpdk-testpmd"], package: "dpdk-dev"),
+        .init(name: "ovs", summary: "Open vSwitch userspace datapath (netdev), system ports, private instance",
+              tools: ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl"], package: "openvswitch-switch"),
+    ]
+
+    public static func named(_ name: String) -> ForwarderInfo? { all.first { $0.name == name } }
+}
+
+/// The run's settings, checked before anything is created.
+public struct BenchSettings: Sendable, Equatable {
+    public var forwarders: [String]?  // nil: every available one
+    public var frameSizes: [Int] = [64, 1518]
+    public var flows: [Int] = [1, 1024]
+    public var repeats = 3
+    public var trialSeconds = 2.0
+    public var searchSteps = 7
+    public var lossTolerancePercent = 0.0
+    public var latencyFractions: [Double] = [0.1, 0.5, 0.9]
+
+    /// Frame sizes on the wire: `shunt gen` builds 60...1514 bytes without FCS.
+    public static let frameSizeRange = 64...1518
+    public static let flowRange = 1...64511
+
+    public init() {}
+
+    /// The first problem, as the text after "shunt bench: ", or nil.
+    public func problem() -> String? {
+        if let forwarders {
+            if forwarders.isEmpty { return "--forwarders is empty" }
+            for f in forwarders where ForwarderInfo.named(f) == nil {
+                return "unknown forwarder \"\(f)\" (known: \(ForwarderInfo.all.map(\.name).joined(separator: ", ")))"
+            }
+            if Set(forwarders).count != forwarders.count { return "--forwarders names a forwarder twice" }
+        }
+        if frameSizes.isEmpty { return "--sizes is empty" }
+        for s in frameSizes where !Self.frameSizeRange.contains(s) {
+            return "frame size \(s) is outside \(Self.frameSizeRange.lowerBound)...\(Self.frameSizeRange.upperBound) "
+                + "(bytes on the wire with FCS; shunt gen sends 60 to 1514 bytes)"
+        }
+        if flows.isEmpty { return "--flows is empty" }
+        for n in flows where !Self.flowRange.contains(n) {
+            return "flow count \(n) is outside \(Self.flowRange.lowerBound)...\(Self.flowRange.upperBound)"
+        }
+        if repeats < 1 { return "--repeats must be at least 1" }
+        if !(trialSeconds > 0) || !trialSeconds.isFinite { return "--trial-seconds must be more than 0" }
+        if trialSeconds > 3600 { return "--trial-seconds must be at most 3600" }
+        if searchSteps < 1 || searchSteps > 30 { return "--search-steps must be between 1 and 30" }
+        if !(lossTolerancePercent >= 0 && lossTolerancePercent < 100) { return "--loss-tolerance must be at least 0 and below 100 (percent)" }
+        for f in latencyFractions where !(f > 0 && f <= 1) {
+            return "latency fraction \(f) is outside (0, 1] (a fraction of the zero-loss rate)"
+        }
+        return nil
+    }
+}

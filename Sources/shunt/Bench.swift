@@ -1,0 +1,477 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import ShuntBench
+import ShuntSystem
+
+// `shunt bench`: builds the gen -- fwd -- sink namespaces, runs each forwarder in turn between
+// fwd0 and fwd1, drives it with `shunt gen` and counts at `shunt sink`, and removes everything
+// again, also when interrupted. The measurement logic (search, statistics, reports) is the
+// ShuntBench module; this file runs the trials. See docs/design/0010-shunt-bench.md.
+
+struct Bench: ParsableCommand {
+    static let name = "bench"
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark forwarders side by side: throughput, zero-loss rate, latency.",
+        discussion: """
+            Builds three namespaces, [gen] gen0 <-veth-> fwd0 [fwd] fwd1 <-veth-> sink0 [sink], \
+            and for every forwarder, frame size and flow count measures: the throughput with the \
+            generator flat out (overload), the zero-loss rate (RFC 2544 style search: trials at a \
+            paced rate, loss at most --loss-tolerance), and one-way latency at --latency-fractions \
+            of that rate. Repeats are interleaved (A B C A B C). The generator runs on CPU 0, the \
+            forwarder on CPU 1. Results: OUT/results.json, results.md (also printed), \
+            throughput.svg, latency-cdf.svg and the raw output of every trial under OUT/raw.
+
+            Forwarders: \(ForwarderInfo.all.map(\.name).joined(separator: ", ")). A forwarder \
+            whose tool is not installed is skipped with the package that has it. Frame sizes are \
+            on the wire (64 and 1518: the generator sends 60 and 1514 bytes plus the FCS). Run as \
+            root, with a release build of shunt (swift build -c release).
+
+            Example: shunt bench --forwarders shunt,bridge --sizes 64 --flows 1 --quick
+            """
+    )
+
+    @Option(help: ArgumentHelp("Comma-separated forwarders (default: every one whose tools are installed).", valueName: "LIST"))
+    var forwarders: String?
+
+    @Option(help: ArgumentHelp("Frame sizes on the wire, with FCS, 64-1518 (default 64,1518).", valueName: "LIST"))
+    var sizes: String = "64,1518"
+
+    @Option(help: ArgumentHelp("Flow counts: UDP source ports the generator cycles through (default 1,1024).", valueName: "LIST"))
+    var flows: String = "1,1024"
+
+    @Option(help: "Interleaved repeats of every forwarder (default 3; 1 with --quick).")
+    var repeats: Int?
+
+    @Option(help: "Seconds per trial (default 2; 0.5 with --quick).")
+    var trialSeconds: Double?
+
+    @Option(help: "Trials in the zero-loss search (default 7; 3 with --quick).")
+    var searchSteps: Int?
+
+    @Option(help: ArgumentHelp("Loss still counted as zero loss, percent of the frames sent (default 0).", valueName: "PCT"))
+    var lossTolerance: Double = 0
+
+    @Option(help: ArgumentHelp("Latency trials at these fractions of the zero-loss rate, each in (0,1] (default 0.1,0.5,0.9).", valueName: "LIST"))
+    var latencyFractions: String = "0.1,0.5,0.9"
+
+    @Option(help: ArgumentHelp("Directory for the results (default bench-results/bench-DATE).", valueName: "DIR"))
+    var out: String?
+
+    @Flag(help: "Short trials and a coarse search: a smoke run, not a measurement.")
+    var quick = false
+
+    @Option(help: ArgumentHelp("The shunt binary to benchmark (default: this one).", valueName: "PATH"))
+    var shunt: String?
+
+    @Flag(help: .hidden)
+    var buildInfo = false
+
+    /// The settings, or a one-line problem.
+    func settings() -> Result<BenchSettings, BenchFailure> {
+        var s = BenchSettings()
+        func list<T>(_ text: String, _ parse: (String) -> T?) -> [T]? {
+            let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let values = items.map(parse)
+            return values.contains(where: { $0 == nil }) ? nil : values.map { $0! }
+        }
+        if let forwarders {
+            s.forwarders = forwarders.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        guard let sz = list(sizes, { Int($0) }) else { return .failure(BenchFailure("--sizes: not a list of numbers: \(sizes)")) }
+        guard let fl = list(flows, { Int($0) }) else { return .failure(BenchFailure("--flows: not a list of numbers: \(flows)")) }
+        guard let fr = list(latencyFractions, { Double($0) }) else {
+            return .failure(BenchFailure("--latency-fractions: not a list of numbers: \(latencyFractions)"))
+        }
+        s.frameSizes = sz
+        s.flows = fl
+        s.latencyFractions = fr
+        s.repeats = repeats ?? (quick ? 1 : 3)
+        s.trialSeconds = trialSeconds ?? (quick ? 0.5 : 2)
+        s.searchSteps = searchSteps ?? (quick ? 3 : 7)
+        s.lossTolerancePercent = lossTolerance
+        if let problem = s.problem() { return .failure(BenchFailure(problem)) }
+        return .success(s)
+    }
+
+    func validate() throws {
+        if buildInfo { return }
+        if case .failure(let f) = settings() {
+            printError("shunt bench: \(f)")
+            throw ExitCode(2)
+        }
+        if let shunt, !FileManager.default.isExecutableFile(atPath: shunt) {
+            printError("shunt bench: --shunt: no executable at \(shunt)")
+            throw ExitCode(2)
+        }
+    }
+
+    func run() throws {
+        if buildInfo {
+            #if DEBUG
+            emitLine("{\"release\":false}")
+            #else
+            emitLine("{\"release\":true}")
+            #endif
+            return
+        }
+        Sys.blockTerminationSignals()
+        guard case .success(let settings) = settings() else { throw ExitCode(2) }
+        if geteuid() != 0 {
+            printError("shunt bench: run as root (namespaces, XDP, packet sockets)")
+            throw ExitCode(2)
+        }
+        for (tool, package) in [("ip", "iproute2"), ("ethtool", "ethtool")] where BenchRuntime.which(tool) == nil {
+            printError("shunt bench: \(tool) is not installed (Debian package: \(package))")
+            throw ExitCode(2)
+        }
+        let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        var chosen: [String] = []
+        var skipped: [SkippedForwarder] = []
+        for name in settings.forwarders ?? ForwarderInfo.all.map(\.name) {
+            let info = ForwarderInfo.named(name)!
+            if let missing = info.tools.first(where: { BenchRuntime.which($0) == nil }) {
+                let reason = "\(missing) is not installed (Debian package: \(info.package ?? "?"))"
+                printError("shunt bench: skipping \(name): \(reason)")
+                skipped.append(SkippedForwarder(forwarder: name, reason: reason))
+            } else if name == "testpmd" && cpus < 2 {
+                let reason = "needs 2 CPUs (a main and a forwarding lcore)"
+                printError("shunt bench: skipping \(name): \(reason)")
+                skipped.append(SkippedForwarder(forwarder: name, reason: reason))
+            } else {
+                chosen.append(name)
+            }
+        }
+        if chosen.isEmpty {
+            printError("shunt bench: no forwarder left to run")
+            throw ExitCode(2)
+        }
+        let shuntPath = shunt.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            ?? ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        let stamp = Self.timestamp(format: "%Y%m%d-%H%M%S")
+        let outDir = URL(fileURLWithPath: out ?? "bench-results/bench-\(stamp)").standardizedFileURL.path
+        let raw = outDir + "/raw"
+        let scratch = "/tmp/shuntb\(getpid())"
+        do {
+            try FileManager.default.createDirectory(atPath: raw, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        } catch {
+            printError("shunt bench: cannot create \(raw): \(error.localizedDescription)")
+            throw ExitCode(2)
+        }
+        let runner = BenchRunner(
+            settings: settings, forwarders: chosen, skipped: skipped, shunt: shuntPath, outDir: outDir, quick: quick,
+            runtime: BenchRuntime(scratch: scratch), lab: BenchLab(prefix: "shuntb\(getpid())-"), cpus: cpus)
+        let status = runner.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    static func timestamp(format: String, utc: Bool = false) -> String {
+        var t = time(nil)
+        var parts = tm()
+        if utc { gmtime_r(&t, &parts) } else { localtime_r(&t, &parts) }
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = strftime(&buffer, buffer.count, format, &parts)
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// One run of `shunt bench`, from the lab to the reports.
+final class BenchRunner {
+    let settings: BenchSettings
+    let forwarders: [String]
+    var skipped: [SkippedForwarder]
+    let shunt: String
+    let outDir: String
+    let quick: Bool
+    let runtime: BenchRuntime
+    let lab: BenchLab
+    let context: BenchContext
+    private var runs: [BenchCase: [CaseRun]] = [:]
+    private var trialCount = 0
+    private var unitsDone = 0
+    private let totalUnits: Int
+    private let startNs = Sys.monotonicNanoseconds()
+    private var active: BenchForwarder?
+    /// The generator's CPU and the forwarder's (the sink's XDP runs where frames enter sink0).
+    let generatorCPU: Int, forwarderCPU: Int
+
+    init(settings: BenchSettings, forwarders: [String], skipped: [SkippedForwarder], shunt: String, outDir: String,
+         quick: Bool, runtime: BenchRuntime, lab: BenchLab, cpus: Int) {
+        self.settings = settings
+        self.forwarders = forwarders
+        self.skipped = skipped
+        self.shunt = shunt
+        self.outDir = outDir
+        self.quick = quick
+        self.runtime = runtime
+        self.lab = lab
+        generatorCPU = 0
+        forwarderCPU = cpus > 1 ? 1 : 0
+        context = BenchContext(runtime: runtime, lab: lab, shunt: shunt, generatorCPU: generatorCPU, forwarderCPU: forwarderCPU,
+                               raw: outDir + "/raw", pinning: BenchRuntime.which("taskset") != nil)
+        totalUnits = forwarders.count * settings.repeats * settings.frameSizes.count * settings.flows.count
+    }
+
+    /// The exit status: 0, 1 (a failure that stopped the run), 128 + signal (interrupted).
+    func run() -> Int32 {
+        let build = buildInfo()
+        if build.release == false {
+            printError("shunt bench: warning: \(shunt) is a debug build; its numbers are not representative (build with swift build -c release)")
+        }
+        // Versions and machine facts now, while the scratch directory for command output exists.
+        var manifest = collectManifest(build: build)
+        var status: Int32 = 0
+        var incomplete = false
+        do {
+            progress("lab: namespaces \(lab.prefix){gen,fwd,sink}; results in \(outDir)")
+            try lab.up(runtime)
+            for slot in RunOrder.interleaved(forwarders: forwarders, repeats: settings.repeats) {
+                try runSlot(slot)
+            }
+        } catch let i as BenchInterrupted {
+            status = 128 + i.signal
+            incomplete = true
+            printError("shunt bench: interrupted by \(i.signal == SIGINT ? "SIGINT" : "SIGTERM"): stopping and cleaning up")
+        } catch {
+            status = 1
+            incomplete = true
+            printError("shunt bench: \(error)")
+        }
+        if let active { active.stop(context) }
+        runtime.stopAll()
+        lab.down(runtime)
+        let left = lab.leftovers()
+        if !left.isEmpty { printError("shunt bench: namespaces still present: \(left.joined(separator: " "))") }
+        if status > 128 {
+            printError("shunt bench: stopped the processes it started and removed its namespaces" + (left.isEmpty ? "" : " (some remain, see above)"))
+        }
+        try? FileManager.default.removeItem(atPath: runtime.scratch)
+        if !runs.isEmpty || status == 0 {
+            manifest.wallSeconds = Double(Sys.monotonicNanoseconds() - startNs) / 1e9
+            do {
+                try writeResults(incomplete: incomplete, manifest: manifest)
+            } catch {
+                printError("shunt bench: writing the results: \(error)")
+                if status == 0 { status = 1 }
+            }
+        }
+        return status
+    }
+
+    // MARK: the rounds
+
+    private func runSlot(_ slot: RunOrder.Slot) throws {
+        let f = makeForwarder(slot.forwarder)
+        let tag = "r\(slot.repeatIndex)-\(slot.forwarder)"
+        progress("repeat \(slot.repeatIndex)/\(settings.repeats): starting \(slot.forwarder)")
+        active = f
+        do {
+            try f.start(context, tag: tag)
+        } catch let e as BenchFailure {
+            // One forwarder that does not start does not end the run for the others.
+            f.stop(context)
+            active = nil
+            printError("shunt bench: \(slot.forwarder) did not start, skipped in repeat \(slot.repeatIndex): \(e)")
+            skipped.append(SkippedForwarder(forwarder: slot.forwarder, reason: "did not start in repeat \(slot.repeatIndex): \(e)"))
+            unitsDone += settings.frameSizes.count * settings.flows.count
+            return
+        }
+        try runtime.pause(0.2)
+        for size in settings.frameSizes {
+            for flows in settings.flows {
+                let c = BenchCase(forwarder: slot.forwarder, frameSize: size, flows: flows)
+                let run = try runCase(c, repeatIndex: slot.repeatIndex)
+                runs[c, default: []].append(run)
+                unitsDone += 1
+            }
+        }
+        f.stop(context)
+        active = nil
+    }
+
+    private func runCase(_ c: BenchCase, repeatIndex: Int) throws -> CaseRun {
+        let label = "\(c.forwarder) \(c.frameSize)B \(c.flows) flow\(c.flows == 1 ? "" : "s")"
+        let overload = try trial(c, repeatIndex, "overload", rate: nil)
+        progress(label, "overload: offered \(mpps(overload.offeredPPS)), delivered \(mpps(overload.deliveredPPS)), "
+            + "lost \(overload.lost) of \(overload.sent)\(whereLost(overload))" + (overload.overloadIsGeneratorLimited ? " (generator-limited: a lower bound)" : ""))
+        var search = ZeroLossSearch(upperPPS: ZeroLossSearch.upperBound(overload: overload), steps: settings.searchSteps,
+                                    lossTolerancePercent: settings.lossTolerancePercent)
+        var searchTrials: [Trial] = []
+        while let rate = search.nextRate {
+            let step = search.stepsDone + 1
+            let t = try trial(c, repeatIndex, "search\(step)", rate: rate)
+            searchTrials.append(t)
+            let passed = search.record(t)
+            progress(label, "zero-loss search step \(step)/\(settings.searchSteps): asked \(mpps(rate)), offered \(mpps(t.offeredPPS)), "
+                + "lost \(t.lost) of \(t.sent)\(whereLost(t)): \(passed ? "pass" : "fail")"
+                + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
+        }
+        let zeroLoss = search.resultPPS
+        progress(label, "zero-loss rate \(mpps(zeroLoss))" + (search.resultIsGeneratorLimited ? " (generator-limited: a lower bound)" : "")
+            + (zeroLoss == 0 ? " (no trial passed)" : ""))
+        var latency: [LatencyRun] = []
+        for fraction in settings.latencyFractions {
+            let rate = (zeroLoss * fraction).rounded()
+            guard rate >= 1000 else {
+                progress(label, "latency at \(MarkdownReport.percent(fraction)) of zero-loss: skipped (below 1000 pps)")
+                continue
+            }
+            let t = try trial(c, repeatIndex, "latency\(fraction)", rate: rate)
+            latency.append(LatencyRun(fraction: fraction, trial: t))
+            let q = t.latencyUs
+            progress(label, "latency at \(MarkdownReport.percent(fraction)) (\(mpps(t.offeredPPS))): p50 \(num(q?.p50)) µs, "
+                + "p99 \(num(q?.p99)) µs, lost \(t.lost) of \(t.sent)\(whereLost(t))"
+                + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
+        }
+        return CaseRun(repeatIndex: repeatIndex, overload: overload, search: searchTrials, zeroLossPPS: zeroLoss,
+                       zeroLossGeneratorLimited: search.resultIsGeneratorLimited, latency: latency)
+    }
+
+    /// One trial: sink ready on sink0, generator out of gen0 for --trial-seconds, a short drain,
+    /// the sink stopped; both final reports kept under raw/.
+    private func trial(_ c: BenchCase, _ repeatIndex: Int, _ kind: String, rate: Double?) throws -> Trial {
+        try runtime.checkSignal()
+        trialCount += 1
+        let tag = String(format: "%04d", trialCount) + "-\(c.forwarder)-r\(repeatIndex)-\(c.frameSize)B-\(c.flows)f-\(kind)"
+        let raw = context.raw
+        let sinkOut = "\(raw)/\(tag).sink.out", sinkErr = "\(raw)/\(tag).sink.err"
+        let sink = try runtime.start(context.inNamespace(lab.sink, cpu: nil, [shunt, "sink", "--port", "sink0", "--json"]),
+                                     stdout: sinkOut, stderr: sinkErr)
+        defer { runtime.stop(sink, timeout: 5) }
+        try runtime.waitForLine(sinkOut, containing: "\"type\":\"ready\"", pid: sink, timeout: 20, what: "shunt sink", errorFile: sinkErr)
+        var genArgs = [shunt, "gen", "--port", "gen0", "--size", "\(c.frameSize - 4)", "--flows", "\(c.flows)",
+                       "--duration", "\(settings.trialSeconds)"]
+        if let rate { genArgs += ["--rate", String(format: "%.0f", rate)] }
+        let dropsBefore = (lab.txDropped(runtime, lab.gen, "gen0"), lab.txDropped(runtime, lab.fwd, "fwd1"))
+        let genOut = "\(raw)/\(tag).gen.out", genErr = "\(raw)/\(tag).gen.err"
+        let gen = try runtime.start(context.inNamespace(lab.gen, cpu: generatorCPU, genArgs), stdout: genOut, stderr: genErr)
+        let exit: ChildExit?
+        do { exit = try runtime.wait(gen, timeout: settings.trialSeconds + 30) } catch {
+            runtime.stop(gen, timeout: 5)
+            throw error
+        }
+        guard let exit else {
+            runtime.stop(gen, timeout: 5)
+            throw BenchFailure("shunt gen did not finish (\(tag))")
+        }
+        if exit.status != 0 { throw BenchFailure("shunt gen failed (\(tag))\(runtime.lastLine(genErr))") }
+        try runtime.pause(0.3)  // frames still in rings and queues reach the sink
+        let sinkExit = runtime.stop(sink, signal: SIGTERM, timeout: 10)
+        if sinkExit.status != 0 { throw BenchFailure("shunt sink failed (\(tag))\(runtime.lastLine(sinkErr))") }
+        var vethDrops: VethDrops?
+        if let a0 = dropsBefore.0, let b0 = dropsBefore.1, let a1 = lab.txDropped(runtime, lab.gen, "gen0"),
+           let b1 = lab.txDropped(runtime, lab.fwd, "fwd1") {
+            vethDrops = VethDrops(intoForwarder: a1 &- a0, outOfForwarder: b1 &- b0)
+        }
+        guard let g = BenchRuntime.finalReport(genOut) else { throw BenchFailure("no final report from shunt gen (\(tag))") }
+        guard let s = BenchRuntime.finalReport(sinkOut) else { throw BenchFailure("no final report from shunt sink (\(tag))") }
+        func u(_ o: [String: Any], _ k: String) -> UInt64 { (o[k] as? NSNumber)?.uint64Value ?? 0 }
+        func d(_ o: [String: Any], _ k: String) -> Double { (o[k] as? NSNumber)?.doubleValue ?? 0 }
+        var latency: LatencyQuantiles?
+        if let l = s["latency_us"] as? [String: Any] {
+            func q(_ k: String) -> Double? { (l[k] as? NSNumber)?.doubleValue }
+            latency = LatencyQuantiles(min: q("min"), p50: q("p50"), p90: q("p90"), p99: q("p99"), p999: q("p999"),
+                                       max: q("max"), samples: u(l, "samples"))
+        }
+        return Trial(askedPPS: rate, sent: u(g, "sent"), received: u(s, "probes"), offeredPPS: d(g, "pps"),
+                     generatorSeconds: d(g, "duration_s"), latencyUs: latency, vethDrops: vethDrops)
+    }
+
+    // MARK: output
+
+    private func progress(_ label: String, _ message: String) {
+        progress("\(label): \(message)")
+    }
+
+    private func progress(_ message: String) {
+        let elapsed = Double(Sys.monotonicNanoseconds() - startNs) / 1e9
+        let clock = ProgressClock(total: totalUnits).text(done: unitsDone, elapsedSeconds: elapsed)
+        printError("[\(min(unitsDone + 1, totalUnits))/\(totalUnits)] \(message) (\(clock))")
+    }
+
+    /// " (N dropped entering fwd0, M leaving fwd1)" when the veths dropped any.
+    private func whereLost(_ t: Trial) -> String {
+        guard let v = t.vethDrops, t.lost > 0, v.intoForwarder + v.outOfForwarder > 0 else { return "" }
+        var parts: [String] = []
+        if v.intoForwarder > 0 { parts.append("\(v.intoForwarder) dropped entering fwd0: its ring was full") }
+        if v.outOfForwarder > 0 { parts.append("\(v.outOfForwarder) dropped leaving fwd1") }
+        return " (" + parts.joined(separator: ", ") + ")"
+    }
+
+    private func mpps(_ pps: Double) -> String { String(format: "%.3f Mpps", pps / 1e6) }
+    private func num(_ x: Double?) -> String { x.map { MarkdownReport.trim($0) } ?? "–" }
+
+    private func buildInfo() -> (release: Bool?, version: String) {
+        let version = (try? runtime.run([shunt, "--version"], check: false, timeout: 10).out)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        guard let out = try? runtime.run([shunt, "bench", "--build-info"], check: false, timeout: 10).out,
+              let o = (try? JSONSerialization.jsonObject(with: Data(out.utf8))) as? [String: Any] else { return (nil, version) }
+        return (o["release"] as? Bool, version)
+    }
+
+    private func writeResults(incomplete: Bool, manifest: Manifest) throws {
+        let results = BenchResults(manifest: manifest, forwarders: forwarders, frameSizes: settings.frameSizes, flows: settings.flows,
+                                   latencyFractions: settings.latencyFractions, skipped: skipped, runs: runs, incomplete: incomplete)
+        try results.json().write(to: URL(fileURLWithPath: "\(outDir)/results.json"))
+        let markdown = MarkdownReport.render(results)
+        try markdown.write(toFile: "\(outDir)/results.md", atomically: true, encoding: .utf8)
+        try SVGCharts.throughput(results).write(toFile: "\(outDir)/throughput.svg", atomically: true, encoding: .utf8)
+        let fraction = settings.latencyFractions.min { abs($0 - 0.5) < abs($1 - 0.5) } ?? 0.5
+        try SVGCharts.latencyCDF(results, frameSize: settings.frameSizes[0], flows: settings.flows[0], fraction: fraction)
+            .write(toFile: "\(outDir)/latency-cdf.svg", atomically: true, encoding: .utf8)
+        emitLine(markdown)
+        printError("shunt bench: results in \(outDir): results.json, results.md, throughput.svg, latency-cdf.svg, raw/")
+    }
+
+    private func collectManifest(build: (release: Bool?, version: String)) -> Manifest {
+        func firstLine(_ argv: [String]) -> String {
+            guard BenchRuntime.which(argv[0]) != nil, let r = try? runtime.run(argv, check: false, timeout: 10) else { return "not installed" }
+            let text = r.out.isEmpty ? r.err : r.out
+            return text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?"
+        }
+        var tools: [String: String] = [
+            "shunt": build.version,
+            "iproute2": firstLine(["ip", "-V"]),
+            "tc": firstLine(["tc", "-V"]),
+            "ethtool": firstLine(["ethtool", "--version"]),
+            "ovs-vswitchd": firstLine(["ovs-vswitchd", "--version"]),
+        ]
+        if BenchRuntime.which("dpdk-testpmd") != nil {
+            let v = BenchRuntime.which("dpkg-query") != nil
+                ? (try? runtime.run(["dpkg-query", "-W", "-f=${Version}", "dpdk-dev"], check: false, timeout: 10).out) ?? "" : ""
+            tools["dpdk-testpmd"] = v.isEmpty ? "installed (version unknown)" : "dpdk-dev \(v)"
+        } else {
+            tools["dpdk-testpmd"] = "not installed"
+        }
+        let binDir = URL(fileURLWithPath: shunt).deletingLastPathComponent().path
+        var commit: String?, dirty: Bool?
+        if BenchRuntime.which("git") != nil,
+           let r = try? runtime.run(["git", "-C", binDir, "rev-parse", "HEAD"], check: false, timeout: 10), r.status == 0 {
+            commit = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
+            if let st = try? runtime.run(["git", "-C", binDir, "status", "--porcelain", "--untracked-files=no"], check: false, timeout: 10) {
+                dirty = !st.out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            }
+        }
+        let kernel = ((try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)) ?? "?")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
+            .map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "?"
+        let s = settings
+        let fmt = { (xs: [Double]) in xs.map { MarkdownReport.trim($0) }.joined(separator: ",") }
+        let settingsMap: [String: String] = [
+            "forwarders": forwarders.joined(separator: ","), "frame_sizes": s.frameSizes.map(String.init).joined(separator: ","),
+            "flows": s.flows.map(String.init).joined(separator: ","), "repeats": "\(s.repeats)",
+            "trial_seconds": MarkdownReport.trim(s.trialSeconds), "search_steps": "\(s.searchSteps)",
+            "loss_tolerance_pct": "\(s.lossTolerancePercent)", "latency_fractions": fmt(s.latencyFractions),
+            "quick": "\(quick)", "drain_seconds": "0.3", "cpu_pinning": context.pinning ? "taskset" : "none (taskset not installed)",
+            "zero_loss_range": "0 .. min(overload offered, 1.1 x overload delivered), first trial at the top",
+        ]
+        return Manifest(date: Bench.timestamp(format: "%Y-%m-%dT%H:%M:%SZ", utc: true), kernel: kernel, cpuModel: model,
+                        cpus: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), generatorCPU: generatorCPU, forwarderCPU: forwarderCPU,
+                        settings: settingsMap, tools: tools, shuntBinary: shunt, shuntReleaseBuild: build.release,
+                        shuntGitCommit: commit, shuntGitDirty: dirty,
+                        wallSeconds: Double(Sys.monotonicNanoseconds() - startNs) / 1e9)
+    }
+}
+

@@ -1,0 +1,224 @@
+import Foundation
+import Glibc
+import ShuntSystem
+
+// `shunt bench`'s processes, commands and signals. Every child is started here, recorded by PID,
+// and stopped by that PID only. SIGINT and SIGTERM are blocked in shunt and polled (sigtimedwait)
+// between steps and while waiting, so an interruption always reaches the cleanup.
+
+struct BenchInterrupted: Error {
+    let signal: Int32
+}
+
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+final class BenchRuntime {
+    /// Per-run scratch directory (OVS database and sockets, command output), removed at the end.
+    let scratch: String
+    private(set) var children: [pid_t: String] = [:]
+    private var commandCount = 0
+
+    init(scratch: String) {
+        self.scratch = scratch
+    }
+
+    /// The absolute path of `tool` on PATH, or nil.
+    static func which(_ tool: String) -> String? {
+        if tool.contains("/") { return FileManager.default.isExecutableFile(atPath: tool) ? tool : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+        for dir in path.split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/\(tool)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Throws BenchInterrupted if SIGINT or SIGTERM is pending.
+    func checkSignal() throws {
+        if let s = Sys.waitForTerminationSignal(timeoutNs: 0) { throw BenchInterrupted(signal: s) }
+    }
+
+    /// Sleeps, waking at once for SIGINT or SIGTERM.
+    func pause(_ seconds: Double) throws {
+        if let s = Sys.waitForTerminationSignal(timeoutNs: UInt64(max(0, seconds) * 1e9)) { throw BenchInterrupted(signal: s) }
+    }
+
+    /// Starts a child (argv[0] resolved on PATH), its output appended to the files.
+    func start(_ argv: [String], stdout: String, stderr: String, environment: [String] = []) throws -> pid_t {
+        guard let path = Self.which(argv[0]) else { throw BenchFailure("\(argv[0]) not found on PATH") }
+        let pid = try Sys.spawn(path, Array(argv.dropFirst()), stdout: stdout, stderr: stderr, environment: environment)
+        children[pid] = argv.joined(separator: " ")
+        return pid
+    }
+
+    /// The child's exit if it has ended (reaped and forgotten), nil while it runs.
+    func exited(_ pid: pid_t) -> ChildExit? {
+        guard children[pid] != nil, let exit = Sys.reap(pid, block: false) else { return nil }
+        children[pid] = nil
+        return exit
+    }
+
+    /// Waits up to `timeout` seconds for the child to end; nil if it still runs.
+    func wait(_ pid: pid_t, timeout: Double) throws -> ChildExit? {
+        let deadline = Sys.monotonicNanoseconds() + UInt64(timeout * 1e9)
+        while true {
+            if let exit = Sys.reap(pid, block: false) {
+                children[pid] = nil
+                return exit
+            }
+            if Sys.monotonicNanoseconds() >= deadline { return nil }
+            try pause(0.01)
+        }
+    }
+
+    /// Signals the child, waits up to `timeout` seconds, then SIGKILL. Never throws: used in cleanup.
+    @discardableResult
+    func stop(_ pid: pid_t, signal: Int32 = SIGTERM, timeout: Double = 10) -> ChildExit {
+        guard children[pid] != nil else { return .exited(0) }
+        Sys.signal(pid, signal)
+        let deadline = Sys.monotonicNanoseconds() + UInt64(timeout * 1e9)
+        while Sys.monotonicNanoseconds() < deadline {
+            if let exit = Sys.reap(pid, block: false) {
+                children[pid] = nil
+                return exit
+            }
+            Sys.sleep(nanoseconds: 10_000_000)
+        }
+        printError("shunt bench: pid \(pid) (\(children[pid] ?? "?")) did not stop on signal \(signal): SIGKILL")
+        Sys.signal(pid, SIGKILL)
+        let exit = Sys.reap(pid, block: true) ?? .signaled(SIGKILL)
+        children[pid] = nil
+        return exit
+    }
+
+    /// Stops every child still running (SIGTERM, then SIGKILL).
+    func stopAll() {
+        for pid in children.keys.sorted() { stop(pid, timeout: 3) }
+    }
+
+    /// Runs a command to completion; its status and output.
+    @discardableResult
+    func run(_ argv: [String], check: Bool = true, timeout: Double = 60,
+             environment: [String] = []) throws -> (status: Int32, out: String, err: String) {
+        commandCount += 1
+        let out = "\(scratch)/cmd-\(commandCount).out", err = "\(scratch)/cmd-\(commandCount).err"
+        defer {
+            unlink(out)
+            unlink(err)
+        }
+        let pid = try start(argv, stdout: out, stderr: err, environment: environment)
+        var exit: ChildExit?
+        do {
+            exit = try wait(pid, timeout: timeout)
+        } catch {
+            stop(pid, timeout: 3)
+            throw error
+        }
+        if exit == nil {
+            stop(pid, timeout: 3)
+            throw BenchFailure("`\(argv.joined(separator: " "))` did not finish in \(Int(timeout)) s")
+        }
+        let o = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        let e = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+        let status = exit!.status
+        if check && status != 0 {
+            let detail = e.split(separator: "\n").last.map(String.init) ?? "exit status \(status)"
+            throw BenchFailure("`\(argv.joined(separator: " "))` failed: \(detail)")
+        }
+        return (status, o, e)
+    }
+
+    /// Waits until `file` has a line containing `text`; fails if the child ends or time runs out.
+    func waitForLine(_ file: String, containing text: String, pid: pid_t, timeout: Double, what: String,
+                     errorFile: String? = nil) throws {
+        let deadline = Sys.monotonicNanoseconds() + UInt64(timeout * 1e9)
+        while true {
+            if let s = try? String(contentsOfFile: file, encoding: .utf8), s.contains(text) { return }
+            if let exit = Sys.reap(pid, block: false) {
+                children[pid] = nil
+                throw BenchFailure("\(what) exited (status \(exit.status)) before it was ready\(lastLine(errorFile))")
+            }
+            if Sys.monotonicNanoseconds() >= deadline {
+                throw BenchFailure("\(what) was not ready after \(Int(timeout)) s\(lastLine(errorFile))")
+            }
+            try pause(0.02)
+        }
+    }
+
+    func lastLine(_ file: String?) -> String {
+        guard let file, let s = try? String(contentsOfFile: file, encoding: .utf8),
+              let line = s.split(separator: "\n").last(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty })
+        else { return "" }
+        return ": " + line
+    }
+
+    /// The `{"type":"final",...}` line of a shunt command's output, parsed.
+    static func finalReport(_ file: String) -> [String: Any]? {
+        guard let s = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
+        for line in s.split(separator: "\n").reversed() where line.contains("\"type\":\"final\"") {
+            return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+        }
+        return nil
+    }
+}
+
+/// The gen -- fwd -- sink namespaces:
+///
+///     [P-gen] gen0 <-veth-> fwd0 [P-fwd: the forwarder] fwd1 <-veth-> sink0 [P-sink]
+struct BenchLab {
+    let prefix: String
+    var gen: String { prefix + "gen" }
+    var fwd: String { prefix + "fwd" }
+    var sink: String { prefix + "sink" }
+    var namespaces: [String] { [gen, fwd, sink] }
+
+    func up(_ rt: BenchRuntime) throws {
+        for ns in namespaces {
+            try rt.run(["ip", "netns", "add", ns])
+            try rt.run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        }
+        try rt.run(["ip", "link", "add", "gen0", "netns", gen, "type", "veth", "peer", "name", "fwd0", "netns", fwd])
+        try rt.run(["ip", "link", "add", "fwd1", "netns", fwd, "type", "veth", "peer", "name", "sink0", "netns", sink])
+        if BenchRuntime.which("sysctl") != nil {
+            // No IPv6 autoconfiguration chatter in the measurements.
+            for ns in namespaces { try rt.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], check: false) }
+        }
+        try rt.run(["ip", "-n", gen, "addr", "add", "10.203.0.1/24", "dev", "gen0"])
+        try rt.run(["ip", "-n", sink, "addr", "add", "10.203.0.2/24", "dev", "sink0"])
+        try rt.run(["ip", "-n", gen, "link", "set", "gen0", "up"])
+        try rt.run(["ip", "-n", fwd, "link", "set", "fwd0", "up"])
+        try rt.run(["ip", "-n", fwd, "link", "set", "fwd1", "up"])
+        try rt.run(["ip", "-n", sink, "link", "set", "sink0", "up"])
+        // xdp_gen's XDP_TX frames reach fwd0 only through its NAPI: GRO on (no local UDP socket,
+        // so GRO merges none of these frames). sink0 has xdp_sink attached in every trial.
+        try rt.run(["ip", "netns", "exec", fwd, "ethtool", "-K", "fwd0", "gro", "on"])
+    }
+
+    /// Removes the namespaces (their veths go with them). Never throws: used in cleanup.
+    func down(_ rt: BenchRuntime) {
+        for ns in namespaces { _ = try? rt.run(["ip", "netns", "del", ns], check: false, timeout: 20) }
+    }
+
+    /// Namespaces with this prefix that still exist.
+    func leftovers() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix(prefix) }
+    }
+
+    /// The TX `dropped` counter of `device` in `namespace` (stats64), or nil.
+    func txDropped(_ rt: BenchRuntime, _ namespace: String, _ device: String) -> UInt64? {
+        guard let r = try? rt.run(["ip", "-n", namespace, "-s", "-j", "link", "show", device], check: false, timeout: 10),
+              let list = (try? JSONSerialization.jsonObject(with: Data(r.out.utf8))) as? [[String: Any]],
+              let stats = list.first?["stats64"] as? [String: Any], let tx = stats["tx"] as? [String: Any]
+        else { return nil }
+        return (tx["dropped"] as? NSNumber)?.uint64Value
+    }
+
+    /// Writes `value` to a sysfs or procfs file as seen from the fwd namespace (`ip netns exec`
+    /// mounts that namespace's /sys).
+    func writeInFwd(_ rt: BenchRuntime, _ path: String, _ value: String) throws {
+        try rt.run(["ip", "netns", "exec", fwd, "sh", "-c", "echo \(value) > \(path)"])
+    }
+}
