@@ -34,10 +34,10 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Comma-separated forwarders (default: every one whose tools are installed).", valueName: "LIST"))
     var forwarders: String?
 
-    @Option(help: ArgumentHelp("Frame sizes on the wire, with FCS, 64-1518 (default 64,1518).", valueName: "LIST"))
+    @Option(help: ArgumentHelp("Frame sizes on the wire, with FCS, 64-1518.", valueName: "LIST"))
     var sizes: String = "64,1518"
 
-    @Option(help: ArgumentHelp("Flow counts: UDP source ports the generator cycles through (default 1,1024).", valueName: "LIST"))
+    @Option(help: ArgumentHelp("Flow counts: UDP source ports the generator cycles through.", valueName: "LIST"))
     var flows: String = "1,1024"
 
     @Option(help: "Interleaved repeats of every forwarder (default 3; 1 with --quick).")
@@ -49,10 +49,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Trials in the zero-loss search (default 7; 3 with --quick).")
     var searchSteps: Int?
 
-    @Option(help: ArgumentHelp("Loss still counted as zero loss, percent of the frames sent (default 0).", valueName: "PCT"))
+    @Option(help: ArgumentHelp("Loss still counted as zero loss, percent of the frames sent.", valueName: "PCT"))
     var lossTolerance: Double = 0
 
-    @Option(help: ArgumentHelp("Latency trials at these fractions of the zero-loss rate, each in (0,1] (default 0.1,0.5,0.9).", valueName: "LIST"))
+    @Option(help: ArgumentHelp("Latency trials at these fractions of the zero-loss rate, each in (0,1].", valueName: "LIST"))
     var latencyFractions: String = "0.1,0.5,0.9"
 
     @Option(help: ArgumentHelp("Directory for the results (default bench-results/bench-DATE).", valueName: "DIR"))
