@@ -56,16 +56,21 @@ struct VXLANInteropTests {
         return received
     }
 
-    static let cases: [(datapath: String, flows: String?)] = [
-        ("afpacket", nil), ("afpacket", explicitFlows), ("xdp", nil), ("xdp", explicitFlows),
+    /// `vni=flow`: set_tunnel chooses the VNI on the way out, tun_id matches it on the way in.
+    static let flowVNIFlows = "in_port=p0,actions=set_tunnel:4100,output:vx1\nin_port=vx1,tun_id=4100,actions=output:p0\n"
+
+    static let cases: [(datapath: String, flows: String?, tunnel: String)] = [
+        ("afpacket", nil, "vni=4100"), ("afpacket", explicitFlows, "vni=4100"), ("afpacket", flowVNIFlows, "vni=flow"),
+        ("xdp", nil, "vni=4100"), ("xdp", explicitFlows, "vni=4100"), ("xdp", flowVNIFlows, "vni=flow"),
     ]
 
-    /// ICMP and UDP both ways between the tenant and the kernel VXLAN's namespace, with NORMAL
-    /// and with explicit flows, on both datapaths (tunnel flows stay in the slow path on XDP).
+    /// ICMP and UDP both ways between the tenant and the kernel VXLAN's namespace, with NORMAL,
+    /// with explicit flows and with a flow-chosen VNI, on both datapaths (tunnel flows stay in
+    /// the slow path on XDP).
     @Test(arguments: cases)
-    func pingAndUDPBothWays(datapath: String, flows: String?) throws {
+    func pingAndUDPBothWays(datapath: String, flows: String?, tunnel: String) throws {
         let lab = try makeLab()
-        let fwd = try start(lab, datapath: datapath, flows: flows)
+        let fwd = try start(lab, datapath: datapath, flows: flows, tunnel: tunnel)
         #expect(try ping(lab, from: "tenant", to: "10.77.0.2"), "tenant -> kernel vxlan")
         #expect(try ping(lab, from: "peer", to: "10.77.0.1"), "kernel vxlan -> tenant")
         #expect(try udp(lab, from: ("tenant", "10.77.0.1"), to: ("peer", "10.77.0.2")) == 12)
@@ -73,10 +78,11 @@ struct VXLANInteropTests {
         let show = try fwd.show()
         let stats = try fwd.stop()
         #expect(stats.exitStatus == 0)
-        let tunnel = (show["ports"] as! [[String: Any]]).first { $0["name"] as? String == "vx1" }
-        #expect(tunnel?["type"] as? String == "vxlan" && tunnel?["number"] as? Int == 3)
-        #expect(tunnel?["vni"] as? Int == 4100 && tunnel?["dev"] as? String == "p1")
-        #expect(tunnel?["neighbour"] as? String == "reachable", "the remote VTEP was resolved: \(String(describing: tunnel))")
+        let vx1 = (show["ports"] as! [[String: Any]]).first { $0["name"] as? String == "vx1" }
+        #expect(vx1?["type"] as? String == "vxlan" && vx1?["number"] as? Int == 3)
+        #expect(tunnel == "vni=flow" ? vx1?["vni"] as? String == "flow" : vx1?["vni"] as? Int == 4100)
+        #expect(vx1?["dev"] as? String == "p1")
+        #expect(vx1?["neighbour"] as? String == "reachable", "the remote VTEP was resolved: \(String(describing: vx1))")
         #expect(stats.value("vx1", "rx_packets") > 0 && stats.value("vx1", "tx_packets") > 0)
         #expect(stats.value("p1", "rx_decapsulated") == stats.value("vx1", "rx_packets"))
         #expect(stats.value("p1", "tx_encapsulated") == stats.value("vx1", "tx_packets"))
