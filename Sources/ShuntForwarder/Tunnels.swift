@@ -36,9 +36,6 @@ public struct TunnelSpec: Sendable, Equatable {
         guard let name = parts.first, !name.isEmpty, !name.contains("=") else {
             throw TunnelSpecError("'\(text)': start with the tunnel port's name: \(syntax)")
         }
-        guard name.utf8.count <= 15, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
-            throw TunnelSpecError("tunnel name '\(name)': use at most 15 letters, digits, '-', '_' or '.'")
-        }
         var fields: [String: String] = [:]
         for part in parts.dropFirst() {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
@@ -46,6 +43,16 @@ public struct TunnelSpec: Sendable, Equatable {
             guard !key.isEmpty else { throw TunnelSpecError("tunnel \(name): empty field in '\(text)'") }
             guard fields[key] == nil else { throw TunnelSpecError("tunnel \(name): \(key) is given twice") }
             fields[key] = kv.count == 2 ? kv[1] : ""
+        }
+        return try make(name: name, fields: fields)
+    }
+
+    /// A tunnel from its name and `key: value` fields (the `--vxlan` keys; flags such as `df`
+    /// have the value ""). Shared by `--vxlan` and the configuration file.
+    public static func make(name: String, fields: [String: String]) throws(TunnelSpecError) -> TunnelSpec {
+        var fields = fields
+        guard !name.isEmpty, name.utf8.count <= 15, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw TunnelSpecError("tunnel name '\(name)': use 1 to 15 letters, digits, '-', '_' or '.'")
         }
         func required(_ key: String) throws(TunnelSpecError) -> String {
             guard let v = fields.removeValue(forKey: key), !v.isEmpty else {

@@ -52,6 +52,9 @@ struct Forward: ParsableCommand {
     @Option(name: .customLong("vxlan"), help: ArgumentHelp("A VXLAN tunnel port (repeat): NAME,local=IP,remote=IP,dev=IFACE[,vni=N|flow][,dstport=N][,srcport=MIN-MAX][,ttl=N][,df][,udpcsum][,remote_mac=MAC]. Implies flow tables.", valueName: "SPEC"))
     var vxlan: [String] = []
 
+    @Option(name: .customLong("config"), help: ArgumentHelp("A YAML configuration file: `tunnels:`, a list of tunnel ports with the --vxlan keys (name, local, remote, dev, vni, dstport, ...). Its tunnels come before those of --vxlan.", valueName: "FILE"))
+    var configFile: String?
+
     @Option(help: "Worker threads; each has a ring on every port.")
     var workers: Int = 1
 
@@ -142,19 +145,32 @@ struct Forward: ParsableCommand {
         if upcallBudget < 1 { throw ValidationError("--upcall-budget must be at least 1 per second") }
         if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be more than 0 seconds") }
         if fixPeers && datapath != .xdp { throw ValidationError("--fix-peers is for --datapath xdp") }
-        if let mode, mode != .flows && !vxlan.isEmpty {
+        if let mode, mode != .flows && (!vxlan.isEmpty || configFile != nil) {
             throw ValidationError("tunnel ports (--vxlan) run on flow tables (the default table is NORMAL); drop --mode \(mode.rawValue)")
         }
     }
 
-    /// The --vxlan specs, checked against the --port list (one clear line per mistake).
+    /// The tunnels of --config and --vxlan, checked against the --port list (one clear line per mistake).
     func parsedTunnels() throws -> [TunnelSpec] {
+        var fromFile: [TunnelSpec] = []
+        if let configFile {
+            guard let text = readTextFile(configFile) else {
+                printError("shunt forward: cannot read configuration file \(configFile)")
+                throw ExitCode(2)
+            }
+            do throws(ConfigFile.Invalid) {
+                fromFile = try ConfigFile.parse(text).tunnels
+            } catch {
+                printError("shunt forward: \(configFile): \(error)")
+                throw ExitCode(2)
+            }
+        }
         do throws(TunnelSpecError) {
-            let specs = try vxlan.map { (text) throws(TunnelSpecError) in try TunnelSpec.parse(text) }
+            let specs = try fromFile + vxlan.map { (text) throws(TunnelSpecError) in try TunnelSpec.parse(text) }
             _ = try TunnelSpec.resolveAll(specs, interfaces: ports)
             return specs
         } catch {
-            printError("shunt forward: --vxlan: \(error)")
+            printError("shunt forward: \(configFile != nil && vxlan.isEmpty ? configFile! : "--vxlan"): \(error)")
             throw ExitCode(2)
         }
     }
@@ -168,7 +184,7 @@ struct Forward: ParsableCommand {
                               frameSize: frameSize, blockTimeoutMs: 0)
         let tunnels = try parsedTunnels()
         let tunnelNames = tunnels.map(\.name)
-        let flowMode = mode == .flows || flows != nil || datapath != nil || !tunnels.isEmpty
+        let flowMode = mode == .flows || flows != nil || datapath != nil || !tunnels.isEmpty || configFile != nil
         var config = ForwarderConfig(
             ports: ports, workers: workers, mode: flowMode ? .flows : mode, fanout: fanout,
             ring: RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: !noQdiscBypass),

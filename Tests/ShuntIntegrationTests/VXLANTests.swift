@@ -94,6 +94,20 @@ struct VXLANInteropTests {
         #expect(unresolved <= 2 && stats.value("vx1", "tx_dropped") == unresolved, "\(stats.ports["vx1"] ?? [:])")
     }
 
+    /// The same tunnel from a YAML configuration file (`--config`) instead of `--vxlan`.
+    @Test func tunnelFromConfigurationFile() throws {
+        let lab = try makeLab()
+        let path = NSTemporaryDirectory() + "shuntt-vxlan-\(getpid())-\(UUID().uuidString).yaml"
+        try "tunnels:\n  - name: vx1\n    local: 192.0.2.1\n    remote: 192.0.2.2\n    dev: p1\n    vni: 4100\n    dstport: 4789\n    df: true\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: ["--port", "p0", "--port", "p1", "--config", path])
+        #expect(try ping(lab, from: "tenant", to: "10.77.0.2"))
+        #expect(try ping(lab, from: "peer", to: "10.77.0.1"))
+        let stats = try fwd.stop()
+        #expect(stats.value("vx1", "tx_packets") > 0 && stats.value("vx1", "rx_packets") > 0)
+    }
+
     /// A VNI or port that differs between the two sides: nothing is delivered, Shunt counts why.
     @Test(arguments: [("vni=4101", "tunnel_vni"), ("vni=4100,dstport=8472", "tunnel_port")])
     func mismatchDeliversNothingAndCountsTheReason(tunnel: String, reason: String) throws {
@@ -150,5 +164,29 @@ struct VXLANCommandLineTests {
                              "--port", "p1", "--vxlan", "vx1,local=192.0.2.1,remote=192.0.2.2,dev=p1",
                              "--vxlan", "vx1,local=192.0.2.1,remote=192.0.2.3,dev=p1"], check: false)
         #expect(twice.status != 0 && twice.err.contains("already a port or another tunnel"))
+    }
+
+    @Test func badConfigurationFiles() throws {
+        let lab = try Lab()
+        let path = NSTemporaryDirectory() + "shuntt-vxcfg-\(getpid())-\(UUID().uuidString).yaml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cases: [(String, String)] = [
+            ("tunnels: [\n", "not valid YAML"),
+            ("bridges: []\n", "unknown setting 'bridges'"),
+            ("tunnels:\n  - local: 192.0.2.1\n", "tunnels[0]: name is missing"),
+            ("tunnels:\n  - name: vx1\n    local: 192.0.2.1\n    remote: 192.0.2.2\n    dev: p1\n    vni: -1\n", "vni=-1 must be"),
+            ("tunnels:\n  - name: vx1\n    local: 192.0.2.1\n    remote: 192.0.2.2\n    dev: p1\n    ttl: true\n", "ttl takes a value"),
+        ]
+        for (text, message) in cases {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let r = try run(["ip", "netns", "exec", lab.fwd, shuntExecutable, "forward", "--duration", "1",
+                             "--port", "p0", "--port", "p1", "--config", path], check: false)
+            #expect(r.status != 0, "\(text)")
+            #expect(r.err.split(separator: "\n").count == 1 && r.err.hasPrefix("shunt forward: \(path): ") && r.err.contains(message),
+                    "\(text): \(r.err)")
+        }
+        let missing = try run(["ip", "netns", "exec", lab.fwd, shuntExecutable, "forward", "--duration", "1",
+                               "--port", "p0", "--port", "p1", "--config", path + ".none"], check: false)
+        #expect(missing.status != 0 && missing.err.contains("cannot read configuration file"))
     }
 }
