@@ -178,6 +178,8 @@ public enum UnderlayVerdict: Equatable, Sendable {
     case decapsulate(tunnel: Int, vni: UInt32, innerOffset: Int, innerLength: Int)
     /// ARP that concerns a VTEP (asks for a local one, or comes from a remote one).
     case arp(ARPMessage)
+    /// An ICMP echo request to a local VTEP address: answered (`ICMPEcho.writeReply`).
+    case echoRequest
     case drop(DropReason)
 }
 
@@ -220,7 +222,12 @@ public struct UnderlayClassifier: Sendable {
         guard versionIHL >> 4 == 4, ihl >= 20, total >= ihl, 14 + total <= length, fragment == 0 else {
             return .drop(.tunnelMalformed)
         }
-        guard ip.load(fromByteOffset: 9, as: UInt8.self) == 17 else { return .drop(.tunnelNotVXLAN) }
+        let proto = ip.load(fromByteOffset: 9, as: UInt8.self)
+        if proto == 1 && total >= ihl + 8 && ip.load(fromByteOffset: ihl, as: UInt8.self) == 8
+            && ip.load(fromByteOffset: ihl + 1, as: UInt8.self) == 0 {
+            return .echoRequest
+        }
+        guard proto == 17 else { return .drop(.tunnelNotVXLAN) }
         let udp = ip + ihl
         guard total >= ihl + 8 else { return .drop(.tunnelMalformed) }
         let source = IPv4Address(loading: ip + 12)
@@ -246,5 +253,33 @@ public struct UnderlayClassifier: Sendable {
         }
         if let flowTunnel { return .decapsulate(tunnel: flowTunnel, vni: vni, innerOffset: innerOffset, innerLength: udpLength - 16) }
         return .drop(knownRemote ? .tunnelVNI : .tunnelRemote)
+    }
+}
+
+/// Answers pings to a VTEP address, so the underlay can be checked as with a kernel VTEP.
+public enum ICMPEcho {
+    /// Writes the echo reply to the IPv4 echo request `request` (an untagged frame the
+    /// classifier accepted) at `p`, from `mac`; returns its length, or 0 if it does not fit.
+    public static func writeReply(to request: UnsafeRawPointer, from mac: MACAddress,
+                                  into p: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        let ip = request + 14
+        let ihl = Int(ip.load(as: UInt8.self) & 0x0F) * 4
+        let total = Int(UInt16(bigEndian: (ip + 2).loadUnaligned(as: UInt16.self)))
+        let length = 14 + total
+        guard length <= capacity else { return 0 }
+        p.copyMemory(from: request, byteCount: length)
+        FrameRewrite.store(MACAddress(loading: request + 6), at: p)
+        FrameRewrite.store(mac, at: p + 6)
+        let out = p + 14
+        (out + 12).copyMemory(from: ip + 16, byteCount: 4)
+        (out + 16).copyMemory(from: ip + 12, byteCount: 4)
+        out.storeBytes(of: 64, toByteOffset: 8, as: UInt8.self)
+        (out + 10).storeBytes(of: 0, as: UInt16.self)
+        (out + 10).storeBytes(of: Checksum.finish(Checksum.sum(out, count: ihl)).bigEndian, as: UInt16.self)
+        let icmp = out + ihl
+        icmp.storeBytes(of: 0, as: UInt8.self)  // echo reply
+        (icmp + 2).storeBytes(of: 0, as: UInt16.self)
+        (icmp + 2).storeBytes(of: Checksum.finish(Checksum.sum(icmp, count: total - ihl)).bigEndian, as: UInt16.self)
+        return length
     }
 }

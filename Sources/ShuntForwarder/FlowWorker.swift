@@ -186,6 +186,10 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                 counters.add(p, .rxLocal, 1)
                 answerARP(message, underlay: p, classifier: classifier, tunnels: tunnels, nowMs: nowMs)
                 return
+            case .echoRequest:
+                counters.add(p, .rxLocal, 1)
+                answerEcho(packet, on: p, mac: tunnels.interfaceMACs[p])
+                return
             case .decapsulate(let t, let vni, let offset, let length):
                 counters.add(p, .rxDecapsulated, 1)
                 let tp = tunnels.tunnelIndex(underlay: p, classifierIndex: t) + tunnels.firstPortIndex
@@ -217,6 +221,22 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         if m.operation == .request && classifier.isLocal(m.targetIP) && m.senderIP != m.targetIP {
             sendARP(m.reply(from: tunnels.interfaceMACs[p]), on: p)
         }
+    }
+
+    @inline(never)
+    private func answerEcho(_ request: PacketDescriptor, on p: Int, mac: MACAddress) {
+        guard let frame = ports[p].claimTransmitFrame() else {
+            counters.addTxDrop(p, .txRingFull)
+            return
+        }
+        let n = ICMPEcho.writeReply(to: UnsafeRawPointer(request.data), from: mac, into: frame,
+                                    capacity: ports[p].tx.maxFrameLength)
+        guard n > 0 else {
+            counters.addTxDrop(p, .tooLarge)
+            return
+        }
+        ports[p].tx.commit(length: n)
+        counters.add(p, .txLocal, 1)
     }
 
     private func sendARP(_ m: ARPMessage, on p: Int) {

@@ -138,12 +138,33 @@ func tunnel(_ name: String = "vx1", port: UInt32 = 3, local: IPv4Address = vtepB
         #expect(classify(fragment, [tunnel()]) == .drop(.tunnelMalformed))
         let truncated = Array(linuxVXLANFrame[0..<60])
         #expect(classify(truncated, [tunnel()]) == .drop(.tunnelMalformed))
-        var icmp = linuxVXLANFrame
-        icmp[23] = 1
-        #expect(classify(icmp, [tunnel()]) == .drop(.tunnelNotVXLAN))
+        var tcp = linuxVXLANFrame
+        tcp[23] = 6
+        #expect(classify(tcp, [tunnel()]) == .drop(.tunnelNotVXLAN))
         // Not to a local VTEP: the pipeline's business.
         #expect(classify(linuxVXLANFrame, [tunnel(local: IPv4Address("192.0.2.7")!)]) == .pass)
         #expect(classify(Array(linuxVXLANFrame[0..<20]), [tunnel()]) == .pass)
+    }
+
+    @Test func answersPingsToTheVTEP() {
+        // The kernel's inner ping (10.9.0.1 -> 10.9.0.2) as an underlay frame to VTEP 10.9.0.2.
+        let request = Array(linuxVXLANFrame[50...])
+        let t = tunnel(local: IPv4Address("10.9.0.2")!, remote: IPv4Address("10.9.0.1")!)
+        #expect(classify(request, [t]) == .echoRequest)
+        var reply = [UInt8](repeating: 0, count: 128)
+        let n = request.withUnsafeBytes { r in
+            reply.withUnsafeMutableBytes { ICMPEcho.writeReply(to: r.baseAddress!, from: underlayB, into: $0.baseAddress!, capacity: 128) }
+        }
+        #expect(n == 58)
+        #expect(reply[0..<6] == request[6..<12] && reply[6..<12] == [2, 0, 0, 0, 0, 2])
+        #expect(reply[26..<30] == request[30..<34] && reply[30..<34] == request[26..<30])
+        #expect(reply[34] == 0 && reply[38..<n] == request[38..<n])
+        #expect(ipv4HeaderValid(reply, at: 14))
+        #expect(reply.withUnsafeBytes { Checksum.finish(Checksum.sum($0.baseAddress! + 34, count: n - 34)) } == 0)
+        #expect(request.withUnsafeBytes { ICMPEcho.writeReply(to: $0.baseAddress!, from: underlayB, into: &reply, capacity: 57) } == 0)
+        var echoReply = request
+        echoReply[34] = 0
+        #expect(classify(echoReply, [t]) == .drop(.tunnelNotVXLAN))
     }
 
     @Test func tunnelABIMirrorsTheConfiguration() {

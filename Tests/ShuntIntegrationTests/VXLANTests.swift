@@ -1,5 +1,27 @@
 import Foundation
+import Glibc
 import Testing
+
+/// Runs a command with no output and returns its exit status. posix_spawn and waitpid rather
+/// than Foundation's Process, whose exit detection (an inherited socket) sometimes misses a
+/// child's exit while other children run, hanging waitUntilExit with the child a zombie
+/// (swift-corelibs-foundation issue 4795); these tests ping while a forwarder runs.
+func spawnAndWait(_ args: [String]) -> Int32 {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    for fd in [Int32(0), 1, 2] {
+        posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
+    }
+    let argv = (["/usr/bin/env"] + args).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ) == 0 else { return -1 }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // WIFEXITED / WEXITSTATUS by hand (macros Swift does not import).
+    return status & 0x7f == 0 ? (status >> 8) & 0xff : -1
+}
 
 /// A Shunt tunnel port against the real thing: a Linux kernel VXLAN interface in a peer
 /// namespace. Shunt's underlay port p1 faces the peer's underlay interface; the tenant behind p0
@@ -40,7 +62,7 @@ struct VXLANInteropTests {
     }
 
     func ping(_ lab: Lab, from side: String, to address: String, count: Int = 3) throws -> Bool {
-        try run(["ip", "netns", "exec", lab.ns(side), "ping", "-c", "\(count)", "-i", "0.2", "-W", "2", address], check: false).status == 0
+        spawnAndWait(["ip", "netns", "exec", lab.ns(side), "ping", "-q", "-c", "\(count)", "-i", "0.2", "-W", "2", address]) == 0
     }
 
     /// UDP datagrams of several sizes from `from` to `to`; how many arrived intact.
@@ -104,6 +126,8 @@ struct VXLANInteropTests {
         let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: ["--port", "p0", "--port", "p1", "--config", path])
         #expect(try ping(lab, from: "tenant", to: "10.77.0.2"))
         #expect(try ping(lab, from: "peer", to: "10.77.0.1"))
+        // Shunt answers pings to its VTEP address on the underlay.
+        #expect(try ping(lab, from: "peer", to: "192.0.2.1"))
         let stats = try fwd.stop()
         #expect(stats.value("vx1", "tx_packets") > 0 && stats.value("vx1", "rx_packets") > 0)
     }
