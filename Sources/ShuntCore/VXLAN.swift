@@ -3,7 +3,7 @@ import CShunt
 // VXLAN (RFC 7348) over IPv4: the outer header a tunnel port puts in front of a frame, and the
 // classification of frames arriving on an underlay port. Pure byte work, no syscalls; the
 // Swift datapath calls it per packet, and its layout is what the XDP fast path will write too
-// (docs/design/0009-vxlan-tunnel-ports.md).
+// (docs/design/0011-vxlan-tunnel-ports.md).
 
 /// One VXLAN tunnel port: a virtual Shunt port whose frames travel encapsulated over an
 /// underlay port to one remote VTEP. Mirrors `struct shunt_tunnel_port` (see `abi`).

@@ -3,7 +3,7 @@ import ShuntForwarder
 import Yams
 
 /// `shunt forward --config FILE`: settings that are records rather than flags, in YAML. Today
-/// the tunnel ports; the DVR and mirror settings will join them (docs/design/0009).
+/// the tunnel ports; the DVR and mirror settings will join them (docs/design/0011-vxlan-tunnel-ports.md).
 ///
 ///     tunnels:
 ///       - name: vx1

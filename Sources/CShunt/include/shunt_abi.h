@@ -26,7 +26,7 @@ enum shunt_drop_reason {
 	SHUNT_DROP_FLOW_DROP = 10,        /* the matching flows chose to drop (`drop` or no output) */
 	SHUNT_DROP_RESUBMIT_LIMIT = 11,   /* resubmit chain deeper than SHUNT_MAX_RESUBMITS (a loop) */
 	SHUNT_DROP_TTL_EXPIRED = 12,      /* dec_ttl on a packet whose TTL / hop limit was 0 or 1 */
-	/* VXLAN tunnel ports (docs/design/0009-vxlan-tunnel-ports.md) */
+	/* VXLAN tunnel ports (docs/design/0011-vxlan-tunnel-ports.md) */
 	SHUNT_DROP_TUNNEL_MTU = 13,       /* encapsulated frame would exceed the underlay MTU */
 	SHUNT_DROP_TUNNEL_NO_NEIGHBOUR = 14, /* remote VTEP's next-hop MAC not resolved yet (ARP sent) */
 	SHUNT_DROP_TUNNEL_VNI = 15,       /* VXLAN from a known remote with a VNI no tunnel port takes */
