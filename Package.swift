@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // The configuration file (`shunt forward --config`, YAML).
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // Kernel ABI shims: macros and layouts Swift cannot import, plus the ABI header shared with BPF/.
@@ -60,6 +62,7 @@ let package = Package(
                 "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntRing", "ShuntCore", "ShuntTraffic", "CShunt", "ShuntPipeline",
                 "ShuntControl", "ShuntBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         // Compiles BPF/progs/*.bpf.c with the toolchain's clang and embeds the objects as Swift.

@@ -179,13 +179,17 @@ public final class FlowCacheProgram {
     /// Whether the kernel executes `actions` itself: none (a drop), or at most
     /// SHUNT_FLOW_MAX_ACTIONS with exactly one OUTPUT, last, and no SET_TUNNEL. Anything else
     /// the fast path passes up to the slow path (entries get SHUNT_CACHE_USERSPACE).
-    public static func kernelCanExecute(_ actions: [DatapathAction]) -> Bool {
+    /// Outputs to ports above `portLimit` (tunnel ports, which the fast path cannot encapsulate
+    /// yet) keep a flow in userspace.
+    public static func kernelCanExecute(_ actions: [DatapathAction], portLimit: UInt32 = .max) -> Bool {
         if actions.isEmpty { return true }
         guard actions.count <= Int(SHUNT_FLOW_MAX_ACTIONS) else { return false }
         var outputs = 0
         for a in actions {
             switch a {
-            case .output: outputs += 1
+            case .output(let port):
+                if port > portLimit { return false }
+                outputs += 1
             case .setTunnel: return false
             case .setEthSrc, .setEthDst, .setVLAN, .popVLAN, .decTTL: break
             }
@@ -203,12 +207,13 @@ public final class FlowCacheProgram {
         actions: [DatapathAction],
         dropReason: DropReason = .flowDrop,
         flags: UInt32 = 0,
-        now: UInt64 = Sys.monotonicNanoseconds()
+        now: UInt64 = Sys.monotonicNanoseconds(),
+        portLimit: UInt32 = .max
     ) -> shunt_cache_entry {
         var e = shunt_cache_entry()
         e.last_used_ns = now
         e.flags = flags
-        if !kernelCanExecute(actions) { e.flags |= UInt32(SHUNT_CACHE_USERSPACE) }
+        if !kernelCanExecute(actions, portLimit: portLimit) { e.flags |= UInt32(SHUNT_CACHE_USERSPACE) }
         let stored = min(actions.count, Int(SHUNT_FLOW_MAX_ACTIONS))
         e.n_actions = UInt8(stored)
         if actions.isEmpty { e.drop_reason = dropReason.rawValue }

@@ -15,6 +15,13 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case flowDrop = 10
     case resubmitLimit = 11
     case ttlExpired = 12
+    case tunnelMTU = 13
+    case tunnelNoNeighbour = 14
+    case tunnelVNI = 15
+    case tunnelPort = 16
+    case tunnelRemote = 17
+    case tunnelMalformed = 18
+    case tunnelNotVXLAN = 19
 
     public static let slotCount = Int(SHUNT_DROP__MAX.rawValue)
 
@@ -32,6 +39,13 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .flowDrop: "flow_drop"
         case .resubmitLimit: "resubmit_limit"
         case .ttlExpired: "ttl_expired"
+        case .tunnelMTU: "tunnel_mtu"
+        case .tunnelNoNeighbour: "tunnel_no_neighbour"
+        case .tunnelVNI: "tunnel_vni"
+        case .tunnelPort: "tunnel_port"
+        case .tunnelRemote: "tunnel_remote"
+        case .tunnelMalformed: "tunnel_malformed"
+        case .tunnelNotVXLAN: "tunnel_not_vxlan"
         }
     }
 
@@ -50,6 +64,13 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .flowDrop: SHUNT_DROP_FLOW_DROP.rawValue
         case .resubmitLimit: SHUNT_DROP_RESUBMIT_LIMIT.rawValue
         case .ttlExpired: SHUNT_DROP_TTL_EXPIRED.rawValue
+        case .tunnelMTU: SHUNT_DROP_TUNNEL_MTU.rawValue
+        case .tunnelNoNeighbour: SHUNT_DROP_TUNNEL_NO_NEIGHBOUR.rawValue
+        case .tunnelVNI: SHUNT_DROP_TUNNEL_VNI.rawValue
+        case .tunnelPort: SHUNT_DROP_TUNNEL_PORT.rawValue
+        case .tunnelRemote: SHUNT_DROP_TUNNEL_REMOTE.rawValue
+        case .tunnelMalformed: SHUNT_DROP_TUNNEL_MALFORMED.rawValue
+        case .tunnelNotVXLAN: SHUNT_DROP_TUNNEL_NOT_VXLAN.rawValue
         }
     }
 }

@@ -3,13 +3,22 @@ import ShuntCore
 
 /// Per-port counters of one worker. One writer (the worker); readers load them relaxed.
 ///
-/// Layout of each port's slice: rx packets, rx bytes, tx packets, tx bytes, then one slot per
-/// drop reason for the receive direction and one per reason for the transmit direction.
+/// Layout of each port's slice: rx packets, rx bytes, tx packets, tx bytes, the tunnel and local
+/// counts, then one slot per drop reason for the receive direction and one per reason for the
+/// transmit direction. Tunnel ports have slices too (after the interfaces).
 public final class WorkerCounters: @unchecked Sendable {
-    public enum Field: Int { case rxPackets = 0, rxBytes, txPackets, txBytes }
-    static let rxDropBase = 4
-    static let txDropBase = 4 + DropReason.slotCount
-    static let stride = 4 + 2 * DropReason.slotCount
+    public enum Field: Int {
+        case rxPackets = 0, rxBytes, txPackets, txBytes
+        /// Underlay ports: frames decapsulated (they continue as rx of a tunnel port) and frames
+        /// sent encapsulated for a tunnel port (counted as its tx).
+        case rxDecapsulated, txEncapsulated
+        /// Frames Shunt itself took (ARP for a local VTEP, or from a remote one) or sent (ARP).
+        case rxLocal, txLocal
+    }
+    static let fieldCount = 8
+    static let rxDropBase = fieldCount
+    static let txDropBase = fieldCount + DropReason.slotCount
+    static let stride = fieldCount + 2 * DropReason.slotCount
 
     let storage: UnsafeMutablePointer<UInt64>
     public let portCount: Int
@@ -44,6 +53,10 @@ public final class WorkerCounters: @unchecked Sendable {
         c.rxBytes = cshunt_load_relaxed_u64(base + 1)
         c.txPackets = cshunt_load_relaxed_u64(base + 2)
         c.txBytes = cshunt_load_relaxed_u64(base + 3)
+        c.rxDecapsulated = cshunt_load_relaxed_u64(base + Field.rxDecapsulated.rawValue)
+        c.txEncapsulated = cshunt_load_relaxed_u64(base + Field.txEncapsulated.rawValue)
+        c.rxLocal = cshunt_load_relaxed_u64(base + Field.rxLocal.rawValue)
+        c.txLocal = cshunt_load_relaxed_u64(base + Field.txLocal.rawValue)
         for r in DropReason.allCases {
             c.rxDrops[r] = cshunt_load_relaxed_u64(base + Self.rxDropBase + Int(r.rawValue))
             c.txDrops[r] = cshunt_load_relaxed_u64(base + Self.txDropBase + Int(r.rawValue))
@@ -58,6 +71,13 @@ public struct PortCounters: Sendable, Equatable {
     public var rxBytes: UInt64 = 0
     public var txPackets: UInt64 = 0
     public var txBytes: UInt64 = 0
+    /// Underlay ports: frames received that were decapsulated into a tunnel port, and frames sent
+    /// encapsulated for one. Not in rx/tx drops: the tunnel port counts them as its rx/tx.
+    public var rxDecapsulated: UInt64 = 0
+    public var txEncapsulated: UInt64 = 0
+    /// Frames Shunt took for itself (ARP to or from a VTEP) and sent itself (ARP).
+    public var rxLocal: UInt64 = 0
+    public var txLocal: UInt64 = 0
     /// Frames received on this port that went nowhere, by reason (kernel ring drops included).
     public var rxDrops: [DropReason: UInt64] = [:]
     /// Copies meant to leave through this port that could not, by reason.
@@ -76,6 +96,10 @@ public struct PortCounters: Sendable, Equatable {
         c.rxBytes += b.rxBytes
         c.txPackets += b.txPackets
         c.txBytes += b.txBytes
+        c.rxDecapsulated += b.rxDecapsulated
+        c.txEncapsulated += b.txEncapsulated
+        c.rxLocal += b.rxLocal
+        c.txLocal += b.txLocal
         c.kernelOffered += b.kernelOffered
         c.rxDrops.merge(b.rxDrops, uniquingKeysWith: +)
         c.txDrops.merge(b.txDrops, uniquingKeysWith: +)

@@ -205,6 +205,12 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             let portItems = ports.enumerated().map { i, info in
                 "{\"number\":\(i + 1),\"name\":\(JSON.string(info.name)),\"ifindex\":\(info.index)"
                     + (i < forwarder.xdpModes.count ? ",\"xdp_mode\":\"\(forwarder.xdpModes[i])\"" : "") + "}"
+            } + forwarder.tunnels.map { t in
+                let n = tunnelNeighbour(t)
+                return "{\"number\":\(t.port),\"name\":\(JSON.string(t.name)),\"type\":\"vxlan\","
+                    + "\"local\":\"\(t.local)\",\"remote\":\"\(t.remote)\",\"dev\":\(JSON.string(ports[Int(t.underlayPort) - 1].name)),"
+                    + "\"vni\":" + (t.vni.map { "\($0)" } ?? "\"flow\"") + ",\"dstport\":\(t.destinationPort),"
+                    + "\"next_hop\":" + (n.mac.map { "\"\($0)\"" } ?? "null") + ",\"neighbour\":\"\(n.state)\"}"
             }
             return "{\"mode\":\"flows\",\"datapath\":\"\(datapath.config.kind.rawValue)\",\"workers\":\(config.workers),"
                 + "\"flows\":\(flowCount),\"generation\":\(generation),\"ports\":[" + portItems.joined(separator: ",") + "],"
@@ -215,11 +221,23 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         for (i, info) in ports.enumerated() {
             out += "  port \(i + 1): \(info.name)" + (i < forwarder.xdpModes.count ? " (xdp \(forwarder.xdpModes[i]))" : "") + "\n"
         }
+        for t in forwarder.tunnels {
+            let n = tunnelNeighbour(t)
+            out += "  port \(t.port): \(t.name) (vxlan: local \(t.local), remote \(t.remote), dev \(ports[Int(t.underlayPort) - 1].name), "
+                + "vni \(t.vni.map { "\($0)" } ?? "flow"), dstport \(t.destinationPort), next hop \(n.mac.map { "\($0)" } ?? "unresolved") \(n.state))\n"
+        }
         out += kernelText
         out += "  userspace: packets \(userPackets), exact-match hits \(user.fastPathHits), pipeline runs \(user.upcalls) "
             + "(avg \(JSON.number(user.averageUpcallMicroseconds)) us), cache entries \(user.cacheEntries), invalidations \(user.revalidations)"
             + (datapath.kernel != nil ? ", kept up for offloaded checksums \(checksumPending)" : "") + "\n"
         return out
+    }
+
+    /// The remote VTEP's next-hop MAC as the workers see it now.
+    private func tunnelNeighbour(_ t: TunnelPort) -> (mac: MACAddress?, state: NeighbourTable.State) {
+        guard let rt = forwarder.tunnelRuntime, let slot = rt.neighbours.slot(of: t.remote) else { return (nil, .unresolved) }
+        if t.remoteMAC != nil { return (t.remoteMAC, .reachable) }
+        return rt.neighbours.lookup(slot: slot, nowMs: Sys.monotonicNanoseconds() / 1_000_000)
     }
 
     // MARK: dump-cache

@@ -97,10 +97,13 @@ public final class FlowDatapath: @unchecked Sendable {
         var lastRefillNs: UInt64
         var counters = KernelPathCounters()
         var nextTag: UInt16 = 1
+        /// Outputs to ports above this (tunnel ports) are not executed by the kernel yet.
+        var kernelPortLimit: UInt32 = .max
 
         /// A kernel entry for `actions`, tagged for this installation.
         mutating func entry(actions: [DatapathAction], dropReason: DropReason?) -> (shunt_cache_entry, UInt16) {
-            var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop)
+            var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop,
+                                           portLimit: kernelPortLimit)
             let tag = nextTag
             nextTag &+= 1
             e.install_tag = tag
@@ -115,9 +118,10 @@ public final class FlowDatapath: @unchecked Sendable {
     /// - Parameters:
     ///   - writers: rule counter rows: one per worker plus one for the revalidator.
     init(config: FlowDatapathConfig, ports: [String], tables: FlowTables, writers: Int,
-         macTable: MACLearningTable, kernel: FlowCacheProgram?) {
+         macTable: MACLearningTable, kernel: FlowCacheProgram?, kernelPortLimit: UInt32 = .max,
+         underlays: Set<UInt32> = []) {
         self.config = config
-        portNames = PortNames(ports)
+        portNames = PortNames(ports, notSwitched: underlays)
         portCount = ports.count
         self.macTable = macTable
         self.kernel = kernel
@@ -127,7 +131,7 @@ public final class FlowDatapath: @unchecked Sendable {
         generationWord = .allocate(capacity: 1)
         generationWord.initialize(to: 1)
         kernelState = Mutex(KernelState(tokens: Double(config.upcallBudgetPerSecond),
-                                        lastRefillNs: Sys.monotonicNanoseconds()))
+                                        lastRefillNs: Sys.monotonicNanoseconds(), kernelPortLimit: kernelPortLimit))
     }
 
     deinit { generationWord.deallocate() }

@@ -59,6 +59,10 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     let datapath: FlowDatapath
     let installsInKernel: Bool
     let emc: ExactMatchCache
+    /// VXLAN tunnel ports (numbered after the interfaces), nil when there are none.
+    let tunnels: TunnelRuntime?
+    /// The IPv4 identification of outer headers without DF (with DF it is 0).
+    private var outerIdentification: UInt16 = 0
     private var walkerDrops: WalkerDropAccounting
     private var pipeline: Pipeline
     private var pipelineGeneration: UInt64
@@ -75,13 +79,14 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     private let dumpRequested = StopFlag()
     private let dumpResult = Mutex<[ExactMatchCache.Entry]?>(nil)
 
-    init(index: Int, ports: [RingPort], datapath: FlowDatapath, idle: IdlePolicy) {
+    init(index: Int, ports: [RingPort], datapath: FlowDatapath, idle: IdlePolicy, tunnels: TunnelRuntime? = nil) {
         self.index = index
         self.ports = ports
         self.idle = idle
         self.datapath = datapath
+        self.tunnels = tunnels
         installsInKernel = datapath.kernel != nil
-        counters = WorkerCounters(portCount: ports.count)
+        counters = WorkerCounters(portCount: ports.count + (tunnels?.tunnels.count ?? 0))
         walkerDrops = WalkerDropAccounting(portCount: ports.count)
         emc = ExactMatchCache(capacity: datapath.config.exactMatchCacheSize)
         (pipeline, pipelineGeneration) = datapath.currentPipeline()
@@ -168,17 +173,99 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             counters.addRxDrop(p, .runt)
             return
         }
+        // An underlay port: VXLAN and ARP for the local VTEPs are the tunnels'; the rest is an
+        // ordinary frame of the port. A tag the kernel stripped means a VLAN the tunnels are not on.
+        if let tunnels, let classifier = tunnels.classifiers[p], !packet.flags.contains(.hasVLANTag) {
+            switch classifier.classify(UnsafeRawPointer(packet.data), length: Int(packet.capturedLength)) {
+            case .pass:
+                break
+            case .drop(let reason):
+                counters.addRxDrop(p, reason)
+                return
+            case .arp(let message):
+                counters.add(p, .rxLocal, 1)
+                answerARP(message, underlay: p, classifier: classifier, tunnels: tunnels, nowMs: nowMs)
+                return
+            case .echoRequest:
+                counters.add(p, .rxLocal, 1)
+                answerEcho(packet, on: p, mac: tunnels.interfaceMACs[p])
+                return
+            case .decapsulate(let t, let vni, let offset, let length):
+                counters.add(p, .rxDecapsulated, 1)
+                let tp = tunnels.tunnelIndex(underlay: p, classifierIndex: t) + tunnels.firstPortIndex
+                // A frame a local stack sent with checksum offload may have left the inner L4
+                // checksum to complete; recomputing it on output is right either way.
+                let inner = PacketDescriptor(data: packet.data + offset, capturedLength: UInt32(length),
+                                             wireLength: UInt32(length),
+                                             flags: packet.flags.intersection(.checksumNotReady), inPort: UInt16(tp))
+                counters.add(tp, .rxPackets, 1)
+                counters.add(tp, .rxBytes, UInt64(length))
+                guard length >= 14 else {
+                    counters.addRxDrop(tp, .runt)
+                    return
+                }
+                process(inner, inPort: tp, tunnelID: UInt64(vni), nowMs: nowMs)
+                return
+            }
+        }
+        process(packet, inPort: p, tunnelID: 0, nowMs: nowMs)
+    }
+
+    /// ARP to or from a VTEP on underlay port `p`: learn the remote's MAC, answer for a local address.
+    @inline(never)
+    private func answerARP(_ m: ARPMessage, underlay p: Int, classifier: UnderlayClassifier, tunnels: TunnelRuntime,
+                           nowMs: UInt64) {
+        if classifier.isRemote(m.senderIP) && !m.senderMAC.isMulticast {
+            tunnels.neighbours.confirm(m.senderIP, mac: m.senderMAC, nowMs: nowMs)
+        }
+        if m.operation == .request && classifier.isLocal(m.targetIP) && m.senderIP != m.targetIP {
+            sendARP(m.reply(from: tunnels.interfaceMACs[p]), on: p)
+        }
+    }
+
+    @inline(never)
+    private func answerEcho(_ request: PacketDescriptor, on p: Int, mac: MACAddress) {
+        guard let frame = ports[p].claimTransmitFrame() else {
+            counters.addTxDrop(p, .txRingFull)
+            return
+        }
+        let n = ICMPEcho.writeReply(to: UnsafeRawPointer(request.data), from: mac, into: frame,
+                                    capacity: ports[p].tx.maxFrameLength)
+        guard n > 0 else {
+            counters.addTxDrop(p, .tooLarge)
+            return
+        }
+        ports[p].tx.commit(length: n)
+        counters.add(p, .txLocal, 1)
+    }
+
+    private func sendARP(_ m: ARPMessage, on p: Int) {
+        guard let frame = ports[p].claimTransmitFrame() else {
+            counters.addTxDrop(p, .txRingFull)
+            return
+        }
+        m.write(to: frame)
+        ports[p].tx.commit(length: ARPMessage.frameLength)
+        counters.add(p, .txLocal, 1)
+    }
+
+    /// Runs one frame (as received, or as decapsulated from a tunnel) through the caches and
+    /// the pipeline. `p` is its port index: an interface, or a tunnel port after them.
+    @inline(__always)
+    private func process(_ packet: PacketDescriptor, inPort p: Int, tunnelID: UInt64, nowMs: UInt64) {
         var key = FlowKey()
         let wellFormed = FlowKeyExtractor.extract(
             frame: packet.data, length: Int(packet.capturedLength), inPort: UInt32(p + 1),
             strippedVLANTCI: packet.flags.contains(.hasVLANTag) ? packet.vlanTCI : nil, into: &key)
+        key.tunID = tunnelID
         let hash = key.hash64
         let bytes = UInt64(packet.outputLength)
         // A local stack left the checksum to offload (CHECKSUM_PARTIAL). Only the slow path can
         // complete it: XDP does not see that state and would send the frame as it is. So such a
         // flow is not installed in the kernel, and its packets stay here.
         let checksumPending = packet.flags.contains(.checksumNotReady)
-        let installable = installsInKernel && wellFormed && !checksumPending
+        // Decapsulated frames never reach the kernel's lookup (it sees the outer frame).
+        let installable = installsInKernel && wellFormed && !checksumPending && p < ports.count
         if installsInKernel && checksumPending { flowCounters.add(.checksumPending) }
         if let slot = emc.lookup(key, hash: hash, generation: cacheGeneration),
            !(emc.flags(slot).contains(.usedNormal) && nowMs &- emc.translatedMs(slot) >= normalRefreshMs) {
@@ -196,7 +283,9 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             }
             let n = emc.actionCount(slot)
             let reason = emc.dropReason(slot)
-            emc.withActions(slot) { execute($0, count: n, dropReason: reason, packet: packet, inPort: p) }
+            emc.withActions(slot) {
+                execute($0, count: n, dropReason: reason, packet: packet, inPort: p, key: key, hash: hash, nowMs: nowMs)
+            }
             return
         }
         // Miss: run the pipeline (an upcall).
@@ -209,7 +298,9 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         var flags: ExactMatchCache.Flags = translation.usedNormal ? [.usedNormal] : []
         // The kernel passes malformed frames up without a lookup: no entry for their keys.
         if installable {
-            if FlowCacheProgram.kernelCanExecute(translation.actions) { flags.insert(.kernelExecutable) }
+            if FlowCacheProgram.kernelCanExecute(translation.actions, portLimit: UInt32(ports.count)) {
+                flags.insert(.kernelExecutable)
+            }
             switch datapath.offerInstall(key: key, actions: translation.actions, dropReason: translation.dropReason,
                                          ruleIDs: translation.ruleIDs, usedNormal: translation.usedNormal,
                                          generation: pipelineGeneration, macChanges: macChanges, translateNs: translateNs) {
@@ -228,11 +319,15 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         if let slot {
             emc.recordHit(slot, bytes: bytes, nowMs: nowMs)
             let n = emc.actionCount(slot)
-            emc.withActions(slot) { execute($0, count: n, dropReason: translation.dropReason, packet: packet, inPort: p) }
+            emc.withActions(slot) {
+                execute($0, count: n, dropReason: translation.dropReason, packet: packet, inPort: p, key: key, hash: hash,
+                        nowMs: nowMs)
+            }
         } else {
             let n = min(translation.actions.count, scratchCapacity)
             for i in 0..<n { scratch[i] = translation.actions[i].abi }
-            execute(UnsafePointer(scratch), count: n, dropReason: translation.dropReason, packet: packet, inPort: p)
+            execute(UnsafePointer(scratch), count: n, dropReason: translation.dropReason, packet: packet, inPort: p,
+                    key: key, hash: hash, nowMs: nowMs)
         }
     }
 
@@ -256,8 +351,10 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     /// Executes a flat action list on one received frame.
     @inline(__always)
     private func execute(_ actions: UnsafePointer<shunt_dp_action>, count: Int, dropReason: DropReason?,
-                         packet: PacketDescriptor, inPort p: Int) {
+                         packet: PacketDescriptor, inPort p: Int, key: FlowKey, hash: UInt64, nowMs: UInt64) {
         var edits = FrameEdits()
+        // A decapsulated packet keeps its VNI for `vni=flow` outputs unless set_tunnel changes it (as OVS).
+        edits.tunnelID = key.tunID
         var outputs = 0
         var reason = dropReason ?? .flowDrop
         for i in 0..<count {
@@ -267,6 +364,9 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                 let out = Int(a.port) - 1
                 if out >= 0 && out < ports.count {
                     emit(packet, edits: edits, to: out)
+                    outputs += 1
+                } else if let tunnels, out >= ports.count && out - ports.count < tunnels.tunnels.count {
+                    emitEncapsulated(packet, edits: edits, tunnel: out - ports.count, tunnels: tunnels, hash: hash, nowMs: nowMs)
                     outputs += 1
                 } else {
                     reason = .noOutput
@@ -298,6 +398,52 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             }
         }
         if outputs == 0 { counters.addRxDrop(p, reason) }
+    }
+
+    /// One copy out of tunnel port `t`: the frame with its edits behind a VXLAN header, on the
+    /// underlay port's TX ring. Drops count against the tunnel port's tx.
+    @inline(__always)
+    private func emitEncapsulated(_ packet: PacketDescriptor, edits: FrameEdits, tunnel t: Int, tunnels: TunnelRuntime,
+                                  hash: UInt64, nowMs: UInt64) {
+        let tunnel = tunnels.tunnels[t]
+        let tp = tunnels.firstPortIndex + t
+        let underlay = Int(tunnel.underlayPort) - 1
+        let slot = tunnels.neighbourSlots[t]
+        let (nextHop, state) = tunnels.neighbours.lookup(slot: slot, nowMs: nowMs)
+        if state != .reachable && tunnels.neighbours.takeRequest(slot: slot, nowMs: nowMs) {
+            sendARP(.request(from: tunnels.sourceMACs[t], ip: tunnel.local, for: tunnel.remote), on: underlay)
+        }
+        guard let nextHop else {
+            counters.addTxDrop(tp, .tunnelNoNeighbour)
+            return
+        }
+        let port = ports[underlay]
+        guard let frame = port.claimTransmitFrame() else {
+            counters.addTxDrop(tp, .txRingFull)
+            return
+        }
+        let inner = FrameRewrite.write(packet, edits: edits, to: frame + VXLAN.overhead,
+                                       capacity: port.tx.maxFrameLength - VXLAN.overhead)
+        guard inner > 0, VXLAN.fits(innerLength: inner, underlayMTU: tunnels.underlayMTUs[t]) else {
+            counters.addTxDrop(tp, .tunnelMTU)
+            return
+        }
+        var identification: UInt16 = 0
+        if !tunnel.dontFragment {
+            outerIdentification &+= 1
+            identification = outerIdentification
+        }
+        let header = VXLANOuterHeader(
+            sourceMAC: tunnels.sourceMACs[t], destinationMAC: nextHop, source: tunnel.local, destination: tunnel.remote,
+            sourcePort: VXLAN.sourcePort(hash: UInt32(truncatingIfNeeded: hash ^ hash >> 32),
+                                         min: tunnel.sourcePortMin, max: tunnel.sourcePortMax),
+            destinationPort: tunnel.destinationPort, vni: tunnel.vni(forTunnelID: edits.tunnelID), ttl: tunnel.ttl,
+            dontFragment: tunnel.dontFragment, udpChecksum: tunnel.udpChecksum, identification: identification)
+        VXLAN.writeOuterHeader(header, innerLength: inner, at: frame)
+        port.tx.commit(length: inner + VXLAN.overhead)
+        counters.add(tp, .txPackets, 1)
+        counters.add(tp, .txBytes, UInt64(inner))
+        counters.add(underlay, .txEncapsulated, 1)
     }
 
     @inline(__always)

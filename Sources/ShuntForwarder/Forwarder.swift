@@ -31,6 +31,8 @@ public struct ForwarderConfig: Sendable {
     public var flowTables: FlowTables?
     /// XDP datapath: enable GRO on veth peers that could not receive redirected frames.
     public var fixPeers = false
+    /// VXLAN tunnel ports, numbered after the interfaces in this order (flow mode only).
+    public var tunnels: [TunnelSpec] = []
 
     public init(ports: [String], workers: Int = 1, mode: ForwardingMode? = nil, fanout: FanoutMode = .hash,
                 ring: RingPortConfig = RingPortConfig(), idle: IdlePolicy = IdlePolicy(busyPollMicroseconds: 200),
@@ -56,6 +58,7 @@ public enum ForwarderError: Error, CustomStringConvertible {
     case thread(SystemError)
     case xdp(String)
     case peerNotReady(port: String, detail: String)
+    case tunnel(String)
 
     public var description: String {
         switch self {
@@ -74,6 +77,7 @@ public enum ForwarderError: Error, CustomStringConvertible {
         case .xdp(let message): message
         case .peerNotReady(let port, let detail):
             "XDP redirect into port \(port) would drop frames silently: \(detail)"
+        case .tunnel(let message): message
         }
     }
 }
@@ -82,6 +86,13 @@ public enum ForwarderError: Error, CustomStringConvertible {
 public final class Forwarder {
     public let config: ForwarderConfig
     public let interfaces: [InterfaceInfo]
+    /// VXLAN tunnel ports (numbered after the interfaces).
+    public let tunnels: [TunnelPort]
+    let tunnelRuntime: TunnelRuntime?
+    /// Interfaces, then tunnels: every port's name by number - 1.
+    public var portNames: [String] { interfaces.map(\.name) + tunnels.map(\.name) }
+    /// Warnings for the user found at start (e.g. no MTU headroom for a tunnel).
+    public private(set) var warnings: [String] = []
     public let macTable: MACLearningTable?
     /// Flow mode: the tables and caches.
     public let flowDatapath: FlowDatapath?
@@ -107,7 +118,17 @@ public final class Forwarder {
         for p in config.ports where !seen.insert(p).inserted { throw .duplicatePort(p) }
         guard config.ports.count >= 2 else { throw .tooFewPorts(mode: config.mode, count: config.ports.count) }
         if config.mode == .xconnect && config.ports.count % 2 != 0 { throw .oddPortCount(config.ports.count) }
-        if config.ports.count > Int(SHUNT_MAX_PORTS) { throw .xdp("at most \(SHUNT_MAX_PORTS) ports are supported, got \(config.ports.count)") }
+        if config.ports.count + config.tunnels.count > Int(SHUNT_MAX_PORTS) {
+            throw .xdp("at most \(SHUNT_MAX_PORTS) ports (interfaces and tunnels) are supported, got \(config.ports.count + config.tunnels.count)")
+        }
+        if !config.tunnels.isEmpty && config.mode != .flows {
+            throw .tunnel("tunnel ports need flow tables (the default table is NORMAL); drop --mode \(config.mode.rawValue)")
+        }
+        let tunnels: [TunnelPort]
+        do throws(TunnelSpecError) {
+            tunnels = try TunnelSpec.resolveAll(config.tunnels, interfaces: config.ports)
+        } catch { throw .tunnel(error.description) }
+        self.tunnels = tunnels
         let caps = Capabilities.current()
         guard caps.has(Capabilities.netRaw) else { throw .missingCapability }
         do throws(RingGeometry.Invalid) {
@@ -130,6 +151,24 @@ public final class Forwarder {
             infos.append(info)
         }
         interfaces = infos
+        if tunnels.isEmpty {
+            tunnelRuntime = nil
+        } else {
+            tunnelRuntime = TunnelRuntime(tunnels: tunnels, interfaceMACs: infos.map { MACAddress(value: $0.hardwareAddress) },
+                                          interfaceMTUs: infos.map(\.mtu))
+            // An inner frame as large as a tenant port's MTU allows must fit the underlay after
+            // the 50 bytes of encapsulation; otherwise the largest frames drop as tunnel_mtu.
+            let tenantMTU = infos.enumerated().filter { i, _ in !tunnels.contains { Int($0.underlayPort) == i + 1 } }
+                .map(\.1.mtu).max() ?? 0
+            var warnings: [String] = []
+            for t in tunnels {
+                let underlay = infos[Int(t.underlayPort) - 1]
+                if tenantMTU > 0 && !VXLAN.fits(innerLength: tenantMTU + 14, underlayMTU: underlay.mtu) {
+                    warnings.append("tunnel \(t.name): underlay \(underlay.name) has MTU \(underlay.mtu), tenant ports up to \(tenantMTU); frames over \(underlay.mtu - 50) bytes of IP will be dropped as tunnel_mtu (raise the underlay MTU to \(tenantMTU + 50) or lower the tenants')")
+                }
+            }
+            self.warnings = warnings
+        }
 
         // Every worker gets a socket on every port; per port, the sockets form one fanout group.
         var rings: [[RingPort]] = Array(repeating: [], count: config.workers)
@@ -185,11 +224,14 @@ public final class Forwarder {
                 }
             }
             let tables = config.flowTables ?? Self.defaultFlowTables(maxFlows: config.datapath.maxFlows)
-            let datapath = FlowDatapath(config: config.datapath, ports: config.ports, tables: tables,
-                                        writers: config.workers + 1, macTable: table, kernel: kernel)
+            let datapath = FlowDatapath(config: config.datapath, ports: config.ports + tunnels.map(\.name), tables: tables,
+                                        writers: config.workers + 1, macTable: table, kernel: kernel,
+                                        kernelPortLimit: UInt32(config.ports.count),
+                                        underlays: Set(tunnels.map(\.underlayPort)))
             flowDatapath = datapath
+            let tunnelRuntime = self.tunnelRuntime
             workers = (0..<config.workers).map {
-                FlowWorker(index: $0, ports: rings[$0], datapath: datapath, idle: config.idle)
+                FlowWorker(index: $0, ports: rings[$0], datapath: datapath, idle: config.idle, tunnels: tunnelRuntime)
             }
             if let kernel {
                 revalidator = Revalidator(datapath: datapath, kernel: kernel, counterRow: config.workers)
@@ -325,8 +367,9 @@ public final class Forwarder {
         collectKernelStatistics()
         var perWorker: [[PortCounters]] = []
         for (w, worker) in workers.enumerated() {
-            perWorker.append((0..<interfaces.count).map { p in
+            perWorker.append((0..<worker.counters.portCount).map { p in
                 var c = worker.counters.snapshot(port: p)
+                guard p < interfaces.count else { return c }  // a tunnel port: no ring of its own
                 c.kernelOffered = kernelOffered[w][p]
                 c.rxDrops[.kernelRingFull] = kernelRingFull[w][p]
                 c.rxPackets += kernelRingFull[w][p]
@@ -342,7 +385,7 @@ public final class Forwarder {
                 return c
             })
         }
-        var snapshot = StatsSnapshot(ports: interfaces.map(\.name), perWorker: perWorker,
+        var snapshot = StatsSnapshot(ports: portNames, perWorker: perWorker,
                              elapsedNs: Sys.monotonicNanoseconds() - startedNs, final: stopped)
         if let s = fastPathStats() { snapshot.fastPath = Self.fastPathPortCounters(s, ports: interfaces.count) }
         return snapshot

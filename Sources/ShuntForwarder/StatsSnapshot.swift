@@ -30,6 +30,9 @@ public struct StatsSnapshot: Sendable {
             let rxRate = rate(c.rxPackets, before?[p].rxPackets, seconds)
             let txRate = rate(c.txPackets, before?[p].txPackets, seconds)
             var line = "  \(ports[p]): rx \(c.rxPackets) pkts \(c.rxBytes) B (\(rxRate)) | tx \(c.txPackets) pkts \(c.txBytes) B (\(txRate))"
+            if c.rxDecapsulated + c.txEncapsulated + c.rxLocal + c.txLocal > 0 {
+                line += " | decap \(c.rxDecapsulated) encap \(c.txEncapsulated) local rx \(c.rxLocal) tx \(c.txLocal)"
+            }
             let drops = dropText(c)
             line += drops.isEmpty ? " | drops 0" : " | drops \(drops)"
             lines.append(line)
@@ -82,6 +85,8 @@ public struct StatsSnapshot: Sendable {
             "\"rx_dropped\":\(c.rxDropTotal)", "\"tx_dropped\":\(c.txDropTotal)",
             "\"rx_drops\":\(dropObject(c.rxDrops))", "\"tx_drops\":\(dropObject(c.txDrops))",
             "\"kernel_offered\":\(c.kernelOffered)",
+            "\"rx_decapsulated\":\(c.rxDecapsulated)", "\"tx_encapsulated\":\(c.txEncapsulated)",
+            "\"rx_local\":\(c.rxLocal)", "\"tx_local\":\(c.txLocal)",
         ]
     }
 

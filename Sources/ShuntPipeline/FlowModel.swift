@@ -10,9 +10,15 @@ public struct PortNames: Sendable, Hashable {
     public let names: [String]
     private let numbers: [String: UInt32]
 
+    /// Ports NORMAL leaves alone: underlays of tunnel ports carry the overlay's outer frames,
+    /// so tenant traffic is never switched onto them (as an OVS bridge does not hold its
+    /// tunnels' underlay interface). Flows may still name them.
+    public let notSwitched: Set<UInt32>
+
     /// A name given twice keeps its first number.
-    public init(_ names: [String]) {
+    public init(_ names: [String], notSwitched: Set<UInt32> = []) {
         self.names = names
+        self.notSwitched = notSwitched
         var numbers: [String: UInt32] = [:]
         for (i, name) in names.enumerated() where numbers[name] == nil {
             numbers[name] = UInt32(i + 1)

@@ -129,13 +129,17 @@ public final class Pipeline: Sendable {
                     state.outputs += 1
                 }
             case .normal:
+                // An underlay port is not switched: NORMAL neither learns from it nor sends to it.
+                if ports.notSwitched.contains(state.key.inPort) { break }
                 state.usedNormal = true
                 state.dependencies = state.dependencies.union(normal.dependencies)
                 switch normal.normal(key: state.key, portCount: ports.count) {
                 case .output(let port):
-                    output(port, &state)
+                    if !ports.notSwitched.contains(port) { output(port, &state) }
                 case .flood:
-                    for port in UInt32(1)..<UInt32(ports.count + 1) { output(port, &state) }
+                    for port in UInt32(1)..<UInt32(ports.count + 1) where !ports.notSwitched.contains(port) {
+                        output(port, &state)
+                    }
                 case .drop:
                     break
                 }

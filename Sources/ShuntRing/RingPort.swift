@@ -74,6 +74,8 @@ public struct InterfaceInfo: Sendable {
     public let index: Int32
     public let mtu: Int
     public let isUp: Bool
+    /// The hardware address, in the low 48 bits (0 for interfaces without one).
+    public let hardwareAddress: UInt64
 
     public static func lookup(_ name: String) throws(RingSetupError) -> InterfaceInfo {
         guard name.utf8.count < IFNAMSIZ, let index = Sys.interfaceIndex(name) else { throw .noSuchInterface(name) }
@@ -81,7 +83,8 @@ public struct InterfaceInfo: Sendable {
             let probe = try PacketSocket()
             let mtu = try Sys.interfaceMTU(name, using: probe.fd)
             let flags = try Sys.interfaceFlags(name, using: probe.fd)
-            return InterfaceInfo(name: name, index: index, mtu: mtu, isUp: flags & Int32(IFF_UP) != 0)
+            let mac = try Sys.interfaceHardwareAddress(name, using: probe.fd)
+            return InterfaceInfo(name: name, index: index, mtu: mtu, isUp: flags & Int32(IFF_UP) != 0, hardwareAddress: mac)
         } catch let e where e.errno == EPERM || e.errno == EACCES {
             throw .permission("opening an AF_PACKET socket")
         } catch {

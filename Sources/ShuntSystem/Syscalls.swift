@@ -275,6 +275,16 @@ public enum Sys {
         return Int(mtu)
     }
 
+    /// The interface's hardware address (six bytes, first octet first, in the low 48 bits).
+    @inline(never)
+    public static func interfaceHardwareAddress(_ name: String, using sock: Int32) throws(SystemError) -> UInt64 {
+        var bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0)
+        _ = try withUnsafeMutableBytes(of: &bytes) { (raw) throws(SystemError) -> Int32 in
+            try check(cshunt_if_hwaddr(sock, name, raw.baseAddress!.assumingMemoryBound(to: UInt8.self)), "ioctl(SIOCGIFHWADDR)")
+        }
+        return withUnsafeBytes(of: bytes) { $0.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+    }
+
     @inline(never)
     public static func interfaceFlags(_ name: String, using sock: Int32) throws(SystemError) -> Int32 {
         var flags: Int32 = 0

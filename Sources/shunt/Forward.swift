@@ -31,14 +31,29 @@ struct Forward: ParsableCommand {
             with `shunt ctl add-flow|add-flows|del-flows|dump-flows`; see the state with \
             `shunt ctl show` and `shunt ctl dump-cache`.
 
+            VXLAN tunnel ports: --vxlan NAME,local=IP,remote=IP,dev=IFACE[,vni=N|flow][,dstport=N] \
+            adds a port NAME (numbered after the interfaces) whose frames travel in VXLAN over the \
+            underlay interface IFACE (one of the --port interfaces) to the remote VTEP. Flows name it \
+            like any port (in_port=NAME, output:NAME) and NORMAL switches to it; vni=flow takes the \
+            VNI from set_tunnel / tun_id. Shunt answers ARP for the local address on the underlay and \
+            resolves the remote's MAC. More options: srcport=MIN-MAX, ttl=N, df, udpcsum, \
+            remote_mac=MAC (no ARP). Tunnel ports imply flow tables.
+
             Examples:
               shunt forward --port veth0 --port veth1 --workers 2 --stats-interval 1
               shunt forward --port p1 --port p2 --flows flows.txt --datapath xdp --fix-peers
+              shunt forward --port tap0 --port eth1 --vxlan vx1,local=192.0.2.1,remote=192.0.2.2,dev=eth1,vni=4100
             """
     )
 
     @Option(name: .customLong("port"), help: ArgumentHelp("An interface to forward between (repeat; ports are numbered from 1 in this order).", valueName: "IF"))
     var ports: [String] = []
+
+    @Option(name: .customLong("vxlan"), help: ArgumentHelp("A VXLAN tunnel port (repeat): NAME,local=IP,remote=IP,dev=IFACE[,vni=N|flow][,dstport=N][,srcport=MIN-MAX][,ttl=N][,df][,udpcsum][,remote_mac=MAC]. Implies flow tables.", valueName: "SPEC"))
+    var vxlan: [String] = []
+
+    @Option(name: .customLong("config"), help: ArgumentHelp("A YAML configuration file: `tunnels:`, a list of tunnel ports with the --vxlan keys (name, local, remote, dev, vni, dstport, ...). Its tunnels come before those of --vxlan.", valueName: "FILE"))
+    var configFile: String?
 
     @Option(help: "Worker threads; each has a ring on every port.")
     var workers: Int = 1
@@ -130,6 +145,34 @@ struct Forward: ParsableCommand {
         if upcallBudget < 1 { throw ValidationError("--upcall-budget must be at least 1 per second") }
         if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be more than 0 seconds") }
         if fixPeers && datapath != .xdp { throw ValidationError("--fix-peers is for --datapath xdp") }
+        if let mode, mode != .flows && (!vxlan.isEmpty || configFile != nil) {
+            throw ValidationError("tunnel ports (--vxlan) run on flow tables (the default table is NORMAL); drop --mode \(mode.rawValue)")
+        }
+    }
+
+    /// The tunnels of --config and --vxlan, checked against the --port list (one clear line per mistake).
+    func parsedTunnels() throws -> [TunnelSpec] {
+        var fromFile: [TunnelSpec] = []
+        if let configFile {
+            guard let text = readTextFile(configFile) else {
+                printError("shunt forward: cannot read configuration file \(configFile)")
+                throw ExitCode(2)
+            }
+            do throws(ConfigFile.Invalid) {
+                fromFile = try ConfigFile.parse(text).tunnels
+            } catch {
+                printError("shunt forward: \(configFile): \(error)")
+                throw ExitCode(2)
+            }
+        }
+        do throws(TunnelSpecError) {
+            let specs = try fromFile + vxlan.map { (text) throws(TunnelSpecError) in try TunnelSpec.parse(text) }
+            _ = try TunnelSpec.resolveAll(specs, interfaces: ports)
+            return specs
+        } catch {
+            printError("shunt forward: \(configFile != nil && vxlan.isEmpty ? configFile! : "--vxlan"): \(error)")
+            throw ExitCode(2)
+        }
     }
 
     func run() throws {
@@ -139,7 +182,9 @@ struct Forward: ParsableCommand {
         let framesPerBlock = max(1, (1 << 16) / max(frameSize, 1))
         let tx = RingGeometry(blockSize: 1 << 16, blockCount: max(1, (txFrames + framesPerBlock - 1) / framesPerBlock),
                               frameSize: frameSize, blockTimeoutMs: 0)
-        let flowMode = mode == .flows || flows != nil || datapath != nil
+        let tunnels = try parsedTunnels()
+        let tunnelNames = tunnels.map(\.name)
+        let flowMode = mode == .flows || flows != nil || datapath != nil || !tunnels.isEmpty || configFile != nil
         var config = ForwarderConfig(
             ports: ports, workers: workers, mode: flowMode ? .flows : mode, fanout: fanout,
             ring: RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: !noQdiscBypass),
@@ -152,8 +197,9 @@ struct Forward: ParsableCommand {
             config.datapath.upcallBudgetPerSecond = upcallBudget
             config.datapath.idleTimeoutMs = UInt64(idleTimeout * 1000)
             config.fixPeers = fixPeers
+            config.tunnels = tunnels
             if let flows {
-                config.flowTables = try loadFlowTables(path: flows, ports: ports, maxFlows: maxFlows)
+                config.flowTables = try loadFlowTables(path: flows, ports: ports + tunnelNames, maxFlows: maxFlows)
             }
         }
 
@@ -184,10 +230,12 @@ struct Forward: ParsableCommand {
         }
         defer { controlServer?.stop() }
         let modeText = config.mode == .flows ? "flow tables on the \(config.datapath.kind.rawValue) datapath" : config.mode.rawValue
-        let description = "\(modeText) between \(ports.joined(separator: ", ")) with \(workers) worker\(workers == 1 ? "" : "s"), TPACKET_\(version.rawValue.uppercased()) rings"
+        for warning in forwarder.warnings { printError("shunt forward: warning: \(warning)") }
+        let allPorts = ports + tunnelNames
+        let description = "\(modeText) between \(allPorts.joined(separator: ", ")) with \(workers) worker\(workers == 1 ? "" : "s"), TPACKET_\(version.rawValue.uppercased()) rings"
         if json {
             let datapathField = config.mode == .flows ? "\"datapath\":\"\(config.datapath.kind.rawValue)\"," : ""
-            emitLine("{\"type\":\"ready\",\"mode\":\"\(config.mode.rawValue)\",\(datapathField)\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(ports.map { "\"\($0)\"" }.joined(separator: ","))]}")
+            emitLine("{\"type\":\"ready\",\"mode\":\"\(config.mode.rawValue)\",\(datapathField)\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(allPorts.map { "\"\($0)\"" }.joined(separator: ","))]}")
         } else {
             printError("shunt: forwarding \(description); Ctrl-C to stop")
         }

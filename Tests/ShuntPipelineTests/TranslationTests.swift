@@ -249,6 +249,26 @@ import Testing
         #expect(table.lookup(mac("03:00:00:00:00:01"), nowMs: 1000) == nil)
     }
 
+    /// An underlay port (of tunnel ports) is not switched: NORMAL neither floods to it, nor
+    /// sends to it, nor learns or forwards from it; explicit flows still may use it.
+    @Test func normalLeavesUnderlayPortsAlone() throws {
+        let names = PortNames(["p0", "p1", "vx1"], notSwitched: [2])
+        let p = Pipeline(try loadTables("table=0 actions=NORMAL", ports: names), ports: names)
+        let table = MACLearningTable(capacity: 64)
+        var normal = LearningNormalSwitch(table: table, nowMs: 1000)
+        let a = "02:00:00:00:00:0a"
+        let b = "02:00:00:00:00:0b"
+        #expect(p.translate(packet(inPort: 1, src: a, dst: b), normal: &normal).actions == [.output(3)])
+        let fromUnderlay = p.translate(packet(inPort: 2, src: b, dst: a), normal: &normal)
+        #expect(fromUnderlay.actions.isEmpty && fromUnderlay.dropReason == .flowDrop)
+        #expect(table.lookup(mac(b), nowMs: 1000) == nil)
+        // Learned on the underlay by some other means: still not sent there.
+        table.learn(mac(b), port: 1, nowMs: 1000)
+        #expect(p.translate(packet(inPort: 1, src: a, dst: b), normal: &normal).actions.isEmpty)
+        let explicit = Pipeline(try loadTables("table=0 in_port=1 actions=output:p1", ports: names), ports: names)
+        #expect(explicit.translate(packet(inPort: 1), normal: &normal).actions == [.output(2)])
+    }
+
     /// A NORMAL that switches by VLAN must say so, or cache entries would ignore the VLAN.
     struct ByVLAN: NormalSwitch {
         mutating func normal(key: FlowKey, portCount: Int) -> NormalResult {

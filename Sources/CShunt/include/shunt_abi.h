@@ -26,6 +26,14 @@ enum shunt_drop_reason {
 	SHUNT_DROP_FLOW_DROP = 10,        /* the matching flows chose to drop (`drop` or no output) */
 	SHUNT_DROP_RESUBMIT_LIMIT = 11,   /* resubmit chain deeper than SHUNT_MAX_RESUBMITS (a loop) */
 	SHUNT_DROP_TTL_EXPIRED = 12,      /* dec_ttl on a packet whose TTL / hop limit was 0 or 1 */
+	/* VXLAN tunnel ports (docs/design/0011-vxlan-tunnel-ports.md) */
+	SHUNT_DROP_TUNNEL_MTU = 13,       /* encapsulated frame would exceed the underlay MTU */
+	SHUNT_DROP_TUNNEL_NO_NEIGHBOUR = 14, /* remote VTEP's next-hop MAC not resolved yet (ARP sent) */
+	SHUNT_DROP_TUNNEL_VNI = 15,       /* VXLAN from a known remote with a VNI no tunnel port takes */
+	SHUNT_DROP_TUNNEL_PORT = 16,      /* UDP to a local VTEP on a port no tunnel listens on */
+	SHUNT_DROP_TUNNEL_REMOTE = 17,    /* VXLAN to a local VTEP from a source that is no tunnel's remote */
+	SHUNT_DROP_TUNNEL_MALFORMED = 18, /* to a local VTEP but truncated, fragmented, bad lengths, no I flag */
+	SHUNT_DROP_TUNNEL_NOT_VXLAN = 19, /* IPv4 to a local VTEP that is neither UDP nor answered (e.g. ICMP) */
 	SHUNT_DROP__MAX
 };
 
@@ -207,6 +215,37 @@ struct shunt_fastpath_stats {
 	__u64 redirect_errors; /* bpf_redirect_map refused the output port (no device in the DEVMAP) */
 	__u64 drops[SHUNT_DROP__MAX]; /* packets dropped in the kernel, by reason */
 	struct shunt_port_counters ports[SHUNT_MAX_PORTS + 1]; /* by Shunt port number */
+};
+
+/* ---- VXLAN tunnel ports (RFC 7348) ---- */
+
+/* Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what encapsulation adds in front of a frame. */
+#define SHUNT_VXLAN_OVERHEAD 50
+#define SHUNT_VXLAN_PORT 4789
+#define SHUNT_VXLAN_FLAG_I 0x08
+/* A tunnel port's VNI comes from the packet's tun_id (set_tunnel), as OVS's key=flow. */
+#define SHUNT_TUNNEL_VNI_FLOW 0xffffffffU
+#define SHUNT_TUNNEL_DF 0x1        /* shunt_tunnel_port.flags: set DF in the outer IPv4 header */
+#define SHUNT_TUNNEL_UDP_CSUM 0x2  /*                          compute the outer UDP checksum */
+
+/* One tunnel port: output to port `port` encapsulates into VXLAN and sends on `underlay_port`.
+ * Both datapaths read the same table (the XDP fast path, later, as an array map by port
+ * number), so for one packet they build the same outer header. The next-hop MAC is not here:
+ * the slow path resolves it (ARP) and keeps it in its neighbour table. Addresses and ports in
+ * network byte order (as written into the header); the rest host order. */
+struct shunt_tunnel_port {
+	__u32 port;          /* this tunnel's Shunt port number */
+	__u32 underlay_port; /* the Shunt port whose rings carry the outer frames */
+	__u32 vni;           /* fixed VNI (24 bits), or SHUNT_TUNNEL_VNI_FLOW */
+	__be32 local_ip;     /* local VTEP: outer source, and the address decapsulation accepts */
+	__be32 remote_ip;    /* remote VTEP: outer destination, and the only accepted outer source */
+	__be16 dst_port;     /* UDP destination port: 4789 (IANA) or 8472 (Linux's old default) */
+	__u16 src_port_min;  /* outer UDP source port from the inner flow hash, in [min, max) */
+	__u16 src_port_max;
+	__u8 ttl;
+	__u8 flags;          /* SHUNT_TUNNEL_* */
+	__u8 src_mac[6];     /* the underlay port's MAC */
+	__u8 pad[2];
 };
 
 #endif /* __SHUNT_ABI_H */
