@@ -2,25 +2,10 @@ import Foundation
 import Glibc
 import Testing
 
-/// Runs a command with no output and returns its exit status. posix_spawn and waitpid rather
-/// than Foundation's Process, whose exit detection (an inherited socket) sometimes misses a
-/// child's exit while other children run, hanging waitUntilExit with the child a zombie
-/// (swift-corelibs-foundation issue 4795); these tests ping while a forwarder runs.
+/// Runs a command and returns its exit status (Lab's `run`, which does not hang on a child that
+/// exited while a forwarder runs).
 func spawnAndWait(_ args: [String]) -> Int32 {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    for fd in [Int32(0), 1, 2] {
-        posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
-    }
-    let argv = (["/usr/bin/env"] + args).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    guard posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ) == 0 else { return -1 }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    // WIFEXITED / WEXITSTATUS by hand (macros Swift does not import).
-    return status & 0x7f == 0 ? (status >> 8) & 0xff : -1
+    (try? run(args, check: false).status) ?? -1
 }
 
 /// A Shunt tunnel port against the real thing: a Linux kernel VXLAN interface in a peer
