@@ -215,7 +215,7 @@ final class TestpmdForwarder: BenchForwarder {
 
 /// Open vSwitch's userspace datapath, private: ovsdb-server and ovs-vswitchd started in the
 /// foreground (their PIDs are ours) with database, sockets and logs in a temporary directory.
-/// Bridge br0 with datapath_type=netdev; fwd0 and fwd1 are "system" ports (AF_PACKET sockets,
+/// Bridge ovsbr0 with datapath_type=netdev; fwd0 and fwd1 are "system" ports (AF_PACKET sockets,
 /// the same class of kernel interface as testpmd's net_af_packet and shunt's rings); one flow
 /// in_port=1 -> output:2.
 final class OVSForwarder: BenchForwarder {
@@ -245,12 +245,12 @@ final class OVSForwarder: BenchForwarder {
         ]), stdout: "\(c.raw)/\(tag).fwd.out", stderr: "\(c.raw)/\(tag).fwd.err", environment: env)
         try waitForSocket("\(dir)/vswitchd.ctl", c)
         let vsctl = ["ovs-vsctl", "--db=\(db)", "--timeout=30"]
-        try rt.run(vsctl + ["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail-mode=secure"], environment: env)
-        try rt.run(vsctl + ["add-port", "br0", "fwd0", "--", "set", "interface", "fwd0", "ofport_request=1"], environment: env)
-        try rt.run(vsctl + ["add-port", "br0", "fwd1", "--", "set", "interface", "fwd1", "ofport_request=2"], environment: env)
-        try rt.run(["ovs-ofctl", "del-flows", "unix:\(dir)/br0.mgmt"], environment: env)
-        try rt.run(["ovs-ofctl", "add-flow", "unix:\(dir)/br0.mgmt", "in_port=1,actions=output:2"], environment: env)
-        try rt.run(["ovs-ofctl", "add-flow", "unix:\(dir)/br0.mgmt", "in_port=2,actions=output:1"], environment: env)
+        try rt.run(vsctl + ["add-br", "ovsbr0", "--", "set", "bridge", "ovsbr0", "datapath_type=netdev", "fail-mode=secure"], environment: env)
+        try rt.run(vsctl + ["add-port", "ovsbr0", "fwd0", "--", "set", "interface", "fwd0", "ofport_request=1"], environment: env)
+        try rt.run(vsctl + ["add-port", "ovsbr0", "fwd1", "--", "set", "interface", "fwd1", "ofport_request=2"], environment: env)
+        try rt.run(["ovs-ofctl", "del-flows", "unix:\(dir)/ovsbr0.mgmt"], environment: env)
+        try rt.run(["ovs-ofctl", "add-flow", "unix:\(dir)/ovsbr0.mgmt", "in_port=1,actions=output:2"], environment: env)
+        try rt.run(["ovs-ofctl", "add-flow", "unix:\(dir)/ovsbr0.mgmt", "in_port=2,actions=output:1"], environment: env)
     }
 
     private func waitForSocket(_ path: String, _ c: BenchContext) throws {
@@ -268,6 +268,8 @@ final class OVSForwarder: BenchForwarder {
         if let server { c.runtime.stop(server) }
         vswitchd = nil
         server = nil
+        // The netdev datapath's tap device for the bridge outlives a killed ovs-vswitchd.
+        _ = try? c.runtime.run(["ip", "-n", c.lab.fwd, "link", "del", "ovsbr0"], check: false)
         if let dir {
             // Keep the logs with the raw output.
             for log in ["ovsdb.log", "vswitchd.log"] {
