@@ -2,7 +2,7 @@
 # Installs the Debian packages Shunt builds and tests with, only those that are missing.
 # Usage: Scripts/install-deps.sh [--bench]   (--bench adds the peers the benchmark compares against)
 set -euo pipefail
-packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev)
+packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev tshark)
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(dpdk-dev coreutils openvswitch-switch)
 fi
@@ -14,5 +14,7 @@ if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     if [[ $(id -u) -ne 0 ]]; then echo "Scripts/install-deps.sh: run as root to install packages" >&2; exit 1; fi
     apt-get update -qq
+    # tshark's wireshark-common asks whether non-root users may capture: answer no, never prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

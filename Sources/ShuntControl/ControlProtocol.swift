@@ -16,7 +16,8 @@ import Foundation
 ///
 ///    - `version`: the protocol version, 1. A server refuses versions it does not speak.
 ///    - `command`: the `shunt ctl` subcommand: `add-flow`, `add-flows`, `del-flows`,
-///      `dump-flows`, `show`, `dump-cache` (the handler decides which it knows).
+///      `dump-flows`, `show`, `dump-cache`, `mirror-add`, `mirror-del`, `mirror-list` (the
+///      handler decides which it knows).
 ///    - `arguments`: the command's positional arguments, as given (`add-flows` sends the whole
 ///      file as one argument).
 ///    - `flags`: the command's boolean options, without dashes, e.g. `["strict"]` for

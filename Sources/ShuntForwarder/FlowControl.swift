@@ -45,8 +45,38 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             return .success(dumpFlows(datapath, json: request.json))
         case "dump-cache":
             return .success(dumpCache(datapath, json: request.json))
+        case "mirror-add", "mirror-del", "mirror-list":
+            return mirror(request)
         default:
             return .failure("unknown command '\(request.command)'; see shunt ctl --help")
+        }
+    }
+
+    /// `shunt ctl mirror add SPEC... | del NAME | list`: a refused change applies nothing.
+    private func mirror(_ request: ControlRequest) -> ControlResponse {
+        guard let control = forwarder.mirrorControl else { return .failure("this forwarder has no mirror support") }
+        switch request.command {
+        case "mirror-add":
+            guard !request.arguments.isEmpty else {
+                return .failure("mirror add takes a session: NAME,src=PORT[+PORT...][,dir=in|out|both],to=PORT|pcap:FILE[,sample=N][,snaplen=N][,match=FLOWMATCH]")
+            }
+            do throws(MirrorSpecError) {
+                let specs = try request.arguments.map { (text) throws(MirrorSpecError) in try MirrorSpec.parse(text) }
+                try control.add(specs)
+                return .success("added \(specs.count) mirror\(specs.count == 1 ? "" : "s")\n")
+            } catch {
+                return .failure(error.description)
+            }
+        case "mirror-del":
+            guard request.arguments.count == 1 else { return .failure("mirror del takes one mirror name") }
+            do throws(MirrorSpecError) {
+                try control.delete(request.arguments[0])
+                return .success("deleted mirror \(request.arguments[0])\n")
+            } catch {
+                return .failure(error.description)
+            }
+        default:
+            return .success(control.list(json: request.json))
         }
     }
 

@@ -63,6 +63,8 @@ struct InstalledFlow {
     var dropReason: DropReason?
     var ruleIDs: [UInt32]
     var usedNormal: Bool
+    /// A mirror session copies this flow's packets: the entry sends them to the slow path.
+    var mirrored = false
     /// Written into the kernel entry (`install_tag`): a counter read belongs to this
     /// installation only if the tags match (a walk outside the lock may see an older one).
     var tag: UInt16
@@ -84,6 +86,8 @@ public final class FlowDatapath: @unchecked Sendable {
     public let macTable: MACLearningTable
     public let ruleCounters: RuleCounters
     let kernel: FlowCacheProgram?
+    /// The mirror sessions (Mirrors.swift).
+    public let mirrors: MirrorRegistry
 
     struct ControlState {
         var tables: FlowTables
@@ -101,8 +105,10 @@ public final class FlowDatapath: @unchecked Sendable {
         var kernelPortLimit: UInt32 = .max
 
         /// A kernel entry for `actions`, tagged for this installation.
-        mutating func entry(actions: [DatapathAction], dropReason: DropReason?) -> (shunt_cache_entry, UInt16) {
+        mutating func entry(actions: [DatapathAction], dropReason: DropReason?,
+                            mirrored: Bool = false) -> (shunt_cache_entry, UInt16) {
             var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop,
+                                           flags: mirrored ? UInt32(SHUNT_CACHE_USERSPACE) : 0,
                                            portLimit: kernelPortLimit)
             let tag = nextTag
             nextTag &+= 1
@@ -126,6 +132,7 @@ public final class FlowDatapath: @unchecked Sendable {
         self.macTable = macTable
         self.kernel = kernel
         ruleCounters = RuleCounters(writers: writers, maxRules: config.maxFlows)
+        mirrors = MirrorRegistry(portCount: ports.count)
         let pipeline = Pipeline(tables, ports: portNames)
         control = Mutex(ControlState(tables: tables, pipeline: pipeline, generation: 1))
         generationWord = .allocate(capacity: 1)
@@ -200,7 +207,8 @@ public final class FlowDatapath: @unchecked Sendable {
                 return .cacheFull
             }
             state.tokens -= 1
-            let (entry, tag) = state.entry(actions: actions, dropReason: dropReason)
+            let mirrored = mirrors.selects(flow: key, actions: actions)
+            let (entry, tag) = state.entry(actions: actions, dropReason: dropReason, mirrored: mirrored)
             do {
                 try kernel.install(key: key, entry: entry)
             } catch {
@@ -209,7 +217,7 @@ public final class FlowDatapath: @unchecked Sendable {
                 return .failed
             }
             state.installed[key] = InstalledFlow(actions: actions, dropReason: dropReason, ruleIDs: ruleIDs,
-                                                 usedNormal: usedNormal, tag: tag)
+                                                 usedNormal: usedNormal, mirrored: mirrored, tag: tag)
             state.counters.upcalls += 1
             state.counters.upcallNs &+= translateNs &+ (Sys.monotonicNanoseconds() &- now)
             return .installed

@@ -61,6 +61,8 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     let emc: ExactMatchCache
     /// VXLAN tunnel ports (numbered after the interfaces), nil when there are none.
     let tunnels: TunnelRuntime?
+    /// Port mirroring (FlowWorker+Mirror.swift).
+    let mirrors: MirrorWorkerState
     /// The IPv4 identification of outer headers without DF (with DF it is 0).
     private var outerIdentification: UInt16 = 0
     private var walkerDrops: WalkerDropAccounting
@@ -92,6 +94,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         (pipeline, pipelineGeneration) = datapath.currentPipeline()
         macChanges = datapath.macTable.changeCount
         normal = LearningNormalSwitch(table: datapath.macTable, nowMs: 0)
+        mirrors = MirrorWorkerState(registry: datapath.mirrors)
         scratch = .allocate(capacity: scratchCapacity)
         scratch.initialize(repeating: shunt_dp_action(), count: scratchCapacity)
     }
@@ -138,7 +141,9 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     private func refreshGeneration() {
         let g = datapath.generation
         let m = datapath.macTable.changeCount
-        guard g != pipelineGeneration || m != macChanges else { return }
+        // New mirror sessions change which flows the kernel may keep (and their cached flags).
+        let mirrorsMoved = mirrors.refresh(datapath.mirrors)
+        guard g != pipelineGeneration || m != macChanges || mirrorsMoved else { return }
         if g != pipelineGeneration {
             (pipeline, pipelineGeneration) = datapath.currentPipeline()
         }
@@ -239,7 +244,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         counters.add(p, .txLocal, 1)
     }
 
-    private func sendARP(_ m: ARPMessage, on p: Int) {
+    func sendARP(_ m: ARPMessage, on p: Int) {
         guard let frame = ports[p].claimTransmitFrame() else {
             counters.addTxDrop(p, .txRingFull)
             return
@@ -259,6 +264,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             strippedVLANTCI: packet.flags.contains(.hasVLANTag) ? packet.vlanTCI : nil, into: &key)
         key.tunID = tunnelID
         let hash = key.hash64
+        if mirrors.active { mirrorIngress(packet, inPort: p, key: key, hash: hash, nowMs: nowMs) }
         let bytes = UInt64(packet.outputLength)
         // A local stack left the checksum to offload (CHECKSUM_PARTIAL). Only the slow path can
         // complete it: XDP does not see that state and would send the frame as it is. So such a
@@ -298,7 +304,9 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         var flags: ExactMatchCache.Flags = translation.usedNormal ? [.usedNormal] : []
         // The kernel passes malformed frames up without a lookup: no entry for their keys.
         if installable {
-            if FlowCacheProgram.kernelCanExecute(translation.actions, portLimit: UInt32(ports.count)) {
+            // A mirrored flow stays in the slow path, which makes the copies.
+            if FlowCacheProgram.kernelCanExecute(translation.actions, portLimit: UInt32(ports.count))
+                && !(mirrors.active && mirrors.table.selects(flow: key, actions: translation.actions)) {
                 flags.insert(.kernelExecutable)
             }
             switch datapath.offerInstall(key: key, actions: translation.actions, dropReason: translation.dropReason,
@@ -441,6 +449,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             dontFragment: tunnel.dontFragment, udpChecksum: tunnel.udpChecksum, identification: identification)
         VXLAN.writeOuterHeader(header, innerLength: inner, at: frame)
         port.tx.commit(length: inner + VXLAN.overhead)
+        if mirrors.active { mirrorEgress(frame + VXLAN.overhead, length: inner, outPort: tp) }
         counters.add(tp, .txPackets, 1)
         counters.add(tp, .txBytes, UInt64(inner))
         counters.add(underlay, .txEncapsulated, 1)
@@ -459,6 +468,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             return
         }
         port.tx.commit(length: written)
+        if mirrors.active { mirrorEgress(frame, length: written, outPort: out) }
         counters.add(out, .txPackets, 1)
         counters.add(out, .txBytes, UInt64(written))
     }

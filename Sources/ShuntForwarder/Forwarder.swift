@@ -33,6 +33,8 @@ public struct ForwarderConfig: Sendable {
     public var fixPeers = false
     /// VXLAN tunnel ports, numbered after the interfaces in this order (flow mode only).
     public var tunnels: [TunnelSpec] = []
+    /// Mirror sessions to start with (flow mode only); more with `shunt ctl mirror add`.
+    public var mirrors: [MirrorSpec] = []
 
     public init(ports: [String], workers: Int = 1, mode: ForwardingMode? = nil, fanout: FanoutMode = .hash,
                 ring: RingPortConfig = RingPortConfig(), idle: IdlePolicy = IdlePolicy(busyPollMicroseconds: 200),
@@ -59,6 +61,7 @@ public enum ForwarderError: Error, CustomStringConvertible {
     case xdp(String)
     case peerNotReady(port: String, detail: String)
     case tunnel(String)
+    case mirror(String)
 
     public var description: String {
         switch self {
@@ -78,6 +81,7 @@ public enum ForwarderError: Error, CustomStringConvertible {
         case .peerNotReady(let port, let detail):
             "XDP redirect into port \(port) would drop frames silently: \(detail)"
         case .tunnel(let message): message
+        case .mirror(let message): message
         }
     }
 }
@@ -97,6 +101,8 @@ public final class Forwarder {
     /// Flow mode: the tables and caches.
     public let flowDatapath: FlowDatapath?
     private let revalidator: Revalidator?
+    /// Flow mode: the mirror sessions.
+    public private(set) var mirrorControl: MirrorControl? = nil
     private var xdpAttachments: [XDPAttachment] = []
     /// How the XDP program is attached on each port ("native" or "generic"), XDP datapath only.
     public private(set) var xdpModes: [String] = []
@@ -129,6 +135,15 @@ public final class Forwarder {
             tunnels = try TunnelSpec.resolveAll(config.tunnels, interfaces: config.ports)
         } catch { throw .tunnel(error.description) }
         self.tunnels = tunnels
+        if !config.mirrors.isEmpty {
+            guard config.mode == .flows else {
+                throw .mirror("mirror sessions run on flow tables (the default table is NORMAL); drop --mode \(config.mode.rawValue)")
+            }
+            do throws(MirrorSpecError) {
+                try MirrorControl.validate(config.mirrors, ports: PortNames(config.ports + tunnels.map(\.name)),
+                                           interfaceCount: config.ports.count, tunnels: tunnels)
+            } catch { throw .mirror(error.description) }
+        }
         let caps = Capabilities.current()
         guard caps.has(Capabilities.netRaw) else { throw .missingCapability }
         do throws(RingGeometry.Invalid) {
@@ -229,6 +244,11 @@ public final class Forwarder {
                                         kernelPortLimit: UInt32(config.ports.count),
                                         underlays: Set(tunnels.map(\.underlayPort)))
             flowDatapath = datapath
+            mirrorControl = MirrorControl(
+                registry: datapath.mirrors, ports: datapath.portNames, interfaceCount: infos.count, tunnels: tunnels,
+                workers: config.workers,
+                maxCaptured: max(config.ring.rx.maxFrameLength(for: config.ring.version, rx: true),
+                                 config.ring.tx.maxFrameLength(for: config.ring.version, rx: false)))
             let tunnelRuntime = self.tunnelRuntime
             workers = (0..<config.workers).map {
                 FlowWorker(index: $0, ports: rings[$0], datapath: datapath, idle: config.idle, tunnels: tunnelRuntime)
@@ -327,6 +347,12 @@ public final class Forwarder {
     /// Starts one thread per worker.
     public func start() throws(ForwarderError) {
         let stop = self.stop
+        if let mirrorControl, !config.mirrors.isEmpty {
+            do throws(MirrorSpecError) { try mirrorControl.add(config.mirrors) } catch {
+                xdpAttachments.removeAll()
+                throw .mirror(error.description)
+            }
+        }
         if let revalidator {
             do throws(SystemError) {
                 threads.append(try WorkerThread(name: "shunt-revalidator") { revalidator.run(stop: stop) })
@@ -339,6 +365,7 @@ public final class Forwarder {
                 threads.append(try WorkerThread(name: "shunt-w\(worker.index)") { worker.run(stop: stop) })
             } catch {
                 xdpAttachments.removeAll()
+                mirrorControl?.closeOutputs()
                 self.stop.set()
                 threads.forEach { $0.join() }
                 threads.removeAll()
@@ -401,6 +428,7 @@ public final class Forwarder {
             stop.set()
             threads.forEach { $0.join() }
             threads.removeAll()
+            mirrorControl?.closeOutputs()
             stopped = true
         }
         return snapshot()

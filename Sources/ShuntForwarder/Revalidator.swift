@@ -33,15 +33,18 @@ final class Revalidator: @unchecked Sendable {
     func run(stop: StopFlag) {
         var lastGeneration = datapath.generation
         var lastMACChanges = datapath.macTable.changeCount
+        var lastMirrors = datapath.mirrors.generation
         var lastSweep = Sys.monotonicNanoseconds()
         while !stop.isSet {
             Sys.sleep(nanoseconds: checkIntervalNs)
             let g = datapath.generation
             let m = datapath.macTable.changeCount
-            if g != lastGeneration || m != lastMACChanges {
-                revalidate(onlyNormal: g == lastGeneration)
+            let mirrorGeneration = datapath.mirrors.generation
+            if g != lastGeneration || m != lastMACChanges || mirrorGeneration != lastMirrors {
+                revalidate(onlyNormal: g == lastGeneration && mirrorGeneration == lastMirrors)
                 lastGeneration = g
                 lastMACChanges = m
+                lastMirrors = mirrorGeneration
             }
             let now = Sys.monotonicNanoseconds()
             if now &- lastSweep >= sweepIntervalNs {
@@ -67,7 +70,7 @@ final class Revalidator: @unchecked Sendable {
         var changed: [(key: FlowKey, tag: UInt16, translation: Translation)] = []
         for (key, info) in entries {
             let t = pipeline.translate(key, normal: &lookup)
-            if !Self.same(t, info) { changed.append((key, info.tag, t)) }
+            if !same(t, key, info) { changed.append((key, info.tag, t)) }
         }
         datapath.kernelState.withLock { state in
             state.counters.revalidations += UInt64(entries.count)
@@ -86,13 +89,20 @@ final class Revalidator: @unchecked Sendable {
             && t.usedNormal == info.usedNormal
     }
 
+    /// As `same`, and the mirror sessions still select the flow as they did (a mirrored flow's
+    /// entry sends its packets to the slow path, which makes the copies).
+    func same(_ t: Translation, _ key: FlowKey, _ info: InstalledFlow) -> Bool {
+        Self.same(t, info) && datapath.mirrors.selects(flow: key, actions: t.actions) == info.mirrored
+    }
+
     private func replace(_ key: FlowKey, _ info: InstalledFlow, with t: Translation, in state: inout FlowDatapath.KernelState) {
         if let e = try? kernel.lookup(key: key) { credit(info, e) }
-        let (entry, tag) = state.entry(actions: t.actions, dropReason: t.dropReason)
+        let mirrored = datapath.mirrors.selects(flow: key, actions: t.actions)
+        let (entry, tag) = state.entry(actions: t.actions, dropReason: t.dropReason, mirrored: mirrored)
         do {
             try kernel.install(key: key, entry: entry)
             state.installed[key] = InstalledFlow(actions: t.actions, dropReason: t.dropReason, ruleIDs: t.ruleIDs,
-                                                 usedNormal: t.usedNormal, tag: tag)
+                                                 usedNormal: t.usedNormal, mirrored: mirrored, tag: tag)
         } catch {
             _ = try? kernel.remove(key: key)
             state.installed[key] = nil
@@ -158,7 +168,7 @@ final class Revalidator: @unchecked Sendable {
                 } else if expire && active && info.usedNormal {
                     // Traffic flowed: re-learning its source is right, and refreshes its age.
                     let t = pipeline.translate(key, normal: &normal)
-                    if !Self.same(t, info) { replace(key, info, with: t, in: &state) }
+                    if !same(t, key, info) { replace(key, info, with: t, in: &state) }
                 }
             }
         }

@@ -43,6 +43,22 @@ public enum Sys {
         try retrying("open") { Glibc.open(path, flags) }
     }
 
+    /// Opens (creating with `mode` when `flags` has O_CREAT) a file.
+    @inline(never)
+    public static func open(_ path: String, flags: Int32, mode: mode_t) throws(SystemError) -> Int32 {
+        try retrying("open") { Glibc.open(path, flags, mode) }
+    }
+
+    /// Writes all of `bytes` (a regular file: short writes only on EINTR or a full disk).
+    @inline(never)
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            let n = try retrying("write") { Int32(Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)) }
+            done += Int(n)
+        }
+    }
+
     // MARK: socket options
 
     @inline(never)
@@ -375,6 +391,14 @@ public enum Sys {
     public static func monotonicNanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Wall-clock time (CLOCK_REALTIME), for capture file timestamps.
+    @inline(never)
+    public static func realtimeNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 

@@ -1,5 +1,6 @@
 import ShuntCore
 import ShuntForwarder
+import ShuntPipeline
 import Yams
 
 /// `shunt forward --config FILE`: settings that are records rather than flags, in YAML. Today
@@ -14,9 +15,20 @@ import Yams
 ///         dstport: 4789
 ///         df: true
 ///
-/// A tunnel takes exactly the keys of `--vxlan` (flags as booleans).
+/// A tunnel takes exactly the keys of `--vxlan` (flags as booleans). Mirror sessions take the
+/// keys of `--mirror`; `src` may be a list:
+///
+///     mirrors:
+///       - name: m1
+///         src: [p1, p2]
+///         dir: in            # in, out or both (default)
+///         to: pcap:/tmp/m1.pcapng   # or a port or tunnel port name
+///         sample: 100
+///         snaplen: 128
+///         match: tcp,tp_dst=80
 struct ConfigFile {
     var tunnels: [TunnelSpec] = []
+    var mirrors: [MirrorSpec] = []
 
     struct Invalid: Error, CustomStringConvertible {
         let description: String
@@ -30,10 +42,11 @@ struct ConfigFile {
         }
         guard let root else { return ConfigFile() }
         guard let top = root as? [String: Any] else { throw Invalid("the top level must be a mapping (e.g. `tunnels:`)") }
-        if let key = top.keys.sorted().first(where: { $0 != "tunnels" }) {
-            throw Invalid("unknown setting '\(key)' (known: tunnels)")
+        if let key = top.keys.sorted().first(where: { $0 != "tunnels" && $0 != "mirrors" }) {
+            throw Invalid("unknown setting '\(key)' (known: tunnels, mirrors)")
         }
         var config = ConfigFile()
+        config.mirrors = try parseMirrors(top["mirrors"])
         guard let list = top["tunnels"] else { return config }
         guard let items = list as? [Any] else { throw Invalid("tunnels must be a list of mappings") }
         for (i, item) in items.enumerated() {
@@ -54,6 +67,33 @@ struct ConfigFile {
             } catch { throw Invalid(error.description) }
         }
         return config
+    }
+
+    private static func parseMirrors(_ list: Any?) throws(Invalid) -> [MirrorSpec] {
+        guard let list else { return [] }
+        guard let items = list as? [Any] else { throw Invalid("mirrors must be a list of mappings") }
+        var specs: [MirrorSpec] = []
+        for (i, item) in items.enumerated() {
+            guard let map = item as? [String: Any] else { throw Invalid("mirrors[\(i)] must be a mapping") }
+            guard let name = map["name"].map(scalarText) ?? nil else { throw Invalid("mirrors[\(i)]: name is missing") }
+            var fields: [String: String] = [:]
+            for (key, value) in map where key != "name" {
+                if key == "src", let ports = value as? [Any] {
+                    let names = ports.compactMap(scalarText)
+                    guard names.count == ports.count, !names.isEmpty else {
+                        throw Invalid("mirror \(name): src must be a port name or a list of port names")
+                    }
+                    fields[key] = names.joined(separator: "+")
+                    continue
+                }
+                guard let text = scalarText(value) else { throw Invalid("mirror \(name): \(key) must be a single value") }
+                fields[key] = text
+            }
+            do throws(MirrorSpecError) {
+                specs.append(try MirrorSpec.make(name: name, fields: fields))
+            } catch { throw Invalid(error.description) }
+        }
+        return specs
     }
 
     private static func scalarText(_ value: Any) -> String? {

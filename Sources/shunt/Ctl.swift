@@ -23,7 +23,7 @@ struct Ctl: ParsableCommand {
               shunt ctl add-flow 'table=0,priority=10,in_port=1,actions=output:2'
               shunt ctl --control /run/shunt/lab.ctl dump-flows
             """,
-        subcommands: [AddFlow.self, AddFlows.self, DelFlows.self, DumpFlows.self, Show.self, DumpCache.self]
+        subcommands: [AddFlow.self, AddFlows.self, DelFlows.self, DumpFlows.self, Show.self, DumpCache.self, Mirror.self]
     )
 
     @OptionGroup var control: ControlOptions
@@ -211,6 +211,71 @@ extension Ctl {
 
         func run() throws {
             try control.run(ControlRequest(command: "dump-cache", json: json))
+        }
+    }
+
+    struct Mirror: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "mirror",
+            abstract: "Add, remove and list mirror sessions (port mirroring, SPAN).",
+            discussion: """
+                A session copies the traffic of source ports (received: dir=in, sent: dir=out, or \
+                both) to a port, a pcapng file or a VXLAN tunnel port, optionally only packets \
+                matching a flow match, 1 in N of them, cut to a snap length. Changes apply to \
+                cached flows too (within 100 ms).
+
+                Examples:
+                  shunt ctl mirror add 'm1,src=p1,to=p3'
+                  shunt ctl mirror add 'cap,src=p1+p2,dir=in,to=pcap:/tmp/p.pcapng,snaplen=128,match=tcp,tp_dst=80'
+                  shunt ctl mirror list --json
+                  shunt ctl mirror del m1
+                """,
+            subcommands: [Add.self, Del.self, List.self]
+        )
+
+        struct Add: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Add mirror sessions (all or none).",
+                discussion: "SPEC: NAME,src=PORT[+PORT...][,dir=in|out|both],to=PORT|pcap:FILE|TUNNELPORT[,sample=N][,snaplen=N][,match=FLOWMATCH] (match= last: it takes the rest)."
+            )
+
+            @OptionGroup var control: ControlOptions
+
+            @Argument(help: ArgumentHelp("A session, e.g. 'm1,src=p1,to=p3'.", valueName: "SPEC"))
+            var specs: [String]
+
+            func run() throws {
+                try control.run(ControlRequest(command: "mirror-add", arguments: specs))
+            }
+        }
+
+        struct Del: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove a mirror session (its capture file is completed).")
+
+            @OptionGroup var control: ControlOptions
+
+            @Argument(help: ArgumentHelp("The session's name.", valueName: "NAME"))
+            var name: String
+
+            func run() throws {
+                try control.run(ControlRequest(command: "mirror-del", arguments: [name]))
+            }
+        }
+
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "List mirror sessions with their counters.",
+                discussion: "JSON keys per session: name, sources, direction, output, output_type, sample, snaplen, match, selected, mirrored, sampled_out, truncated, dropped (packets), their _bytes, and drops by reason."
+            )
+
+            @OptionGroup var control: ControlOptions
+
+            @Flag(help: "Print JSON.")
+            var json = false
+
+            func run() throws {
+                try control.run(ControlRequest(command: "mirror-list", json: json))
+            }
         }
     }
 }

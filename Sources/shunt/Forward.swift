@@ -52,7 +52,10 @@ struct Forward: ParsableCommand {
     @Option(name: .customLong("vxlan"), help: ArgumentHelp("A VXLAN tunnel port (repeat): NAME,local=IP,remote=IP,dev=IFACE[,vni=N|flow][,dstport=N][,srcport=MIN-MAX][,ttl=N][,df][,udpcsum][,remote_mac=MAC]. Implies flow tables.", valueName: "SPEC"))
     var vxlan: [String] = []
 
-    @Option(name: .customLong("config"), help: ArgumentHelp("A YAML configuration file: `tunnels:`, a list of tunnel ports with the --vxlan keys (name, local, remote, dev, vni, dstport, ...). Its tunnels come before those of --vxlan.", valueName: "FILE"))
+    @Option(name: .customLong("mirror"), help: ArgumentHelp("A mirror session (repeat): NAME,src=PORT[+PORT...][,dir=in|out|both],to=PORT|pcap:FILE|TUNNELPORT[,sample=N][,snaplen=N][,match=FLOWMATCH] (match= last). Implies flow tables.", valueName: "SPEC"))
+    var mirror: [String] = []
+
+    @Option(name: .customLong("config"), help: ArgumentHelp("A YAML configuration file: `tunnels:`, a list of tunnel ports with the --vxlan keys (name, local, remote, dev, vni, dstport, ...), and `mirrors:`, mirror sessions with the --mirror keys. Its entries come before those of --vxlan and --mirror.", valueName: "FILE"))
     var configFile: String?
 
     @Option(help: "Worker threads; each has a ring on every port.")
@@ -145,8 +148,30 @@ struct Forward: ParsableCommand {
         if upcallBudget < 1 { throw ValidationError("--upcall-budget must be at least 1 per second") }
         if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be more than 0 seconds") }
         if fixPeers && datapath != .xdp { throw ValidationError("--fix-peers is for --datapath xdp") }
+        if let mode, mode != .flows && !mirror.isEmpty {
+            throw ValidationError("mirror sessions (--mirror) run on flow tables (the default table is NORMAL); drop --mode \(mode.rawValue)")
+        }
         if let mode, mode != .flows && (!vxlan.isEmpty || configFile != nil) {
             throw ValidationError("tunnel ports (--vxlan) run on flow tables (the default table is NORMAL); drop --mode \(mode.rawValue)")
+        }
+    }
+
+    /// The mirror sessions of --config and --mirror, checked against the ports and tunnels.
+    func parsedMirrors(tunnels: [TunnelSpec]) throws -> [MirrorSpec] {
+        var fromFile: [MirrorSpec] = []
+        if let configFile, let text = readTextFile(configFile) {
+            // Unreadable or invalid files were reported by parsedTunnels.
+            fromFile = (try? ConfigFile.parse(text).mirrors) ?? []
+        }
+        do throws(MirrorSpecError) {
+            let specs = try fromFile + mirror.map { (text) throws(MirrorSpecError) in try MirrorSpec.parse(text) }
+            let resolved = (try? TunnelSpec.resolveAll(tunnels, interfaces: ports)) ?? []
+            try MirrorControl.validate(specs, ports: PortNames(ports + tunnels.map(\.name)), interfaceCount: ports.count,
+                                       tunnels: resolved)
+            return specs
+        } catch {
+            printError("shunt forward: \(error)")
+            throw ExitCode(2)
         }
     }
 
@@ -183,8 +208,10 @@ struct Forward: ParsableCommand {
         let tx = RingGeometry(blockSize: 1 << 16, blockCount: max(1, (txFrames + framesPerBlock - 1) / framesPerBlock),
                               frameSize: frameSize, blockTimeoutMs: 0)
         let tunnels = try parsedTunnels()
+        let mirrors = try parsedMirrors(tunnels: tunnels)
         let tunnelNames = tunnels.map(\.name)
         let flowMode = mode == .flows || flows != nil || datapath != nil || !tunnels.isEmpty || configFile != nil
+            || !mirrors.isEmpty
         var config = ForwarderConfig(
             ports: ports, workers: workers, mode: flowMode ? .flows : mode, fanout: fanout,
             ring: RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: !noQdiscBypass),
@@ -198,6 +225,7 @@ struct Forward: ParsableCommand {
             config.datapath.idleTimeoutMs = UInt64(idleTimeout * 1000)
             config.fixPeers = fixPeers
             config.tunnels = tunnels
+            config.mirrors = mirrors
             if let flows {
                 config.flowTables = try loadFlowTables(path: flows, ports: ports + tunnelNames, maxFlows: maxFlows)
             }
@@ -264,6 +292,12 @@ struct Forward: ParsableCommand {
         controlServer?.stop()
         let final = forwarder.stopAndCollect()
         emitLine(json ? final.json(since: nil) : final.text(since: nil))
+        if let mirrorControl = forwarder.mirrorControl {
+            let sessions = mirrorControl.jsonArray()
+            if sessions != "[]" {
+                emitLine(json ? "{\"type\":\"mirrors\",\"mirrors\":\(sessions)}" : mirrorControl.list(json: false))
+            }
+        }
     }
 }
 

@@ -1,0 +1,163 @@
+import ShuntCore
+import ShuntPipeline
+import ShuntSystem
+
+/// Adds, removes and lists mirror sessions of a running forwarder (`--mirror`, --config
+/// `mirrors:`, `shunt ctl mirror add|del|list`). Every change is checked whole first: a refused
+/// one changes nothing and leaves no file behind.
+public final class MirrorControl: @unchecked Sendable {
+    let registry: MirrorRegistry
+    let ports: PortNames
+    let interfaceCount: Int
+    let tunnels: [TunnelPort]
+    let workers: Int
+    /// The largest frame a capture slot holds (the rings' frame size bounds every frame).
+    let maxCaptured: Int
+
+    init(registry: MirrorRegistry, ports: PortNames, interfaceCount: Int, tunnels: [TunnelPort], workers: Int,
+         maxCaptured: Int) {
+        self.registry = registry
+        self.ports = ports
+        self.interfaceCount = interfaceCount
+        self.tunnels = tunnels
+        self.workers = workers
+        self.maxCaptured = maxCaptured
+    }
+
+    /// Checks sessions against the ports without opening anything (for start-up, before the rings).
+    public static func validate(_ specs: [MirrorSpec], ports: PortNames, interfaceCount: Int,
+                                tunnels: [TunnelPort]) throws(MirrorSpecError) {
+        for s in try MirrorSessions.resolveAll(specs, ports: ports) {
+            try checkTunnelOutput(s, interfaceCount: interfaceCount, tunnels: tunnels)
+        }
+    }
+
+    /// Remote mirroring uses the tunnel port's own VNI; a `vni=flow` port has none.
+    private static func checkTunnelOutput(_ s: MirrorSession, interfaceCount: Int,
+                                          tunnels: [TunnelPort]) throws(MirrorSpecError) {
+        guard case .port(let n) = s.output, Int(n) > interfaceCount else { return }
+        let t = tunnels[Int(n) - 1 - interfaceCount]
+        if t.vni == nil {
+            throw MirrorSpecError("mirror \(s.name): tunnel port '\(t.name)' has vni=flow; mirror to a tunnel port with its own VNI (vni=N)")
+        }
+    }
+
+    /// Validates, opens the outputs and publishes, all or nothing.
+    public func add(_ specs: [MirrorSpec]) throws(MirrorSpecError) {
+        try registry.edit { (table) throws(MirrorSpecError) -> MirrorTable in
+            let sessions = try MirrorSessions.resolveAll(specs, ports: ports, existing: table.sessions.map(\.session))
+            for s in sessions { try Self.checkTunnelOutput(s, interfaceCount: interfaceCount, tunnels: tunnels) }
+            var added: [MirrorSessionRuntime] = []
+            for s in sessions {
+                let sink: MirrorSessionRuntime.Sink
+                switch s.output {
+                case .port(let n):
+                    sink = Int(n) <= interfaceCount ? .port(Int(n) - 1) : .tunnel(Int(n) - 1 - interfaceCount)
+                case .pcap(let path):
+                    let interfaces = s.sources.map { (name: ports.name(of: $0) ?? "port\($0)", snaplen: s.snaplen) }
+                    do throws(SystemError) {
+                        let pcap = try PcapSink(path: path, interfaces: interfaces, workers: workers, maxCaptured: maxCaptured)
+                        try pcap.start()
+                        sink = .pcap(pcap)
+                    } catch {
+                        Self.close(added)
+                        throw MirrorSpecError("mirror \(s.name): cannot write pcap file \(path): \(error)")
+                    }
+                }
+                added.append(MirrorSessionRuntime(session: s, sink: sink, workers: workers, portCount: ports.count))
+            }
+            return MirrorTable(sessions: table.sessions + added, portCount: ports.count)
+        }
+    }
+
+    /// Removes a session; its capture file is completed and closed.
+    public func delete(_ name: String) throws(MirrorSpecError) {
+        var removed: MirrorSessionRuntime? = nil
+        try registry.edit { (table) throws(MirrorSpecError) -> MirrorTable in
+            guard let s = table.sessions.first(where: { $0.session.name == name }) else {
+                let names = table.sessions.map(\.session.name)
+                throw MirrorSpecError("no mirror named '\(name)'" + (names.isEmpty ? " (there are none)" : " (mirrors: \(names.joined(separator: ", ")))"))
+            }
+            removed = s
+            return MirrorTable(sessions: table.sessions.filter { $0 !== s }, portCount: ports.count)
+        }
+        if let removed, case .pcap = removed.sink {
+            // A worker reloads the sessions at the start of each pass; let passes in flight end.
+            Sys.sleep(nanoseconds: 100_000_000)
+            Self.close([removed])
+        }
+    }
+
+    /// Completes and closes every capture file (after the workers stopped). Counters stay readable.
+    public func closeOutputs() {
+        Self.close(registry.current().table.sessions)
+    }
+
+    private static func close(_ sessions: [MirrorSessionRuntime]) {
+        for s in sessions {
+            if case .pcap(let sink) = s.sink { sink.stop() }
+        }
+    }
+
+    // MARK: Listing
+
+    /// `shunt ctl mirror list`: each session, its settings and its counters. JSON names are stable:
+    /// selected, mirrored, sampled_out, truncated, dropped (packets) and their `_bytes`.
+    public func list(json: Bool) -> String {
+        let sessions = registry.current().table.sessions
+        if json { return "{\"mirrors\":[" + sessions.map(jsonItem).joined(separator: ",") + "]}\n" }
+        if sessions.isEmpty { return "no mirrors\n" }
+        return sessions.map(textItem).joined()
+    }
+
+    /// The sessions as a JSON array (also in `shunt forward`'s final statistics).
+    public func jsonArray() -> String {
+        "[" + registry.current().table.sessions.map(jsonItem).joined(separator: ",") + "]"
+    }
+
+    private func outputType(_ s: MirrorSessionRuntime) -> String {
+        switch s.sink {
+        case .port: "port"
+        case .tunnel: "tunnel"
+        case .pcap: "pcap"
+        }
+    }
+
+    private func jsonItem(_ s: MirrorSessionRuntime) -> String {
+        let spec = s.session.spec
+        let c = s.counters
+        var fields = [
+            "\"name\":\(JSONText.string(spec.name))",
+            "\"sources\":[" + spec.sources.map(JSONText.string).joined(separator: ",") + "]",
+            "\"direction\":\"\(spec.direction.rawValue)\"",
+            "\"output\":\(JSONText.string(spec.target.description))",
+            "\"output_type\":\"\(outputType(s))\"",
+            "\"sample\":\(spec.sample)",
+            "\"snaplen\":\(spec.snaplen ?? 0)",
+            "\"match\":" + (spec.match.map(JSONText.string) ?? "null"),
+            "\"spec\":\(JSONText.string(spec.text))",
+        ]
+        for f in MirrorCounters.Field.reported { fields.append("\"\(f.jsonName)\":\(c.read(f))") }
+        let drops = MirrorDrop.allCases.map { "\"\($0.name)\":\(c.read(MirrorCounters.field($0)))" }
+        fields.append("\"drops\":{" + drops.joined(separator: ",") + "}")
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    private func textItem(_ s: MirrorSessionRuntime) -> String {
+        let spec = s.session.spec
+        let c = s.counters
+        let drops = MirrorDrop.allCases.compactMap { d -> String? in
+            let v = c.read(MirrorCounters.field(d))
+            return v > 0 ? "\(d.name) \(v)" : nil
+        }
+        var line = "\(spec.name): \(spec.sources.joined(separator: "+")) (\(spec.direction.rawValue)) -> \(spec.target)"
+        if spec.sample > 1 { line += ", 1 in \(spec.sample)" }
+        if let snaplen = spec.snaplen { line += ", snaplen \(snaplen)" }
+        if let match = spec.match { line += ", match \(match)" }
+        line += "\n  selected \(c.read(.selected)) (\(c.read(.selectedBytes)) B)"
+        line += ", mirrored \(c.read(.mirrored)) (\(c.read(.mirroredBytes)) B)"
+        line += ", sampled out \(c.read(.sampledOut)), truncated \(c.read(.truncated)), dropped \(c.read(.dropped))"
+        if !drops.isEmpty { line += " (" + drops.joined(separator: ", ") + ")" }
+        return line + "\n"
+    }
+}
