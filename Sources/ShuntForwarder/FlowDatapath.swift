@@ -84,6 +84,8 @@ public final class FlowDatapath: @unchecked Sendable {
     public let macTable: MACLearningTable
     public let ruleCounters: RuleCounters
     let kernel: FlowCacheProgram?
+    /// The tunnel ports the kernel encapsulates for (bit n: port n); see KernelState.
+    let kernelTunnelPorts: UInt64
 
     struct ControlState {
         var tables: FlowTables
@@ -97,13 +99,15 @@ public final class FlowDatapath: @unchecked Sendable {
         var lastRefillNs: UInt64
         var counters = KernelPathCounters()
         var nextTag: UInt16 = 1
-        /// Outputs to ports above this (tunnel ports) are not executed by the kernel yet.
+        /// Outputs to ports above this (tunnel ports) are executed by the kernel only for the
+        /// tunnels in `kernelTunnelPorts` (bit n: port n).
         var kernelPortLimit: UInt32 = .max
+        var kernelTunnelPorts: UInt64 = 0
 
         /// A kernel entry for `actions`, tagged for this installation.
         mutating func entry(actions: [DatapathAction], dropReason: DropReason?) -> (shunt_cache_entry, UInt16) {
             var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop,
-                                           portLimit: kernelPortLimit)
+                                           portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts)
             let tag = nextTag
             nextTag &+= 1
             e.install_tag = tag
@@ -119,19 +123,21 @@ public final class FlowDatapath: @unchecked Sendable {
     ///   - writers: rule counter rows: one per worker plus one for the revalidator.
     init(config: FlowDatapathConfig, ports: [String], tables: FlowTables, writers: Int,
          macTable: MACLearningTable, kernel: FlowCacheProgram?, kernelPortLimit: UInt32 = .max,
-         underlays: Set<UInt32> = []) {
+         kernelTunnelPorts: UInt64 = 0, underlays: Set<UInt32> = []) {
         self.config = config
         portNames = PortNames(ports, notSwitched: underlays)
         portCount = ports.count
         self.macTable = macTable
         self.kernel = kernel
+        self.kernelTunnelPorts = kernelTunnelPorts
         ruleCounters = RuleCounters(writers: writers, maxRules: config.maxFlows)
         let pipeline = Pipeline(tables, ports: portNames)
         control = Mutex(ControlState(tables: tables, pipeline: pipeline, generation: 1))
         generationWord = .allocate(capacity: 1)
         generationWord.initialize(to: 1)
         kernelState = Mutex(KernelState(tokens: Double(config.upcallBudgetPerSecond),
-                                        lastRefillNs: Sys.monotonicNanoseconds(), kernelPortLimit: kernelPortLimit))
+                                        lastRefillNs: Sys.monotonicNanoseconds(), kernelPortLimit: kernelPortLimit,
+                                        kernelTunnelPorts: kernelTunnelPorts))
     }
 
     deinit { generationWord.deallocate() }
