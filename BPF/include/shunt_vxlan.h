@@ -41,6 +41,35 @@ struct {
 
 enum { VXLAN_ENCAP_OK = 0, VXLAN_ENCAP_FAILED = 1, VXLAN_ENCAP_MTU = 2 };
 
+/* The outer UDP checksum covers the whole inner frame: at most this many bytes of UDP datagram
+ * are summed; a longer one (jumbo frames) is left to the slow path. */
+#define VXLAN_CSUM_MAX_BYTES 9216
+
+/* The one's complement sum of the frame from `offset` (even) to its end, in 16-bit words as
+ * loaded (host order; folded and stored the same way it is the network-order checksum,
+ * RFC 1071). A global function: the verifier checks its loop once, not on every path. */
+__noinline int vxlan_sum_from(struct xdp_md *ctx, __u32 offset)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 sum = 0;
+
+	if (offset > 64)
+		return 0;
+	__u8 *p = data + offset;
+	for (int i = 0; i < VXLAN_CSUM_MAX_BYTES / 2; i++) {
+		if ((void *)(p + 2) > data_end)
+			break;
+		sum += *(__u16 *)p;
+		p += 2;
+	}
+	if ((void *)(p + 1) <= data_end)
+		sum += *p; /* an odd last byte: the high byte of a word padded with zero */
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (int)sum;
+}
+
 static __always_inline int vxlan_is_underlay(__u32 port)
 {
 	__u32 *flag = bpf_map_lookup_elem(&underlay_ports, &port);
@@ -202,12 +231,26 @@ static __always_inline int vxlan_encap(struct xdp_md *ctx, const struct shunt_tu
 	w[17] = bpf_htons(sport);
 	w[18] = dst_port;
 	w[19] = bpf_htons((__u16)(inner + 16));
-	w[20] = 0; /* UDP checksum: zero over IPv4 (tunnels with udpcsum stay in the slow path) */
+	w[20] = 0; /* UDP checksum: zero over IPv4 unless the tunnel asks for it */
 
 	w[21] = bpf_htons(SHUNT_VXLAN_FLAG_I << 8);
 	w[22] = 0;
 	w[23] = bpf_htons(vni >> 8);
 	w[24] = bpf_htons((vni & 0xff) << 8);
+
+	if (t->flags & SHUNT_TUNNEL_UDP_CSUM) {
+		/* Pseudo-header (addresses, protocol, UDP length) plus the datagram, all as loaded. */
+		__u32 sum = (__u32)w[13] + w[14] + w[15] + w[16] + bpf_htons(IPPROTO_UDP) + w[19];
+		sum += (__u32)vxlan_sum_from(ctx, 34);
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		__u16 check = (__u16)~sum;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		if (data + SHUNT_VXLAN_OVERHEAD > data_end)
+			return VXLAN_ENCAP_FAILED;
+		((__u16 *)data)[20] = check ? check : 0xffff;
+	}
 	return VXLAN_ENCAP_OK;
 }
 

@@ -508,7 +508,8 @@ int xdp_flowcache(struct xdp_md *ctx)
 	const struct shunt_tunnel_port *tunnel = vxlan_tunnel(out_port);
 	__u32 target = out_port;
 	if (tunnel) {
-		if (!(tunnel->flags & SHUNT_TUNNEL_NEXT_HOP) || (tunnel->flags & SHUNT_TUNNEL_UDP_CSUM)) {
+		if (!(tunnel->flags & SHUNT_TUNNEL_NEXT_HOP) ||
+		    ((tunnel->flags & SHUNT_TUNNEL_UDP_CSUM) && len + 16 + 4 > VXLAN_CSUM_MAX_BYTES)) {
 			e->last_used_ns = bpf_ktime_get_coarse_ns();
 			st->userspace++;
 			return XDP_PASS;

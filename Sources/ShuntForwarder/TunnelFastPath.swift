@@ -15,10 +15,9 @@ final class TunnelFastPath: @unchecked Sendable {
     /// Per tunnel: the next hop last written (MAC | 1 << 48), 0 for none.
     private var written: [UInt64]
 
-    /// The tunnel ports the fast path encapsulates for (bit n: port n): all but those that
-    /// want an outer UDP checksum, which the slow path computes.
+    /// The tunnel ports the fast path encapsulates for (bit n: port n): all of them.
     static func kernelTunnelPorts(_ tunnels: [TunnelPort]) -> UInt64 {
-        tunnels.reduce(UInt64(0)) { mask, t in t.udpChecksum || t.port >= 64 ? mask : mask | 1 << UInt64(t.port) }
+        tunnels.reduce(UInt64(0)) { mask, t in t.port >= 64 ? mask : mask | 1 << UInt64(t.port) }
     }
 
     init(kernel: FlowCacheProgram, runtime: TunnelRuntime) throws {
