@@ -503,8 +503,8 @@ int xdp_flowcache(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	/* An output to a tunnel port leaves through its underlay, once the slow path has resolved
-	 * the remote's next hop; until then (or if the outer UDP checksum is wanted) the slow path
-	 * sends the packet, and its ARP resolves the next hop. */
+	 * the remote's next hop; until then the slow path sends the packet, and its ARP resolves
+	 * the next hop (so does a jumbo datagram whose outer UDP checksum is wanted). */
 	const struct shunt_tunnel_port *tunnel = vxlan_tunnel(out_port);
 	__u32 target = out_port;
 	if (tunnel) {
