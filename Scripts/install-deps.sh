@@ -2,9 +2,11 @@
 # Installs the Debian packages Shunt builds and tests with, only those that are missing.
 # Usage: Scripts/install-deps.sh [--bench]   (--bench adds the peers the benchmark compares against)
 set -euo pipefail
-packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev tshark)
+# openvswitch-switch: the VXLAN interop tests run OVS's userspace datapath as a peer; tshark
+# reads back the mirror tests' pcapng files.
+packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev openvswitch-switch tshark)
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(dpdk-dev coreutils openvswitch-switch)
+    packages+=(dpdk-dev coreutils)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -4,7 +4,9 @@
  * For every frame: find the Shunt port of the ingress interface, extract the exact-match key
  * (struct shunt_flow_key), look it up in flow_cache and, on a hit, execute the entry's actions
  * and redirect the frame to the output port through the tx_ports DEVMAP. Everything else goes
- * up to the Swift slow path with XDP_PASS (a miss becomes an upcall there).
+ * up to the Swift slow path with XDP_PASS (a miss becomes an upcall there). VXLAN tunnel ports
+ * (shunt_vxlan.h): frames for a tunnel on its underlay are looked up by their inner key and
+ * stripped on a hit; an output to a tunnel port is encapsulated and sent on the underlay.
  *
  * The parser must produce byte-identical keys to ShuntCore/FlowKeyExtractor.swift; the rules
  * (a tested contract, see FlowKeyExtractor for the same list):
@@ -78,6 +80,8 @@ struct {
 } fastpath_stats SEC(".maps");
 
 enum { PARSE_OK = 0, PARSE_MALFORMED = 1 };
+
+#include "shunt_vxlan.h"
 
 static __always_inline int is_vlan_tpid(__be16 type)
 {
@@ -372,7 +376,7 @@ static __always_inline int act_dec_ttl(struct xdp_md *ctx)
 }
 
 /* The output port when the kernel can execute `e`: at most SHUNT_FLOW_MAX_ACTIONS actions,
- * exactly one OUTPUT and it is the last, none it lacks (SET_TUNNEL, unknown). 0 otherwise. */
+ * exactly one OUTPUT and it is the last, none it lacks (unknown kinds). 0 otherwise. */
 static __always_inline __u32 executable_output(const struct shunt_cache_entry *e, __u32 n)
 {
 	if (n > SHUNT_FLOW_MAX_ACTIONS)
@@ -390,6 +394,7 @@ static __always_inline __u32 executable_output(const struct shunt_cache_entry *e
 		case SHUNT_DPA_SET_VLAN:
 		case SHUNT_DPA_POP_VLAN:
 		case SHUNT_DPA_DEC_TTL:
+		case SHUNT_DPA_SET_TUNNEL:
 			break;
 		default:
 			return 0;
@@ -438,6 +443,26 @@ int xdp_flowcache(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
+	/* VXLAN for a tunnel port: look up the inner frame's key (in_port = the tunnel port,
+	 * tun_id = the VNI) instead. The frame is only stripped on a hit: a miss goes up whole. */
+	__u32 decap_underlay = 0;
+	if (key.dl_type == bpf_htons(ETH_P_IP) && key.nw_proto == IPPROTO_UDP && !key.vlan_tci && !key.nw_frag &&
+	    vxlan_is_underlay(key.in_port)) {
+		__u32 vni = 0;
+		__u32 tunnel_port = vxlan_decap_port(data, data_end, &key, &vni);
+		if (tunnel_port) {
+			decap_underlay = key.in_port;
+			__builtin_memset(&key, 0, sizeof(key));
+			key.in_port = tunnel_port;
+			key.tun_id = vni;
+			if (parse_frame(data + SHUNT_VXLAN_OVERHEAD, data_end, &key) != PARSE_OK) {
+				st->malformed++;
+				return XDP_PASS;
+			}
+			len -= SHUNT_VXLAN_OVERHEAD;
+		}
+	}
+
 	struct shunt_cache_entry *e = bpf_map_lookup_elem(&flow_cache, &key);
 	if (!e) {
 		st->misses++;
@@ -458,6 +483,8 @@ int xdp_flowcache(struct xdp_md *ctx)
 
 	__u32 n = e->n_actions;
 	if (n == 0) {
+		if (decap_underlay)
+			vxlan_count_decap(st, decap_underlay, len);
 		__u32 reason = e->drop_reason;
 		if (reason >= SHUNT_DROP__MAX)
 			reason = SHUNT_DROP_FLOW_DROP;
@@ -475,10 +502,31 @@ int xdp_flowcache(struct xdp_md *ctx)
 		st->userspace++;
 		return XDP_PASS;
 	}
+	/* An output to a tunnel port leaves through its underlay, once the slow path has resolved
+	 * the remote's next hop; until then the slow path sends the packet, and its ARP resolves
+	 * the next hop (so does a jumbo datagram whose outer UDP checksum is wanted). */
+	const struct shunt_tunnel_port *tunnel = vxlan_tunnel(out_port);
+	__u32 target = out_port;
+	if (tunnel) {
+		if (!(tunnel->flags & SHUNT_TUNNEL_NEXT_HOP) ||
+		    ((tunnel->flags & SHUNT_TUNNEL_UDP_CSUM) && len + 16 + 4 > VXLAN_CSUM_MAX_BYTES)) {
+			e->last_used_ns = bpf_ktime_get_coarse_ns();
+			st->userspace++;
+			return XDP_PASS;
+		}
+		/* Too large for the underlay: the slow path counts tunnel_mtu and answers a sender
+		 * with DF. (A VLAN push may still make a frame too large: dropped below.) */
+		if (len + SHUNT_VXLAN_OVERHEAD - 14 > tunnel->underlay_mtu) {
+			e->last_used_ns = bpf_ktime_get_coarse_ns();
+			st->userspace++;
+			return XDP_PASS;
+		}
+		target = tunnel->underlay_port;
+	}
 	/* Choose the target first: bpf_redirect_map only records it (the frame leaves after the
 	 * program returns, as modified by then), and returns XDP_PASS when the port has no device,
 	 * so such a frame goes up unmodified for the slow path to output or count. */
-	long verdict = bpf_redirect_map(&tx_ports, out_port, XDP_PASS);
+	long verdict = bpf_redirect_map(&tx_ports, target, XDP_PASS);
 	if (verdict != XDP_REDIRECT) {
 		st->redirect_errors++;
 		return XDP_PASS;
@@ -487,6 +535,15 @@ int xdp_flowcache(struct xdp_md *ctx)
 	count_hit(e, st, len);
 	in_pc->rx_packets++;
 	in_pc->rx_bytes += len;
+	__u64 tun_id = key.tun_id;
+	if (decap_underlay) {
+		vxlan_count_decap(st, decap_underlay, len);
+		if (bpf_xdp_adjust_head(ctx, SHUNT_VXLAN_OVERHEAD)) {
+			st->drops[SHUNT_DROP_TX_ERROR]++;
+			in_pc->rx_drops[SHUNT_DROP_TX_ERROR]++;
+			return XDP_DROP;
+		}
+	}
 	for (__u32 i = 0; i < SHUNT_FLOW_MAX_ACTIONS - 1; i++) {
 		if (i + 1 >= n)
 			break;
@@ -508,6 +565,9 @@ int xdp_flowcache(struct xdp_md *ctx)
 		case SHUNT_DPA_DEC_TTL:
 			rc = act_dec_ttl(ctx);
 			break;
+		case SHUNT_DPA_SET_TUNNEL:
+			tun_id = a->tun_id;
+			break;
 		default:
 			/* Only if the entry was rewritten since executable_output() read it: skip. */
 			break;
@@ -524,6 +584,19 @@ int xdp_flowcache(struct xdp_md *ctx)
 			in_pc->rx_drops[SHUNT_DROP_TX_ERROR]++;
 			return XDP_DROP;
 		}
+	}
+
+	if (tunnel) {
+		__u64 inner = (__u64)((long)ctx->data_end - (long)ctx->data);
+		int rc = vxlan_encap(ctx, tunnel, tun_id, vxlan_flow_hash(&key));
+		if (rc != VXLAN_ENCAP_OK) {
+			__u32 reason = rc == VXLAN_ENCAP_MTU ? SHUNT_DROP_TUNNEL_MTU : SHUNT_DROP_TX_ERROR;
+			st->drops[reason]++;
+			in_pc->rx_drops[reason]++;
+			return XDP_DROP;
+		}
+		vxlan_count_encap(st, out_port, tunnel->underlay_port, inner);
+		return XDP_REDIRECT;
 	}
 
 	__u32 out_index = out_port;

@@ -19,7 +19,10 @@ _Static_assert(sizeof(struct tpacket_req3) == 28, "tpacket_req3 layout");
 _Static_assert(sizeof(struct shunt_flow_key) == 72 && offsetof(struct shunt_flow_key, tun_id) == 32, "flow key layout");
 _Static_assert(sizeof(struct shunt_dp_action) == 16, "datapath action layout");
 _Static_assert(sizeof(struct shunt_cache_entry) == 160, "cache entry layout");
-_Static_assert(sizeof(struct shunt_tunnel_port) == 36 && offsetof(struct shunt_tunnel_port, src_mac) == 28, "tunnel port layout");
+_Static_assert(sizeof(struct shunt_tunnel_port) == 44 && offsetof(struct shunt_tunnel_port, src_mac) == 28 &&
+               offsetof(struct shunt_tunnel_port, dst_mac) == 34 && offsetof(struct shunt_tunnel_port, underlay_mtu) == 40,
+               "tunnel port layout");
+_Static_assert(sizeof(struct shunt_tunnel_endpoint) == 20, "tunnel endpoint layout (a hash key: no implicit padding)");
 
 /* Netlink headers the Swift code writes and reads as raw bytes (NetlinkRequest, NetlinkMessage). */
 _Static_assert(sizeof(struct nlmsghdr) == 16 && NLMSG_HDRLEN == 16, "nlmsghdr layout");

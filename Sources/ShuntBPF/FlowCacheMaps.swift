@@ -28,6 +28,10 @@ public final class FlowCacheProgram {
     private let portArrayFD: Int32
     private let txPortsFD: Int32
     private let statsFD: Int32
+    /// VXLAN tunnel ports (TunnelMaps.swift).
+    let tunnelPortsFD: Int32
+    let tunnelEndpointsFD: Int32
+    let underlayPortsFD: Int32
 
     private static let keySize = MemoryLayout<shunt_flow_key>.size
     private static let valueSize = MemoryLayout<shunt_cache_entry>.size
@@ -46,6 +50,9 @@ public final class FlowCacheProgram {
         portArrayFD = try object.mapFD("port_by_ifindex")
         txPortsFD = try object.mapFD("tx_ports")
         statsFD = try object.mapFD("fastpath_stats")
+        tunnelPortsFD = try object.mapFD("tunnel_ports")
+        tunnelEndpointsFD = try object.mapFD("tunnel_endpoints")
+        underlayPortsFD = try object.mapFD("underlay_ports")
     }
 
     // MARK: Attaching and ports
@@ -177,21 +184,21 @@ public final class FlowCacheProgram {
     // MARK: Building entries
 
     /// Whether the kernel executes `actions` itself: none (a drop), or at most
-    /// SHUNT_FLOW_MAX_ACTIONS with exactly one OUTPUT, last, and no SET_TUNNEL. Anything else
-    /// the fast path passes up to the slow path (entries get SHUNT_CACHE_USERSPACE).
-    /// Outputs to ports above `portLimit` (tunnel ports, which the fast path cannot encapsulate
-    /// yet) keep a flow in userspace.
-    public static func kernelCanExecute(_ actions: [DatapathAction], portLimit: UInt32 = .max) -> Bool {
+    /// SHUNT_FLOW_MAX_ACTIONS with exactly one OUTPUT, last. Anything else the fast path passes
+    /// up to the slow path (entries get SHUNT_CACHE_USERSPACE). An output to a port above
+    /// `portLimit` (a tunnel port) is executable only if its bit is set in `tunnelPorts` (bit n
+    /// for port n): the tunnels the fast path encapsulates for.
+    public static func kernelCanExecute(_ actions: [DatapathAction], portLimit: UInt32 = .max,
+                                        tunnelPorts: UInt64 = 0) -> Bool {
         if actions.isEmpty { return true }
         guard actions.count <= Int(SHUNT_FLOW_MAX_ACTIONS) else { return false }
         var outputs = 0
         for a in actions {
             switch a {
             case .output(let port):
-                if port > portLimit { return false }
+                if port > portLimit && (port >= 64 || tunnelPorts & (1 << UInt64(port)) == 0) { return false }
                 outputs += 1
-            case .setTunnel: return false
-            case .setEthSrc, .setEthDst, .setVLAN, .popVLAN, .decTTL: break
+            case .setEthSrc, .setEthDst, .setVLAN, .popVLAN, .decTTL, .setTunnel: break
             }
         }
         guard outputs == 1, case .output = actions.last! else { return false }
@@ -208,12 +215,13 @@ public final class FlowCacheProgram {
         dropReason: DropReason = .flowDrop,
         flags: UInt32 = 0,
         now: UInt64 = Sys.monotonicNanoseconds(),
-        portLimit: UInt32 = .max
+        portLimit: UInt32 = .max,
+        tunnelPorts: UInt64 = 0
     ) -> shunt_cache_entry {
         var e = shunt_cache_entry()
         e.last_used_ns = now
         e.flags = flags
-        if !kernelCanExecute(actions, portLimit: portLimit) { e.flags |= UInt32(SHUNT_CACHE_USERSPACE) }
+        if !kernelCanExecute(actions, portLimit: portLimit, tunnelPorts: tunnelPorts) { e.flags |= UInt32(SHUNT_CACHE_USERSPACE) }
         let stored = min(actions.count, Int(SHUNT_FLOW_MAX_ACTIONS))
         e.n_actions = UInt8(stored)
         if actions.isEmpty { e.drop_reason = dropReason.rawValue }

@@ -283,3 +283,60 @@ public enum ICMPEcho {
         return length
     }
 }
+
+/// ICMP "fragmentation needed" (type 3, code 4) for an IPv4 packet with DF that a tunnel cannot
+/// carry (`tunnel_mtu`), so the sender lowers its path MTU. A tunnel port is a switch port with
+/// no address of its own, so, as Linux's vxlan does for bridged links, the message comes from
+/// the packet's destination address and MAC.
+public enum ICMPFragmentationNeeded {
+    /// Writes the message for the untagged frame `frame` at `p` and returns its length; 0 when
+    /// none is due: not IPv4 with DF, a later fragment, an ICMP error itself, or a source that is
+    /// not a unicast host.
+    public static func write(replyTo frame: UnsafeRawPointer, length: Int, mtu: Int,
+                             into p: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        guard length >= 34, UInt16(bigEndian: (frame + 12).loadUnaligned(as: UInt16.self)) == 0x0800 else { return 0 }
+        let ip = frame + 14
+        let versionIHL = ip.load(as: UInt8.self)
+        let ihl = Int(versionIHL & 0x0F) * 4
+        guard versionIHL >> 4 == 4, ihl >= 20, 14 + ihl <= length else { return 0 }
+        let fragment = UInt16(bigEndian: (ip + 6).loadUnaligned(as: UInt16.self))
+        guard fragment & 0x4000 != 0, fragment & 0x1FFF == 0 else { return 0 }
+        let source = IPv4Address(loading: ip + 12)
+        let sourceMAC = MACAddress(loading: frame + 6)
+        guard !sourceMAC.isMulticast, source.value != 0, source.value >> 28 != 0xE, source.value != .max else { return 0 }
+        let proto = ip.load(fromByteOffset: 9, as: UInt8.self)
+        if proto == 1 {
+            // Only echo request / reply: never an error about an error (RFC 1122 3.2.2).
+            guard 14 + ihl + 1 <= length else { return 0 }
+            let type = ip.load(fromByteOffset: ihl, as: UInt8.self)
+            guard type == 0 || type == 8 else { return 0 }
+        }
+        // The original IP header and the first 8 bytes of its payload (RFC 792).
+        let quoted = min(ihl + 8, length - 14)
+        let total = 20 + 8 + quoted
+        guard 14 + total <= capacity else { return 0 }
+        (p + 14 + 28).copyMemory(from: ip, byteCount: quoted)
+        FrameRewrite.store(sourceMAC, at: p)
+        FrameRewrite.store(MACAddress(loading: frame), at: p + 6)
+        (p + 12).storeBytes(of: UInt16(0x0800).bigEndian, as: UInt16.self)
+        let out = p + 14
+        out.storeBytes(of: 0x45, as: UInt8.self)
+        out.storeBytes(of: 0, toByteOffset: 1, as: UInt8.self)
+        (out + 2).storeBytes(of: UInt16(total).bigEndian, as: UInt16.self)
+        (out + 4).storeBytes(of: UInt32(0), as: UInt32.self)  // id 0, no flags
+        out.storeBytes(of: 64, toByteOffset: 8, as: UInt8.self)
+        out.storeBytes(of: 1, toByteOffset: 9, as: UInt8.self)
+        (out + 10).storeBytes(of: UInt16(0), as: UInt16.self)
+        (out + 12).copyMemory(from: ip + 16, byteCount: 4)
+        (out + 16).copyMemory(from: ip + 12, byteCount: 4)
+        (out + 10).storeBytes(of: Checksum.finish(Checksum.sum(out, count: 20)).bigEndian, as: UInt16.self)
+        let icmp = out + 20
+        icmp.storeBytes(of: 3, as: UInt8.self)
+        icmp.storeBytes(of: 4, toByteOffset: 1, as: UInt8.self)
+        (icmp + 2).storeBytes(of: UInt16(0), as: UInt16.self)
+        (icmp + 4).storeBytes(of: UInt16(0), as: UInt16.self)
+        (icmp + 6).storeBytes(of: UInt16(clamping: max(mtu, 68)).bigEndian, as: UInt16.self)
+        (icmp + 2).storeBytes(of: Checksum.finish(Checksum.sum(icmp, count: 8 + quoted)).bigEndian, as: UInt16.self)
+        return 14 + total
+    }
+}

@@ -177,7 +177,9 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         var kernelPath: PathCounters? = nil
         var kernelExtra: [String] = []
         var kernelText = ""
+        var fastPorts: [PortCounters]? = nil
         if datapath.kernel != nil, let s = forwarder.fastPathStats() {
+            fastPorts = Forwarder.fastPathPortCounters(s, ports: forwarder.portNames.count)
             let (k, entries) = datapath.kernelCounters()
             var kp = PathCounters()
             kp.fastPathHits = s.hits
@@ -240,7 +242,8 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
                 return "{\"number\":\(t.port),\"name\":\(JSON.string(t.name)),\"type\":\"vxlan\","
                     + "\"local\":\"\(t.local)\",\"remote\":\"\(t.remote)\",\"dev\":\(JSON.string(ports[Int(t.underlayPort) - 1].name)),"
                     + "\"vni\":" + (t.vni.map { "\($0)" } ?? "\"flow\"") + ",\"dstport\":\(t.destinationPort),"
-                    + "\"next_hop\":" + (n.mac.map { "\"\($0)\"" } ?? "null") + ",\"neighbour\":\"\(n.state)\"}"
+                    + "\"next_hop\":" + (n.mac.map { "\"\($0)\"" } ?? "null") + ",\"neighbour\":\"\(n.state)\""
+                    + tunnelFastPathJSON(t, datapath: datapath, counters: fastPorts) + "}"
             }
             return "{\"mode\":\"flows\",\"datapath\":\"\(datapath.config.kind.rawValue)\",\"workers\":\(config.workers),"
                 + "\"flows\":\(flowCount),\"generation\":\(generation),\"ports\":[" + portItems.joined(separator: ",") + "],"
@@ -261,6 +264,16 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             + "(avg \(JSON.number(user.averageUpcallMicroseconds)) us), cache entries \(user.cacheEntries), invalidations \(user.revalidations)"
             + (datapath.kernel != nil ? ", kept up for offloaded checksums \(checksumPending)" : "") + "\n"
         return out
+    }
+
+    /// XDP datapath: `,"fast_path":{...}` for a tunnel port: whether the kernel encapsulates
+    /// for it, and what it decapsulated (rx) and encapsulated (tx) for it so far.
+    private func tunnelFastPathJSON(_ t: TunnelPort, datapath: FlowDatapath, counters: [PortCounters]?) -> String {
+        guard datapath.kernel != nil else { return "" }
+        let p = Int(t.port) - 1
+        let c = counters.flatMap { p < $0.count ? $0[p] : nil } ?? PortCounters()
+        let encapsulates = t.port < 64 && datapath.kernelTunnelPorts & (1 << UInt64(t.port)) != 0
+        return ",\"fast_path\":{\"encapsulates\":\(encapsulates),\"rx_packets\":\(c.rxPackets),\"tx_packets\":\(c.txPackets)}"
     }
 
     /// The remote VTEP's next-hop MAC as the workers see it now.

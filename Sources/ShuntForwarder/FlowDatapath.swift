@@ -88,6 +88,8 @@ public final class FlowDatapath: @unchecked Sendable {
     let kernel: FlowCacheProgram?
     /// The mirror sessions (Mirrors.swift).
     public let mirrors: MirrorRegistry
+    /// The tunnel ports the kernel encapsulates for (bit n: port n); see KernelState.
+    let kernelTunnelPorts: UInt64
 
     struct ControlState {
         var tables: FlowTables
@@ -101,15 +103,17 @@ public final class FlowDatapath: @unchecked Sendable {
         var lastRefillNs: UInt64
         var counters = KernelPathCounters()
         var nextTag: UInt16 = 1
-        /// Outputs to ports above this (tunnel ports) are not executed by the kernel yet.
+        /// Outputs to ports above this (tunnel ports) are executed by the kernel only for the
+        /// tunnels in `kernelTunnelPorts` (bit n: port n).
         var kernelPortLimit: UInt32 = .max
+        var kernelTunnelPorts: UInt64 = 0
 
         /// A kernel entry for `actions`, tagged for this installation.
         mutating func entry(actions: [DatapathAction], dropReason: DropReason?,
                             mirrored: Bool = false) -> (shunt_cache_entry, UInt16) {
             var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop,
                                            flags: mirrored ? UInt32(SHUNT_CACHE_USERSPACE) : 0,
-                                           portLimit: kernelPortLimit)
+                                           portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts)
             let tag = nextTag
             nextTag &+= 1
             e.install_tag = tag
@@ -125,12 +129,13 @@ public final class FlowDatapath: @unchecked Sendable {
     ///   - writers: rule counter rows: one per worker plus one for the revalidator.
     init(config: FlowDatapathConfig, ports: [String], tables: FlowTables, writers: Int,
          macTable: MACLearningTable, kernel: FlowCacheProgram?, kernelPortLimit: UInt32 = .max,
-         underlays: Set<UInt32> = []) {
+         kernelTunnelPorts: UInt64 = 0, underlays: Set<UInt32> = []) {
         self.config = config
         portNames = PortNames(ports, notSwitched: underlays)
         portCount = ports.count
         self.macTable = macTable
         self.kernel = kernel
+        self.kernelTunnelPorts = kernelTunnelPorts
         ruleCounters = RuleCounters(writers: writers, maxRules: config.maxFlows)
         mirrors = MirrorRegistry(portCount: ports.count)
         let pipeline = Pipeline(tables, ports: portNames)
@@ -138,7 +143,8 @@ public final class FlowDatapath: @unchecked Sendable {
         generationWord = .allocate(capacity: 1)
         generationWord.initialize(to: 1)
         kernelState = Mutex(KernelState(tokens: Double(config.upcallBudgetPerSecond),
-                                        lastRefillNs: Sys.monotonicNanoseconds(), kernelPortLimit: kernelPortLimit))
+                                        lastRefillNs: Sys.monotonicNanoseconds(), kernelPortLimit: kernelPortLimit,
+                                        kernelTunnelPorts: kernelTunnelPorts))
     }
 
     deinit { generationWord.deallocate() }

@@ -244,6 +244,20 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         counters.add(p, .txLocal, 1)
     }
 
+    /// ICMP fragmentation needed for a packet a tunnel could not carry (counted as tx_local).
+    @inline(never)
+    private func answerTooBig(_ packet: PacketDescriptor, on p: Int, mtu: Int) {
+        guard let frame = ports[p].claimTransmitFrame() else {
+            counters.addTxDrop(p, .txRingFull)
+            return
+        }
+        let n = ICMPFragmentationNeeded.write(replyTo: UnsafeRawPointer(packet.data), length: Int(packet.capturedLength),
+                                              mtu: mtu, into: frame, capacity: ports[p].tx.maxFrameLength)
+        guard n > 0 else { return }  // none due: the claimed frame stays free
+        ports[p].tx.commit(length: n)
+        counters.add(p, .txLocal, 1)
+    }
+
     func sendARP(_ m: ARPMessage, on p: Int) {
         guard let frame = ports[p].claimTransmitFrame() else {
             counters.addTxDrop(p, .txRingFull)
@@ -269,9 +283,12 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         // A local stack left the checksum to offload (CHECKSUM_PARTIAL). Only the slow path can
         // complete it: XDP does not see that state and would send the frame as it is. So such a
         // flow is not installed in the kernel, and its packets stay here.
+        // Only TCP, UDP and SCTP checksums are ever left to offload: on anything else (ICMP, ARP)
+        // the mark concerns a header that is gone, e.g. the outer UDP of a decapsulated frame.
         let checksumPending = packet.flags.contains(.checksumNotReady)
-        // Decapsulated frames never reach the kernel's lookup (it sees the outer frame).
-        let installable = installsInKernel && wellFormed && !checksumPending && p < ports.count
+            && (key.dlType == 0x0800 || key.dlType == 0x86DD) && (key.nwProto == 6 || key.nwProto == 17 || key.nwProto == 132)
+        // Decapsulated frames too: the fast path decapsulates and looks up the inner key.
+        let installable = installsInKernel && wellFormed && !checksumPending
         if installsInKernel && checksumPending { flowCounters.add(.checksumPending) }
         if let slot = emc.lookup(key, hash: hash, generation: cacheGeneration),
            !(emc.flags(slot).contains(.usedNormal) && nowMs &- emc.translatedMs(slot) >= normalRefreshMs) {
@@ -305,7 +322,8 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         // The kernel passes malformed frames up without a lookup: no entry for their keys.
         if installable {
             // A mirrored flow stays in the slow path, which makes the copies.
-            if FlowCacheProgram.kernelCanExecute(translation.actions, portLimit: UInt32(ports.count))
+            if FlowCacheProgram.kernelCanExecute(translation.actions, portLimit: UInt32(ports.count),
+                                                 tunnelPorts: datapath.kernelTunnelPorts)
                 && !(mirrors.active && mirrors.table.selects(flow: key, actions: translation.actions)) {
                 flags.insert(.kernelExecutable)
             }
@@ -374,7 +392,8 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                     emit(packet, edits: edits, to: out)
                     outputs += 1
                 } else if let tunnels, out >= ports.count && out - ports.count < tunnels.tunnels.count {
-                    emitEncapsulated(packet, edits: edits, tunnel: out - ports.count, tunnels: tunnels, hash: hash, nowMs: nowMs)
+                    emitEncapsulated(packet, edits: edits, tunnel: out - ports.count, tunnels: tunnels, hash: hash, inPort: p,
+                                     nowMs: nowMs)
                     outputs += 1
                 } else {
                     reason = .noOutput
@@ -412,7 +431,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     /// underlay port's TX ring. Drops count against the tunnel port's tx.
     @inline(__always)
     private func emitEncapsulated(_ packet: PacketDescriptor, edits: FrameEdits, tunnel t: Int, tunnels: TunnelRuntime,
-                                  hash: UInt64, nowMs: UInt64) {
+                                  hash: UInt64, inPort p: Int, nowMs: UInt64) {
         let tunnel = tunnels.tunnels[t]
         let tp = tunnels.firstPortIndex + t
         let underlay = Int(tunnel.underlayPort) - 1
@@ -434,6 +453,11 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                                        capacity: port.tx.maxFrameLength - VXLAN.overhead)
         guard inner > 0, VXLAN.fits(innerLength: inner, underlayMTU: tunnels.underlayMTUs[t]) else {
             counters.addTxDrop(tp, .tunnelMTU)
+            // An IPv4 sender with DF learns the path MTU (inner IP packets up to the underlay's
+            // MTU - 50), as from Linux's bridged vxlan. Only towards an interface port.
+            if p < ports.count && !packet.flags.contains(.hasVLANTag) {
+                answerTooBig(packet, on: p, mtu: tunnels.underlayMTUs[t] - VXLAN.overhead)
+            }
             return
         }
         var identification: UInt16 = 0

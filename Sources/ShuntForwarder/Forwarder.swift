@@ -242,6 +242,7 @@ public final class Forwarder {
             let datapath = FlowDatapath(config: config.datapath, ports: config.ports + tunnels.map(\.name), tables: tables,
                                         writers: config.workers + 1, macTable: table, kernel: kernel,
                                         kernelPortLimit: UInt32(config.ports.count),
+                                        kernelTunnelPorts: kernel == nil ? 0 : TunnelFastPath.kernelTunnelPorts(tunnels),
                                         underlays: Set(tunnels.map(\.underlayPort)))
             flowDatapath = datapath
             mirrorControl = MirrorControl(
@@ -254,7 +255,14 @@ public final class Forwarder {
                 FlowWorker(index: $0, ports: rings[$0], datapath: datapath, idle: config.idle, tunnels: tunnelRuntime)
             }
             if let kernel {
-                revalidator = Revalidator(datapath: datapath, kernel: kernel, counterRow: config.workers)
+                var tunnelFastPath: TunnelFastPath? = nil
+                if let tunnelRuntime {
+                    do { tunnelFastPath = try TunnelFastPath(kernel: kernel, runtime: tunnelRuntime) } catch {
+                        throw .xdp("writing the tunnel ports into the XDP fast path failed: \(error)")
+                    }
+                }
+                revalidator = Revalidator(datapath: datapath, kernel: kernel, counterRow: config.workers,
+                                          tunnels: tunnelFastPath)
                 // Attach last: until now every frame went to the rings (the slow path).
                 for info in infos {
                     do {
@@ -330,6 +338,8 @@ public final class Forwarder {
                 out.rxBytes = c.rx_bytes
                 out.txPackets = c.tx_packets
                 out.txBytes = c.tx_bytes
+                out.rxDecapsulated = c.rx_decapsulated
+                out.txEncapsulated = c.tx_encapsulated
                 withUnsafeBytes(of: c.rx_drops) { d in
                     for r in DropReason.allCases {
                         let v = d.load(fromByteOffset: Int(r.rawValue) * 8, as: UInt64.self)
@@ -414,7 +424,7 @@ public final class Forwarder {
         }
         var snapshot = StatsSnapshot(ports: portNames, perWorker: perWorker,
                              elapsedNs: Sys.monotonicNanoseconds() - startedNs, final: stopped)
-        if let s = fastPathStats() { snapshot.fastPath = Self.fastPathPortCounters(s, ports: interfaces.count) }
+        if let s = fastPathStats() { snapshot.fastPath = Self.fastPathPortCounters(s, ports: portNames.count) }
         return snapshot
     }
 

@@ -20,9 +20,12 @@ final class Revalidator: @unchecked Sendable {
     /// plus the time of one pass.
     let checkIntervalNs: UInt64 = 5_000_000
     let sweepIntervalNs: UInt64
+    /// The fast path's tunnel entries, whose next hops follow the neighbour table.
+    let tunnels: TunnelFastPath?
 
-    init(datapath: FlowDatapath, kernel: FlowCacheProgram, counterRow: Int) {
+    init(datapath: FlowDatapath, kernel: FlowCacheProgram, counterRow: Int, tunnels: TunnelFastPath? = nil) {
         self.datapath = datapath
+        self.tunnels = tunnels
         self.kernel = kernel
         self.counterRow = counterRow
         normal = LearningNormalSwitch(table: datapath.macTable, nowMs: 0)
@@ -37,6 +40,7 @@ final class Revalidator: @unchecked Sendable {
         var lastSweep = Sys.monotonicNanoseconds()
         while !stop.isSet {
             Sys.sleep(nanoseconds: checkIntervalNs)
+            tunnels?.sync(nowMs: Sys.monotonicNanoseconds() / 1_000_000)
             let g = datapath.generation
             let m = datapath.macTable.changeCount
             let mirrorGeneration = datapath.mirrors.generation

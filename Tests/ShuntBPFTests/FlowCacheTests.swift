@@ -80,9 +80,9 @@ struct FlowCacheTests {
     }
 
     @Test func entriesTheKernelCannotExecuteGoUpEvenWithoutTheFlag() throws {
-        // As if the slow path had forgotten the flag: SET_TUNNEL, OUTPUT not last, no OUTPUT.
+        // As if the slow path had forgotten the flag: two OUTPUTs, OUTPUT not last, no OUTPUT.
         let cases: [[DatapathAction]] = [
-            [.setTunnel(5), .output(Self.port)],
+            [.output(Self.port), .output(Self.port)],
             [.output(Self.port), .setEthSrc(MACAddress(value: 0x02_00_00_00_00_01))],
             [.decTTL],
         ]
@@ -470,7 +470,11 @@ struct FlowCacheTests {
         #expect(!FlowCacheProgram.kernelCanExecute([.output(1), .output(2)]))
         #expect(!FlowCacheProgram.kernelCanExecute([.output(1), .decTTL]))
         #expect(!FlowCacheProgram.kernelCanExecute([.decTTL]))
-        #expect(!FlowCacheProgram.kernelCanExecute([.setTunnel(1), .output(1)]))
+        #expect(FlowCacheProgram.kernelCanExecute([.setTunnel(1), .output(1)]))
+        // Tunnel ports (above the limit) only when the fast path encapsulates for them.
+        #expect(!FlowCacheProgram.kernelCanExecute([.output(5)], portLimit: 4))
+        #expect(!FlowCacheProgram.kernelCanExecute([.output(5)], portLimit: 4, tunnelPorts: 1 << 6))
+        #expect(FlowCacheProgram.kernelCanExecute([.setTunnel(9), .output(5)], portLimit: 4, tunnelPorts: 1 << 5))
 
         let e = FlowCacheProgram.entry(actions: [.setEthDst(mac), .output(4)], now: 42)
         #expect(e.flags == 0 && e.n_actions == 2 && e.last_used_ns == 42 && e.packets == 0)

@@ -245,3 +245,48 @@ func tunnel(_ name: String = "vx1", port: UInt32 = 3, local: IPv4Address = vtepB
         #expect(table.lookup(slot: b, nowMs: 1_000_000) == (underlayB, .reachable))
     }
 }
+
+@Suite struct ICMPFragmentationNeededTests {
+    func reply(_ frame: [UInt8], mtu: Int = 1450) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 200)
+        let n = frame.withUnsafeBytes { f in
+            out.withUnsafeMutableBytes { ICMPFragmentationNeeded.write(replyTo: f.baseAddress!, length: f.count, mtu: mtu,
+                                                                        into: $0.baseAddress!, capacity: $0.count) }
+        }
+        return Array(out[0..<n])
+    }
+
+    /// An ICMP echo request 10.9.0.1 -> 10.9.0.2 with DF (the inner frame of linuxVXLANFrame).
+    let request = Array(linuxVXLANFrame[50...])
+
+    @Test func answersFromTheDestinationWithTheMTU() {
+        let r = reply(request)
+        #expect(r.count == 14 + 20 + 8 + 28)
+        #expect(Array(r[0..<6]) == Array(request[6..<12]) && Array(r[6..<12]) == Array(request[0..<6]))
+        #expect(r[12] == 0x08 && r[13] == 0x00)
+        #expect(Array(r[26..<30]) == Array(request[30..<34]), "source: the packet's destination")
+        #expect(Array(r[30..<34]) == Array(request[26..<30]), "destination: the packet's source")
+        #expect(r[23] == 1 && r[34] == 3 && r[35] == 4)
+        #expect(UInt16(r[40]) << 8 | UInt16(r[41]) == 1450)
+        #expect(Array(r[42...]) == Array(request[14..<42]), "the original header and 8 bytes")
+        let ipSum = r.withUnsafeBytes { Checksum.sum($0.baseAddress! + 14, count: 20) }
+        let icmpSum = r.withUnsafeBytes { Checksum.sum($0.baseAddress! + 34, count: r.count - 34) }
+        #expect(ipSum == 0xFFFF && icmpSum == 0xFFFF)
+    }
+
+    @Test func nothingWithoutDFForErrorsOrForNonIPv4() {
+        var noDF = request
+        noDF[20] = 0
+        #expect(reply(noDF).isEmpty)
+        var error = request
+        error[34] = 3  // an ICMP error itself
+        #expect(reply(error).isEmpty)
+        var arp = request
+        arp[12] = 0x08
+        arp[13] = 0x06
+        #expect(reply(arp).isEmpty)
+        var multicastSource = request
+        multicastSource[6] = 0x01
+        #expect(reply(multicastSource).isEmpty)
+    }
+}

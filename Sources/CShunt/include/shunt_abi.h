@@ -202,6 +202,8 @@ struct shunt_port_counters {
 	__u64 tx_packets;     /* redirected out of the port */
 	__u64 tx_bytes;       /* as sent (after VLAN push/pop) */
 	__u64 rx_drops[SHUNT_DROP__MAX]; /* hits dropped in the kernel, by reason */
+	__u64 rx_decapsulated; /* underlay ports: VXLAN frames decapsulated into a tunnel port */
+	__u64 tx_encapsulated; /* underlay ports: frames sent encapsulated for a tunnel port */
 };
 
 /* Per-CPU counters of xdp_flowcache (one element of its array map fastpath_stats). */
@@ -227,12 +229,14 @@ struct shunt_fastpath_stats {
 #define SHUNT_TUNNEL_VNI_FLOW 0xffffffffU
 #define SHUNT_TUNNEL_DF 0x1        /* shunt_tunnel_port.flags: set DF in the outer IPv4 header */
 #define SHUNT_TUNNEL_UDP_CSUM 0x2  /*                          compute the outer UDP checksum */
+#define SHUNT_TUNNEL_NEXT_HOP 0x4  /*                          dst_mac is resolved (fast path only) */
 
 /* One tunnel port: output to port `port` encapsulates into VXLAN and sends on `underlay_port`.
- * Both datapaths read the same table (the XDP fast path, later, as an array map by port
- * number), so for one packet they build the same outer header. The next-hop MAC is not here:
- * the slow path resolves it (ARP) and keeps it in its neighbour table. Addresses and ports in
- * network byte order (as written into the header); the rest host order. */
+ * Both datapaths read the same table (the XDP fast path as the array map tunnel_ports, by port
+ * number), so for one packet they build the same outer header. The slow path resolves the
+ * next hop (ARP) in its neighbour table and copies it into dst_mac for the fast path, with
+ * SHUNT_TUNNEL_NEXT_HOP; without that flag the fast path passes the packet up. Addresses and
+ * ports in network byte order (as written into the header); the rest host order. */
 struct shunt_tunnel_port {
 	__u32 port;          /* this tunnel's Shunt port number */
 	__u32 underlay_port; /* the Shunt port whose rings carry the outer frames */
@@ -245,7 +249,20 @@ struct shunt_tunnel_port {
 	__u8 ttl;
 	__u8 flags;          /* SHUNT_TUNNEL_* */
 	__u8 src_mac[6];     /* the underlay port's MAC */
-	__u8 pad[2];
+	__u8 dst_mac[6];     /* the remote VTEP's next hop, when flags has SHUNT_TUNNEL_NEXT_HOP */
+	__u32 underlay_mtu;  /* an outer IPv4 packet longer than this is dropped as TUNNEL_MTU */
+};
+
+/* Key of the fast path's tunnel_endpoints hash: which tunnel port takes a VXLAN frame that
+ * arrived on `underlay_port`. A `vni=flow` tunnel is under vni = SHUNT_TUNNEL_VNI_FLOW, looked
+ * up after the exact VNI (a fixed VNI wins, as in the slow path). The value is the port. */
+struct shunt_tunnel_endpoint {
+	__u32 underlay_port;
+	__u32 vni;
+	__be32 local_ip;
+	__be32 remote_ip;
+	__be16 dst_port;
+	__u16 pad;
 };
 
 #endif /* __SHUNT_ABI_H */

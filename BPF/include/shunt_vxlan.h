@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * shunt_vxlan.h: VXLAN encapsulation and decapsulation for xdp_flowcache (the fast path of
+ * tunnel ports, docs/design/0013-vxlan-fast-path.md). Included by xdp_flowcache.bpf.c only,
+ * after compiler.h and shunt_abi.h.
+ *
+ * The outer header must be byte for byte what ShuntCore's VXLAN.writeOuterHeader writes for
+ * the same packet (a BPF_PROG_TEST_RUN test compares them). The one field that differs by
+ * design is the IPv4 identification of frames without DF: random here, a per-worker counter
+ * in Swift (with DF it is 0 in both).
+ */
+#ifndef __SHUNT_VXLAN_H
+#define __SHUNT_VXLAN_H
+
+/* Tunnel port number -> its parameters; an entry whose `port` is not its index is no tunnel.
+ * Written by the slow path at start; it rewrites dst_mac and SHUNT_TUNNEL_NEXT_HOP whenever
+ * its neighbour table resolves, changes or ages the remote VTEP's next hop. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SHUNT_MAX_PORTS + 1);
+	__type(key, __u32);
+	__type(value, struct shunt_tunnel_port);
+} tunnel_ports SEC(".maps");
+
+/* Which tunnel port takes a VXLAN frame (see struct shunt_tunnel_endpoint). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHUNT_MAX_PORTS);
+	__type(key, struct shunt_tunnel_endpoint);
+	__type(value, __u32);
+} tunnel_endpoints SEC(".maps");
+
+/* Port number -> 1 when tunnels use the port as their underlay. An array lookup, so ports
+ * without tunnels pay no hash lookup for their UDP traffic. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SHUNT_MAX_PORTS + 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} underlay_ports SEC(".maps");
+
+enum { VXLAN_ENCAP_OK = 0, VXLAN_ENCAP_FAILED = 1, VXLAN_ENCAP_MTU = 2 };
+
+/* The outer UDP checksum covers the whole inner frame: at most this many bytes of UDP datagram
+ * are summed; a longer one (jumbo frames) is left to the slow path. */
+#define VXLAN_CSUM_MAX_BYTES 9216
+
+/* The one's complement sum of the frame from `offset` (even) to its end, in 16-bit words as
+ * loaded (host order; folded and stored the same way it is the network-order checksum,
+ * RFC 1071). A global function: the verifier checks its loop once, not on every path. */
+__noinline int vxlan_sum_from(struct xdp_md *ctx, __u32 offset)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 sum = 0;
+
+	if (offset > 64)
+		return 0;
+	__u8 *p = data + offset;
+	for (int i = 0; i < VXLAN_CSUM_MAX_BYTES / 2; i++) {
+		if ((void *)(p + 2) > data_end)
+			break;
+		sum += *(__u16 *)p;
+		p += 2;
+	}
+	if ((void *)(p + 1) <= data_end)
+		sum += *p; /* an odd last byte: the high byte of a word padded with zero */
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (int)sum;
+}
+
+static __always_inline int vxlan_is_underlay(__u32 port)
+{
+	__u32 *flag = bpf_map_lookup_elem(&underlay_ports, &port);
+	return flag && *flag;
+}
+
+/* FlowKey.hash64 of ShuntCore (a multiply-xor over the key's nine 64-bit words, loaded in host
+ * order), folded to 32 bits as the slow path folds it for the source port. */
+static __always_inline __u32 vxlan_flow_hash(const struct shunt_flow_key *key)
+{
+	const __u64 *w = (const __u64 *)key;
+	__u64 h = 0x9E3779B97F4A7C15ULL;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*key) / 8); i++) {
+		h = (h ^ w[i]) * 0xFF51AFD7ED558CCDULL;
+		h ^= h >> 32;
+	}
+	return (__u32)(h ^ (h >> 32));
+}
+
+/* VXLAN.sourcePort: the hash spread over [min, max) by a multiply-shift. */
+static __always_inline __u16 vxlan_source_port(__u32 hash, __u16 min, __u16 max)
+{
+	if (max <= min)
+		return min;
+	__u32 h = hash ^ (hash << 16);
+	return (__u16)((((__u64)h * (__u32)(max - min)) >> 32) + min);
+}
+
+/* The tunnel port that takes this frame, 0 if none. `outer` is the frame's key, already known
+ * to be untagged, unfragmented IPv4/UDP on an underlay port. Only the plain layout is taken
+ * here (IHL 5, no bytes after the UDP datagram, I flag set); everything else, and every frame
+ * no tunnel takes, goes on as an ordinary frame: it misses the cache (the slow path installs
+ * no entry for frames to a VTEP) and goes up to be decapsulated or counted there. */
+static __always_inline __u32 vxlan_decap_port(void *data, void *data_end, const struct shunt_flow_key *outer,
+					      __u32 *vni)
+{
+	__u8 *ip = data + 14;
+
+	if (data + SHUNT_VXLAN_OVERHEAD + 14 > data_end)
+		return 0;
+	if (ip[0] != 0x45)
+		return 0;
+	__u32 total = bpf_ntohs(*(__be16 *)(ip + 2));
+	if (14 + total != (__u32)(data_end - data))
+		return 0;
+	__u8 *udp = ip + 20;
+	if (bpf_ntohs(*(__be16 *)(udp + 4)) != total - 20)
+		return 0;
+	__u8 *vx = udp + 8;
+	if (!(vx[0] & SHUNT_VXLAN_FLAG_I))
+		return 0;
+
+	struct shunt_tunnel_endpoint ep;
+	__builtin_memset(&ep, 0, sizeof(ep));
+	ep.underlay_port = outer->in_port;
+	ep.vni = ((__u32)vx[4] << 16) | ((__u32)vx[5] << 8) | vx[6];
+	__builtin_memcpy(&ep.local_ip, outer->nw_dst, 4);
+	__builtin_memcpy(&ep.remote_ip, outer->nw_src, 4);
+	ep.dst_port = outer->tp_dst;
+	*vni = ep.vni;
+	__u32 *port = bpf_map_lookup_elem(&tunnel_endpoints, &ep);
+	if (!port) {
+		ep.vni = SHUNT_TUNNEL_VNI_FLOW;
+		port = bpf_map_lookup_elem(&tunnel_endpoints, &ep);
+	}
+	return port ? *port : 0;
+}
+
+/* The tunnel behind output port `port`, or NULL when it is no tunnel port. */
+static __always_inline const struct shunt_tunnel_port *vxlan_tunnel(__u32 port)
+{
+	if (port == 0 || port > SHUNT_MAX_PORTS)
+		return 0;
+	const struct shunt_tunnel_port *t = bpf_map_lookup_elem(&tunnel_ports, &port);
+	if (!t || t->port != port)
+		return 0;
+	return t;
+}
+
+/* A frame decapsulated on `underlay`: counted there as received (all of its bytes) and as
+ * decapsulated, as the slow path counts it; its inner frame counts on the tunnel port. */
+static __always_inline void vxlan_count_decap(struct shunt_fastpath_stats *st, __u32 underlay, __u64 inner_len)
+{
+	if (underlay > SHUNT_MAX_PORTS)
+		return;
+	struct shunt_port_counters *pc = &st->ports[underlay];
+	pc->rx_packets++;
+	pc->rx_bytes += inner_len + SHUNT_VXLAN_OVERHEAD;
+	pc->rx_decapsulated++;
+}
+
+/* A frame sent encapsulated: the tunnel port's tx (inner bytes), the underlay's encapsulated. */
+static __always_inline void vxlan_count_encap(struct shunt_fastpath_stats *st, __u32 tunnel_port, __u32 underlay,
+					      __u64 inner_len)
+{
+	if (tunnel_port <= SHUNT_MAX_PORTS) {
+		st->ports[tunnel_port].tx_packets++;
+		st->ports[tunnel_port].tx_bytes += inner_len;
+	}
+	if (underlay <= SHUNT_MAX_PORTS)
+		st->ports[underlay].tx_encapsulated++;
+}
+
+/* Puts the outer header in front of the frame (VXLAN.writeOuterHeader). `hash` is
+ * vxlan_flow_hash of the packet's key; `tun_id` the tun_id in effect at the output. */
+static __always_inline int vxlan_encap(struct xdp_md *ctx, const struct shunt_tunnel_port *t, __u64 tun_id,
+				       __u32 hash)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 inner = data_end - data;
+
+	/* The outer IPv4 packet is the inner frame plus 36 bytes. */
+	if (inner + SHUNT_VXLAN_OVERHEAD - 14 > t->underlay_mtu)
+		return VXLAN_ENCAP_MTU;
+	__u32 local = bpf_ntohl(t->local_ip);
+	__u32 remote = bpf_ntohl(t->remote_ip);
+	__u16 dst_port = t->dst_port;
+	__u16 sport = vxlan_source_port(hash, t->src_port_min, t->src_port_max);
+	__u32 vni = t->vni == SHUNT_TUNNEL_VNI_FLOW ? (__u32)tun_id : t->vni;
+	vni &= 0xffffff;
+	int df = t->flags & SHUNT_TUNNEL_DF;
+	__u16 ttl_proto = ((__u16)t->ttl << 8) | IPPROTO_UDP;
+
+	if (bpf_xdp_adjust_head(ctx, -SHUNT_VXLAN_OVERHEAD))
+		return VXLAN_ENCAP_FAILED;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + SHUNT_VXLAN_OVERHEAD > data_end)
+		return VXLAN_ENCAP_FAILED;
+
+	/* `t` is a map value: still valid after bpf_xdp_adjust_head, which moves only the packet. */
+	__builtin_memcpy(data, t->dst_mac, 6);
+	__builtin_memcpy(data + 6, t->src_mac, 6);
+	/* 16-bit stores from here: the outer IPv4 header is only 2-byte aligned. */
+	__u16 *w = data;
+	w[6] = bpf_htons(ETH_P_IP);
+
+	__u16 tot_len = (__u16)(inner + SHUNT_VXLAN_OVERHEAD - 14);
+	__u16 id = df ? 0 : (__u16)bpf_get_prandom_u32();
+	__u16 frag = df ? 0x4000 : 0;
+	__u32 sum = 0x4500 + tot_len + id + frag + ttl_proto + (local >> 16) + (local & 0xffff) + (remote >> 16) +
+		    (remote & 0xffff);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	w[7] = bpf_htons(0x4500);
+	w[8] = bpf_htons(tot_len);
+	w[9] = bpf_htons(id);
+	w[10] = bpf_htons(frag);
+	w[11] = bpf_htons(ttl_proto);
+	w[12] = bpf_htons((__u16)~sum);
+	w[13] = bpf_htons(local >> 16);
+	w[14] = bpf_htons(local & 0xffff);
+	w[15] = bpf_htons(remote >> 16);
+	w[16] = bpf_htons(remote & 0xffff);
+
+	w[17] = bpf_htons(sport);
+	w[18] = dst_port;
+	w[19] = bpf_htons((__u16)(inner + 16));
+	w[20] = 0; /* UDP checksum: zero over IPv4 unless the tunnel asks for it */
+
+	w[21] = bpf_htons(SHUNT_VXLAN_FLAG_I << 8);
+	w[22] = 0;
+	w[23] = bpf_htons(vni >> 8);
+	w[24] = bpf_htons((vni & 0xff) << 8);
+
+	if (t->flags & SHUNT_TUNNEL_UDP_CSUM) {
+		/* Pseudo-header (addresses, protocol, UDP length) plus the datagram, all as loaded. */
+		__u32 sum = (__u32)w[13] + w[14] + w[15] + w[16] + bpf_htons(IPPROTO_UDP) + w[19];
+		sum += (__u32)vxlan_sum_from(ctx, 34);
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		__u16 check = (__u16)~sum;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		if (data + SHUNT_VXLAN_OVERHEAD > data_end)
+			return VXLAN_ENCAP_FAILED;
+		((__u16 *)data)[20] = check ? check : 0xffff;
+	}
+	return VXLAN_ENCAP_OK;
+}
+
+#endif /* __SHUNT_VXLAN_H */
