@@ -39,9 +39,9 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $EUID -eq 0 ]] || die "run as root"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "--repeats must be a positive number"
-SHUNT=${SHUNT_OVERRIDE:-$ROOT/.build-bench/release/shunt}
+SHUNT=${SHUNT_OVERRIDE:-$ROOT/.build/release/shunt}
 if [[ $BUILD == 1 ]]; then
-    (cd "$ROOT" && swift build -c release --scratch-path .build-bench >&2) || die "swift build failed"
+    (cd "$ROOT" && swift build -c release >&2) || die "swift build failed"
 fi
 [[ -x $SHUNT ]] || die "no shunt binary at $SHUNT"
 : "${OUT:=$ROOT/bench-results/mirror-$(date +%Y%m%d-%H%M%S)}"

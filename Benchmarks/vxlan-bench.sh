@@ -61,9 +61,9 @@ if [[ " ${FWDS[*]} " == *" ovs "* ]] && ! command -v ovs-vswitchd >/dev/null; th
     FWDS=("${FWDS[@]/ovs}")
 fi
 
-SHUNT=$ROOT/.build-bench/release/shunt
+SHUNT=$ROOT/.build/release/shunt
 if [[ $BUILD == 1 ]]; then
-    (cd "$ROOT" && swift build -c release --scratch-path .build-bench >&2) || die "swift build failed"
+    (cd "$ROOT" && swift build -c release >&2) || die "swift build failed"
 fi
 [[ -x $SHUNT ]] || die "no shunt binary at $SHUNT"
 : "${OUT:=$ROOT/bench-results/vxlan-$(date +%Y%m%d-%H%M%S)}"
