@@ -128,6 +128,43 @@ struct VXLANInteropTests {
         #expect(stats.value("vx1", "tx_packets") > 0 && stats.value("vx1", "rx_packets") > 0)
     }
 
+    /// Two remote VTEPs over one underlay port: the peer holds 192.0.2.2 (vxlan0, VNI 4100,
+    /// 10.77.0.2) and 192.0.2.3 (vxlan1, VNI 4200, 10.78.0.2); Shunt has vx1 and vx2 over p1 and
+    /// switches with NORMAL. Each tunnel carries its own remote's traffic, both ways, on both
+    /// datapaths. (arp_ignore=1 in the peer: Linux would otherwise answer the tenant's ARP for
+    /// 10.78.0.2, flooded to both tunnels, on vxlan0 as well.)
+    @Test(arguments: ["afpacket", "xdp"])
+    func twoRemoteVTEPsShareOneUnderlay(datapath: String) throws {
+        let lab = try makeLab()
+        let peer = lab.ns("peer")
+        try lab.addAddress("tenant", "10.78.0.1/24")
+        try lab.addAddress("peer", "192.0.2.3/24")
+        try run(["ip", "netns", "exec", peer, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"])
+        try run(["ip", "-n", peer, "link", "add", "vxlan1", "type", "vxlan", "id", "4200", "dstport", "4789",
+                 "remote", "192.0.2.1", "local", "192.0.2.3", "dev", lab.interface("peer")])
+        try run(["ip", "-n", peer, "addr", "add", "10.78.0.2/24", "dev", "vxlan1"])
+        try run(["ip", "-n", peer, "link", "set", "vxlan1", "up"])
+        let fwd = try start(lab, datapath: datapath, flows: nil,
+                            extra: ["--vxlan", "vx2,local=192.0.2.1,remote=192.0.2.3,dev=p1,vni=4200"])
+        #expect(try ping(lab, from: "tenant", to: "10.77.0.2"), "tenant -> VTEP 192.0.2.2")
+        #expect(try ping(lab, from: "tenant", to: "10.78.0.2"), "tenant -> VTEP 192.0.2.3")
+        #expect(try ping(lab, from: "peer", to: "10.77.0.1"), "vxlan0 -> tenant")
+        #expect(try ping(lab, from: "peer", to: "10.78.0.1"), "vxlan1 -> tenant")
+        let show = try fwd.show()
+        let stats = try fwd.stop()
+        #expect(stats.exitStatus == 0)
+        let ports = show["ports"] as! [[String: Any]]
+        for (name, remote) in [("vx1", "192.0.2.2"), ("vx2", "192.0.2.3")] {
+            let port = ports.first { $0["name"] as? String == name }
+            #expect(port?["remote"] as? String == remote && port?["neighbour"] as? String == "reachable", "\(String(describing: port))")
+            #expect(stats.value(name, "rx_packets") >= 6 && stats.value(name, "tx_packets") >= 6,
+                    "\(name): \(stats.ports[name] ?? [:])")
+        }
+        #expect(stats.value("p1", "rx_decapsulated") == stats.value("vx1", "rx_packets") + stats.value("vx2", "rx_packets"))
+        #expect(stats.value("p1", "tx_encapsulated") == stats.value("vx1", "tx_packets") + stats.value("vx2", "tx_packets"))
+        #expect(stats.drop("p1", "rx_drops", "tunnel_vni") == 0 && stats.drop("p1", "rx_drops", "tunnel_remote") == 0)
+    }
+
     /// A VNI or port that differs between the two sides: nothing is delivered, Shunt counts why.
     @Test(arguments: [("afpacket", "vni=4101", "tunnel_vni"), ("afpacket", "vni=4100,dstport=8472", "tunnel_port"),
                       ("xdp", "vni=4101", "tunnel_vni")])
