@@ -79,6 +79,74 @@ struct {
 	__type(value, struct shunt_fastpath_stats);
 } fastpath_stats SEC(".maps");
 
+/* Port mirroring (docs/design/0012-port-mirroring.md): a cache entry with mirror_group g
+ * leaves by a broadcast over mirror_group_g, which holds the flow's output port and the
+ * analysis ports (Shunt port -> device, as tx_ports). bpf_redirect_map takes its map as a
+ * constant, hence one map per group and a switch. */
+#define MIRROR_GROUP_MAP(n)                                      \
+	struct {                                                 \
+		__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);          \
+		__uint(max_entries, SHUNT_MAX_PORTS + 1);        \
+		__type(key, __u32);                              \
+		__type(value, struct bpf_devmap_val);            \
+	} mirror_group_##n SEC(".maps")
+MIRROR_GROUP_MAP(1);
+MIRROR_GROUP_MAP(2);
+MIRROR_GROUP_MAP(3);
+MIRROR_GROUP_MAP(4);
+MIRROR_GROUP_MAP(5);
+MIRROR_GROUP_MAP(6);
+MIRROR_GROUP_MAP(7);
+MIRROR_GROUP_MAP(8);
+_Static_assert(SHUNT_MIRROR_GROUPS == 8, "one mirror_group_N map per group");
+
+/* By mirror session slot: the copies made here (bit s of an entry's mirror_sessions). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SHUNT_MIRROR_SLOTS);
+	__type(key, __u32);
+	__type(value, struct shunt_mirror_counters);
+} mirror_stats SEC(".maps");
+
+/* XDP_REDIRECT, or XDP_PASS for a group that does not exist. A broadcast records the map
+ * only: the copies are made after the program returns, from the frame as it is then. */
+static __always_inline long mirror_redirect(__u32 group)
+{
+	switch (group) {
+	case 1: return bpf_redirect_map(&mirror_group_1, 0, BPF_F_BROADCAST);
+	case 2: return bpf_redirect_map(&mirror_group_2, 0, BPF_F_BROADCAST);
+	case 3: return bpf_redirect_map(&mirror_group_3, 0, BPF_F_BROADCAST);
+	case 4: return bpf_redirect_map(&mirror_group_4, 0, BPF_F_BROADCAST);
+	case 5: return bpf_redirect_map(&mirror_group_5, 0, BPF_F_BROADCAST);
+	case 6: return bpf_redirect_map(&mirror_group_6, 0, BPF_F_BROADCAST);
+	case 7: return bpf_redirect_map(&mirror_group_7, 0, BPF_F_BROADCAST);
+	case 8: return bpf_redirect_map(&mirror_group_8, 0, BPF_F_BROADCAST);
+	default: return XDP_PASS;
+	}
+}
+
+/* One copy of `len` bytes for each session slot in `sessions`. */
+static __always_inline void count_mirrors(__u64 sessions, __u64 len)
+{
+	for (__u32 s = 0; s < SHUNT_MIRROR_SLOTS; s++) {
+		if (!sessions)
+			break;
+		if (!(sessions & 1)) {
+			sessions >>= 1;
+			continue;
+		}
+		sessions >>= 1;
+		__u32 slot = s;
+		struct shunt_mirror_counters *c = bpf_map_lookup_elem(&mirror_stats, &slot);
+		if (!c)
+			continue;
+		c->selected++;
+		c->selected_bytes += len;
+		c->mirrored++;
+		c->mirrored_bytes += len;
+	}
+}
+
 enum { PARSE_OK = 0, PARSE_MALFORMED = 1 };
 
 #include "shunt_vxlan.h"
@@ -526,7 +594,12 @@ int xdp_flowcache(struct xdp_md *ctx)
 	/* Choose the target first: bpf_redirect_map only records it (the frame leaves after the
 	 * program returns, as modified by then), and returns XDP_PASS when the port has no device,
 	 * so such a frame goes up unmodified for the slow path to output or count. */
-	long verdict = bpf_redirect_map(&tx_ports, target, XDP_PASS);
+	/* Mirrored flows (never with a tunnel on either side: the slow path keeps those) leave
+	 * by a broadcast to the output port and the analysis ports. */
+	__u32 mirror_group = e->mirror_group;
+	__u64 mirror_sessions = e->mirror_sessions;
+	long verdict = mirror_group && !tunnel && !decap_underlay ? mirror_redirect(mirror_group)
+								   : bpf_redirect_map(&tx_ports, target, XDP_PASS);
 	if (verdict != XDP_REDIRECT) {
 		st->redirect_errors++;
 		return XDP_PASS;
@@ -599,12 +672,17 @@ int xdp_flowcache(struct xdp_md *ctx)
 		return XDP_REDIRECT;
 	}
 
+	__u64 out_len = (__u64)((long)ctx->data_end - (long)ctx->data);
 	__u32 out_index = out_port;
 	if (out_index <= SHUNT_MAX_PORTS) {
 		struct shunt_port_counters *out_pc = &st->ports[out_index];
 		out_pc->tx_packets++;
-		out_pc->tx_bytes += (__u64)((long)ctx->data_end - (long)ctx->data);
+		out_pc->tx_bytes += out_len;
 	}
+	/* Every copy is the frame as it leaves: egress copies after the edits, and ingress
+	 * copies only of flows without edits (the slow path keeps the others). */
+	if (mirror_group)
+		count_mirrors(mirror_sessions, out_len);
 	return XDP_REDIRECT;
 }
 

@@ -18,7 +18,8 @@ _Static_assert(offsetof(struct shunt_probe, stream) == 2 && offsetof(struct shun
 _Static_assert(sizeof(struct tpacket_req3) == 28, "tpacket_req3 layout");
 _Static_assert(sizeof(struct shunt_flow_key) == 72 && offsetof(struct shunt_flow_key, tun_id) == 32, "flow key layout");
 _Static_assert(sizeof(struct shunt_dp_action) == 16, "datapath action layout");
-_Static_assert(sizeof(struct shunt_cache_entry) == 160, "cache entry layout");
+_Static_assert(sizeof(struct shunt_cache_entry) == 176, "cache entry layout");
+_Static_assert(sizeof(struct shunt_mirror_counters) == 32, "mirror counters layout");
 _Static_assert(sizeof(struct shunt_tunnel_port) == 44 && offsetof(struct shunt_tunnel_port, src_mac) == 28 &&
                offsetof(struct shunt_tunnel_port, dst_mac) == 34 && offsetof(struct shunt_tunnel_port, underlay_mtu) == 40,
                "tunnel port layout");

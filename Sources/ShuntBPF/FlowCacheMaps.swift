@@ -32,6 +32,13 @@ public final class FlowCacheProgram {
     let tunnelPortsFD: Int32
     let tunnelEndpointsFD: Int32
     let underlayPortsFD: Int32
+    /// Port mirroring: `mirror_group_1...SHUNT_MIRROR_GROUPS` (index 0 is group 1), `mirror_stats`.
+    private let mirrorGroupFDs: [Int32]
+    private let mirrorStatsFD: Int32
+    /// What `setPort` gave each port, for filling mirror groups.
+    private var ifindexOfPort: [UInt32: Int32] = [:]
+    /// What each mirror group holds now (Shunt port numbers).
+    private var mirrorGroupPorts: [[UInt32]] = Array(repeating: [], count: Int(SHUNT_MIRROR_GROUPS))
 
     private static let keySize = MemoryLayout<shunt_flow_key>.size
     private static let valueSize = MemoryLayout<shunt_cache_entry>.size
@@ -53,6 +60,10 @@ public final class FlowCacheProgram {
         tunnelPortsFD = try object.mapFD("tunnel_ports")
         tunnelEndpointsFD = try object.mapFD("tunnel_endpoints")
         underlayPortsFD = try object.mapFD("underlay_ports")
+        var groups: [Int32] = []
+        for g in 1...Int(SHUNT_MIRROR_GROUPS) { groups.append(try object.mapFD("mirror_group_\(g)")) }
+        mirrorGroupFDs = groups
+        mirrorStatsFD = try object.mapFD("mirror_stats")
     }
 
     // MARK: Attaching and ports
@@ -84,6 +95,7 @@ public final class FlowCacheProgram {
         var value: (UInt32, Int32) = (UInt32(bitPattern: ifindex), -1)
         var n = number
         try Self.check(bpf_map_update_elem(txPortsFD, &n, &value, UInt64(BPF_ANY)), "tx_ports[\(number)] = ifindex \(ifindex)")
+        ifindexOfPort[number] = ifindex
     }
 
     /// Undoes `setPort`: frames from `ifindex` count as not_a_port, outputs to `number` go up.
@@ -97,6 +109,40 @@ public final class FlowCacheProgram {
         }
         var n = number
         try Self.checkDelete(bpf_map_delete_elem(txPortsFD, &n), "tx_ports[\(number)]")
+    }
+
+    // MARK: Port mirroring
+
+    /// Makes mirror group `group` (1...SHUNT_MIRROR_GROUPS) broadcast to exactly `ports` (Shunt
+    /// port numbers given to `setPort`). Call it only while no installed entry uses the group.
+    public func setMirrorGroup(_ group: UInt32, ports: [UInt32]) throws {
+        precondition(group >= 1 && group <= UInt32(SHUNT_MIRROR_GROUPS), "mirror groups are 1...\(SHUNT_MIRROR_GROUPS)")
+        let fd = mirrorGroupFDs[Int(group) - 1]
+        for old in mirrorGroupPorts[Int(group) - 1] where !ports.contains(old) {
+            var k = old
+            try Self.checkDelete(bpf_map_delete_elem(fd, &k), "mirror_group_\(group)[\(old)]")
+        }
+        mirrorGroupPorts[Int(group) - 1] = []
+        for p in ports {
+            guard let ifindex = ifindexOfPort[p] else { throw BPFError.libbpf(step: "mirror group port \(p)", errno: ENODEV) }
+            var k = p
+            var value: (UInt32, Int32) = (UInt32(bitPattern: ifindex), -1)
+            try Self.check(bpf_map_update_elem(fd, &k, &value, UInt64(BPF_ANY)), "mirror_group_\(group)[\(p)] = ifindex \(ifindex)")
+            mirrorGroupPorts[Int(group) - 1].append(p)
+        }
+    }
+
+    /// The copies the fast path made for mirror session slot `slot`, summed over CPUs.
+    public func mirrorCounters(slot: Int) throws -> shunt_mirror_counters {
+        let perCPU = try BPFMap.lookupPerCPU(fd: mirrorStatsFD, key: UInt32(slot), as: shunt_mirror_counters.self)
+        var t = shunt_mirror_counters()
+        for c in perCPU {
+            t.selected &+= c.selected
+            t.selected_bytes &+= c.selected_bytes
+            t.mirrored &+= c.mirrored
+            t.mirrored_bytes &+= c.mirrored_bytes
+        }
+        return t
     }
 
     // MARK: Entries
@@ -216,11 +262,15 @@ public final class FlowCacheProgram {
         flags: UInt32 = 0,
         now: UInt64 = Sys.monotonicNanoseconds(),
         portLimit: UInt32 = .max,
-        tunnelPorts: UInt64 = 0
+        tunnelPorts: UInt64 = 0,
+        mirrorGroup: UInt32 = 0,
+        mirrorSessions: UInt64 = 0
     ) -> shunt_cache_entry {
         var e = shunt_cache_entry()
         e.last_used_ns = now
         e.flags = flags
+        e.mirror_group = mirrorGroup
+        e.mirror_sessions = mirrorSessions
         if !kernelCanExecute(actions, portLimit: portLimit, tunnelPorts: tunnelPorts) { e.flags |= UInt32(SHUNT_CACHE_USERSPACE) }
         let stored = min(actions.count, Int(SHUNT_FLOW_MAX_ACTIONS))
         e.n_actions = UInt8(stored)

@@ -63,8 +63,10 @@ struct InstalledFlow {
     var dropReason: DropReason?
     var ruleIDs: [UInt32]
     var usedNormal: Bool
-    /// A mirror session copies this flow's packets: the entry sends them to the slow path.
-    var mirrored = false
+    /// Who copies this flow's packets for the mirror sessions (the slow path, or the kernel
+    /// by a broadcast over `mirrorGroup`).
+    var mirror: KernelMirrorPlan = .none
+    var mirrorGroup: UInt32 = 0
     /// Written into the kernel entry (`install_tag`): a counter read belongs to this
     /// installation only if the tags match (a walk outside the lock may see an older one).
     var tag: UInt16
@@ -90,6 +92,8 @@ public final class FlowDatapath: @unchecked Sendable {
     public let mirrors: MirrorRegistry
     /// The tunnel ports the kernel encapsulates for (bit n: port n); see KernelState.
     let kernelTunnelPorts: UInt64
+    /// Ports above this are tunnel ports (see KernelState).
+    let kernelPortLimit: UInt32
 
     struct ControlState {
         var tables: FlowTables
@@ -107,17 +111,52 @@ public final class FlowDatapath: @unchecked Sendable {
         /// tunnels in `kernelTunnelPorts` (bit n: port n).
         var kernelPortLimit: UInt32 = .max
         var kernelTunnelPorts: UInt64 = 0
+        /// The fast path's mirror groups: destination set (sorted port numbers) -> group.
+        var mirrorGroups: [[UInt32]: UInt32] = [:]
 
-        /// A kernel entry for `actions`, tagged for this installation.
+        /// A kernel entry for `actions`, tagged for this installation, and its mirror group.
         mutating func entry(actions: [DatapathAction], dropReason: DropReason?,
-                            mirrored: Bool = false) -> (shunt_cache_entry, UInt16) {
-            var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop,
-                                           flags: mirrored ? UInt32(SHUNT_CACHE_USERSPACE) : 0,
-                                           portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts)
+                            mirror: KernelMirrorPlan = .none,
+                            kernel: FlowCacheProgram? = nil) -> (shunt_cache_entry, UInt16, UInt32) {
+            var flags: UInt32 = 0
+            var group: UInt32 = 0
+            var sessions: UInt64 = 0
+            switch mirror {
+            case .none: break
+            case .userspace: flags = UInt32(SHUNT_CACHE_USERSPACE)
+            case .kernel(let ports, let slots):
+                if FlowCacheProgram.kernelCanExecute(actions, portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts),
+                   let kernel, let g = mirrorGroup(ports, kernel: kernel) {
+                    group = g
+                    sessions = slots
+                } else {
+                    flags = UInt32(SHUNT_CACHE_USERSPACE)
+                }
+            }
+            var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop, flags: flags,
+                                           portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts,
+                                           mirrorGroup: group, mirrorSessions: sessions)
             let tag = nextTag
             nextTag &+= 1
             e.install_tag = tag
-            return (e, tag)
+            return (e, tag, group)
+        }
+
+        /// The group broadcasting to `ports`, filled in the kernel if new; nil when all
+        /// SHUNT_MIRROR_GROUPS are in use by installed entries (the flow stays in the slow path).
+        mutating func mirrorGroup(_ ports: [UInt32], kernel: FlowCacheProgram) -> UInt32? {
+            if let g = mirrorGroups[ports] { return g }
+            var used = Set(mirrorGroups.values)
+            if used.count >= Int(SHUNT_MIRROR_GROUPS) {
+                // Forget the groups no installed entry uses any more.
+                let inUse = Set(installed.values.map(\.mirrorGroup))
+                mirrorGroups = mirrorGroups.filter { inUse.contains($0.value) }
+                used = Set(mirrorGroups.values)
+            }
+            guard let g = (1...UInt32(SHUNT_MIRROR_GROUPS)).first(where: { !used.contains($0) }) else { return nil }
+            do { try kernel.setMirrorGroup(g, ports: ports) } catch { return nil }
+            mirrorGroups[ports] = g
+            return g
         }
     }
 
@@ -136,6 +175,7 @@ public final class FlowDatapath: @unchecked Sendable {
         self.macTable = macTable
         self.kernel = kernel
         self.kernelTunnelPorts = kernelTunnelPorts
+        self.kernelPortLimit = kernelPortLimit
         ruleCounters = RuleCounters(writers: writers, maxRules: config.maxFlows)
         mirrors = MirrorRegistry(portCount: ports.count)
         let pipeline = Pipeline(tables, ports: portNames)
@@ -213,8 +253,8 @@ public final class FlowDatapath: @unchecked Sendable {
                 return .cacheFull
             }
             state.tokens -= 1
-            let mirrored = mirrors.selects(flow: key, actions: actions)
-            let (entry, tag) = state.entry(actions: actions, dropReason: dropReason, mirrored: mirrored)
+            let mirror = mirrors.kernelPlan(flow: key, actions: actions, portLimit: state.kernelPortLimit)
+            let (entry, tag, group) = state.entry(actions: actions, dropReason: dropReason, mirror: mirror, kernel: kernel)
             do {
                 try kernel.install(key: key, entry: entry)
             } catch {
@@ -223,7 +263,7 @@ public final class FlowDatapath: @unchecked Sendable {
                 return .failed
             }
             state.installed[key] = InstalledFlow(actions: actions, dropReason: dropReason, ruleIDs: ruleIDs,
-                                                 usedNormal: usedNormal, mirrored: mirrored, tag: tag)
+                                                 usedNormal: usedNormal, mirror: mirror, mirrorGroup: group, tag: tag)
             state.counters.upcalls += 1
             state.counters.upcallNs &+= translateNs &+ (Sys.monotonicNanoseconds() &- now)
             return .installed

@@ -321,10 +321,11 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         var flags: ExactMatchCache.Flags = translation.usedNormal ? [.usedNormal] : []
         // The kernel passes malformed frames up without a lookup: no entry for their keys.
         if installable {
-            // A mirrored flow stays in the slow path, which makes the copies.
+            // A flow whose copies the kernel cannot make stays in the slow path, which makes them.
             if FlowCacheProgram.kernelCanExecute(translation.actions, portLimit: UInt32(ports.count),
                                                  tunnelPorts: datapath.kernelTunnelPorts)
-                && !(mirrors.active && mirrors.table.selects(flow: key, actions: translation.actions)) {
+                && !(mirrors.active && mirrors.table.kernelPlan(flow: key, actions: translation.actions,
+                                                                portLimit: datapath.kernelPortLimit) == .userspace) {
                 flags.insert(.kernelExecutable)
             }
             switch datapath.offerInstall(key: key, actions: translation.actions, dropReason: translation.dropReason,

@@ -249,7 +249,8 @@ public final class Forwarder {
                 registry: datapath.mirrors, ports: datapath.portNames, interfaceCount: infos.count, tunnels: tunnels,
                 workers: config.workers,
                 maxCaptured: max(config.ring.rx.maxFrameLength(for: config.ring.version, rx: true),
-                                 config.ring.tx.maxFrameLength(for: config.ring.version, rx: false)))
+                                 config.ring.tx.maxFrameLength(for: config.ring.version, rx: false)),
+                kernel: kernel)
             let tunnelRuntime = self.tunnelRuntime
             workers = (0..<config.workers).map {
                 FlowWorker(index: $0, ports: rings[$0], datapath: datapath, idle: config.idle, tunnels: tunnelRuntime)

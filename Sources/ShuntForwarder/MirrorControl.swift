@@ -1,3 +1,5 @@
+import CShunt
+import ShuntBPF
 import ShuntCore
 import ShuntPipeline
 import ShuntSystem
@@ -13,9 +15,15 @@ public final class MirrorControl: @unchecked Sendable {
     let workers: Int
     /// The largest frame a capture slot holds (the rings' frame size bounds every frame).
     let maxCaptured: Int
+    /// The XDP fast path, which copies SPAN sessions' cached flows itself (counted per slot).
+    let kernel: FlowCacheProgram?
+    /// Where the search for a free kernel slot starts: slots are reused as late as possible, so
+    /// a copy still in flight for a deleted session is not counted for a new one.
+    private var nextSlot = 0
 
     init(registry: MirrorRegistry, ports: PortNames, interfaceCount: Int, tunnels: [TunnelPort], workers: Int,
-         maxCaptured: Int) {
+         maxCaptured: Int, kernel: FlowCacheProgram? = nil) {
+        self.kernel = kernel
         self.registry = registry
         self.ports = ports
         self.interfaceCount = interfaceCount
@@ -64,7 +72,20 @@ public final class MirrorControl: @unchecked Sendable {
                         throw MirrorSpecError("mirror \(s.name): cannot write pcap file \(path): \(error)")
                     }
                 }
-                added.append(MirrorSessionRuntime(session: s, sink: sink, workers: workers, portCount: ports.count))
+                var slot: Int? = nil
+                var base = shunt_mirror_counters()
+                if let kernel {
+                    let used = Set((table.sessions + added).compactMap(\.kernelSlot))
+                    let slots = Int(SHUNT_MIRROR_SLOTS)
+                    if let free = (0..<slots).map({ (nextSlot + $0) % slots }).first(where: { !used.contains($0) }),
+                       let counts = try? kernel.mirrorCounters(slot: free) {
+                        slot = free
+                        base = counts
+                        nextSlot = (free + 1) % slots
+                    }
+                }
+                added.append(MirrorSessionRuntime(session: s, sink: sink, workers: workers, portCount: ports.count,
+                                                  kernelSlot: slot, kernelBase: base))
             }
             return MirrorTable(sessions: table.sessions + added, portCount: ports.count)
         }
@@ -123,9 +144,34 @@ public final class MirrorControl: @unchecked Sendable {
         }
     }
 
+    /// The copies the fast path made for `s` (zero without one).
+    private func kernelCounts(_ s: MirrorSessionRuntime) -> shunt_mirror_counters {
+        guard let kernel, let slot = s.kernelSlot, let now = try? kernel.mirrorCounters(slot: slot) else {
+            return shunt_mirror_counters()
+        }
+        let b = s.kernelBase
+        return shunt_mirror_counters(selected: now.selected &- b.selected, selected_bytes: now.selected_bytes &- b.selected_bytes,
+                                     mirrored: now.mirrored &- b.mirrored, mirrored_bytes: now.mirrored_bytes &- b.mirrored_bytes)
+    }
+
+    /// A session's counters: the workers' plus the fast path's copies.
+    private func counters(_ s: MirrorSessionRuntime) -> (read: (MirrorCounters.Field) -> UInt64, kernelMirrored: UInt64) {
+        let k = kernelCounts(s)
+        let c = s.counters
+        return ({ f in
+            switch f {
+            case .selected: c.read(f) &+ k.selected
+            case .selectedBytes: c.read(f) &+ k.selected_bytes
+            case .mirrored: c.read(f) &+ k.mirrored
+            case .mirroredBytes: c.read(f) &+ k.mirrored_bytes
+            default: c.read(f)
+            }
+        }, k.mirrored)
+    }
+
     private func jsonItem(_ s: MirrorSessionRuntime) -> String {
         let spec = s.session.spec
-        let c = s.counters
+        let (read, kernelMirrored) = counters(s)
         var fields = [
             "\"name\":\(JSONText.string(spec.name))",
             "\"sources\":[" + spec.sources.map(JSONText.string).joined(separator: ",") + "]",
@@ -137,26 +183,28 @@ public final class MirrorControl: @unchecked Sendable {
             "\"match\":" + (spec.match.map(JSONText.string) ?? "null"),
             "\"spec\":\(JSONText.string(spec.text))",
         ]
-        for f in MirrorCounters.Field.reported { fields.append("\"\(f.jsonName)\":\(c.read(f))") }
-        let drops = MirrorDrop.allCases.map { "\"\($0.name)\":\(c.read(MirrorCounters.field($0)))" }
+        for f in MirrorCounters.Field.reported { fields.append("\"\(f.jsonName)\":\(read(f))") }
+        fields.append("\"fast_path_mirrored\":\(kernelMirrored)")
+        let drops = MirrorDrop.allCases.map { "\"\($0.name)\":\(read(MirrorCounters.field($0)))" }
         fields.append("\"drops\":{" + drops.joined(separator: ",") + "}")
         return "{" + fields.joined(separator: ",") + "}"
     }
 
     private func textItem(_ s: MirrorSessionRuntime) -> String {
         let spec = s.session.spec
-        let c = s.counters
+        let (read, kernelMirrored) = counters(s)
         let drops = MirrorDrop.allCases.compactMap { d -> String? in
-            let v = c.read(MirrorCounters.field(d))
+            let v = read(MirrorCounters.field(d))
             return v > 0 ? "\(d.name) \(v)" : nil
         }
         var line = "\(spec.name): \(spec.sources.joined(separator: "+")) (\(spec.direction.rawValue)) -> \(spec.target)"
         if spec.sample > 1 { line += ", 1 in \(spec.sample)" }
         if let snaplen = spec.snaplen { line += ", snaplen \(snaplen)" }
         if let match = spec.match { line += ", match \(match)" }
-        line += "\n  selected \(c.read(.selected)) (\(c.read(.selectedBytes)) B)"
-        line += ", mirrored \(c.read(.mirrored)) (\(c.read(.mirroredBytes)) B)"
-        line += ", sampled out \(c.read(.sampledOut)), truncated \(c.read(.truncated)), dropped \(c.read(.dropped))"
+        line += "\n  selected \(read(.selected)) (\(read(.selectedBytes)) B)"
+        line += ", mirrored \(read(.mirrored)) (\(read(.mirroredBytes)) B)"
+        if kernelMirrored > 0 { line += " (\(kernelMirrored) in the fast path)" }
+        line += ", sampled out \(read(.sampledOut)), truncated \(read(.truncated)), dropped \(read(.dropped))"
         if !drops.isEmpty { line += " (" + drops.joined(separator: ", ") + ")" }
         return line + "\n"
     }

@@ -263,10 +263,17 @@ final class MirrorSessionRuntime: @unchecked Sendable {
     let counters: MirrorCounters
     /// By 0-based port index: the pcapng interface id of that source.
     let captureInterface: [UInt32]
+    /// Its slot in the XDP fast path's mirror_stats (0..<SHUNT_MIRROR_SLOTS), and the slot's
+    /// counts when the session started (a slot is reused); nil: the kernel makes no copies for it.
+    let kernelSlot: Int?
+    let kernelBase: shunt_mirror_counters
 
-    init(session: MirrorSession, sink: Sink, workers: Int, portCount: Int) {
+    init(session: MirrorSession, sink: Sink, workers: Int, portCount: Int, kernelSlot: Int? = nil,
+         kernelBase: shunt_mirror_counters = shunt_mirror_counters()) {
         self.session = session
         self.sink = sink
+        self.kernelSlot = kernelSlot
+        self.kernelBase = kernelBase
         counters = MirrorCounters(rows: workers)
         var ids = [UInt32](repeating: 0, count: portCount)
         for (i, p) in session.sources.enumerated() where Int(p) <= portCount { ids[Int(p) - 1] = UInt32(i) }
@@ -301,6 +308,58 @@ final class MirrorTable: @unchecked Sendable {
     func selects(flow key: FlowKey, actions: [DatapathAction]) -> Bool {
         sessions.contains { $0.session.selects(flow: key, actions: actions) }
     }
+
+    /// Who copies the packets of this flow on the XDP datapath. The kernel does it when every
+    /// session that selects the flow makes exactly one whole-frame, unsampled copy to an
+    /// interface (SPAN), ingress copies only of flows that do not edit the frame (a broadcast
+    /// sends one frame, after the edits), the flow has one output and no tunnel port on either
+    /// side, and no two copies (or a copy and the output) go to one port. Ports above
+    /// `portLimit` are tunnel ports.
+    func kernelPlan(flow key: FlowKey, actions: [DatapathAction], portLimit: UInt32) -> KernelMirrorPlan {
+        var outputs: [UInt32] = []
+        var edits = false
+        for a in actions {
+            switch a {
+            case .output(let p): outputs.append(p)
+            case .setTunnel: break
+            case .setEthSrc, .setEthDst, .setVLAN, .popVLAN, .decTTL: edits = true
+            }
+        }
+        var selected = false
+        var kernel = true
+        var ports: [UInt32] = []
+        var slots: UInt64 = 0
+        for s in sessions {
+            let ingress = s.session.selectsIngress(key: key, inPort: key.inPort)
+            let egress = outputs.filter { s.session.selectsEgress(key: key, outPort: $0) }.count
+            guard ingress || egress > 0 else { continue }
+            selected = true
+            guard case .port(let index) = s.sink, let slot = s.kernelSlot, s.session.sample == 1,
+                  s.session.snaplen == 0, (ingress ? 1 : 0) + egress == 1, !(ingress && edits)
+            else {
+                kernel = false
+                continue
+            }
+            ports.append(UInt32(index + 1))
+            slots |= 1 << UInt64(slot)
+        }
+        guard selected else { return .none }
+        guard kernel, outputs.count == 1, key.inPort <= portLimit, outputs[0] <= portLimit else { return .userspace }
+        let all = outputs + ports
+        guard Set(all).count == all.count else { return .userspace }
+        return .kernel(ports: all.sorted(), sessions: slots)
+    }
+}
+
+/// How the XDP datapath treats a flow's mirror copies.
+enum KernelMirrorPlan: Equatable {
+    /// No session selects the flow.
+    case none
+    /// The entry is marked SHUNT_CACHE_USERSPACE: the Swift worker forwards and copies.
+    case userspace
+    /// The kernel broadcasts the frame to `ports` (the output and the analysis ports, sorted)
+    /// and counts one copy for each session slot in `sessions`.
+    case kernel(ports: [UInt32], sessions: UInt64)
 }
 
 /// Where the workers, the revalidator and the control socket find the current sessions:
@@ -333,5 +392,9 @@ public final class MirrorRegistry: @unchecked Sendable {
 
     func selects(flow key: FlowKey, actions: [DatapathAction]) -> Bool {
         table.withLock { $0.isEmpty ? false : $0.selects(flow: key, actions: actions) }
+    }
+
+    func kernelPlan(flow key: FlowKey, actions: [DatapathAction], portLimit: UInt32) -> KernelMirrorPlan {
+        table.withLock { $0.isEmpty ? .none : $0.kernelPlan(flow: key, actions: actions, portLimit: portLimit) }
     }
 }

@@ -93,20 +93,25 @@ final class Revalidator: @unchecked Sendable {
             && t.usedNormal == info.usedNormal
     }
 
-    /// As `same`, and the mirror sessions still select the flow as they did (a mirrored flow's
-    /// entry sends its packets to the slow path, which makes the copies).
+    /// As `same`, and the mirror sessions still copy the flow as they did (in the slow path,
+    /// or in the kernel to the same ports for the same sessions).
     func same(_ t: Translation, _ key: FlowKey, _ info: InstalledFlow) -> Bool {
-        Self.same(t, info) && datapath.mirrors.selects(flow: key, actions: t.actions) == info.mirrored
+        Self.same(t, info) && mirrorPlan(key, t.actions) == info.mirror
+    }
+
+    private func mirrorPlan(_ key: FlowKey, _ actions: [DatapathAction]) -> KernelMirrorPlan {
+        datapath.mirrors.kernelPlan(flow: key, actions: actions,
+                                    portLimit: datapath.kernelPortLimit)
     }
 
     private func replace(_ key: FlowKey, _ info: InstalledFlow, with t: Translation, in state: inout FlowDatapath.KernelState) {
         if let e = try? kernel.lookup(key: key) { credit(info, e) }
-        let mirrored = datapath.mirrors.selects(flow: key, actions: t.actions)
-        let (entry, tag) = state.entry(actions: t.actions, dropReason: t.dropReason, mirrored: mirrored)
+        let mirror = datapath.mirrors.kernelPlan(flow: key, actions: t.actions, portLimit: state.kernelPortLimit)
+        let (entry, tag, group) = state.entry(actions: t.actions, dropReason: t.dropReason, mirror: mirror, kernel: kernel)
         do {
             try kernel.install(key: key, entry: entry)
             state.installed[key] = InstalledFlow(actions: t.actions, dropReason: t.dropReason, ruleIDs: t.ruleIDs,
-                                                 usedNormal: t.usedNormal, mirrored: mirrored, tag: tag)
+                                                 usedNormal: t.usedNormal, mirror: mirror, mirrorGroup: group, tag: tag)
         } catch {
             _ = try? kernel.remove(key: key)
             state.installed[key] = nil

@@ -132,6 +132,32 @@ struct FlowCacheTests {
         #expect(s.hits == 2 && s.redirect_errors == 1)
     }
 
+    /// A mirrored entry leaves by its group's broadcast (the test run only sees the verdict),
+    /// after the edits, and counts one copy of the frame as sent for each session slot.
+    @Test func mirroredEntryBroadcastsOverItsGroupAndCountsEachSession() throws {
+        let frame = TestFrame.udp4()
+        try cache.setMirrorGroup(3, ports: [Self.port])
+        let entry = FlowCacheProgram.entry(actions: [.setVLAN(5), .output(Self.port)], mirrorGroup: 3,
+                                           mirrorSessions: 1 << 0 | 1 << 63)
+        try cache.install(key: key(frame), entry: entry)
+        let r = try run(frame)
+        #expect(r.returnValue == XDP.redirect)
+        #expect(r.output.count == frame.count + 4, "the copies are the frame after the edits")
+        for slot in [0, 63] {
+            let c = try cache.mirrorCounters(slot: slot)
+            #expect(c.selected == 1 && c.mirrored == 1 && c.mirrored_bytes == UInt64(frame.count + 4), "slot \(slot)")
+        }
+        #expect(try cache.mirrorCounters(slot: 1).selected == 0)
+        let s = try cache.stats()
+        #expect(s.hits == 1 && s.redirect_errors == 0)
+        // A group number the program has no map for goes up unmodified, as a missing port does.
+        try cache.install(key: key(frame), entry: FlowCacheProgram.entry(actions: [.output(Self.port)], mirrorGroup: 99,
+                                                                         mirrorSessions: 1))
+        let up = try run(frame)
+        #expect(up.returnValue == XDP.pass && up.output == frame)
+        #expect(try cache.mirrorCounters(slot: 0).selected == 1)
+    }
+
     // MARK: Actions: exact output bytes
 
     @Test func setMACsThenOutput() throws {

@@ -73,10 +73,11 @@ struct MirrorTests {
     static let rewrittenSource: [UInt8] = [0x02, 0, 0, 0, 0, 0xAA]
     static let flows = ["table=0,priority=10,in_port=1,ip,actions=mod_dl_src:02:00:00:00:00:aa,dec_ttl,output:2"]
 
-    func start(_ lab: Lab, datapath: String, mirrors: [String], extra: [String] = []) throws -> ForwarderProcess {
+    func start(_ lab: Lab, datapath: String, mirrors: [String], extra: [String] = [], flows: [String] = Self.flows,
+               ports: Int = 3) throws -> ForwarderProcess {
         let path = NSTemporaryDirectory() + "shuntt-mirror-flows-\(getpid())-\(UUID().uuidString).txt"
-        try (Self.flows.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        var args = ["--port", "p0", "--port", "p1", "--port", "p2", "--datapath", datapath, "--flows", path]
+        try (flows.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        var args = (0..<ports).flatMap { ["--port", "p\($0)"] } + ["--datapath", datapath, "--flows", path]
         if datapath == "xdp" { args.append("--fix-peers") }
         for m in mirrors { args += ["--mirror", m] }
         return try ForwarderProcess(namespace: lab.fwd, arguments: args + extra)
@@ -130,6 +131,61 @@ struct MirrorTests {
         #expect(mirrors["watch"]?["selected"] == 0, "copies were mirrored again")
     }
 
+    /// SPAN of cached flows: on xdp the kernel makes the copies (a broadcast to the output and
+    /// the analysis ports), so the flows stay fast-path hits. Ingress copies of a flow without
+    /// edits go to p2, egress copies (after the other flow's rewrite) to p3; both byte for byte,
+    /// in order, with exact counts that include the kernel's copies.
+    @Test(arguments: datapaths)
+    func spanOfCachedFlowsRunsInTheFastPath(datapath: String) throws {
+        let lab = try Lab(["gen", "sink", "mon", "mon2"])
+        let flows = ["table=0,priority=20,in_port=1,udp,tp_dst=2000,actions=output:2",
+                     "table=0,priority=10,in_port=1,ip,actions=mod_dl_src:02:00:00:00:00:aa,dec_ttl,output:2"]
+        let fwd = try start(lab, datapath: datapath, mirrors: ["rx,src=p0,dir=in,to=p2,match=udp,tp_dst=2000",
+                                                               "tx,src=p1,dir=out,to=p3"], flows: flows, ports: 4)
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        // One packet of each flow installs it; the measured packets are cache hits.
+        for (i, dport) in [2000, 3000].enumerated() {
+            try gen.send(ipv4UDPFrame(dst: macB, src: macA, dport: UInt16(dport), sequence: UInt32(1_000_000 + i)))
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        let before = try fwd.show()
+        let mirrorsBefore = try fwd.mirrors()
+        let sinkCapture = try Capture(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+        let monCapture = try Capture(namespace: lab.ns("mon"), interface: lab.interface("mon"))
+        let mon2Capture = try Capture(namespace: lab.ns("mon2"), interface: lab.interface("mon2"))
+        let n = 1000
+        let sent = (0..<n).map { ipv4UDPFrame(dst: macB, src: macA, dport: $0 % 2 == 0 ? 2000 : 3000, sequence: UInt32($0)) }
+        try sendPaced(gen, sent)
+        Thread.sleep(forTimeInterval: 1)
+        let forwarded = sinkCapture.stop().map(\.frame)
+        let ingressCopies = monCapture.stop().map(\.frame)
+        let egressCopies = mon2Capture.stop().map(\.frame)
+        let after = try fwd.show()
+        let mirrors = try fwd.mirrors()
+        _ = try fwd.stop()
+
+        #expect(forwarded.count == n)
+        #expect(ingressCopies == sent.enumerated().filter { $0.offset % 2 == 0 }.map(\.element),
+                "\(ingressCopies.count) ingress copies differ from the \(n / 2) frames to port 2000 as sent")
+        #expect(egressCopies == forwarded, "\(egressCopies.count) egress copies differ from the \(forwarded.count) frames forwarded")
+        for (name, count) in [("rx", n / 2), ("tx", n)] {
+            let m = try #require(mirrors[name]), b = try #require(mirrorsBefore[name])
+            #expect(m["selected"] - b["selected"] == UInt64(count) && m["mirrored"] - b["mirrored"] == UInt64(count),
+                    "\(name): \(m.object)")
+            #expect(m["mirrored_bytes"] - b["mirrored_bytes"] == UInt64(count * 100) && m["dropped"] == 0)
+            #expect(m.identityHolds)
+            if datapath == "xdp" {
+                #expect(m["fast_path_mirrored"] - b["fast_path_mirrored"] == UInt64(count), "\(name): \(m.object)")
+            } else {
+                #expect(m["fast_path_mirrored"] == 0)
+            }
+        }
+        if datapath == "xdp" {
+            let hits = jsonNumber(after, "datapaths", "xdp", "fast_path_hits") - jsonNumber(before, "datapaths", "xdp", "fast_path_hits")
+            #expect(hits >= UInt64(n), "only \(hits) of \(n) packets of mirrored cached flows ran in the kernel")
+        }
+    }
+
     /// A flow match narrows a session; a snap length cuts the copies (and is counted).
     @Test(arguments: datapaths)
     func filterAndSnapLength(datapath: String) throws {
@@ -172,11 +228,13 @@ struct MirrorTests {
     }
 
     /// Sessions added and removed live apply to flows already in the caches (the kernel's on
-    /// xdp) within 100 ms.
-    @Test(arguments: datapaths)
-    func liveAddAndDeleteApplyToCachedFlows(datapath: String) throws {
+    /// xdp) within 100 ms: for a flow that edits the frame the slow path copies, for one that
+    /// does not the kernel does.
+    @Test(arguments: datapaths, [true, false])
+    func liveAddAndDeleteApplyToCachedFlows(datapath: String, edits: Bool) throws {
         let lab = try Lab(["gen", "sink", "mon"])
-        let fwd = try start(lab, datapath: datapath, mirrors: [])
+        let fwd = try start(lab, datapath: datapath, mirrors: [],
+                            flows: edits ? Self.flows : ["table=0,priority=10,in_port=1,ip,actions=output:2"])
         let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
         let mon = try Capture(namespace: lab.ns("mon"), interface: lab.interface("mon"))
         var sequence: UInt32 = 0
@@ -192,6 +250,7 @@ struct MirrorTests {
         Thread.sleep(forTimeInterval: 0.1)
         try send(100)
         Thread.sleep(forTimeInterval: 0.3)
+        let live = try #require(try fwd.mirrors()["live"])
         try fwd.ctl(["mirror", "del", "live"])
         Thread.sleep(forTimeInterval: 0.1)
         let afterDelete = try fwd.show()
@@ -203,6 +262,8 @@ struct MirrorTests {
         _ = try fwd.stop()
         #expect(copies.compactMap(udpSequence) == Array(UInt32(101)...200), "copies of \(copies.compactMap(udpSequence).count) packets")
         #expect(listed == "no mirrors\n")
+        #expect(live["selected"] == 100 && live["mirrored"] == 100 && live.identityHolds, "\(live.object)")
+        #expect(live["fast_path_mirrored"] == (datapath == "xdp" && !edits ? 100 : 0), "\(live.object)")
         if datapath == "xdp" {
             // Back in the kernel once the session is gone.
             let hits = jsonNumber(end, "datapaths", "xdp", "fast_path_hits") - jsonNumber(afterDelete, "datapaths", "xdp", "fast_path_hits")

@@ -191,8 +191,28 @@ struct shunt_cache_entry {
 	__u8 drop_reason;    /* enum shunt_drop_reason, when n_actions == 0 */
 	__u16 install_tag;   /* set by the slow path per installation; the fast path ignores it */
 	struct shunt_dp_action actions[SHUNT_FLOW_MAX_ACTIONS];
+	/* Port mirroring in the kernel (docs/design/0012-port-mirroring.md): with mirror_group
+	 * 1..SHUNT_MIRROR_GROUPS the frame leaves by a broadcast over that group's DEVMAP_HASH
+	 * (the output port and the analysis ports) instead of tx_ports; bit s of mirror_sessions
+	 * counts one copy for session slot s in mirror_stats. 0 and 0: no kernel copies. */
+	__u32 mirror_group;
+	__u32 mirror_pad;
+	__u64 mirror_sessions;
 };
 #define SHUNT_CACHE_USERSPACE 0x1
+/* Destination sets (output port + analysis ports) the fast path can broadcast to at once, and
+ * the sessions it counts copies for. Flows beyond either limit stay in the slow path. */
+#define SHUNT_MIRROR_GROUPS 8
+#define SHUNT_MIRROR_SLOTS 64
+
+/* Per-CPU copies the fast path made for one mirror session slot (array map mirror_stats);
+ * `shunt ctl mirror list` adds them to the session's own counters. */
+struct shunt_mirror_counters {
+	__u64 selected;
+	__u64 selected_bytes;
+	__u64 mirrored;
+	__u64 mirrored_bytes;
+};
 
 /* What the fast path did on one port, so `shunt forward`'s per-port statistics include the
  * packets the kernel forwarded or dropped without the slow path seeing them. */
