@@ -14,4 +14,15 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -F "$prefix" || 
     kill -0 "$pid" 2>/dev/null || ip netns del "$ns" 2>/dev/null || true
 done
 swift build --build-tests
-swift test --skip-build "$@"
+# The log is kept so that a failing run ends with its failures (CI shows only the tail).
+log=$(mktemp /tmp/shunt-test-log.XXXXXX)
+trap 'rm -f "$log"' EXIT
+set +e
+swift test --skip-build "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if [[ $status -ne 0 ]]; then
+    echo "=== failures (also above, in order) ==="
+    grep -E -A4 'recorded an issue|Fatal error|Program crashed|error: ' "$log" | grep -v '^◇' | head -120
+fi
+exit "$status"

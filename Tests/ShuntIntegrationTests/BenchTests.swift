@@ -10,41 +10,22 @@ import Testing
 struct BenchTests {
     /// Starts `shunt bench ARGS` (with `env` settings first, e.g. "PATH=..."); output goes to files.
     final class BenchProcess {
-        let process = Process()
+        let child: SpawnedProcess
         let dir: String
         init(_ args: [String], env: [String] = []) throws {
             dir = NSTemporaryDirectory() + "shunt-bench-test-\(getpid())-\(UUID().uuidString.prefix(8))"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = env + [shuntExecutable, "bench"] + args
-            FileManager.default.createFile(atPath: dir + "/stdout", contents: nil)
-            FileManager.default.createFile(atPath: dir + "/stderr", contents: nil)
-            process.standardOutput = FileHandle(forWritingAtPath: dir + "/stdout")
-            process.standardError = FileHandle(forWritingAtPath: dir + "/stderr")
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
+            child = try SpawnedProcess(env + [shuntExecutable, "bench"] + args)
         }
 
-        deinit {
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-            try? FileManager.default.removeItem(atPath: dir)
-        }
+        deinit { try? FileManager.default.removeItem(atPath: dir) }
 
-        var pid: Int32 { process.processIdentifier }
-        var stderr: String { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        var stdout: String { (try? String(contentsOfFile: dir + "/stdout", encoding: .utf8)) ?? "" }
+        var pid: Int32 { child.pid }
+        var stderr: String { child.stderr }
+        var stdout: String { child.stdout }
 
         /// Waits for the exit (killing the run after `timeout` seconds); the exit status.
-        func finish(timeout: Double) -> Int32 {
-            let deadline = Date().addingTimeInterval(timeout)
-            while process.isRunning && Date() < deadline { usleep(50_000) }
-            if process.isRunning { kill(pid, SIGKILL) }
-            process.waitUntilExit()
-            return process.terminationStatus
-        }
+        func finish(timeout: Double) -> Int32 { child.wait(timeout: timeout) }
 
         /// Namespaces of this run still present.
         var namespaces: [String] {

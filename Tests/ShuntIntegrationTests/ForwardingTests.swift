@@ -147,6 +147,7 @@ struct ForwardingTests {
             "--port", "p0", "--port", "p1", "--block-size", "4096", "--block-count", "1", "--busy-poll-us", "0"])
         let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
         let sinkBefore = try lab.rxPackets("sink")
+        let p1DroppedBefore = try lab.portTxDropped(1)
         let sent = 30_000
         for i in 0..<sent {
             try gen.send(TestFrame.make(dst: macB, src: macA, flow: UInt16(i % 16), sequence: UInt32(i), size: 60 + (i % 8) * 64))
@@ -154,6 +155,10 @@ struct ForwardingTests {
         Thread.sleep(forTimeInterval: 0.5)
         let stats = try fwd.stop()
         let sinkGot = try lab.rxPackets("sink") - sinkBefore
+        // A veth whose peer's backlog is full drops in the kernel and counts it on the sending
+        // side; on a loaded machine (CI runs suites side by side) that happens, and is not lost
+        // silently: it is part of what the forwarder transmitted.
+        let vethDropped = try lab.portTxDropped(1) - p1DroppedBefore
 
         let rx = stats.value("p0", "rx_packets")
         let tx = stats.value("p1", "tx_packets")
@@ -163,6 +168,6 @@ struct ForwardingTests {
         #expect(stats.drop("p0", "rx_drops", "kernel_ring_full") > 0, "the one-block ring never overflowed")
         #expect(rx <= UInt64(sent))
         #expect(rx == stats.value("p0", "kernel_offered"))
-        #expect(sinkGot == tx, "sink received \(sinkGot), forwarder transmitted \(tx)")
+        #expect(sinkGot + vethDropped == tx, "sink received \(sinkGot), the veth dropped \(vethDropped), forwarder transmitted \(tx)")
     }
 }

@@ -20,26 +20,24 @@ struct CommandFailed: Error, CustomStringConvertible {
     var description: String { "`\(command)` exited with \(status): \(stderr)" }
 }
 
-/// Runs a command and returns its standard output; a non-zero exit throws.
+/// Runs a command and returns its standard output; a non-zero exit throws. posix_spawn and
+/// waitpid (Sys.spawn, Sys.reap), not Foundation's Process, whose exit monitoring races with
+/// other children on Linux (swift-corelibs-foundation issue 4795).
 @discardableResult
 func sh(_ arguments: String...) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let errors = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw CommandFailed(
-            command: arguments.joined(separator: " "), status: process.terminationStatus,
-            stderr: String(decoding: errors, as: UTF8.self))
+    let base = FileManager.default.temporaryDirectory.path + "/shunt-sh-\(getpid())-\(UUID().uuidString.prefix(12))"
+    defer {
+        try? FileManager.default.removeItem(atPath: base + ".out")
+        try? FileManager.default.removeItem(atPath: base + ".err")
     }
-    return String(decoding: output, as: UTF8.self)
+    let pid = try Sys.spawn("/usr/bin/env", arguments, stdout: base + ".out", stderr: base + ".err")
+    let status = Sys.reap(pid, block: true)?.status ?? -1
+    guard status == 0 else {
+        throw CommandFailed(
+            command: arguments.joined(separator: " "), status: status,
+            stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+    }
+    return (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
 }
 
 /// Namespaces `shuntpeerwt-<pid>-a` and `-b` (prefix: $SHUNT_TEST_NETNS_PREFIX if set). Call `remove()` in a `defer` right after creating.
@@ -211,19 +209,17 @@ struct VethPeersTests {
         let lab = try PeerLab()
         defer { lab.remove() }
         try sh("ip", "netns", "add", lab.c)
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        holder.arguments = ["ip", "netns", "exec", lab.c, "sleep", "60"]
-        try holder.run()
+        let holder = try Sys.spawn("/usr/bin/env", ["ip", "netns", "exec", lab.c, "sleep", "60"],
+                                   stdout: "/dev/null", stderr: "/dev/null")
         defer {
-            kill(holder.processIdentifier, SIGKILL)
-            holder.waitUntilExit()
+            Sys.signal(holder, SIGKILL)
+            _ = Sys.reap(holder, block: true)
         }
         try sh("ip", "-n", lab.a, "link", "add", "vx", "type", "veth", "peer", "name", "vy", "netns", lab.c)
         // Let the holder enter the namespace before its name goes.
         var entered = false
         for _ in 0..<200 where !entered {
-            entered = (try? sh("ip", "netns", "pids", lab.c))?.contains("\(holder.processIdentifier)") == true
+            entered = (try? sh("ip", "netns", "pids", lab.c))?.contains("\(holder)") == true
             if !entered { usleep(10_000) }
         }
         #expect(entered)

@@ -111,9 +111,19 @@ final class Lab {
 
     /// Packets the kernel counted as received on a side's interface.
     func rxPackets(_ side: String) throws -> UInt64 {
-        let out = try run(["ip", "-n", ns(side), "-s", "-j", "link", "show", interface(side)]).out
+        try Self.linkCounter(ns(side), interface(side), "rx", "packets")
+    }
+
+    /// Packets the kernel dropped while transmitting on forwarder port `i` (for a veth: the
+    /// peer's receive backlog was full, so the frame never reached the peer's counters).
+    func portTxDropped(_ i: Int) throws -> UInt64 {
+        try Self.linkCounter(fwd, port(i), "tx", "dropped")
+    }
+
+    static func linkCounter(_ namespace: String, _ interface: String, _ direction: String, _ counter: String) throws -> UInt64 {
+        let out = try run(["ip", "-n", namespace, "-s", "-j", "link", "show", interface]).out
         let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [[String: Any]]
         let stats = json[0]["stats64"] as! [String: Any]
-        return (stats["rx"] as! [String: Any])["packets"] as! UInt64
+        return ((stats[direction] as! [String: Any])[counter] as? UInt64) ?? 0
     }
 }
