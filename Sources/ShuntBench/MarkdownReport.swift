@@ -13,7 +13,10 @@ public enum MarkdownReport {
         if m.shuntReleaseBuild == false { lines += ["", "**shunt was a debug build: its numbers are not representative.**"] }
         if m.settings["quick"] == "true" { lines += ["", "**--quick: short trials and a coarse search; a smoke run, not a measurement.**"] }
         lines.append("")
+        // The mirror column only when a mirror forwarder ran.
+        let mirrors = results.summary.contains { $0.overloadMirrorCopiesPerDelivered != nil }
         var header = ["forwarder", "frame B", "flows", "overload Mpps (delivered)", "zero-loss Mpps"]
+        if mirrors { header.append("mirror copies per delivered frame (overload)") }
         header += results.latencyFractions.map { "p50 / p99 µs at \(percent($0)) of zero-loss" }
         lines.append("| " + header.joined(separator: " | ") + " |")
         lines.append("|" + String(repeating: "---|", count: header.count))
@@ -21,6 +24,7 @@ public enum MarkdownReport {
             var cells = [s.benchCase.forwarder, "\(s.benchCase.frameSize)", "\(s.benchCase.flows)",
                          mpps(s.overloadDeliveredPPS, limited: s.overloadGeneratorLimited > 0),
                          mpps(s.zeroLossPPS, limited: s.zeroLossGeneratorLimited > 0)]
+            if mirrors { cells.append(mirrorCell(s)) }
             for fraction in results.latencyFractions {
                 let l = s.latency.first { $0.fraction == fraction }
                 if let l, let p50 = l.p50Us, let p99 = l.p99Us {
@@ -36,6 +40,14 @@ public enum MarkdownReport {
             lines.append("† generator-limited in at least one repeat, so a lower bound: in overload the forwarder lost "
                 + "under 1 % of what the generator sent; in the zero-loss search the generator fell more than 2 % short "
                 + "of the rate asked in the passing trial.")
+            lines.append("")
+        }
+        if mirrors {
+            lines.append("Mirror copies per delivered frame: probes counted at the monitor ports (the far ends of "
+                + "the analysis ports fwd2 and fwd3) over probes counted at the sink, in the overload trials. N sessions "
+                + "make N copies per frame when the mirror keeps up; less means copies were lost, more that frames were "
+                + "copied on the way in and lost on the way out. \"in kernel\": the share of the copies the XDP fast "
+                + "path made (the rest went through the slow path).")
             lines.append("")
         }
         let tolerance = m.settings["loss_tolerance_pct"].flatMap(Double.init).map(trim) ?? "0"
@@ -61,6 +73,14 @@ public enum MarkdownReport {
         guard let s else { return "–" }
         let f = { (x: Double) in String(format: "%.3f", x / 1e6) }
         return "\(f(s.median)) (\(f(s.min))–\(f(s.max)))" + (limited ? " †" : "")
+    }
+
+    static func mirrorCell(_ s: CaseSummary) -> String {
+        guard let c = s.overloadMirrorCopiesPerDelivered else { return "–" }
+        let f = { (x: Double) in String(format: "%.3f", x) }
+        var cell = c.min == c.max ? f(c.median) : "\(f(c.median)) (\(f(c.min))–\(f(c.max)))"
+        if let k = s.overloadMirrorFastPathShare { cell += ", \(String(format: "%.0f", k.median * 100)) % in kernel" }
+        return cell
     }
 
     static func us(_ s: Spread) -> String {

@@ -58,9 +58,20 @@ public struct Trial: Codable, Equatable, Sendable {
     public var latencyUs: LatencyQuantiles?
     /// Where frames were dropped at the veths; nil when the counters could not be read.
     public var vethDrops: VethDrops?
+    /// Mirror forwarders only (nil, and absent from the JSON, for the others): probes counted at
+    /// the monitor ports (the far ends of the analysis ports), summed over the sessions' ports.
+    public var mirrorReceived: UInt64?
+    /// Mirror forwarders only, from `shunt ctl mirror list` before and after the trial, summed
+    /// over the sessions: copies made (`mirrored`), of those made by the XDP fast path
+    /// (`fast_path_mirrored`; nil on the afpacket datapath), and copies dropped (`dropped`).
+    /// nil when the forwarder could not be asked.
+    public var mirrorCopied: UInt64?
+    public var mirrorFastPath: UInt64?
+    public var mirrorDropped: UInt64?
 
     public init(askedPPS: Double?, sent: UInt64, received: UInt64, offeredPPS: Double, generatorSeconds: Double,
-                latencyUs: LatencyQuantiles? = nil, vethDrops: VethDrops? = nil) {
+                latencyUs: LatencyQuantiles? = nil, vethDrops: VethDrops? = nil, mirrorReceived: UInt64? = nil,
+                mirrorCopied: UInt64? = nil, mirrorFastPath: UInt64? = nil, mirrorDropped: UInt64? = nil) {
         self.askedPPS = askedPPS
         self.sent = sent
         self.received = received
@@ -68,6 +79,10 @@ public struct Trial: Codable, Equatable, Sendable {
         self.generatorSeconds = generatorSeconds
         self.latencyUs = latencyUs
         self.vethDrops = vethDrops
+        self.mirrorReceived = mirrorReceived
+        self.mirrorCopied = mirrorCopied
+        self.mirrorFastPath = mirrorFastPath
+        self.mirrorDropped = mirrorDropped
     }
 
     public var lost: UInt64 { sent > received ? sent - received : 0 }
@@ -79,11 +94,25 @@ public struct Trial: Codable, Equatable, Sendable {
     /// An overload trial that lost under 1 %: the forwarder took all the generator could send,
     /// so the delivered rate is a lower bound of the forwarder's.
     public var overloadIsGeneratorLimited: Bool { askedPPS == nil && sent > 0 && lossPercent < 1 }
+    /// Copies at the monitor ports per probe at the sink: N for N sessions when the mirror kept
+    /// up; below N when copies were lost; above N when frames were copied on the way in and then
+    /// lost on the way out. nil without mirror counts or with nothing delivered.
+    public var mirrorCopiesPerDelivered: Double? {
+        guard let mirrorReceived, received > 0 else { return nil }
+        return Double(mirrorReceived) / Double(received)
+    }
+    /// The share of the forwarder's copies that the XDP fast path made (nil on afpacket, or with no copies).
+    public var mirrorFastPathShare: Double? {
+        guard let mirrorFastPath, let mirrorCopied, mirrorCopied > 0 else { return nil }
+        return Double(mirrorFastPath) / Double(mirrorCopied)
+    }
 
     enum CodingKeys: String, CodingKey {
         case askedPPS = "asked_pps", sent, received, offeredPPS = "offered_pps", generatorSeconds = "generator_s"
         case latencyUs = "latency_us", lost, lossPercent = "loss_pct", deliveredPPS = "delivered_pps"
         case generatorFellShort = "generator_fell_short", vethDrops = "veth_drops"
+        case mirrorReceived = "mirror_received", mirrorCopied = "mirror_copied", mirrorFastPath = "mirror_fast_path"
+        case mirrorDropped = "mirror_dropped"
     }
 
     public init(from decoder: Decoder) throws {
@@ -95,6 +124,10 @@ public struct Trial: Codable, Equatable, Sendable {
         generatorSeconds = try c.decode(Double.self, forKey: .generatorSeconds)
         latencyUs = try c.decodeIfPresent(LatencyQuantiles.self, forKey: .latencyUs)
         vethDrops = try c.decodeIfPresent(VethDrops.self, forKey: .vethDrops)
+        mirrorReceived = try c.decodeIfPresent(UInt64.self, forKey: .mirrorReceived)
+        mirrorCopied = try c.decodeIfPresent(UInt64.self, forKey: .mirrorCopied)
+        mirrorFastPath = try c.decodeIfPresent(UInt64.self, forKey: .mirrorFastPath)
+        mirrorDropped = try c.decodeIfPresent(UInt64.self, forKey: .mirrorDropped)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -110,6 +143,11 @@ public struct Trial: Codable, Equatable, Sendable {
         try c.encode(generatorFellShort, forKey: .generatorFellShort)
         try c.encode(latencyUs, forKey: .latencyUs)
         try c.encode(vethDrops, forKey: .vethDrops)
+        // Only mirror forwarders have these: absent otherwise, so other trials read as before.
+        try c.encodeIfPresent(mirrorReceived, forKey: .mirrorReceived)
+        try c.encodeIfPresent(mirrorCopied, forKey: .mirrorCopied)
+        try c.encodeIfPresent(mirrorFastPath, forKey: .mirrorFastPath)
+        try c.encodeIfPresent(mirrorDropped, forKey: .mirrorDropped)
     }
 }
 
@@ -195,11 +233,18 @@ public struct CaseSummary: Codable, Equatable, Sendable {
     /// Repeats whose zero-loss result came from a trial where the generator fell short.
     public var zeroLossGeneratorLimited: Int
     public var latency: [LatencySummary]
+    /// Mirror forwarders only: copies at the monitor ports per frame delivered in the overload
+    /// trials (N for N sessions when the mirror kept up), and the share of the forwarder's copies
+    /// the XDP fast path made (absent on afpacket).
+    public var overloadMirrorCopiesPerDelivered: Spread?
+    public var overloadMirrorFastPathShare: Spread?
 
     enum CodingKeys: String, CodingKey {
         case benchCase = "case", repeats, overloadDeliveredPPS = "overload_delivered_pps"
         case overloadOfferedPPS = "overload_offered_pps", overloadGeneratorLimited = "overload_generator_limited_repeats"
         case zeroLossPPS = "zero_loss_pps", zeroLossGeneratorLimited = "zero_loss_generator_limited_repeats", latency
+        case overloadMirrorCopiesPerDelivered = "overload_mirror_copies_per_delivered"
+        case overloadMirrorFastPathShare = "overload_mirror_fast_path_share"
     }
 
     public init(benchCase: BenchCase, runs: [CaseRun], fractions: [Double]) {
@@ -210,6 +255,8 @@ public struct CaseSummary: Codable, Equatable, Sendable {
         overloadGeneratorLimited = runs.filter(\.overload.overloadIsGeneratorLimited).count
         zeroLossPPS = Spread(runs.map(\.zeroLossPPS))
         zeroLossGeneratorLimited = runs.filter(\.zeroLossGeneratorLimited).count
+        overloadMirrorCopiesPerDelivered = Spread(runs.compactMap(\.overload.mirrorCopiesPerDelivered))
+        overloadMirrorFastPathShare = Spread(runs.compactMap(\.overload.mirrorFastPathShare))
         latency = fractions.map { fraction in
             let trials = runs.compactMap { $0.latency.first(where: { $0.fraction == fraction })?.trial }
             func spread(_ key: KeyPath<LatencyQuantiles, Double?>) -> Spread? {

@@ -5,12 +5,24 @@ public struct ForwarderInfo: Sendable, Equatable {
     /// Executables that must be on PATH (besides shunt and iproute2's ip).
     public var tools: [String]
     public var package: String?
+    /// Mirror sessions the forwarder runs, each to its own analysis port (fwd2, fwd3) whose far
+    /// end (mon0, mon1) counts the copies. Forwarders with sessions run only when named.
+    public var mirrorSessions = 0
 
     public static let all: [ForwarderInfo] = [
         .init(name: "shunt", summary: "shunt forward, xconnect, afpacket TPACKET_V3, 1 worker", tools: [], package: nil),
         .init(name: "shunt-ll", summary: "shunt forward --low-latency (TPACKET_V2)", tools: [], package: nil),
         .init(name: "shunt-xdp", summary: "flow tables on the XDP datapath (kernel cache hits after the first frame)", tools: [], package: nil),
         .init(name: "shunt-flows", summary: "flow tables on the afpacket datapath, 1000-flow table", tools: [], package: nil),
+        .init(name: "shunt-mirror1", summary: "shunt-flows plus one SPAN session: fwd0 ingress to fwd2", tools: [], package: nil,
+              mirrorSessions: 1),
+        .init(name: "shunt-mirror2", summary: "shunt-flows plus two SPAN sessions: fwd0 ingress to fwd2, fwd1 egress to fwd3",
+              tools: [], package: nil, mirrorSessions: 2),
+        .init(name: "shunt-xdp-mirror1", summary: "shunt-xdp (without its MAC rewrite) plus one SPAN session: fwd0 ingress to fwd2",
+              tools: [], package: nil, mirrorSessions: 1),
+        .init(name: "shunt-xdp-mirror2",
+              summary: "shunt-xdp (without its MAC rewrite) plus two SPAN sessions: fwd0 ingress to fwd2, fwd1 egress to fwd3",
+              tools: [], package: nil, mirrorSessions: 2),
         .init(name: "xdp-redirect", summary: "shunt xdp-redirect: a bare XDP redirect, the kernel's ceiling on veths", tools: [], package: nil),
         .init(name: "bridge", summary: "Linux bridge, netfilter off, RPS to the forwarder CPU", tools: ["ip"], package: "iproute2"),
         .init(name: "tc-mirred", summary: "tc ingress qdisc, a match-everything u32 filter, mirred egress redirect fwd0->fwd1", tools: ["tc"], package: "iproute2"),
@@ -19,12 +31,16 @@ public struct ForwarderInfo: Sendable, Equatable {
               tools: ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl"], package: "openvswitch-switch"),
     ]
 
+    /// What runs without --forwarders: every forwarder but the mirror ones, which measure what
+    /// mirroring costs shunt and are run when named.
+    public static var defaultSet: [ForwarderInfo] { all.filter { $0.mirrorSessions == 0 } }
+
     public static func named(_ name: String) -> ForwarderInfo? { all.first { $0.name == name } }
 }
 
 /// The run's settings, checked before anything is created.
 public struct BenchSettings: Sendable, Equatable {
-    public var forwarders: [String]?  // nil: every available one
+    public var forwarders: [String]?  // nil: every available one of ForwarderInfo.defaultSet
     public var frameSizes: [Int] = [64, 1518]
     public var flows: [Int] = [1, 1024]
     public var repeats = 3

@@ -22,8 +22,11 @@ struct Bench: ParsableCommand {
             forwarder on CPU 1. Results: OUT/results.json, results.md (also printed), \
             throughput.svg, latency-cdf.svg and the raw output of every trial under OUT/raw.
 
-            Forwarders: \(ForwarderInfo.all.map(\.name).joined(separator: ", ")). A forwarder \
-            whose tool is not installed is skipped with the package that has it. Frame sizes are \
+            Forwarders: \(ForwarderInfo.defaultSet.map(\.name).joined(separator: ", ")). A forwarder \
+            whose tool is not installed is skipped with the package that has it. Run only when \
+            named: \(ForwarderInfo.all.filter { $0.mirrorSessions > 0 }.map(\.name).joined(separator: ", ")) \
+            (shunt-flows and shunt-xdp with 1 or 2 SPAN sessions to analysis ports fwd2 and fwd3, \
+            whose far ends in a fourth namespace count the copies: what mirroring costs). Frame sizes are \
             on the wire (64 and 1518: the generator sends 60 and 1514 bytes plus the FCS). Run as \
             root, with a release build of shunt (swift build -c release).
 
@@ -31,7 +34,7 @@ struct Bench: ParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Comma-separated forwarders (default: every one whose tools are installed).", valueName: "LIST"))
+    @Option(help: ArgumentHelp("Comma-separated forwarders (default: every one whose tools are installed, except the mirror ones).", valueName: "LIST"))
     var forwarders: String?
 
     @Option(help: ArgumentHelp("Frame sizes on the wire, with FCS, 64-1518.", valueName: "LIST"))
@@ -128,7 +131,7 @@ struct Bench: ParsableCommand {
         let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         var chosen: [String] = []
         var skipped: [SkippedForwarder] = []
-        for name in settings.forwarders ?? ForwarderInfo.all.map(\.name) {
+        for name in settings.forwarders ?? ForwarderInfo.defaultSet.map(\.name) {
             let info = ForwarderInfo.named(name)!
             if let missing = info.tools.first(where: { BenchRuntime.which($0) == nil }) {
                 let reason = "\(missing) is not installed (Debian package: \(info.package ?? "?"))"
@@ -159,9 +162,11 @@ struct Bench: ParsableCommand {
             printError("shunt bench: cannot create \(raw): \(error.localizedDescription)")
             throw ExitCode(2)
         }
+        // The analysis ports and the monitor namespace only when a mirror forwarder runs.
+        let monitorPorts = chosen.compactMap { ForwarderInfo.named($0)?.mirrorSessions }.max() ?? 0
         let runner = BenchRunner(
             settings: settings, forwarders: chosen, skipped: skipped, shunt: shuntPath, outDir: outDir, quick: quick,
-            runtime: BenchRuntime(scratch: scratch), lab: BenchLab(prefix: "shuntb\(getpid())-"), cpus: cpus)
+            runtime: BenchRuntime(scratch: scratch), lab: BenchLab(prefix: "shuntb\(getpid())-", monitorPorts: monitorPorts), cpus: cpus)
         let status = runner.run()
         if status != 0 { throw ExitCode(status) }
     }
@@ -224,7 +229,8 @@ final class BenchRunner {
         var status: Int32 = 0
         var incomplete = false
         do {
-            progress("lab: namespaces \(lab.prefix){gen,fwd,sink}; results in \(outDir)")
+            progress("lab: namespaces \(lab.prefix){\(lab.namespaces.map { String($0.dropFirst(lab.prefix.count)) }.joined(separator: ","))}; "
+                + "results in \(outDir)")
             try lab.up(runtime)
             for slot in RunOrder.interleaved(forwarders: forwarders, repeats: settings.repeats) {
                 try runSlot(slot)
@@ -294,7 +300,8 @@ final class BenchRunner {
         let label = "\(c.forwarder) \(c.frameSize)B \(c.flows) flow\(c.flows == 1 ? "" : "s")"
         let overload = try trial(c, repeatIndex, "overload", rate: nil)
         progress(label, "overload: offered \(mpps(overload.offeredPPS)), delivered \(mpps(overload.deliveredPPS)), "
-            + "lost \(overload.lost) of \(overload.sent)\(whereLost(overload))" + (overload.overloadIsGeneratorLimited ? " (generator-limited: a lower bound)" : ""))
+            + "lost \(overload.lost) of \(overload.sent)\(whereLost(overload))" + (overload.overloadIsGeneratorLimited ? " (generator-limited: a lower bound)" : "")
+            + mirrorNote(overload))
         var search = ZeroLossSearch(upperPPS: ZeroLossSearch.upperBound(overload: overload), steps: settings.searchSteps,
                                     lossTolerancePercent: settings.lossTolerancePercent)
         var searchTrials: [Trial] = []
@@ -340,6 +347,19 @@ final class BenchRunner {
                                      stdout: sinkOut, stderr: sinkErr)
         defer { runtime.stop(sink, timeout: 5) }
         try runtime.waitForLine(sinkOut, containing: "\"type\":\"ready\"", pid: sink, timeout: 20, what: "shunt sink", errorFile: sinkErr)
+        // Mirror forwarders: a sink on each monitor port counts the copies, and the sessions'
+        // counters are read before and after.
+        var monitors: [(pid: pid_t, out: String, err: String)] = []
+        defer { for m in monitors { runtime.stop(m.pid, timeout: 5) } }
+        for i in 0..<(ForwarderInfo.named(c.forwarder)?.mirrorSessions ?? 0) {
+            let port = BenchLab.monitorPort(i)
+            let out = "\(raw)/\(tag).\(port).out", err = "\(raw)/\(tag).\(port).err"
+            let pid = try runtime.start(context.inNamespace(lab.mon, cpu: nil, [shunt, "sink", "--port", port, "--json"]),
+                                        stdout: out, stderr: err)
+            monitors.append((pid, out, err))
+            try runtime.waitForLine(out, containing: "\"type\":\"ready\"", pid: pid, timeout: 20, what: "shunt sink on \(port)", errorFile: err)
+        }
+        let mirrorBefore = monitors.isEmpty ? nil : active?.mirrorCounters(context)
         var genArgs = [shunt, "gen", "--port", "gen0", "--size", "\(c.frameSize - 4)", "--flows", "\(c.flows)",
                        "--duration", "\(settings.trialSeconds)"]
         if let rate { genArgs += ["--rate", String(format: "%.0f", rate)] }
@@ -357,8 +377,21 @@ final class BenchRunner {
         }
         if exit.status != 0 { throw BenchFailure("shunt gen failed (\(tag))\(runtime.lastLine(genErr))") }
         try runtime.pause(0.3)  // frames still in rings and queues reach the sink
-        let sinkExit = runtime.stop(sink, signal: SIGTERM, timeout: 10)
-        if sinkExit.status != 0 { throw BenchFailure("shunt sink failed (\(tag))\(runtime.lastLine(sinkErr))") }
+        // The sink and the monitors' sinks stop together, so that a forwarder still working
+        // through a backlog cannot credit one with frames the other no longer counts. The
+        // sessions' counters are read after: copies made since show as made, not received.
+        let exits = runtime.stop(together: [sink] + monitors.map(\.pid), signal: SIGTERM, timeout: 10)
+        let mirrorAfter = monitors.isEmpty ? nil : active?.mirrorCounters(context)
+        if exits[0].status != 0 { throw BenchFailure("shunt sink failed (\(tag))\(runtime.lastLine(sinkErr))") }
+        var mirrorReceived: UInt64?
+        for (m, exit) in zip(monitors, exits.dropFirst()) {
+            if exit.status != 0 { throw BenchFailure("shunt sink on a monitor port failed (\(tag))\(runtime.lastLine(m.err))") }
+            guard let report = BenchRuntime.finalReport(m.out), let probes = report["probes"] as? NSNumber else {
+                throw BenchFailure("no final report from the monitor's shunt sink (\(m.out))")
+            }
+            mirrorReceived = (mirrorReceived ?? 0) + probes.uint64Value
+        }
+        let mirror = mirrorBefore.flatMap { b in mirrorAfter.map { $0.since(b) } }
         var vethDrops: VethDrops?
         if let a0 = dropsBefore.0, let b0 = dropsBefore.1, let a1 = lab.txDropped(runtime, lab.gen, "gen0"),
            let b1 = lab.txDropped(runtime, lab.fwd, "fwd1") {
@@ -375,7 +408,9 @@ final class BenchRunner {
                                        max: q("max"), samples: u(l, "samples"))
         }
         return Trial(askedPPS: rate, sent: u(g, "sent"), received: u(s, "probes"), offeredPPS: d(g, "pps"),
-                     generatorSeconds: d(g, "duration_s"), latencyUs: latency, vethDrops: vethDrops)
+                     generatorSeconds: d(g, "duration_s"), latencyUs: latency, vethDrops: vethDrops,
+                     mirrorReceived: mirrorReceived, mirrorCopied: mirror?.mirrored, mirrorFastPath: mirror?.fastPath,
+                     mirrorDropped: mirror?.dropped)
     }
 
     // MARK: output
@@ -397,6 +432,21 @@ final class BenchRunner {
         if v.intoForwarder > 0 { parts.append("\(v.intoForwarder) dropped entering fwd0: its ring was full") }
         if v.outOfForwarder > 0 { parts.append("\(v.outOfForwarder) dropped leaving fwd1") }
         return " (" + parts.joined(separator: ", ") + ")"
+    }
+
+    /// ", mirror: N copies at the monitors (X per delivered frame), M made by the forwarder (K in the kernel, D dropped)".
+    private func mirrorNote(_ t: Trial) -> String {
+        guard let received = t.mirrorReceived else { return "" }
+        var note = ", mirror: \(received) copies at the monitors"
+        if let ratio = t.mirrorCopiesPerDelivered { note += String(format: " (%.3f per delivered frame)", ratio) }
+        if let copied = t.mirrorCopied {
+            note += ", \(copied) made by the forwarder"
+            var parts: [String] = []
+            if let k = t.mirrorFastPath { parts.append("\(k) in the kernel") }
+            if let d = t.mirrorDropped, d > 0 { parts.append("\(d) dropped") }
+            if !parts.isEmpty { note += " (" + parts.joined(separator: ", ") + ")" }
+        }
+        return note
     }
 
     private func mpps(_ pps: Double) -> String { String(format: "%.3f Mpps", pps / 1e6) }
@@ -459,7 +509,7 @@ final class BenchRunner {
             .map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "?"
         let s = settings
         let fmt = { (xs: [Double]) in xs.map { MarkdownReport.trim($0) }.joined(separator: ",") }
-        let settingsMap: [String: String] = [
+        var settingsMap: [String: String] = [
             "forwarders": forwarders.joined(separator: ","), "frame_sizes": s.frameSizes.map(String.init).joined(separator: ","),
             "flows": s.flows.map(String.init).joined(separator: ","), "repeats": "\(s.repeats)",
             "trial_seconds": MarkdownReport.trim(s.trialSeconds), "search_steps": "\(s.searchSteps)",
@@ -467,6 +517,11 @@ final class BenchRunner {
             "quick": "\(quick)", "drain_seconds": "0.3", "cpu_pinning": context.pinning ? "taskset" : "none (taskset not installed)",
             "zero_loss_range": "0 .. min(overload offered, 1.1 x overload delivered), first trial at the top",
         ]
+        if lab.monitorPorts > 0 {
+            // Only with mirror forwarders, so other runs' manifests stay as they were.
+            settingsMap["mirror_sessions"] = ShuntProcessForwarder.mirrorSessions(lab.monitorPorts).joined(separator: "; ")
+                + " (the first session for *-mirror1, both for *-mirror2)"
+        }
         return Manifest(date: Bench.timestamp(format: "%Y-%m-%dT%H:%M:%SZ", utc: true), kernel: kernel, cpuModel: model,
                         cpus: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), generatorCPU: generatorCPU, forwarderCPU: forwarderCPU,
                         settings: settingsMap, tools: tools, shuntBinary: shunt, shuntReleaseBuild: build.release,

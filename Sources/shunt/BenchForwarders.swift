@@ -55,6 +55,28 @@ protocol BenchForwarder: AnyObject {
     func start(_ c: BenchContext, tag: String) throws
     /// Never throws: also used in cleanup. Problems are printed.
     func stop(_ c: BenchContext)
+    /// The mirror sessions' counters summed, for forwarders that mirror; nil otherwise or when
+    /// they cannot be read.
+    func mirrorCounters(_ c: BenchContext) -> BenchMirrorCounts?
+}
+
+extension BenchForwarder {
+    func mirrorCounters(_ c: BenchContext) -> BenchMirrorCounts? { nil }
+}
+
+/// Totals over a forwarder's mirror sessions (`shunt ctl mirror list --json`).
+struct BenchMirrorCounts {
+    var mirrored: UInt64
+    /// Of `mirrored`, the copies the XDP fast path made; nil on the afpacket datapath.
+    var fastPath: UInt64?
+    var dropped: UInt64
+
+    /// The counts from `earlier` to this reading.
+    func since(_ earlier: BenchMirrorCounts) -> BenchMirrorCounts {
+        BenchMirrorCounts(mirrored: mirrored &- earlier.mirrored,
+                       fastPath: fastPath.flatMap { now in earlier.fastPath.map { now &- $0 } },
+                       dropped: dropped &- earlier.dropped)
+    }
 }
 
 func makeForwarder(_ name: String) -> BenchForwarder {
@@ -63,21 +85,36 @@ func makeForwarder(_ name: String) -> BenchForwarder {
     case "tc-mirred": TCMirredForwarder()
     case "testpmd": TestpmdForwarder()
     case "ovs": OVSForwarder()
-    default: ShuntProcessForwarder(name: name)  // shunt, shunt-ll, shunt-xdp, shunt-flows, xdp-redirect
+    default: ShuntProcessForwarder(name: name)  // shunt, shunt-ll, shunt-xdp, shunt-flows, the mirror ones, xdp-redirect
     }
 }
 
-/// shunt, shunt-ll, shunt-xdp, shunt-flows and xdp-redirect: one shunt process.
+/// shunt, shunt-ll, shunt-xdp, shunt-flows, the mirror forwarders and xdp-redirect: one shunt process.
 final class ShuntProcessForwarder: BenchForwarder {
     let name: String
     private var pid: pid_t?
     private var threaded = false
+    /// The control socket, for the mirror forwarders' counters.
+    private var control: String?
 
     init(name: String) { self.name = name }
 
+    /// The SPAN sessions of a mirror forwarder with `count` sessions, each to its own analysis
+    /// port: a session's copies of every forwarded frame go to a port no other copy uses, which
+    /// the XDP fast path needs to copy in the kernel (one broadcast reaches each port once), and
+    /// each monitor port then takes one copy per frame, the load sink0 takes.
+    static func mirrorSessions(_ count: Int) -> [String] {
+        ["span-in,src=fwd0,dir=in,to=\(BenchLab.analysisPort(0))",
+         "span-out,src=fwd1,dir=out,to=\(BenchLab.analysisPort(1))"].prefix(count).map { $0 }
+    }
+
     func start(_ c: BenchContext, tag: String) throws {
-        var command = [c.shunt, "forward", "--port", "fwd0", "--port", "fwd1", "--workers", "1", "--json"]
+        let sessions = ForwarderInfo.named(name)?.mirrorSessions ?? 0
+        // The analysis ports come after fwd0 and fwd1, which stay ports 1 and 2 of the flow tables.
+        var command = [c.shunt, "forward", "--port", "fwd0", "--port", "fwd1"]
+            + (0..<sessions).flatMap { ["--port", BenchLab.analysisPort($0)] } + ["--workers", "1", "--json"]
         var cpu: Int? = c.forwarderCPU
+        let control = "\(c.runtime.scratch)/\(tag).ctl"
         switch name {
         case "shunt":
             command += ["--no-control"]
@@ -91,13 +128,25 @@ final class ShuntProcessForwarder: BenchForwarder {
             command += ["--flows", flows, "--datapath", "xdp", "--fix-peers", "--control", "\(c.runtime.scratch)/\(tag).ctl"]
             try c.threadedNAPI(on: true)
             threaded = true
-        case "shunt-flows":
+        case "shunt-flows", "shunt-mirror1", "shunt-mirror2":
             // A 1000-flow table: 998 nw_dst/32 rules the traffic never matches, plus the two in_port rules.
             let flows = "\(c.raw)/\(name).flows"
             var text = (0..<998).map { "table=0,priority=100,ip,nw_dst=10.99.\($0 / 250).\($0 % 250 + 1),actions=drop" }
             text += ["table=0,priority=10,in_port=1,actions=output:2", "table=0,priority=10,in_port=2,actions=output:1"]
             try (text.joined(separator: "\n") + "\n").write(toFile: flows, atomically: true, encoding: .utf8)
-            command += ["--flows", flows, "--datapath", "afpacket", "--control", "\(c.runtime.scratch)/\(tag).ctl"]
+            command += ["--flows", flows, "--datapath", "afpacket", "--control", control]
+            command += Self.mirrorSessions(sessions).flatMap { ["--mirror", $0] }
+        case "shunt-xdp-mirror1", "shunt-xdp-mirror2":
+            // shunt-xdp's table without its MAC rewrite: the fast path copies a frame in the kernel
+            // only as it leaves, so an ingress session (span-in) stays there only for a flow that
+            // does not edit the frame (docs/design/0012). The rewrite alone is a 6-byte store.
+            let flows = "\(c.raw)/\(name).flows"
+            try ("table=0,priority=10,in_port=1,actions=output:2\n"
+                + "table=0,priority=10,in_port=2,actions=output:1\n").write(toFile: flows, atomically: true, encoding: .utf8)
+            command += ["--flows", flows, "--datapath", "xdp", "--fix-peers", "--control", control]
+            command += Self.mirrorSessions(sessions).flatMap { ["--mirror", $0] }
+            try c.threadedNAPI(on: true)
+            threaded = true
         case "xdp-redirect":
             command = [c.shunt, "xdp-redirect", "--port", "fwd0", "--port", "fwd1"]
             cpu = nil  // no process work: the program runs in fwd0's NAPI thread
@@ -110,6 +159,19 @@ final class ShuntProcessForwarder: BenchForwarder {
         let pid = try c.runtime.start(c.inNamespace(c.lab.fwd, cpu: cpu, command), stdout: out, stderr: err)
         self.pid = pid
         try c.runtime.waitForLine(out, containing: "\"type\":\"ready\"", pid: pid, timeout: 20, what: name, errorFile: err)
+        if sessions > 0 { self.control = control }
+    }
+
+    func mirrorCounters(_ c: BenchContext) -> BenchMirrorCounts? {
+        guard let control,
+              let r = try? c.runtime.run([c.shunt, "ctl", "--control", control, "mirror", "list", "--json"], check: false, timeout: 10),
+              r.status == 0,
+              let o = (try? JSONSerialization.jsonObject(with: Data(r.out.utf8))) as? [String: Any],
+              let sessions = o["mirrors"] as? [[String: Any]]
+        else { return nil }
+        func sum(_ key: String) -> UInt64 { sessions.reduce(0) { $0 &+ ((($1[key] as? NSNumber)?.uint64Value) ?? 0) } }
+        return BenchMirrorCounts(mirrored: sum("mirrored"), fastPath: name.contains("xdp") ? sum("fast_path_mirrored") : nil,
+                              dropped: sum("dropped"))
     }
 
     func stop(_ c: BenchContext) {
@@ -118,6 +180,7 @@ final class ShuntProcessForwarder: BenchForwarder {
             if exit.status != 0 { printError("shunt bench: \(name) exited with status \(exit.status)") }
         }
         pid = nil
+        control = nil
         if threaded {
             _ = try? c.threadedNAPI(on: false)
             threaded = false

@@ -79,6 +79,12 @@ final class BenchRuntime {
     func stop(_ pid: pid_t, signal: Int32 = SIGTERM, timeout: Double = 10) -> ChildExit {
         guard children[pid] != nil else { return .exited(0) }
         Sys.signal(pid, signal)
+        return reapOrKill(pid, signal: signal, timeout: timeout)
+    }
+
+    /// Waits up to `timeout` seconds for a signalled child, then SIGKILL.
+    private func reapOrKill(_ pid: pid_t, signal: Int32, timeout: Double) -> ChildExit {
+        guard children[pid] != nil else { return .exited(0) }
         let deadline = Sys.monotonicNanoseconds() + UInt64(timeout * 1e9)
         while Sys.monotonicNanoseconds() < deadline {
             if let exit = Sys.reap(pid, block: false) {
@@ -92,6 +98,13 @@ final class BenchRuntime {
         let exit = Sys.reap(pid, block: true) ?? .signaled(SIGKILL)
         children[pid] = nil
         return exit
+    }
+
+    /// Signals every child in `pids` first, then waits for each as `stop` does: the children
+    /// stop at nearly the same moment (the sinks of one trial end their counts together).
+    func stop(together pids: [pid_t], signal: Int32 = SIGTERM, timeout: Double = 10) -> [ChildExit] {
+        for pid in pids where children[pid] != nil { Sys.signal(pid, signal) }
+        return pids.map { reapOrKill($0, signal: signal, timeout: timeout) }
     }
 
     /// Stops every child still running (SIGTERM, then SIGKILL).
@@ -168,12 +181,25 @@ final class BenchRuntime {
 /// The gen -- fwd -- sink namespaces:
 ///
 ///     [P-gen] gen0 <-veth-> fwd0 [P-fwd: the forwarder] fwd1 <-veth-> sink0 [P-sink]
+///
+/// and, when a mirror forwarder runs, the analysis ports with their far ends in a monitor
+/// namespace, where `shunt sink` counts the copies:
+///
+///                                                [P-fwd] fwd2 <-veth-> mon0 [P-mon]
+///                                                        fwd3 <-veth-> mon1
 struct BenchLab {
     let prefix: String
+    /// Analysis ports to build (0: no monitor namespace), fwd2... with mon0... as far ends.
+    var monitorPorts = 0
     var gen: String { prefix + "gen" }
     var fwd: String { prefix + "fwd" }
     var sink: String { prefix + "sink" }
-    var namespaces: [String] { [gen, fwd, sink] }
+    var mon: String { prefix + "mon" }
+    var namespaces: [String] { [gen, fwd, sink] + (monitorPorts > 0 ? [mon] : []) }
+
+    /// The forwarder's name of analysis port `i` (from 0), and its far end's in the monitor namespace.
+    static func analysisPort(_ i: Int) -> String { "fwd\(2 + i)" }
+    static func monitorPort(_ i: Int) -> String { "mon\(i)" }
 
     func up(_ rt: BenchRuntime) throws {
         for ns in namespaces {
@@ -182,6 +208,10 @@ struct BenchLab {
         }
         try rt.run(["ip", "link", "add", "gen0", "netns", gen, "type", "veth", "peer", "name", "fwd0", "netns", fwd])
         try rt.run(["ip", "link", "add", "fwd1", "netns", fwd, "type", "veth", "peer", "name", "sink0", "netns", sink])
+        for i in 0..<monitorPorts {
+            try rt.run(["ip", "link", "add", Self.analysisPort(i), "netns", fwd, "type", "veth", "peer", "name", Self.monitorPort(i),
+                        "netns", mon])
+        }
         if BenchRuntime.which("sysctl") != nil {
             // No IPv6 autoconfiguration chatter in the measurements.
             for ns in namespaces { try rt.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], check: false) }
@@ -195,6 +225,15 @@ struct BenchLab {
         // xdp_gen's XDP_TX frames reach fwd0 only through its NAPI: GRO on (no local UDP socket,
         // so GRO merges none of these frames). sink0 has xdp_sink attached in every trial.
         try rt.run(["ip", "netns", "exec", fwd, "ethtool", "-K", "fwd0", "gro", "on"])
+        for i in 0..<monitorPorts {
+            let a = Self.analysisPort(i), m = Self.monitorPort(i)
+            try rt.run(["ip", "-n", fwd, "link", "set", a, "up"])
+            try rt.run(["ip", "-n", mon, "link", "set", m, "up"])
+            // The XDP fast path's copies are redirects into the analysis port, which the kernel
+            // drops unless the peer has NAPI: GRO on. The monitor's xdp_sink would do too, but it
+            // is attached only during trials, and shunt forward checks its ports' peers at start.
+            try rt.run(["ip", "netns", "exec", mon, "ethtool", "-K", m, "gro", "on"])
+        }
     }
 
     /// Removes the namespaces (their veths go with them). Never throws: used in cleanup.

@@ -138,6 +138,17 @@ func search(_ f: SyntheticForwarder, steps: Int, tolerance: Double = 0) -> ZeroL
         #expect(problem { $0.flows = [0] }.contains("flow count 0"))
     }
 
+    @Test func mirrorForwardersRunOnlyWhenNamed() {
+        let mirrors = ForwarderInfo.all.filter { $0.mirrorSessions > 0 }.map(\.name)
+        #expect(mirrors == ["shunt-mirror1", "shunt-mirror2", "shunt-xdp-mirror1", "shunt-xdp-mirror2"])
+        #expect(ForwarderInfo.defaultSet.map(\.name) == ["shunt", "shunt-ll", "shunt-xdp", "shunt-flows", "xdp-redirect", "bridge",
+                                                        "tc-mirred", "testpmd", "ovs"])
+        #expect(ForwarderInfo.named("shunt-xdp-mirror2")?.mirrorSessions == 2)
+        var s = BenchSettings()
+        s.forwarders = ["shunt-flows", "shunt-mirror1"]
+        #expect(s.problem() == nil)
+    }
+
     @Test func everyForwarderWithAToolNamesItsPackage() {
         for f in ForwarderInfo.all where !f.tools.isEmpty { #expect(f.package != nil, "\(f.name)") }
         #expect(ForwarderInfo.named("testpmd")?.tools == ["dpdk-testpmd"])

@@ -128,6 +128,50 @@ final class SVGCollector: NSObject, XMLParserDelegate {
         #expect(SVGCollector.parse(empty) != nil && empty.contains("no latency measured"))
     }
 
+    @Test func mirrorCopiesAreRecordedSummarisedAndShownOnlyWithAMirrorForwarder() throws {
+        var r = syntheticResults()
+        #expect(!MarkdownReport.render(r).contains("mirror copies"))
+        #expect(r.summary.allSatisfy { $0.overloadMirrorCopiesPerDelivered == nil && $0.overloadMirrorFastPathShare == nil })
+        let plain = try JSONSerialization.jsonObject(with: r.json()) as! [String: Any]
+        #expect((plain["summary"] as! [[String: Any]]).allSatisfy { !$0.keys.contains { $0.contains("mirror") } })
+
+        // Two sessions on the XDP datapath: 2 copies per delivered frame at the monitors, most made in the kernel.
+        let runs: [CaseRun] = (1...3).map { i in
+            let delivered = UInt64(100_000 * i)
+            let overload = Trial(askedPPS: nil, sent: 4_000_000, received: delivered, offeredPPS: 2_000_000, generatorSeconds: 2,
+                                 mirrorReceived: 2 * delivered - UInt64(i - 1) * 1000, mirrorCopied: 2 * delivered,
+                                 mirrorFastPath: 2 * delivered - 100, mirrorDropped: 0)
+            return CaseRun(repeatIndex: i, overload: overload, search: [], zeroLossPPS: 0, zeroLossGeneratorLimited: false, latency: [])
+        }
+        let c = BenchCase(forwarder: "shunt-xdp-mirror2", frameSize: 64, flows: 1)
+        var all: [BenchCase: [CaseRun]] = [:]
+        for record in r.runs { all[record.benchCase] = record.runs }
+        all[c] = runs
+        r = BenchResults(manifest: r.manifest, forwarders: r.forwarders + [c.forwarder], frameSizes: [64, 1518], flows: [1],
+                         latencyFractions: [0.5], skipped: [], runs: all, incomplete: false)
+        let s = try #require(r.summary.first { $0.benchCase == c })
+        let ratio = try #require(s.overloadMirrorCopiesPerDelivered)
+        #expect(ratio.max == 2 && abs(ratio.median - 1.995) < 1e-9 && abs(ratio.min - (2 - 2000.0 / 300_000)) < 1e-9)
+        #expect(try #require(s.overloadMirrorFastPathShare).min > 0.999)
+
+        let data = try r.json()
+        let object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let summary = (object["summary"] as! [[String: Any]]).first { ($0["case"] as! [String: Any])["forwarder"] as? String == c.forwarder }!
+        #expect((summary["overload_mirror_copies_per_delivered"] as? [String: Any])?["median"] as? Double == ratio.median)
+        #expect(summary["overload_mirror_fast_path_share"] != nil)
+        let record = (object["runs"] as! [[String: Any]]).first { ($0["case"] as! [String: Any])["forwarder"] as? String == c.forwarder }!
+        let trial = ((record["runs"] as! [[String: Any]])[0])["overload"] as! [String: Any]
+        #expect(trial["mirror_received"] as? Int == 200_000 && trial["mirror_copied"] as? Int == 200_000)
+        #expect(trial["mirror_fast_path"] as? Int == 199_900 && trial["mirror_dropped"] as? Int == 0)
+        #expect(try JSONDecoder().decode(BenchResults.self, from: data) == r)
+
+        let md = MarkdownReport.render(r)
+        #expect(md.contains("| mirror copies per delivered frame (overload) |"))
+        #expect(md.contains("| shunt-xdp-mirror2 | 64 | 1 | 0.100 (0.050–0.150) | 0.000 (0.000–0.000) | 1.995 (1.993–2.000), 100 % in kernel | – |"))
+        #expect(md.contains("| fast | 64 | 1 | 1.000 (1.000–1.000) | 0.990 (0.970–1.010) † | – | 5 (4–6) / 42 (41–43) |"))
+        #expect(md.contains("N sessions make N copies per frame"))
+    }
+
     @Test func textIsEscaped() throws {
         // The CPU model has angle brackets; the chart titles and the legend must stay XML.
         var r = syntheticResults()

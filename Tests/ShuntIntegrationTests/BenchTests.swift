@@ -102,6 +102,66 @@ struct BenchTests {
         #expect(Self.parsesAsXML(out + "/latency-cdf.svg"))
     }
 
+    @Test func mirrorForwardersCountTheCopiesAtTheMonitorPorts() throws {
+        let traffic = ExclusiveTraffic.hold()  // a flat-out generator: keep timing-judging tests apart
+        defer { traffic.release() }
+        let out = NSTemporaryDirectory() + "shunt-bench-mirror-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let bench = try BenchProcess(["--forwarders", "shunt-flows,shunt-mirror1,shunt-xdp-mirror2", "--sizes", "64", "--flows", "1",
+                                      "--repeats", "1", "--trial-seconds", "0.5", "--search-steps", "1", "--latency-fractions", "0.5",
+                                      "--out", out])
+        let status = bench.finish(timeout: 120)
+        #expect(status == 0, "\(bench.stderr)")
+        #expect(bench.namespaces.isEmpty)  // the monitor namespace too
+        #expect(bench.stderr.contains("namespaces shuntb\(bench.pid)-{gen,fwd,sink,mon}"), "\(bench.stderr)")
+        #expect(bench.stderr.contains("shunt-mirror1 64B 1 flow: overload:") && bench.stderr.contains("copies at the monitors"))
+
+        let data = try #require(FileManager.default.contents(atPath: out + "/results.json"))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let summary = try #require(json["summary"] as? [[String: Any]])
+        func summaryOf(_ f: String) -> [String: Any]? { summary.first { ($0["case"] as? [String: Any])?["forwarder"] as? String == f } }
+        let plain = try #require(summaryOf("shunt-flows"))
+        #expect(!plain.keys.contains { $0.contains("mirror") })
+        // One session: one copy per delivered frame; two: two. Sane, not exact: an overloaded
+        // forwarder may copy a frame on the way in and lose it on the way out.
+        for (f, copies) in [("shunt-mirror1", 1.0), ("shunt-xdp-mirror2", 2.0)] {
+            let s = try #require(summaryOf(f), "\(f)")
+            let ratio = try #require((s["overload_mirror_copies_per_delivered"] as? [String: Any])?["median"] as? Double, "\(f)")
+            #expect(ratio > copies * 0.9 && ratio < copies * 1.1, "\(f): \(ratio)")
+        }
+        // The XDP fast path made the kernel's copies (all but those of the flow's first frames).
+        let share = try #require((summaryOf("shunt-xdp-mirror2")?["overload_mirror_fast_path_share"] as? [String: Any])?["median"] as? Double)
+        #expect(share > 0.5)
+        #expect(summaryOf("shunt-mirror1")?["overload_mirror_fast_path_share"] == nil)
+
+        let records = try #require(json["runs"] as? [[String: Any]])
+        for record in records {
+            let forwarder = try #require((record["case"] as? [String: Any])?["forwarder"] as? String)
+            for run in try #require(record["runs"] as? [[String: Any]]) {
+                let trials = [run["overload"] as? [String: Any]].compactMap { $0 } + (run["zero_loss_trials"] as? [[String: Any]] ?? [])
+                    + (run["latency"] as? [[String: Any]] ?? []).compactMap { $0["trial"] as? [String: Any] }
+                for t in trials {
+                    if forwarder == "shunt-flows" {
+                        #expect(t["mirror_received"] == nil && t["mirror_copied"] == nil)
+                        continue
+                    }
+                    let received = try #require(t["mirror_received"] as? Int, "\(forwarder): \(t)")
+                    let copied = try #require(t["mirror_copied"] as? Int, "\(forwarder): \(t)")
+                    let sent = try #require(t["sent"] as? Int)
+                    // Copies are counted where they arrive, at most what the sessions made, at most one per session and frame sent.
+                    #expect(received > 0 && received <= copied, "\(forwarder): \(t)")
+                    #expect(copied <= sent * (forwarder == "shunt-mirror1" ? 1 : 2), "\(forwarder): \(t)")
+                    #expect((t["mirror_fast_path"] != nil) == (forwarder == "shunt-xdp-mirror2"), "\(forwarder): \(t)")
+                }
+            }
+        }
+        let markdown = try String(contentsOfFile: out + "/results.md", encoding: .utf8)
+        #expect(markdown.contains("mirror copies per delivered frame (overload)"))
+        #expect(markdown.contains("% in kernel |"))
+        let settings = (json["manifest"] as? [String: Any])?["settings"] as? [String: String]
+        #expect(settings?["mirror_sessions"]?.hasPrefix("span-in,src=fwd0,dir=in,to=fwd2; span-out,src=fwd1,dir=out,to=fwd3") == true)
+    }
+
     @Test func sigintStopsTheChildrenAndRemovesTheNamespaces() throws {
         let traffic = ExclusiveTraffic.hold()  // a flat-out generator: keep timing-judging tests apart
         defer { traffic.release() }
@@ -137,6 +197,8 @@ struct BenchTests {
     @Test func badInputIsOneLineAndCreatesNothing() throws {
         let cases: [([String], String)] = [
             (["--forwarders", "shunt,nosuch"], "unknown forwarder \"nosuch\""),
+            (["--forwarders", "shunt-mirror3"], "unknown forwarder \"shunt-mirror3\""),
+            (["--forwarders", "shunt-mirror1,shunt-mirror1"], "names a forwarder twice"),
             (["--sizes", "64,9001"], "frame size 9001 is outside 64...1518"),
             (["--sizes", "60"], "frame size 60 is outside"),
             (["--repeats", "0"], "--repeats must be at least 1"),
