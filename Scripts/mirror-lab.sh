@@ -28,8 +28,9 @@
 #   mirror_selected mirror_mirrored mirror_dropped (the session's counters after the pings)
 #   and for ovs: ovs_vxlan_rx ovs_cap_tx (br-int port counters) ovs_flow_packets (the flow's n_packets).
 # With every ping answered, cap_requests = cap_replies = 2*count.
-# Namespaces, OVS (stopped by its PIDs) and the temp dir are removed at the end, on failure
-# and on interrupt, unless --keep (the script then prints how to remove them).
+# Namespaces, OVS (stopped by its PIDs) and the temp dir (under $TMPDIR, default /tmp) are
+# removed at the end, on failure and on interrupt, unless --keep (the script then prints how to
+# remove them).
 #
 # Run as root. Usage: Scripts/mirror-lab.sh [--variant shunt|ovs] [--shunt PATH] [--count N]
 #                     [--prefix P] [--keep]
@@ -71,7 +72,7 @@ fi
 
 NAMESPACES=(c1 c2 srv cap)
 [[ $VARIANT == ovs ]] && NAMESPACES+=(ovs)
-WORK=$(mktemp -d /tmp/shunt-mirror-lab.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/shunt-mirror-lab.XXXXXX")
 OVSDIR=$WORK/ovs
 FWD_PID="" DUMP_PID=""
 ovs_pids() { local f; for f in "$OVSDIR"/vswitchd.pid "$OVSDIR"/ovsdb.pid; do [[ -s $f ]] && cat "$f"; done; }
