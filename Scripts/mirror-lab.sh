@@ -26,7 +26,8 @@
 #   RESULT variant=shunt|ovs count=N ping12_tx ping12_rx ping21_tx ping21_rx (echo requests sent
 #   and replies received) cap_requests cap_replies cap_arp cap_all (what arrived on cap0)
 #   mirror_selected mirror_mirrored mirror_dropped (the session's counters after the pings)
-#   and for ovs: ovs_vxlan_rx ovs_cap_tx (br-int port counters) ovs_flow_packets (the flow's n_packets).
+#   and for ovs: ovs_vxlan_rx ovs_cap_tx (br-int port counters) ovs_flow_packets (the flow's n_packets);
+#   last, seconds (how long the run took so far, whole seconds).
 # With every ping answered, cap_requests = cap_replies = 2*count.
 # Namespaces, OVS (stopped by its PIDs) and the temp dir (under $TMPDIR, default /tmp) are
 # removed at the end, on failure and on interrupt, unless --keep (the script then prints how to
@@ -255,4 +256,4 @@ for p in json.load(sys.stdin)["ports"]:
 echo
 echo "RESULT variant=$VARIANT count=$COUNT ping12_tx=$PING12_TX ping12_rx=$PING12_RX ping21_tx=$PING21_TX" \
      "ping21_rx=$PING21_RX cap_requests=$CAP_REQ cap_replies=$CAP_REP cap_arp=$CAP_ARP cap_all=$CAP_ALL" \
-     "mirror_selected=$M_SELECTED mirror_mirrored=$M_MIRRORED mirror_dropped=$M_DROPPED$OVS_RESULT"
+     "mirror_selected=$M_SELECTED mirror_mirrored=$M_MIRRORED mirror_dropped=$M_DROPPED$OVS_RESULT seconds=$SECONDS"
