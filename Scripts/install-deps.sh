@@ -3,8 +3,9 @@
 # Usage: Scripts/install-deps.sh [--bench]   (--bench adds the peers the benchmark compares against)
 set -euo pipefail
 # openvswitch-switch: the VXLAN interop tests run OVS's userspace datapath as a peer; tshark
-# reads back the mirror tests' pcapng files.
-packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev openvswitch-switch tshark)
+# reads back the mirror tests' pcapng files; tcpdump is Scripts/mirror-lab.sh's capture.
+packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev openvswitch-switch tshark
+          tcpdump)
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(dpdk-dev coreutils)
 fi
