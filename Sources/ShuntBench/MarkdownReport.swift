@@ -79,7 +79,10 @@ public enum MarkdownReport {
         guard let c = s.overloadMirrorCopiesPerDelivered else { return "–" }
         let f = { (x: Double) in String(format: "%.3f", x) }
         var cell = c.min == c.max ? f(c.median) : "\(f(c.median)) (\(f(c.min))–\(f(c.max)))"
-        if let k = s.overloadMirrorFastPathShare { cell += ", \(String(format: "%.0f", k.median * 100)) % in kernel" }
+        if let k = s.overloadMirrorFastPathShare {
+            // Rounded down: "100 %" only when the kernel made every copy.
+            cell += ", \(String(format: "%.1f", (k.median * 1000).rounded(.down) / 10)) % in kernel"
+        }
         return cell
     }
 
