@@ -34,6 +34,8 @@ struct MirrorLabTests {
         let tmp = NSTemporaryDirectory() + "shuntt-mlab-\(getpid())-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let traffic = TrafficGate.shared()  // the lab's namespaces are its own, not a Lab's
+        defer { traffic.release() }
         let r = try run(["TMPDIR=\(tmp)", "timeout", "-k", "10", "60", "bash", Self.script, "--variant", variant,
                          "--count", "\(count)", "--shunt", shuntExecutable, "--prefix", prefix], check: false)
         var result: [String: String] = [:]

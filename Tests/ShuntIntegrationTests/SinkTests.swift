@@ -25,8 +25,6 @@ struct SinkTests {
     /// On 2 cores shared with the other suites the generator is preempted now and then; it then
     /// catches up on its schedule (docs/design/0009), so the count holds.
     @Test func generatorStraightIntoTheRingSink() throws {
-        let traffic = ExclusiveTraffic.hold()  // no bench load while loss and pacing are judged
-        defer { traffic.release() }
         let lab = try Lab(["gen"])
         try enableGRO(lab.fwd, lab.port(0))
         let sink = try ShuntCommandProcess(namespace: lab.fwd, arguments: [
@@ -58,8 +56,6 @@ struct SinkTests {
     /// The TPACKET TX-ring engine of shunt gen, two streams (two generators one after the
     /// other), into the ring sink: every frame counted per stream, none lost, roughly paced.
     @Test func ringGeneratorIntoTheRingSink() throws {
-        let traffic = ExclusiveTraffic.hold()  // no bench load while loss and pacing are judged
-        defer { traffic.release() }
         let lab = try Lab(["gen"])
         let sink = try ShuntCommandProcess(namespace: lab.fwd, arguments: [
             "sink", "--port", lab.port(0), "--engine", "ring", "--json"])
@@ -85,8 +81,6 @@ struct SinkTests {
     /// --imix sends the simple IMIX in turn: 1200 frames are 100 rounds of 7 x 60, 4 x 566 and
     /// 1 x 1514 bytes (without FCS), all received.
     @Test func ringGeneratorSendsIMIX() throws {
-        let traffic = ExclusiveTraffic.hold()  // no bench load while loss and pacing are judged
-        defer { traffic.release() }
         let lab = try Lab(["gen"])
         let sink = try ShuntCommandProcess(namespace: lab.fwd, arguments: [
             "sink", "--port", lab.port(0), "--engine", "ring", "--json"])
@@ -105,8 +99,6 @@ struct SinkTests {
     /// gen -> p0 [shunt forward, xconnect] p1 -> sink0: the sink receives exactly what the
     /// forwarder says it transmitted out of p1, in order, without duplicates.
     @Test func throughTheForwarderTheSinkSeesEveryFrameSent() throws {
-        let traffic = ExclusiveTraffic.hold()  // no bench load while loss and pacing are judged
-        defer { traffic.release() }
         let lab = try Lab(["gen", "sink"])
         try enableGRO(lab.fwd, lab.port(0))
         let sink = try ShuntCommandProcess(namespace: lab.ns("sink"), arguments: [

@@ -59,6 +59,8 @@ final class Lab {
 
     let prefix: String
     let sides: [String]
+    /// Shared with every other lab, exclusive of flooding tests (see `TrafficGate`).
+    private let traffic: TrafficGate.Hold
     var fwd: String { prefix + "fwd" }
 
     /// - Parameters:
@@ -72,6 +74,7 @@ final class Lab {
         Self.counter.unlock()
         prefix = "\(namePrefix)\(getpid())x\(n)-"
         self.sides = sides
+        traffic = TrafficGate.shared()  // every stored property is set: a throw below still runs deinit
         do {
             try run(["ip", "netns", "add", fwd])
             try run(["ip", "-n", fwd, "link", "set", "lo", "up"])
@@ -94,7 +97,10 @@ final class Lab {
         }
     }
 
-    deinit { teardown() }
+    deinit {
+        teardown()
+        traffic.release()
+    }
 
     private func teardown() {
         _ = try? run(["ip", "netns", "del", fwd], check: false)
