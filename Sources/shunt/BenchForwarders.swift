@@ -125,7 +125,7 @@ final class ShuntProcessForwarder: BenchForwarder {
             let flows = "\(c.raw)/\(name).flows"
             try ("table=0,priority=10,in_port=1,actions=mod_dl_dst:02:00:00:00:5e:01,output:2\n"
                 + "table=0,priority=10,in_port=2,actions=output:1\n").write(toFile: flows, atomically: true, encoding: .utf8)
-            command += ["--flows", flows, "--datapath", "xdp", "--fix-peers", "--control", "\(c.runtime.scratch)/\(tag).ctl"]
+            command += ["--flows", flows, "--datapath", "xdp", "--fix-peers", "--control", control]
             try c.threadedNAPI(on: true)
             threaded = true
         case "shunt-flows", "shunt-mirror1", "shunt-mirror2":

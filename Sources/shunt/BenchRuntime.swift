@@ -77,9 +77,7 @@ final class BenchRuntime {
     /// Signals the child, waits up to `timeout` seconds, then SIGKILL. Never throws: used in cleanup.
     @discardableResult
     func stop(_ pid: pid_t, signal: Int32 = SIGTERM, timeout: Double = 10) -> ChildExit {
-        guard children[pid] != nil else { return .exited(0) }
-        Sys.signal(pid, signal)
-        return reapOrKill(pid, signal: signal, timeout: timeout)
+        stop(together: [pid], signal: signal, timeout: timeout)[0]
     }
 
     /// Waits up to `timeout` seconds for a signalled child, then SIGKILL.

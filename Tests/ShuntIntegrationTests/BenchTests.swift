@@ -49,7 +49,7 @@ struct BenchTests {
     }
 
     @Test func tinyRunWritesConsistentResults() throws {
-        let traffic = TrafficGate.exclusive()  // floods (the bridge forwarder overflows CPU 1's backlog): no Lab may be alive
+        let traffic = TrafficGate.exclusive()  // shunt bench floods veths: no Lab may be alive (see TrafficGate)
         defer { traffic.release() }
         let out = NSTemporaryDirectory() + "shunt-bench-results-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: out) }
@@ -103,7 +103,7 @@ struct BenchTests {
     }
 
     @Test func mirrorForwardersCountTheCopiesAtTheMonitorPorts() throws {
-        let traffic = TrafficGate.exclusive()  // floods (the bridge forwarder overflows CPU 1's backlog): no Lab may be alive
+        let traffic = TrafficGate.exclusive()  // shunt bench floods veths: no Lab may be alive (see TrafficGate)
         defer { traffic.release() }
         let out = NSTemporaryDirectory() + "shunt-bench-mirror-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: out) }
@@ -163,7 +163,7 @@ struct BenchTests {
     }
 
     @Test func sigintStopsTheChildrenAndRemovesTheNamespaces() throws {
-        let traffic = TrafficGate.exclusive()  // floods (the bridge forwarder overflows CPU 1's backlog): no Lab may be alive
+        let traffic = TrafficGate.exclusive()  // shunt bench floods veths: no Lab may be alive (see TrafficGate)
         defer { traffic.release() }
         let out = NSTemporaryDirectory() + "shunt-bench-int-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: out) }

@@ -10,22 +10,13 @@ let canRunNetnsTests: Bool = {
 }()
 let netnsSkipReason: Comment = "netns integration tests need root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) and iproute2; run `swift test` as root"
 
-/// Runs a command, returns its exit status and output. posix_spawn and waitpid (Sys.spawn,
-/// Sys.reap) rather than Foundation's Process, whose exit detection sometimes misses a child's
-/// exit while other children run and hangs waitUntilExit on a zombie (swift-corelibs-foundation
-/// issue 4795). Output goes through temporary files: no pipe to drain while waiting.
+/// Runs a command, returns its exit status and output (a `SpawnedProcess`, not Foundation's
+/// Process; output through temporary files, so there is no pipe to drain while waiting).
 @discardableResult
 func run(_ args: [String], check: Bool = true) throws -> (status: Int32, out: String, err: String) {
-    let base = FileManager.default.temporaryDirectory.path + "/shunt-run-\(getpid())-\(UUID().uuidString)"
-    let outPath = base + ".out", errPath = base + ".err"
-    defer {
-        try? FileManager.default.removeItem(atPath: outPath)
-        try? FileManager.default.removeItem(atPath: errPath)
-    }
-    let pid = try Sys.spawn("/usr/bin/env", args, stdout: outPath, stderr: errPath)
-    let status = Sys.reap(pid, block: true)?.status ?? -1
-    let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-    let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    let child = try SpawnedProcess(args)
+    let status = child.wait()
+    let out = child.stdout, err = child.stderr
     if check && status != 0 {
         throw LabError.command(args.joined(separator: " "), err)
     }

@@ -2,10 +2,11 @@ import Foundation
 
 /// Keeps flooding tests apart from tests that judge exact delivery. Suites run in parallel
 /// (`.serialized` only orders the tests of one suite), and a flood on one veth can lose frames
-/// of another test: `shunt bench`'s bridge and tc forwarders spread fwd0's receive work with RPS
-/// into CPU 1's backlog, which holds 1000 frames for every interface of every namespace, and
-/// beyond that the kernel drops whatever arrives (seen as /proc/net/softnet_stat drops: about
-/// 110,000 in one tiny bench run).
+/// of another test. CPU 1's receive backlog holds 1000 frames for every interface of every
+/// namespace, and beyond that the kernel drops whatever arrives: one run of the bench tests
+/// alone added about 113,000 drops to /proc/net/softnet_stat (the other suites added none).
+/// `shunt bench`'s bridge and tc forwarders spread fwd0's receive work into that backlog with
+/// RPS, the likely source; which trial dropped them was not isolated.
 ///
 /// Every `Lab` enters shared for its lifetime; a test that floods enters exclusive, and then
 /// runs with no `Lab` alive. Readers are not blocked by a waiting flood while any `Lab` is
