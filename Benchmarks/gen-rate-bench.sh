@@ -3,7 +3,8 @@
 #
 #   [gen ns] gen0 <-veth-> fwd0 [fwd ns: shunt sink --engine ring]
 #
-# For each engine (xdp, ring) and each asked rate, `shunt gen` sends 60-byte frames for
+# For each engine this kernel allows (xdp, afxdp, ring; asked with `shunt gen --list-engines`,
+# or --engines) and each asked rate ("max": flat out, no --rate), `shunt gen` sends 60-byte frames for
 # --seconds S on CPU 0 and `shunt sink --engine ring` (TPACKET_V2, per-frame timestamps) counts
 # them on CPU 1. The receiver's rate is active_pps: frames received over the time from the first
 # to the last arrival. Reported per trial: asked, sent, received, lost, receiver rate and its
@@ -15,14 +16,14 @@
 #
 # Run as root from the repository, after `swift build -c release`.
 # Usage: Benchmarks/gen-rate-bench.sh [--rates 1000,10000,...] [--seconds S] [--repeats N]
-#                                     [--engines xdp,ring] [--sink ring|xdp] [--shunt PATH]
+#                                     [--engines xdp,afxdp,ring] [--sink ring|xdp] [--shunt PATH]
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RATES=1000,10000,100000,500000,1000000
+RATES=1000,10000,100000,500000,1000000,max
 SECONDS_PER_TRIAL=3
 REPEATS=3
-ENGINES=xdp,ring
+ENGINES=
 SINK=ring
 SHUNT=$ROOT/.build/release/shunt
 
@@ -58,6 +59,12 @@ lab_up "$P"
 # XDP_TX frames from xdp_gen reach fwd0 only with GRO on (or an XDP program) there.
 ip netns exec "${P}fwd" ethtool -K fwd0 gro on >/dev/null
 
+if [[ -z $ENGINES ]]; then
+    engines_json=$(ip netns exec "${P}gen" "$SHUNT" gen --list-engines --port gen0) || die "shunt gen --list-engines failed"
+    ENGINES=$(jq -r '[(if .xdp.available then "xdp" else empty end), (if .afxdp.available then "afxdp" else empty end), "ring"] | join(",")' <<<"$engines_json")
+    echo "engines this kernel allows: $ENGINES ($(jq -r '.xdp.reason // "live frames allowed"' <<<"$engines_json"))"
+fi
+
 out=$(mktemp -d)
 echo "sink: $SINK"
 echo "| engine | asked pps | sent | received | lost | receiver pps | error | generator pps | lag skips |"
@@ -70,8 +77,13 @@ for ((r = 1; r <= REPEATS; r++)); do
             ip netns exec "${P}fwd" taskset -c 1 "$SHUNT" sink --port fwd0 --engine "$SINK" --json >"$out/sink.json" 2>"$out/sink.err" &
             sink_pid=$!
             sleep 0.5
-            ip netns exec "${P}gen" taskset -c 0 "$SHUNT" gen --port gen0 --engine "$engine" --size 60 \
-                --rate "$rate" --duration "$SECONDS_PER_TRIAL" >"$out/gen.json" 2>"$out/gen.err"
+            pacing=(--rate "$rate"); [[ $rate == max ]] && pacing=()
+            if ! ip netns exec "${P}gen" taskset -c 0 "$SHUNT" gen --port gen0 --engine "$engine" --size 60 \
+                "${pacing[@]}" --duration "$SECONDS_PER_TRIAL" >"$out/gen.json" 2>"$out/gen.err"; then
+                kill -INT "$sink_pid"; wait "$sink_pid"; sink_pid=""
+                printf '| %s | %s | refused: %s | | | | | | |\n' "$engine" "$rate" "$(tail -1 "$out/gen.err")"
+                continue
+            fi
             sleep 0.3
             kill -INT "$sink_pid"; wait "$sink_pid"; sink_pid=""
             g=$(tail -1 "$out/gen.json"); s=$(tail -1 "$out/sink.json")
@@ -82,8 +94,12 @@ for ((r = 1; r <= REPEATS; r++)); do
                 received=$(jq .probes <<<"$s"); lost=$((sent - received))
             fi
             rpps=$(jq .active_pps <<<"$s")
-            err=$(jq -n --argjson a "$rate" --argjson m "$rpps" '(($m - $a) / $a * 100 * 1000 | round) / 1000')
-            printf '| %s | %s | %s | %s | %s | %.1f | %+.3f %% | %.1f | %s |\n' \
+            if [[ $rate == max ]]; then
+                err="–"; skips="–"
+            else
+                err=$(jq -n --argjson a "$rate" --argjson m "$rpps" '(($m - $a) / $a * 100 * 1000 | round) / 1000' | xargs printf '%+.3f %%')
+            fi
+            printf '| %s | %s | %s | %s | %s | %.1f | %s | %.1f | %s |\n' \
                 "$engine" "$rate" "$sent" "$received" "$lost" "$rpps" "$err" "$gpps" "$skips"
         done
     done

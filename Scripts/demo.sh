@@ -21,7 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 lab_up "$P"
-# Frames the generator injects with XDP reach fwd0 only if fwd0 runs NAPI (GRO on).
+# Frames the generator injects with XDP (its xdp engine, where the kernel allows live frames)
+# reach fwd0 only if fwd0 runs NAPI (GRO on); the afxdp and ring engines need nothing.
 ip netns exec "${P}fwd" ethtool -K fwd0 gro on >/dev/null
 out=$(mktemp -d)
 echo "== lab: ${P}gen [gen0] -- [fwd0] ${P}fwd [fwd1] -- [sink0] ${P}sink"
@@ -39,6 +40,15 @@ echo "== shunt forward (per-second lines, then the final statistics)"
 cat "$out/fwd.txt"
 echo "== the sink"
 tail -1 "$out/sink.json"
+# Nothing lost unaccounted: what the forwarder says it sent out of fwd1 is what the sink counted.
+tx=$(awk '/^final statistics/ { final = 1 } final && $1 == "fwd1:" { for (i = 1; i <= NF; i++) if ($i == "tx") { print $(i + 1); exit } }' "$out/fwd.txt")
+received=$(tail -1 "$out/sink.json" | sed -E 's/.*"received":([0-9]+).*/\1/')
+if [[ -n $tx && $tx == "$received" ]]; then
+    echo "== check: the sink received $received frames, the forwarder's tx out of fwd1: equal"
+else
+    echo "== check FAILED: the forwarder sent ${tx:-?} frames out of fwd1, the sink received ${received:-?}" >&2
+    exit 1
+fi
 echo
 echo "== flow tables on the XDP datapath: the first packet of a flow goes up to the Swift slow path,"
 echo "   the rest are forwarded by the XDP fast path from the cache entry the slow path installed"

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev openvswitch-switch tshark
           tcpdump)
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(dpdk-dev coreutils)
+    packages+=(dpdk-dev coreutils jq)
 fi
 missing=()
 for p in "${packages[@]}"; do

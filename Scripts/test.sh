@@ -21,6 +21,14 @@ set +e
 swift test --skip-build "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# Skipped tests and why (e.g. the live-frames generator engine on a kernel that refuses live
+# frames), then swift test's closing line again, so that the log still ends with it.
+skips=$(grep -E '^. Test .* skipped' "$log" || true)
+if [[ -n $skips ]]; then
+    echo "=== skipped: $(wc -l <<<"$skips") test(s) ==="
+    echo "$skips"
+    grep -E 'Test run with [0-9]+ tests' "$log" | tail -1
+fi
 if [[ $status -ne 0 ]]; then
     echo "=== failures (also above, in order) ==="
     grep -E -A4 'recorded an issue|Fatal error|Program crashed|error: ' "$log" | grep -v '^◇' | head -120

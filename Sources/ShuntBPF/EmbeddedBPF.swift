@@ -7,7 +7,7 @@ public enum EmbeddedBPF {
     public static var all: [String: String] {
         [
             "xdp_pass": xdp_pass, "xdp_gen": xdp_gen, "xdp_sink": xdp_sink,
-            "xdp_flowcache": xdp_flowcache, "xdp_redirect": xdp_redirect,
+            "xdp_flowcache": xdp_flowcache, "xdp_redirect": xdp_redirect, "xdp_drop": xdp_drop,
         ]
     }
 

@@ -11,6 +11,11 @@ public enum MarkdownReport {
         lines.append("\(m.date) · kernel \(m.kernel) · \(m.cpuModel) × \(m.cpus) CPUs · "
             + "\(m.settings["repeats"] ?? "?") interleaved repeat\(m.settings["repeats"] == "1" ? "" : "s") · median (min–max)")
         if m.shuntReleaseBuild == false { lines += ["", "**shunt was a debug build: its numbers are not representative.**"] }
+        if let g = m.generator {
+            lines += ["", "Generator: `shunt gen --engine \(g.engine)` (\(g.choice)); its ceiling in this run, 64 B into a sink "
+                + "with no forwarder: \(String(format: "%.3f", g.ceilingPPS / 1e6)) Mpps sent, "
+                + "\(String(format: "%.3f", g.deliveredPPS / 1e6)) Mpps counted."]
+        }
         if m.settings["quick"] == "true" { lines += ["", "**--quick: short trials and a coarse search; a smoke run, not a measurement.**"] }
         lines.append("")
         // The mirror column only when a mirror forwarder ran.
@@ -37,8 +42,8 @@ public enum MarkdownReport {
         }
         lines.append("")
         if results.summary.contains(where: { $0.overloadGeneratorLimited > 0 || $0.zeroLossGeneratorLimited > 0 }) {
-            lines.append("† generator-limited in at least one repeat, so a lower bound: in overload the forwarder lost "
-                + "under 1 % of what the generator sent; in the zero-loss search the generator fell more than 2 % short "
+            lines.append("† generator-limited in at least one repeat, so a lower bound: in overload the generator offered "
+                + "less than 1.1x what the forwarder delivered; in the zero-loss search the generator fell more than 2 % short "
                 + "of the rate asked in the passing trial.")
             lines.append("")
         }

@@ -68,10 +68,14 @@ public struct Trial: Codable, Equatable, Sendable {
     public var mirrorCopied: UInt64?
     public var mirrorFastPath: UInt64?
     public var mirrorDropped: UInt64?
+    /// The engine `shunt gen` ran (its JSON "engine"); nil in results of older runs.
+    public var generatorEngine: String?
 
     public init(askedPPS: Double?, sent: UInt64, received: UInt64, offeredPPS: Double, generatorSeconds: Double,
                 latencyUs: LatencyQuantiles? = nil, vethDrops: VethDrops? = nil, mirrorReceived: UInt64? = nil,
-                mirrorCopied: UInt64? = nil, mirrorFastPath: UInt64? = nil, mirrorDropped: UInt64? = nil) {
+                mirrorCopied: UInt64? = nil, mirrorFastPath: UInt64? = nil, mirrorDropped: UInt64? = nil,
+                generatorEngine: String? = nil) {
+        self.generatorEngine = generatorEngine
         self.askedPPS = askedPPS
         self.sent = sent
         self.received = received
@@ -91,9 +95,9 @@ public struct Trial: Codable, Equatable, Sendable {
     public var deliveredPPS: Double { generatorSeconds > 0 ? Double(received) / generatorSeconds : 0 }
     /// A paced trial whose generator fell more than 2 % short of the rate asked.
     public var generatorFellShort: Bool { askedPPS.map { offeredPPS < $0 * 0.98 } ?? false }
-    /// An overload trial that lost under 1 %: the forwarder took all the generator could send,
-    /// so the delivered rate is a lower bound of the forwarder's.
-    public var overloadIsGeneratorLimited: Bool { askedPPS == nil && sent > 0 && lossPercent < 1 }
+    /// An overload trial whose generator offered less than 1.1x what the forwarder delivered:
+    /// the forwarder was not saturated, so the delivered rate is a lower bound of its capacity.
+    public var overloadIsGeneratorLimited: Bool { askedPPS == nil && sent > 0 && offeredPPS < 1.1 * deliveredPPS }
     /// Copies at the monitor ports per probe at the sink: N for N sessions when the mirror kept
     /// up; below N when copies were lost; above N when frames were copied on the way in and then
     /// lost on the way out. nil without mirror counts or with nothing delivered.
@@ -112,7 +116,7 @@ public struct Trial: Codable, Equatable, Sendable {
         case latencyUs = "latency_us", lost, lossPercent = "loss_pct", deliveredPPS = "delivered_pps"
         case generatorFellShort = "generator_fell_short", vethDrops = "veth_drops"
         case mirrorReceived = "mirror_received", mirrorCopied = "mirror_copied", mirrorFastPath = "mirror_fast_path"
-        case mirrorDropped = "mirror_dropped"
+        case mirrorDropped = "mirror_dropped", generatorEngine = "generator_engine"
     }
 
     public init(from decoder: Decoder) throws {
@@ -128,6 +132,7 @@ public struct Trial: Codable, Equatable, Sendable {
         mirrorCopied = try c.decodeIfPresent(UInt64.self, forKey: .mirrorCopied)
         mirrorFastPath = try c.decodeIfPresent(UInt64.self, forKey: .mirrorFastPath)
         mirrorDropped = try c.decodeIfPresent(UInt64.self, forKey: .mirrorDropped)
+        generatorEngine = try c.decodeIfPresent(String.self, forKey: .generatorEngine)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -148,6 +153,7 @@ public struct Trial: Codable, Equatable, Sendable {
         try c.encodeIfPresent(mirrorCopied, forKey: .mirrorCopied)
         try c.encodeIfPresent(mirrorFastPath, forKey: .mirrorFastPath)
         try c.encodeIfPresent(mirrorDropped, forKey: .mirrorDropped)
+        try c.encodeIfPresent(generatorEngine, forKey: .generatorEngine)
     }
 }
 
@@ -287,6 +293,8 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var shuntGitCommit: String?
     public var shuntGitDirty: Bool?
     public var wallSeconds: Double
+    /// The generator engine and its ceiling measured at the start of the run (nil: not measured).
+    public var generator: GeneratorCalibration?
 
     public init(date: String, kernel: String, cpuModel: String, cpus: Int, generatorCPU: Int, forwarderCPU: Int,
                 settings: [String: String], tools: [String: String], shuntBinary: String, shuntReleaseBuild: Bool?,
@@ -310,6 +318,31 @@ public struct Manifest: Codable, Equatable, Sendable {
         case date, kernel, cpuModel = "cpu_model", cpus, generatorCPU = "generator_cpu", forwarderCPU = "forwarder_cpu"
         case settings, tools, shuntBinary = "shunt_binary", shuntReleaseBuild = "shunt_release_build"
         case shuntGitCommit = "shunt_git_commit", shuntGitDirty = "shunt_git_dirty", wallSeconds = "wall_s"
+        case generator
+    }
+}
+
+/// What the generator can offer in this run: `shunt gen` (engine auto) flat out for one trial (2 s
+/// at most) of 64-byte frames into a sink on the forwarder's input port, with no forwarder. Its rate is
+/// the ceiling of every overload trial: a forwarder that delivers close to it is measured by
+/// the generator, not the other way round.
+public struct GeneratorCalibration: Codable, Equatable, Sendable {
+    public var engine: String
+    /// Why auto took that engine (the generator's "engine_choice").
+    public var choice: String
+    /// Frames per second the generator sent, and those the sink counted per second of sending.
+    public var ceilingPPS: Double
+    public var deliveredPPS: Double
+
+    public init(engine: String, choice: String, ceilingPPS: Double, deliveredPPS: Double) {
+        self.engine = engine
+        self.choice = choice
+        self.ceilingPPS = ceilingPPS
+        self.deliveredPPS = deliveredPPS
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case engine, choice, ceilingPPS = "ceiling_pps", deliveredPPS = "delivered_pps"
     }
 }
 

@@ -37,6 +37,10 @@ public struct TxRing {
         return frame + dataOffset
     }
 
+    /// The ring frame number `claim()` returns next (frames are claimed in ring order).
+    @inlinable
+    public var nextFrameIndex: Int { next }
+
     /// Marks the claimed frame, now holding `length` bytes, for transmission.
     @inlinable
     public mutating func commit(length: Int) {

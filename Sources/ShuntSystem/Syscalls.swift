@@ -100,6 +100,23 @@ public enum Sys {
         return p!
     }
 
+    /// Maps `length` bytes of `fd` at the kernel-defined `offset` (AF_XDP rings: each ring is
+    /// selected by its page offset, XDP_PGOFF_TX_RING and the like).
+    @inline(never)
+    public static func mmapShared(fd: Int32, length: Int, offset: Int64) throws(SystemError) -> UnsafeMutableRawPointer {
+        let p = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off_t(offset))
+        if p == MAP_FAILED || p == nil { throw SystemError(errno: Glibc.errno, call: "mmap") }
+        return p!
+    }
+
+    /// Page-aligned private memory, populated (an AF_XDP UMEM).
+    @inline(never)
+    public static func mmapAnonymous(length: Int) throws(SystemError) -> UnsafeMutableRawPointer {
+        let p = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+        if p == MAP_FAILED || p == nil { throw SystemError(errno: Glibc.errno, call: "mmap") }
+        return p!
+    }
+
     @inline(never)
     public static func munmap(_ p: UnsafeMutableRawPointer, length: Int) {
         _ = Glibc.munmap(p, length)
@@ -117,6 +134,38 @@ public enum Sys {
             case EINTR: continue
             case EAGAIN, ENOBUFS: return .wouldBlock
             default: _ = try check(Int32(rc), "send")
+            }
+        }
+    }
+
+    /// Binds an AF_XDP socket to one queue of an interface. `flags`: XDP_COPY, XDP_ZEROCOPY,
+    /// XDP_USE_NEED_WAKEUP.
+    @inline(never)
+    public static func bindXDP(_ fd: Int32, ifindex: Int32, queue: UInt32, flags: UInt16) throws(SystemError) {
+        var sxdp = sockaddr_xdp()
+        sxdp.sxdp_family = UInt16(AF_XDP)
+        sxdp.sxdp_flags = flags
+        sxdp.sxdp_ifindex = UInt32(bitPattern: ifindex)
+        sxdp.sxdp_queue_id = queue
+        let rc = withUnsafePointer(to: &sxdp) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_xdp>.size))
+            }
+        }
+        _ = try check(rc, "bind")
+    }
+
+    /// Wakes an AF_XDP socket's transmit path (copy mode sends only from this call). The kernel
+    /// answers EAGAIN, EBUSY or ENOBUFS when it could not take everything now: `.wouldBlock`.
+    @inline(never)
+    public static func kickXDPTransmit(_ fd: Int32) throws(SystemError) -> IOResult<Int> {
+        while true {
+            let rc = Glibc.sendto(fd, nil, 0, Int32(MSG_DONTWAIT), nil, 0)
+            if rc >= 0 { return .processed(rc) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, EBUSY, ENOBUFS: return .wouldBlock
+            default: _ = try check(Int32(rc), "sendto")
             }
         }
     }

@@ -232,6 +232,7 @@ final class BenchRunner {
             progress("lab: namespaces \(lab.prefix){\(lab.namespaces.map { String($0.dropFirst(lab.prefix.count)) }.joined(separator: ","))}; "
                 + "results in \(outDir)")
             try lab.up(runtime)
+            manifest.generator = try calibrateGenerator()
             for slot in RunOrder.interleaved(forwarders: forwarders, repeats: settings.repeats) {
                 try runSlot(slot)
             }
@@ -410,7 +411,37 @@ final class BenchRunner {
         return Trial(askedPPS: rate, sent: u(g, "sent"), received: u(s, "probes"), offeredPPS: d(g, "pps"),
                      generatorSeconds: d(g, "duration_s"), latencyUs: latency, vethDrops: vethDrops,
                      mirrorReceived: mirrorReceived, mirrorCopied: mirror?.mirrored, mirrorFastPath: mirror?.fastPath,
-                     mirrorDropped: mirror?.dropped)
+                     mirrorDropped: mirror?.dropped, generatorEngine: g["engine"] as? String)
+    }
+
+    /// The generator's ceiling for this run: `shunt gen` (auto) flat out for one trial of 64 B
+    /// frames (2 s at most) into `shunt sink` on fwd0 (no forwarder yet), pinned as in the trials.
+    private func calibrateGenerator() throws -> GeneratorCalibration {
+        let raw = context.raw
+        let sinkOut = "\(raw)/calibration.sink.out", sinkErr = "\(raw)/calibration.sink.err"
+        let sink = try runtime.start(context.inNamespace(lab.fwd, cpu: nil, [shunt, "sink", "--port", "fwd0", "--json"]),
+                                     stdout: sinkOut, stderr: sinkErr)
+        defer { runtime.stop(sink, timeout: 5) }
+        try runtime.waitForLine(sinkOut, containing: "\"type\":\"ready\"", pid: sink, timeout: 20, what: "shunt sink", errorFile: sinkErr)
+        let genOut = "\(raw)/calibration.gen.out", genErr = "\(raw)/calibration.gen.err"
+        let gen = try runtime.start(context.inNamespace(lab.gen, cpu: generatorCPU, [
+            shunt, "gen", "--port", "gen0", "--size", "60", "--duration", "\(min(settings.trialSeconds, 2))"]), stdout: genOut, stderr: genErr)
+        guard let exit = try runtime.wait(gen, timeout: settings.trialSeconds + 30), exit.status == 0 else {
+            runtime.stop(gen, timeout: 5)
+            throw BenchFailure("shunt gen failed while measuring the generator\(runtime.lastLine(genErr))")
+        }
+        try runtime.pause(0.3)
+        _ = runtime.stop(together: [sink], signal: SIGTERM, timeout: 10)
+        guard let g = BenchRuntime.finalReport(genOut), let s = BenchRuntime.finalReport(sinkOut) else {
+            throw BenchFailure("no final report while measuring the generator (\(genOut), \(sinkOut))")
+        }
+        func d(_ o: [String: Any], _ k: String) -> Double { (o[k] as? NSNumber)?.doubleValue ?? 0 }
+        let seconds = d(g, "duration_s")
+        let calibration = GeneratorCalibration(engine: g["engine"] as? String ?? "?", choice: g["engine_choice"] as? String ?? "",
+                                               ceilingPPS: d(g, "pps"), deliveredPPS: seconds > 0 ? d(s, "probes") / seconds : 0)
+        progress("generator: \(calibration.engine) engine (\(calibration.choice)); ceiling \(mpps(calibration.ceilingPPS)) sent, "
+            + "\(mpps(calibration.deliveredPPS)) at a sink with no forwarder")
+        return calibration
     }
 
     // MARK: output

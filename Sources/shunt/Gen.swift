@@ -2,6 +2,7 @@ import ArgumentParser
 import CShunt
 import Foundation
 import ShuntBPF
+import ShuntCore
 import ShuntRing
 import ShuntSystem
 import ShuntTraffic
@@ -60,7 +61,10 @@ struct Gen: ParsableCommand {
     )
 
     @Option(name: .customLong("port"), help: ArgumentHelp("The interface to send out of.", valueName: "IF"))
-    var port: String
+    var portOption: String?
+
+    /// The interface (validate() requires --port unless --list-engines, which defaults to lo).
+    var port: String { portOption ?? "lo" }
 
     @Option(help: "Frame length in bytes without FCS, 60-9000 (60 is 64 on the wire; IPv6 from 78; at most the port's MTU + 14). Default 60, IPv6 78.")
     var size: Int?
@@ -86,8 +90,11 @@ struct Gen: ParsableCommand {
     @Flag(help: "Send the simple IMIX (7 x 64, 4 x 570, 1 x 1518 bytes on the wire, in turn) instead of one --size (--engine ring).")
     var imix = false
 
-    @Option(help: "xdp: frames injected in the kernel (BPF_PROG_TEST_RUN live frames, fastest); ring: a TPACKET TX ring (works everywhere).")
-    var engine: GenEngine = .xdp
+    @Option(help: "auto: the fastest engine this kernel allows (probed; one line on stderr says which and why); xdp: frames injected in the kernel (BPF_PROG_TEST_RUN live frames, fastest, refused by some kernels); afxdp: an AF_XDP socket per thread (needs AF_XDP, frames up to 4096 bytes); ring: a TPACKET TX ring (works everywhere).")
+    var engine: GenEngine = .auto
+
+    @Flag(help: "Print which engines this kernel allows on --port (default lo) as one JSON line, and exit.")
+    var listEngines = false
 
     @Option(help: "Stream id stamped into every frame (0-65535; thread i uses --stream + i): the sink accounts sequences per stream, so concurrent generators need distinct ids.")
     var stream: Int = 0
@@ -125,8 +132,16 @@ struct Gen: ParsableCommand {
     /// x86-64) and "disallows live data mode for jumbo frames" above: 4096 - 256 - 112 - 320 =
     /// 3408, measured on Linux 6.18 (3408 accepted, 3409 EINVAL).
     static let xdpLiveFrameMaximum = 3408
-    /// Refused above (per thread): 1.5x the measured single-CPU maximum of each engine.
-    static func rateCeiling(_ engine: GenEngine) -> Double { engine == .xdp ? 20e6 : 2e6 }
+    /// The largest frame the afxdp engine sends: one aligned UMEM chunk (a page).
+    static let afxdpFrameMaximum = 4096
+    /// Refused above (per thread): about 1.5x the measured single-CPU maximum of each engine.
+    static func rateCeiling(_ engine: GenEngine) -> Double {
+        switch engine {
+        case .xdp, .auto: 20e6
+        case .afxdp: 3e6
+        case .ring: 2e6
+        }
+    }
 
     var frameSize: Int { size ?? (isIPv6 ? TestFrameSpec.minimumSizeIPv6 : 60) }
     var maxLagNs: UInt64 { UInt64((maxLagUs ?? Self.defaultMaxLagUs) * 1000) }
@@ -162,6 +177,7 @@ struct Gen: ParsableCommand {
     }
 
     func validate() throws {
+        if portOption == nil && !listEngines { throw oneLineError(Self.name, "missing --port IF (the interface to send out of)") }
         if size != nil && imix { throw oneLineError(Self.name, "--imix sends its own sizes: give --imix or --size, not both") }
         if !TestFrameSpec.sizes.contains(frameSize) {
             throw oneLineError(Self.name, "--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(frameSize)")
@@ -187,9 +203,12 @@ struct Gen: ParsableCommand {
                 .first { $0.1.map { error.description.contains($0) } ?? false }?.0 ?? "range"
             throw oneLineError(Self.name, "\(option): \(error)")
         }
-        if imix && engine != .ring { throw oneLineError(Self.name, "--imix needs --engine ring (xdp_gen sends one template)") }
+        if imix && engine == .xdp { throw oneLineError(Self.name, "--imix needs --engine afxdp or ring (xdp_gen sends one template)") }
         if engine == .xdp && frameSize > Self.xdpLiveFrameMaximum {
             throw oneLineError(Self.name, "--engine xdp sends frames of at most \(Self.xdpLiveFrameMaximum) bytes (a live frame lives in one page); use --engine ring for \(frameSize)")
+        }
+        if engine == .afxdp && frameSize > Self.afxdpFrameMaximum {
+            throw oneLineError(Self.name, "--engine afxdp sends frames of at most \(Self.afxdpFrameMaximum) bytes (one UMEM chunk); use --engine ring for \(frameSize)")
         }
         let cpus = ProcessInfo.processInfo.activeProcessorCount
         if !(1...cpus).contains(threads) {
@@ -202,15 +221,20 @@ struct Gen: ParsableCommand {
         if let duration, !(duration > 0) || !duration.isFinite { throw oneLineError(Self.name, "--duration must be more than 0") }
         if let rate {
             if !(rate > 0) || !rate.isFinite { throw oneLineError(Self.name, "--rate must be more than 0") }
-            let ceiling = Self.rateCeiling(engine) * Double(threads)
-            if rate > ceiling {
-                throw oneLineError(Self.name, "--rate \(Int(rate)) is beyond what --engine \(engine.rawValue) can pace with \(threads) thread(s) (at most \(Int(ceiling)) pps)")
-            }
+            if let message = rateBeyondCeiling(engine) { throw oneLineError(Self.name, message) }
         }
         if let maxLagUs, !(maxLagUs >= 0) || !maxLagUs.isFinite { throw oneLineError(Self.name, "--max-lag-us must be 0 or more") }
         if let batchSize, !(1...256).contains(batchSize) { throw oneLineError(Self.name, "--batch-size must be between 1 and 256") }
         if parseMAC(dstMac) == nil { throw oneLineError(Self.name, "--dst-mac: not a MAC address: \(dstMac)") }
         if parseMAC(srcMac) == nil { throw oneLineError(Self.name, "--src-mac: not a MAC address: \(srcMac)") }
+    }
+
+    /// The refusal of a --rate above what `engine` can pace, or nil.
+    func rateBeyondCeiling(_ engine: GenEngine) -> String? {
+        guard let rate else { return nil }
+        let ceiling = Self.rateCeiling(engine) * Double(threads)
+        guard rate > ceiling else { return nil }
+        return "--rate \(Int(rate)) is beyond what --engine \(engine.rawValue) can pace with \(threads) thread(s) (at most \(Int(ceiling)) pps)"
     }
 
     /// What thread `i` sends: its share of --count and of --rate x --duration, and of --rate.
@@ -236,6 +260,7 @@ struct Gen: ParsableCommand {
 
     func run() throws {
         Sys.blockTerminationSignals()
+        if listEngines { return try printEngines() }
         let info: InterfaceInfo
         do throws(RingSetupError) {
             info = try InterfaceInfo.lookup(self.port)
@@ -255,10 +280,24 @@ struct Gen: ParsableCommand {
         spec.destinationMAC = parseMAC(dstMac)!
         spec.sourceMAC = parseMAC(srcMac)!
         spec.flows = try! flowSpace()  // validated
+        var choice = try chooseEngine(info, largestFrame: sizes.max() ?? frameSize)
+        if let message = rateBeyondCeiling(choice.engine.name) {
+            printError("shunt gen: \(message)")
+            throw ExitCode(2)
+        }
         let start = Sys.monotonicNanoseconds()
-        let results = engine == .ring ? try runRing(info, spec: spec, sizes: sizes) : try runXDP(info, spec: spec)
+        let results: [ThreadResult]
+        switch choice.engine {
+        case .xdp: results = try runXDP(info, spec: spec)
+        case .afxdp(let transmitters): results = try runGenerators(transmitters, spec: spec, sizes: sizes)
+        case .ring: results = try runRing(info, spec: spec, sizes: sizes)
+        }
         let wall = Double(Sys.monotonicNanoseconds() - start) / 1e9
-        report(results, sizes: sizes, flowCount: spec.flows.flowCount, wall: wall)
+        if case .afxdp(let transmitters) = choice.engine {
+            choice.xskMode = transmitters.first?.mode
+            choice.invalidDescriptors = transmitters.reduce(0) { $0 + $1.invalidDescriptors() }
+        }
+        report(results, engine: choice, sizes: sizes, flowCount: spec.flows.flowCount, wall: wall)
     }
 
     /// One sending thread's outcome.
@@ -275,7 +314,8 @@ struct Gen: ParsableCommand {
         var pps: Double { seconds > 0 ? Double(sent - 1) / seconds : 0 }
     }
 
-    func report(_ results: [ThreadResult], sizes: [Int], flowCount: UInt64, wall: Double) {
+    func report(_ results: [ThreadResult], engine choice: EngineChoice, sizes: [Int], flowCount: UInt64, wall: Double) {
+        let engine = choice.engine.name
         let sending = results.filter { $0.sent > 0 }
         let sent = results.reduce(0) { $0 + $1.sent }
         let first = sending.map(\.firstNs).min() ?? 0
@@ -285,14 +325,17 @@ struct Gen: ParsableCommand {
         let pps = results.count == 1 ? results[0].pps : results.reduce(0) { $0 + $1.pps }
         let meanSize = Double(sizes.reduce(0, +)) / Double(sizes.count)
         var fields = [
-            "\"type\":\"final\"", "\"engine\":\"\(engine.rawValue)\"", "\"port\":\"\(port)\"", "\"ip\":\(isIPv6 ? 6 : 4)",
+            "\"type\":\"final\"", "\"engine\":\"\(engine.rawValue)\"", "\"engine_choice\":\(JSONText.string(choice.reason))", "\"port\":\"\(port)\"", "\"ip\":\(isIPv6 ? 6 : 4)",
             imix ? "\"size\":\"imix\"" : "\"size\":\(frameSize)", "\"flows\":\(flowCount)", "\"stream\":\(stream)",
             "\"threads\":\(threads)", "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
             "\"bps\":\(json(pps * (meanSize + 24) * 8, 0))",  // on the wire: + FCS, preamble, IFG
             "\"wall_s\":\(json(wall, 3))",
         ]
         if engine == .xdp { fields.append("\"batch_size\":\(effectiveBatchSize)") }
-        if engine == .ring { fields.append("\"tx_ring_full\":\(results.reduce(0) { $0 + $1.ringFull })") }
+        if engine != .xdp { fields.append("\"tx_ring_full\":\(results.reduce(0) { $0 + $1.ringFull })") }
+        if let mode = choice.xskMode {
+            fields += ["\"xsk_mode\":\"\(mode.rawValue)\"", "\"tx_invalid\":\(choice.invalidDescriptors)"]
+        }
         if let rate {
             let reached = pps >= rate * 0.995
             if !reached { printError("shunt gen: asked for \(Int(rate)) pps, reached \(Int(pps)) pps") }
@@ -450,10 +493,10 @@ private final class GenRun: @unchecked Sendable {
     }
 }
 
-// MARK: the ring engine
+// MARK: the user-space engines (ring, afxdp)
 
 extension Gen {
-    /// `--engine ring`: one RingGenerator per thread, each on its own TX ring.
+    /// `--engine ring`: one TPACKET TX ring per thread.
     func runRing(_ info: InterfaceInfo, spec: TestFrameSpec, sizes: [Int]) throws -> [ThreadResult] {
         let largest = sizes.max() ?? frameSize
         var frameSize = 2048
@@ -472,7 +515,12 @@ extension Gen {
             printError("shunt gen: \(error)")
             throw ExitCode(2)
         }
-        let templates = sizes.map { s -> RingGenerator.Template in var t = spec; t.size = s; return .init(t) }
+        return try runGenerators(ports, spec: spec, sizes: sizes)
+    }
+
+    /// One FrameGenerator per thread, each on its own transmitter (TX ring or AF_XDP socket).
+    func runGenerators<T: FrameTransmitter>(_ transmitters: [T], spec: TestFrameSpec, sizes: [Int]) throws -> [ThreadResult] {
+        let templates = sizes.map { s -> FrameGenerator<T>.Template in var t = spec; t.size = s; return .init(t) }
         let stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
         stopFlag.initialize(to: 0)
         defer { stopFlag.deallocate() }
@@ -480,8 +528,8 @@ extension Gen {
         var workers: [WorkerThread] = []
         for i in 0..<threads {
             let share = share(i)
-            let generator = RingGenerator(port: ports[i], templates: templates, flows: spec.flows, stream: UInt16(stream + i),
-                                          count: share.limit, rate: share.rate, maxLagNs: maxLagNs)
+            let generator = FrameGenerator(transmitter: transmitters[i], templates: templates, flows: spec.flows,
+                                           stream: UInt16(stream + i), count: share.limit, rate: share.rate, maxLagNs: maxLagNs)
             let command = self
             do {
                 workers.append(try WorkerThread(name: "shunt-gen-\(i)") {
@@ -499,7 +547,7 @@ extension Gen {
         supervise(done: { box.finished == threads }, finished: { false })
         cshunt_store_release_u32(stopFlag, 1)
         workers.forEach { $0.join() }
-        withExtendedLifetime(ports) {}
+        withExtendedLifetime(transmitters) {}
         return box.results
     }
 }
@@ -535,5 +583,5 @@ func json(_ x: Double, _ digits: Int) -> String {
 }
 
 enum GenEngine: String, ExpressibleByArgument, CaseIterable {
-    case xdp, ring
+    case auto, xdp, afxdp, ring
 }

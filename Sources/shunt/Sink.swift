@@ -13,7 +13,7 @@ import ShuntTraffic
 // Text on stdout by default, JSON lines with --json; errors are one line on stderr.
 
 enum SinkEngine: String, CaseIterable, ExpressibleByArgument {
-    case xdp, ring
+    case auto, xdp, ring
 }
 
 struct Sink: ParsableCommand {
@@ -46,8 +46,8 @@ struct Sink: ParsableCommand {
     @Option(name: .customLong("port"), help: ArgumentHelp("The interface to receive on.", valueName: "IF"))
     var port: String
 
-    @Option(help: "xdp: count in the kernel (fast; no loss or reorder accounting); ring: TPACKET RX ring in user space (per-stream accounting).")
-    var engine: SinkEngine = .xdp
+    @Option(help: "auto: xdp where xdp_sink attaches, else ring (one line on stderr says so); xdp: count in the kernel (fast; no loss or reorder accounting); ring: TPACKET RX ring in user space (per-stream accounting).")
+    var engine: SinkEngine = .auto
 
     @Option(help: "ring engine: TPACKET version, v2 (each frame handed over at once: latency) or v3 (block-based).")
     var ringVersion: RingVersion?
@@ -92,8 +92,27 @@ struct Sink: ParsableCommand {
     func run() throws {
         Sys.blockTerminationSignals()
         switch engine {
-        case .xdp: try runXDP()
+        case .xdp:
+            let attached: XDPSink
+            do throws(XDPSinkAttachError) { attached = try attachXDP() } catch {
+                printError("shunt sink: \(error.message)")
+                throw ExitCode(2)
+            }
+            try runXDP(attached)
         case .ring: try runRing()
+        case .auto:
+            // Ring options name the ring engine; otherwise the kernel counter where it attaches.
+            if ringVersion != nil || blockTimeoutMs != nil { return try runRing() }
+            let attached: XDPSink
+            do throws(XDPSinkAttachError) { attached = try attachXDP() } catch {
+                if error.fatal {
+                    printError("shunt sink: \(error.message)")
+                    throw ExitCode(2)
+                }
+                printError("shunt sink: xdp_sink cannot attach to \(port) (\(error.message)); using the ring engine")
+                return try runRing()
+            }
+            try runXDP(attached)
         }
     }
 
@@ -171,23 +190,37 @@ struct Sink: ParsableCommand {
 
     // MARK: XDP engine
 
-    private func runXDP() throws {
+    /// xdp_sink loaded and attached to the port, with its maps.
+    private struct XDPSink {
+        var object: BPFObject
+        var attachment: XDPAttachment
+        var countersFD: Int32
+        var latencyFD: Int32
+    }
+
+    /// Why xdp_sink is not running: `fatal` when no engine could help (no such interface).
+    private struct XDPSinkAttachError: Error {
+        var message: String
+        var fatal = false
+    }
+
+    private func attachXDP() throws(XDPSinkAttachError) -> XDPSink {
         guard let ifindex = Sys.interfaceIndex(port) else {
-            printError("shunt sink: no interface named \(port) in this network namespace")
-            throw ExitCode(2)
+            throw XDPSinkAttachError(message: "no interface named \(port) in this network namespace", fatal: true)
         }
-        let object: BPFObject
-        var attachment: XDPAttachment?
-        let countersFD: Int32, latencyFD: Int32
         do {
-            object = try BPFObject(embedded: "xdp_sink")
-            countersFD = try object.mapFD("sink_counters")
-            latencyFD = try object.mapFD("sink_latency")
-            attachment = try object.attachXDP(program: "xdp_sink", ifindex: ifindex)
+            let object = try BPFObject(embedded: "xdp_sink")
+            return XDPSink(object: object, attachment: try object.attachXDP(program: "xdp_sink", ifindex: ifindex),
+                           countersFD: try object.mapFD("sink_counters"), latencyFD: try object.mapFD("sink_latency"))
         } catch {
-            printError("shunt sink: \(error)")
-            throw ExitCode(2)
+            throw XDPSinkAttachError(message: "\(error)")
         }
+    }
+
+    private func runXDP(_ sink: XDPSink) throws {
+        let object = sink.object
+        var attachment: XDPAttachment? = sink.attachment
+        let countersFD = sink.countersFD, latencyFD = sink.latencyFD
         if json {
             emitLine("{\"type\":\"ready\",\"engine\":\"xdp\",\"ring\":null,\"port\":\"\(port)\"}")
         } else {

@@ -137,8 +137,11 @@ struct GenCommandLineTests {
         let cases: [([String], String)] = [
             (["--port", "nosuch9"], "no interface named 'nosuch9'"),
             (["--rate", "0"], "--rate must be more than 0"),
-            (["--rate", "50000000"], "beyond what --engine xdp can pace"),
+            (["--engine", "xdp", "--rate", "50000000"], "beyond what --engine xdp can pace"),
+            (["--rate", "50000000"], "beyond what --engine auto can pace"),
+            (["--engine", "afxdp", "--rate", "4000000"], "beyond what --engine afxdp can pace"),
             (["--engine", "ring", "--rate", "3000000"], "beyond what --engine ring can pace"),
+            (["--engine", "xdp", "--imix"], "--imix needs --engine afxdp or ring"),
             (["--size", "59"], "--size must be between 60 and 9000"),
             (["--size", "9001"], "--size must be between 60 and 9000"),
             (["--size", "1515"], "does not fit gen0's MTU 1500"),
@@ -163,14 +166,61 @@ struct GenCommandLineTests {
         }
     }
 
-    /// Jumbo frames: the xdp engine's live frames end at 3408 bytes (a page), with a pointer to
-    /// the ring engine, which sends up to the MTU (9000 + 14 here, capped at 9000).
+    /// Jumbo frames: the xdp engine's live frames end at 3408 bytes (a page) and the afxdp
+    /// engine's at 4096 (a UMEM chunk), each refusal pointing to the ring engine, which sends up
+    /// to the MTU (9000 + 14 here, capped at 9000). auto picks an engine that takes the size and
+    /// says which on one line.
     @Test func jumboFramesNeedTheRingEngine() throws {
         let lab = try Lab(["gen"], mtu: 9000)
-        expectRefused(try gen(lab, ["--size", "4000"]), "use --engine ring")
+        expectRefused(try gen(lab, ["--engine", "xdp", "--size", "4000"]), "use --engine ring")
+        expectRefused(try gen(lab, ["--engine", "afxdp", "--size", "4097"]), "use --engine ring")
         let ok = try gen(lab, ["--size", "9000", "--engine", "ring"])
         #expect(ok.status == 0 && ok.out.contains("\"sent\":10"), "\(ok.err)")
+        let auto = try gen(lab, ["--size", "9000"])
+        #expect(auto.status == 0 && auto.out.contains("\"sent\":10") && auto.out.contains("\"engine\":\"ring\""), "\(auto.err)")
+        #expect(auto.err.contains("9000-byte frames are beyond XDP live frames") && auto.err.contains("using the ring engine"),
+                "\(auto.err)")
+        if GeneratorEngines.probe.afxdpAvailable {
+            let chunk = try gen(lab, ["--size", "4096"])
+            #expect(chunk.status == 0 && chunk.out.contains("\"sent\":10") && chunk.out.contains("\"engine\":\"afxdp\""),
+                    "\(chunk.err)")
+        }
         let page = try gen(lab, ["--size", "3408"])
         #expect(page.status == 0 && page.out.contains("\"sent\":10"), "\(page.err)")
+        #expect(page.out.contains("\"engine\":\"\(GeneratorEngines.probe.auto)\""), "\(page.out)")
+    }
+
+    /// `--engine auto` says on one line which engine it took and why, and the JSON names it;
+    /// `--list-engines` reports the same choice.
+    @Test func autoSaysWhichEngineAndWhy() throws {
+        let lab = try Lab(["gen"])
+        let r = try gen(lab, [])
+        let expected = GeneratorEngines.probe.auto
+        #expect(r.status == 0 && r.out.contains("\"engine\":\"\(expected)\"") && r.out.contains("\"sent\":10"), "\(r)")
+        let lines = r.err.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].hasPrefix("shunt gen: ") && lines[0].hasSuffix("using the \(expected) engine"),
+                "\(r.err)")
+        if !GeneratorEngines.liveFramesAllowed {
+            #expect(lines.first?.contains("XDP live frames refused by this kernel") == true, "\(r.err)")
+        }
+        let list = try run(["ip", "netns", "exec", lab.ns("gen"), shuntExecutable, "gen", "--list-engines",
+                            "--port", lab.interface("gen")])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(list.out.utf8)) as? [String: Any])
+        #expect(object["type"] as? String == "engines" && object["auto"] as? String == expected, "\(list.out)")
+        #expect((object["ring"] as? [String: Any])?["available"] as? Bool == true)
+    }
+
+    /// An engine named on the command line that cannot run here is one line and exit 2, never a
+    /// silent fallback: xdp where live frames are refused, afxdp on a queue the veth lacks.
+    @Test func aNamedEngineThatCannotRunIsRefused() throws {
+        let lab = try Lab(["gen"])
+        if !GeneratorEngines.liveFramesAllowed {
+            let r = try gen(lab, ["--engine", "xdp"])
+            expectRefused(r, "--engine xdp: XDP live frames refused by this kernel")
+            #expect(r.status == 2)
+        }
+        let r = try gen(lab, ["--engine", "afxdp", "--threads", "2"])
+        expectRefused(r, "--engine afxdp:")
+        #expect(r.status == 2 && r.err.contains("no queue 1"), "\(r.err)")
     }
 }

@@ -14,6 +14,8 @@
  *   header structs. SIOCETHTOOL passes a pointer through the ifreq union: tiny functions again.
  * - uapi linux/netdev.h (Linux 6.3) is newer than the build host's headers may be: the few
  *   values Shunt uses are copied below, and shims.c checks them against the real header.
+ * - linux/if_xdp.h (AF_XDP sockets: sockaddr_xdp, xdp_umem_reg, ring offsets, descriptors) is
+ *   not in Glibc's module either: included for the generator's AF_XDP engine.
  * Delete a shim when Swift can express it directly.
  */
 #ifndef CSHUNT_H
@@ -34,6 +36,7 @@
 #include <linux/if_link.h>
 #include <linux/net_namespace.h>
 #include <linux/ethtool.h>
+#include <linux/if_xdp.h>
 #include <sched.h>
 #include "shunt_abi.h"
 

@@ -58,7 +58,9 @@ final class Lab {
     ///   - sides: names of the endpoint namespaces, in port order.
     ///   - namePrefix: every namespace's name starts with it (then the pid and a counter); by
     ///     default $SHUNT_TEST_NETNS_PREFIX, else "shuntt".
-    init(_ sides: [String] = ["gen", "sink"], mtu: Int? = nil, namePrefix: String = testNamespacePrefix ?? "shuntt") throws {
+    ///   - queues: RX/TX queues of every veth (an AF_XDP generator binds one socket per queue).
+    init(_ sides: [String] = ["gen", "sink"], mtu: Int? = nil, queues: Int = 1,
+         namePrefix: String = testNamespacePrefix ?? "shuntt") throws {
         Self.counter.lock()
         Self.next += 1
         let n = Self.next
@@ -72,7 +74,8 @@ final class Lab {
             for (i, side) in sides.enumerated() {
                 let ns = prefix + side
                 try run(["ip", "netns", "add", ns])
-                try run(["ip", "link", "add", "\(side)0", "netns", ns, "type", "veth", "peer", "name", "p\(i)", "netns", fwd])
+                let q = queues == 1 ? [] : ["numtxqueues", "\(queues)", "numrxqueues", "\(queues)"]
+                try run(["ip", "link", "add", "\(side)0", "netns", ns] + q + ["type", "veth", "peer", "name", "p\(i)", "netns", fwd] + q)
                 if let mtu {
                     try run(["ip", "-n", ns, "link", "set", "\(side)0", "mtu", "\(mtu)"])
                     try run(["ip", "-n", fwd, "link", "set", "p\(i)", "mtu", "\(mtu)"])

@@ -3,16 +3,55 @@ import ShuntRing
 import ShuntSystem
 import ShuntTraffic
 
-/// `shunt gen --engine ring`: frames built in user space and sent through a TPACKET TX ring
-/// with qdisc bypass. It works on any interface (no XDP, no GRO needed on the peer); it is
-/// slower than the XDP engine and its pacing is a user-space busy loop. Each sending thread runs
-/// one RingGenerator on its own ring.
+/// Where a user-space generator engine writes its frames: a ring of frame slots shared with
+/// the kernel (a TPACKET TX ring, an AF_XDP UMEM). A slot keeps its bytes between uses, so the
+/// generator rewrites only what changes per frame.
+protocol FrameTransmitter: AnyObject {
+    /// Slots are numbered 0..<slotCount.
+    var slotCount: Int { get }
+    /// The next free slot, or nil when all are in flight.
+    func claimSlot() -> (frame: UnsafeMutableRawPointer, slot: Int)?
+    /// Queues the claimed slot, holding `length` bytes.
+    func commitSlot(length: Int)
+    /// Hands everything queued to the kernel (one system call, or a few).
+    func flushSlots()
+    /// Sends what is queued and waits until the kernel has taken it (at the end of a run).
+    func finish()
+}
+
+extension RingPort: FrameTransmitter {
+    var slotCount: Int { tx.geometry.frameCount }
+    func claimSlot() -> (frame: UnsafeMutableRawPointer, slot: Int)? {
+        let slot = tx.nextFrameIndex
+        return claimTransmitFrame().map { ($0, slot) }
+    }
+    func commitSlot(length: Int) { tx.commit(length: length) }
+    func flushSlots() { tx.flush(fd: fd) }
+    func finish() { tx.flush(fd: fd) }
+}
+
+extension XSKTransmitter: FrameTransmitter {
+    var slotCount: Int { frameCount }
+    func claimSlot() -> (frame: UnsafeMutableRawPointer, slot: Int)? {
+        if let slot = claim() { return slot }
+        flush()  // frames queued but not yet taken, or completions not yet read
+        return claim()
+    }
+    func commitSlot(length: Int) { commit(length: length) }
+    func flushSlots() { flush() }
+    func finish() { _ = drain(timeoutNs: 1_000_000_000) }
+}
+
+/// The user-space generator engines (`shunt gen --engine ring|afxdp`): frames built in place in
+/// the transmitter's slots and handed to the kernel in batches. Each sending thread runs one
+/// FrameGenerator on its own transmitter (a TX ring, or an AF_XDP socket on its own queue).
 ///
 /// Each frame is the template with its flow's addresses, ports and IPv4 checksum and a probe
-/// (stream, sequence, send time) written in place in the ring. With --rate, a `SendSchedule`
-/// says how many frames are due; whatever is due (up to a batch) is written and sent at once,
-/// so a late thread catches up and the average rate holds.
-struct RingGenerator {
+/// (stream, sequence, send time). A slot holds the template it was last written with, so the
+/// template is copied only when a slot changes template (the first lap, and IMIX). With --rate,
+/// a `SendSchedule` says how many frames are due; whatever is due (up to a batch) is written
+/// and sent at once, so a late thread catches up and the average rate holds.
+struct FrameGenerator<Transmitter: FrameTransmitter> {
     struct Result {
         var sent: UInt64 = 0
         var firstNs: UInt64 = 0
@@ -23,7 +62,6 @@ struct RingGenerator {
         var maxLagSeenNs: UInt64 = 0
     }
 
-    let port: RingPort
     /// A template frame and the checksum base of its IPv4 header (its length differs per size).
     struct Template {
         var bytes: [UInt8]
@@ -37,6 +75,7 @@ struct RingGenerator {
         }
     }
 
+    let transmitter: Transmitter
     /// Frame templates sent in turn (one: a fixed size; several: a size mix such as IMIX).
     let templates: [Template]
     let flows: FlowSpace
@@ -54,6 +93,8 @@ struct RingGenerator {
         var schedule = rate.map { SendSchedule(rate: $0, maxLagNs: maxLagNs) }
         var deadlineNs: UInt64? = nil
         var seq: UInt64 = 0
+        // Which template each slot holds (-1: none yet). Allocated once, before the first frame.
+        var slotTemplate = [Int32](repeating: -1, count: transmitter.slotCount)
         while !stop() {
             let now = Sys.monotonicNanoseconds()
             if let deadlineNs, now >= deadlineNs { break }
@@ -66,13 +107,17 @@ struct RingGenerator {
             if due == 0 { continue }  // spin: nothing due yet
             var written = 0
             for _ in 0..<due {
-                guard let frame = port.claimTransmitFrame() else {
+                guard let (frame, slot) = transmitter.claimSlot() else {
                     r.ringFull += 1
                     break
                 }
-                let template = templates[Int(seq % UInt64(templates.count))]
+                let which = Int(seq % UInt64(templates.count))
+                let template = templates[which]
                 let length = template.bytes.count
-                template.bytes.withUnsafeBytes { frame.copyMemory(from: $0.baseAddress!, byteCount: length) }
+                if slotTemplate[slot] != Int32(which) {
+                    template.bytes.withUnsafeBytes { frame.copyMemory(from: $0.baseAddress!, byteCount: length) }
+                    slotTemplate[slot] = Int32(which)
+                }
                 let flow = flows.flow(forSequence: seq)
                 if template.udp6 == nil {
                     TestFrameSpec.writeFlow(flow, checksumBase: template.checksumBase, into: frame)
@@ -92,15 +137,15 @@ struct RingGenerator {
                     deadlineNs = deadline(stamp)
                 }
                 r.lastNs = stamp
-                port.tx.commit(length: length)
+                transmitter.commitSlot(length: length)
                 seq += 1
                 r.sent += 1
                 written += 1
             }
             schedule?.sent(written)
-            if written > 0 { port.tx.flush(fd: port.fd) }
+            if written > 0 { transmitter.flushSlots() }
         }
-        port.tx.flush(fd: port.fd)
+        transmitter.finish()
         if let schedule {
             r.lagSkips = schedule.lagSkips
             r.skippedNs = schedule.skippedNs
