@@ -11,7 +11,10 @@
  * busy elsewhere) goes at once, and so do the ones due after it: the schedule catches up, so the
  * average rate holds. Only a frame more than max_lag_ns late moves the schedule up instead
  * (counted in lag_skips), which bounds a catch-up burst. Userspace ends a run by signalling the
- * thread in the syscall. Each sending thread runs its own copy of this object (config, state). */
+ * thread in the syscall. Each sending thread runs its own copy of this object (config, state).
+ *
+ * The same frame logic also drives the in-kernel pump (xdp_pump below), for kernels that refuse
+ * live frames (docs/design/0015-in-kernel-pump.md). */
 #include "compiler.h"
 #include "shunt_abi.h"
 #include <linux/if_ether.h>
@@ -79,19 +82,14 @@ static __always_inline int stamp_ipv6(void *data, void *data_end, __u64 seq, __u
 	return XDP_TX;
 }
 
-SEC("xdp")
-int xdp_gen(struct xdp_md *ctx)
+/* One frame of the schedule: XDP_TX when the frame in ctx is due and now stamped (flow, probe,
+ * checksums), XDP_DROP when it is not due yet, XDP_ABORTED when it is too short. */
+static __always_inline int stamp_due_frame(struct xdp_md *ctx, struct shunt_gen_state *st)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 key = 0;
-	struct shunt_gen_state *st = bpf_map_lookup_elem(&gen_state, &key);
-	if (!st)
-		return XDP_ABORTED;
 	if (data + SHUNT_PROBE_OFFSET + sizeof(struct shunt_probe) > data_end) /* also covers the headers */
 		return XDP_ABORTED;
-	if (st->limit && st->next_seq >= st->limit)
-		return XDP_DROP;
 
 	__u64 now = bpf_ktime_get_ns();
 	if (st->interval_ns | st->interval_frac) {
@@ -155,6 +153,82 @@ int xdp_gen(struct xdp_md *ctx)
 	ip->check = bpf_htons((__u16)~sum);
 
 	write_probe(data + SHUNT_PROBE_OFFSET, seq, now);
+	return XDP_TX;
+}
+
+static __always_inline struct shunt_gen_state *state(void)
+{
+	__u32 key = 0;
+	return bpf_map_lookup_elem(&gen_state, &key);
+}
+
+SEC("xdp")
+int xdp_gen(struct xdp_md *ctx)
+{
+	struct shunt_gen_state *st = state();
+	if (!st)
+		return XDP_ABORTED;
+	if (st->limit && st->next_seq >= st->limit)
+		return XDP_DROP;
+	return stamp_due_frame(ctx, st);
+}
+
+/* The in-kernel pump: a few frames circulate between the two ends of a veth pair (pump B runs
+ * xdp_pump, pump A runs xdp_pump_bounce). On each lap xdp_pump applies the generator's schedule
+ * to the frame: when one is due, it is stamped like an xdp_gen frame and broadcast to
+ * pump_ports (the generator port, and pump B itself, whose peer sends it round again); when
+ * none is due, the frame only goes round. Every broadcast is one frame sent (next_seq). The
+ * frames stop circulating, and the pump with them, at the frame limit or when userspace sets
+ * pump_control[0]. Everything runs in the veths' NAPI, on the CPU that injected the frames. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} pump_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} pump_loop SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} pump_control SEC(".maps");
+
+SEC("xdp")
+int xdp_pump(struct xdp_md *ctx)
+{
+	__u32 key = 0;
+	__u32 *stop = bpf_map_lookup_elem(&pump_control, &key);
+	struct shunt_gen_state *st = state();
+	if (!st || !stop || *stop)
+		return XDP_DROP;
+	if (st->limit && st->next_seq >= st->limit)
+		return XDP_DROP;
+	/* Only the injected frames go round (they carry the probe magic): anything else the stack
+	 * sends on the pump's veths (IPv6 neighbour discovery, say) is dropped here. */
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct shunt_probe *probe = data + (gen_config.ipv6 ? SHUNT_PROBE_OFFSET_IPV6 : SHUNT_PROBE_OFFSET);
+	if ((void *)(probe + 1) > data_end || probe->magic != bpf_htons(SHUNT_PROBE_MAGIC))
+		return XDP_DROP;
+	int verdict = stamp_due_frame(ctx, st);
+	if (verdict == XDP_TX)
+		return bpf_redirect_map(&pump_ports, 0, BPF_F_BROADCAST);
+	if (verdict == XDP_DROP) /* not due yet: once more round the loop */
+		return bpf_redirect_map(&pump_loop, 0, 0);
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int xdp_pump_bounce(struct xdp_md *ctx)
+{
 	return XDP_TX;
 }
 

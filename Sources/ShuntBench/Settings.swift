@@ -48,6 +48,9 @@ public struct BenchSettings: Sendable, Equatable {
     public var searchSteps = 7
     public var lossTolerancePercent = 0.0
     public var latencyFractions: [Double] = [0.1, 0.5, 0.9]
+    /// `shunt gen --engine` for every trial (auto: the fastest the kernel allows).
+    public var generatorEngine = "auto"
+    public static let generatorEngines = ["auto", "xdp", "afxdp", "ring", "pump"]
 
     /// Frame sizes on the wire: `shunt gen` builds 60...1514 bytes without FCS.
     public static let frameSizeRange = 64...1518
@@ -78,6 +81,9 @@ public struct BenchSettings: Sendable, Equatable {
         if trialSeconds > 3600 { return "--trial-seconds must be at most 3600" }
         if searchSteps < 1 || searchSteps > 30 { return "--search-steps must be between 1 and 30" }
         if !(lossTolerancePercent >= 0 && lossTolerancePercent < 100) { return "--loss-tolerance must be at least 0 and below 100 (percent)" }
+        if !Self.generatorEngines.contains(generatorEngine) {
+            return "--generator-engine must be one of \(Self.generatorEngines.joined(separator: ", ")), not \(generatorEngine)"
+        }
         for f in latencyFractions where !(f > 0 && f <= 1) {
             return "latency fraction \(f) is outside (0, 1] (a fraction of the zero-loss rate)"
         }

@@ -61,6 +61,9 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Directory for the results (default bench-results/bench-DATE).", valueName: "DIR"))
     var out: String?
 
+    @Option(help: ArgumentHelp("shunt gen's engine for every trial: auto (the fastest the kernel allows), xdp, afxdp, ring, or pump (in-kernel, no live frames needed: to overload XDP datapaths).", valueName: "ENGINE"))
+    var generatorEngine: String = "auto"
+
     @Flag(help: "Short trials and a coarse search: a smoke run, not a measurement.")
     var quick = false
 
@@ -93,6 +96,7 @@ struct Bench: ParsableCommand {
         s.trialSeconds = trialSeconds ?? (quick ? 0.5 : 2)
         s.searchSteps = searchSteps ?? (quick ? 3 : 7)
         s.lossTolerancePercent = lossTolerance
+        s.generatorEngine = generatorEngine
         if let problem = s.problem() { return .failure(BenchFailure(problem)) }
         return .success(s)
     }
@@ -361,7 +365,7 @@ final class BenchRunner {
             try runtime.waitForLine(out, containing: "\"type\":\"ready\"", pid: pid, timeout: 20, what: "shunt sink on \(port)", errorFile: err)
         }
         let mirrorBefore = monitors.isEmpty ? nil : active?.mirrorCounters(context)
-        var genArgs = [shunt, "gen", "--port", "gen0", "--size", "\(c.frameSize - 4)", "--flows", "\(c.flows)",
+        var genArgs = [shunt, "gen", "--port", "gen0", "--engine", settings.generatorEngine, "--size", "\(c.frameSize - 4)", "--flows", "\(c.flows)",
                        "--duration", "\(settings.trialSeconds)"]
         if let rate { genArgs += ["--rate", String(format: "%.0f", rate)] }
         let dropsBefore = (lab.txDropped(runtime, lab.gen, "gen0"), lab.txDropped(runtime, lab.fwd, "fwd1"))
@@ -425,7 +429,7 @@ final class BenchRunner {
         try runtime.waitForLine(sinkOut, containing: "\"type\":\"ready\"", pid: sink, timeout: 20, what: "shunt sink", errorFile: sinkErr)
         let genOut = "\(raw)/calibration.gen.out", genErr = "\(raw)/calibration.gen.err"
         let gen = try runtime.start(context.inNamespace(lab.gen, cpu: generatorCPU, [
-            shunt, "gen", "--port", "gen0", "--size", "60", "--duration", "\(min(settings.trialSeconds, 2))"]), stdout: genOut, stderr: genErr)
+            shunt, "gen", "--port", "gen0", "--engine", settings.generatorEngine, "--size", "60", "--duration", "\(min(settings.trialSeconds, 2))"]), stdout: genOut, stderr: genErr)
         guard let exit = try runtime.wait(gen, timeout: settings.trialSeconds + 30), exit.status == 0 else {
             runtime.stop(gen, timeout: 5)
             throw BenchFailure("shunt gen failed while measuring the generator\(runtime.lastLine(genErr))")
@@ -542,7 +546,7 @@ final class BenchRunner {
         let fmt = { (xs: [Double]) in xs.map { MarkdownReport.trim($0) }.joined(separator: ",") }
         var settingsMap: [String: String] = [
             "forwarders": forwarders.joined(separator: ","), "frame_sizes": s.frameSizes.map(String.init).joined(separator: ","),
-            "flows": s.flows.map(String.init).joined(separator: ","), "repeats": "\(s.repeats)",
+            "flows": s.flows.map(String.init).joined(separator: ","), "repeats": "\(s.repeats)", "generator_engine": s.generatorEngine,
             "trial_seconds": MarkdownReport.trim(s.trialSeconds), "search_steps": "\(s.searchSteps)",
             "loss_tolerance_pct": "\(s.lossTolerancePercent)", "latency_fractions": fmt(s.latencyFractions),
             "quick": "\(quick)", "drain_seconds": "0.3", "cpu_pinning": context.pinning ? "taskset" : "none (taskset not installed)",

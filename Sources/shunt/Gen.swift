@@ -90,7 +90,7 @@ struct Gen: ParsableCommand {
     @Flag(help: "Send the simple IMIX (7 x 64, 4 x 570, 1 x 1518 bytes on the wire, in turn) instead of one --size (--engine ring).")
     var imix = false
 
-    @Option(help: "auto: the fastest engine this kernel allows (probed; one line on stderr says which and why); xdp: frames injected in the kernel (BPF_PROG_TEST_RUN live frames, fastest, refused by some kernels); afxdp: an AF_XDP socket per thread (needs AF_XDP, frames up to 4096 bytes); ring: a TPACKET TX ring (works everywhere).")
+    @Option(help: "auto: the fastest engine this kernel allows (probed; one line on stderr says which and why); xdp: frames injected in the kernel (BPF_PROG_TEST_RUN live frames, fastest, refused by some kernels); afxdp: an AF_XDP socket per thread (needs AF_XDP, frames up to 4096 bytes); ring: a TPACKET TX ring (works everywhere); pump: frames circulating in the kernel on a veth pair of its own, copied out at the rate (no live frames needed; the peer needs GRO or XDP, as for xdp).")
     var engine: GenEngine = .auto
 
     @Flag(help: "Print which engines this kernel allows on --port (default lo) as one JSON line, and exit.")
@@ -137,7 +137,7 @@ struct Gen: ParsableCommand {
     /// Refused above (per thread): about 1.5x the measured single-CPU maximum of each engine.
     static func rateCeiling(_ engine: GenEngine) -> Double {
         switch engine {
-        case .xdp, .auto: 20e6
+        case .xdp, .auto, .pump: 20e6
         case .afxdp: 3e6
         case .ring: 2e6
         }
@@ -202,6 +202,13 @@ struct Gen: ParsableCommand {
             let option = [("--src-ip", srcIp), ("--dst-ip", dstIp), ("--src-port", srcPort), ("--dst-port", dstPort)]
                 .first { $0.1.map { error.description.contains($0) } ?? false }?.0 ?? "range"
             throw oneLineError(Self.name, "\(option): \(error)")
+        }
+        if engine == .pump {
+            if imix { throw oneLineError(Self.name, "--imix needs --engine afxdp or ring (the pump circulates one template)") }
+            if threads != 1 { throw oneLineError(Self.name, "--engine pump runs one pump (--threads 1)") }
+            if frameSize > Self.xdpLiveFrameMaximum {
+                throw oneLineError(Self.name, "--engine pump sends frames of at most \(Self.xdpLiveFrameMaximum) bytes; use --engine ring for \(frameSize)")
+            }
         }
         if imix && engine == .xdp { throw oneLineError(Self.name, "--imix needs --engine afxdp or ring (xdp_gen sends one template)") }
         if engine == .xdp && frameSize > Self.xdpLiveFrameMaximum {
@@ -289,6 +296,7 @@ struct Gen: ParsableCommand {
         let results: [ThreadResult]
         switch choice.engine {
         case .xdp: results = try runXDP(info, spec: spec)
+        case .pump: results = try runPump(info, spec: spec)
         case .afxdp(let transmitters): results = try runGenerators(transmitters, spec: spec, sizes: sizes)
         case .ring: results = try runRing(info, spec: spec, sizes: sizes)
         }
@@ -332,7 +340,8 @@ struct Gen: ParsableCommand {
             "\"wall_s\":\(json(wall, 3))",
         ]
         if engine == .xdp { fields.append("\"batch_size\":\(effectiveBatchSize)") }
-        if engine != .xdp { fields.append("\"tx_ring_full\":\(results.reduce(0) { $0 + $1.ringFull })") }
+        if engine == .pump { fields.append("\"pump_frames\":\(Self.pumpFrames)") }
+        if engine == .afxdp || engine == .ring { fields.append("\"tx_ring_full\":\(results.reduce(0) { $0 + $1.ringFull })") }
         if let mode = choice.xskMode {
             fields += ["\"xsk_mode\":\"\(mode.rawValue)\"", "\"tx_invalid\":\(choice.invalidDescriptors)"]
         }
@@ -583,5 +592,5 @@ func json(_ x: Double, _ digits: Int) -> String {
 }
 
 enum GenEngine: String, ExpressibleByArgument, CaseIterable {
-    case auto, xdp, afxdp, ring
+    case auto, xdp, afxdp, ring, pump
 }

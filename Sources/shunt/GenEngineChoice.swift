@@ -8,6 +8,7 @@ import ShuntSystem
 struct EngineChoice {
     enum Engine {
         case xdp
+        case pump
         /// One AF_XDP socket per thread, already bound (opening them is part of the probe).
         case afxdp([XSKTransmitter])
         case ring
@@ -15,6 +16,7 @@ struct EngineChoice {
         var name: GenEngine {
             switch self {
             case .xdp: .xdp
+            case .pump: .pump
             case .afxdp: .afxdp
             case .ring: .ring
             }
@@ -48,6 +50,8 @@ extension Gen {
             }
         case .ring:
             return EngineChoice(engine: .ring, reason: "asked")
+        case .pump:
+            return EngineChoice(engine: .pump, reason: "asked")
         case .auto:
             break
         }

@@ -69,6 +69,33 @@ struct BPFProgramTests {
         #expect(MemoryLayout<shunt_probe>.size == 16 && MemoryLayout<shunt_probe>.offset(of: \.stream) == 2)
     }
 
+    /// xdp_pump (the in-kernel pump): a frame with the probe magic that is due is stamped and
+    /// broadcast (XDP_REDIRECT) and counted; a frame without the magic (anything else the stack
+    /// sends on the pump's veths) is dropped uncounted; once pump_control is set, every frame
+    /// is dropped and the pump stops.
+    @Test func pumpSendsOnlyItsOwnFramesAndStopsOnControl() throws {
+        let spec = TestFrameSpec(size: 60)
+        let obj = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: 7)) }
+        let prog = try obj.programFD("xdp_pump")
+        var frame = spec.bytes()
+        frame[Probe.offset] = UInt8(Probe.magic >> 8)
+        frame[Probe.offset + 1] = UInt8(Probe.magic & 0xff)
+        for expected in UInt32(0)..<2 {
+            let r = try ProgramTestRun.xdp(programFD: prog, packet: frame)
+            #expect(r.returnValue == 4)  // XDP_REDIRECT (broadcast to pump_ports)
+            let sequence = r.output[46..<50].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            #expect(sequence == expected && Array(r.output[44..<46]) == [0, 7])
+        }
+        let stranger = try ProgramTestRun.xdp(programFD: prog, packet: spec.bytes())  // no magic
+        #expect(stranger.returnValue == 1)  // XDP_DROP
+        let state = try BPFMap.lookup(fd: try obj.mapFD("gen_state"), key: 0, as: shunt_gen_state.self)
+        #expect(state.next_seq == 2)
+        try BPFMap.update(fd: try obj.mapFD("pump_control"), key: 0, value: UInt32(1))
+        #expect(try ProgramTestRun.xdp(programFD: prog, packet: frame).returnValue == 1)
+        #expect(try BPFMap.lookup(fd: try obj.mapFD("gen_state"), key: 0, as: shunt_gen_state.self).next_seq == 2)
+        #expect(try ProgramTestRun.xdp(programFD: try obj.programFD("xdp_pump_bounce"), packet: frame).returnValue == 3)
+    }
+
     /// xdp_gen over ranges: frame s carries flow s mod F (FlowSpace's mixed radix, as the ring
     /// engine writes it) with a valid IPv4 header checksum, fixed up per frame.
     @Test func genCyclesTheFlowsWithValidChecksums() throws {

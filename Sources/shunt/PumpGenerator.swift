@@ -1,0 +1,134 @@
+import ArgumentParser
+import CShunt
+import Glibc
+import ShuntBPF
+import ShuntRing
+import ShuntSystem
+import ShuntTraffic
+
+/// `shunt gen --engine pump`: frames generated inside the kernel without live frames
+/// (docs/design/0015-in-kernel-pump.md). A veth pair of its own (pump A <-> pump B, created here,
+/// deleted at the end) carries a few circulating frames: xdp_pump on pump B stamps each due
+/// frame with xdp_gen's schedule and broadcasts it to the generator port and round the loop
+/// again; xdp_pump_bounce on pump A sends everything back. The frames are injected once from
+/// user space (an AF_PACKET socket on pump A), so the pump runs in the veths' NAPI on the CPU
+/// this command runs on. Its counts (gen_state) are as exact as xdp_gen's: a frame is counted
+/// when it is handed to the generator port.
+extension Gen {
+    /// Frames kept circulating: enough that a lap's latency never leaves the schedule waiting.
+    static let pumpFrames = 64
+
+    func runPump(_ info: InterfaceInfo, spec: TestFrameSpec) throws -> [ThreadResult] {
+        let pair = try PumpPair.create()
+        defer { pair.delete() }
+        let object: BPFObject
+        var attachments: [XDPAttachment] = []
+        let stateFD: Int32, controlFD: Int32
+        do {
+            object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: UInt16(stream))) }
+            stateFD = try object.mapFD("gen_state")
+            controlFD = try object.mapFD("pump_control")
+            let share = share(0)
+            var state = shunt_gen_state()
+            state.limit = share.limit ?? 0
+            if let rate = share.rate {
+                let interval = FrameInterval(rate: rate)
+                state.interval_ns = interval.nanoseconds
+                state.interval_frac = interval.fraction
+            }
+            state.max_lag_ns = maxLagNs
+            try BPFMap.update(fd: stateFD, key: 0, value: state)
+            let ports = try object.mapFD("pump_ports")
+            try BPFMap.update(fd: ports, key: UInt32(info.index), value: UInt32(info.index))
+            try BPFMap.update(fd: ports, key: UInt32(pair.b), value: UInt32(pair.b))
+            try BPFMap.update(fd: try object.mapFD("pump_loop"), key: 0, value: UInt32(pair.b))
+            try BPFMap.update(fd: controlFD, key: 0, value: UInt32(0))
+            attachments.append(try object.attachXDP(program: "xdp_pump_bounce", ifindex: pair.a))
+            attachments.append(try object.attachXDP(program: "xdp_pump", ifindex: pair.b))
+            try pair.setUp()
+            // The pump takes only frames that carry the probe magic (nothing else the stack sends).
+            var frame = spec.bytes()
+            let offset = spec.isIPv6 ? Probe.offsetIPv6 : Probe.offset
+            frame[offset] = UInt8(Probe.magic >> 8)
+            frame[offset + 1] = UInt8(Probe.magic & 0xff)
+            try pair.inject(frame: frame, count: Self.pumpFrames)
+        } catch {
+            printError("shunt gen: --engine pump: \(error)")
+            throw ExitCode(2)
+        }
+        func readState() -> shunt_gen_state? { try? BPFMap.lookup(fd: stateFD, key: 0, as: shunt_gen_state.self) }
+        var stopped = false
+        while !stopped {
+            if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { break }
+            guard let s = readState(), s.next_seq > 0 else { continue }
+            if let limit = share(0).limit, s.next_seq >= limit { stopped = true }
+            if let deadline = deadline(first: s.first_ns), Sys.monotonicNanoseconds() >= deadline { stopped = true }
+            if s.last_ns > 0, Sys.monotonicNanoseconds() > s.last_ns + 2_000_000_000, rate == nil {
+                // Flat out and nothing sent for 2 s: the circulating frames were lost.
+                printError("shunt gen: --engine pump: the pump stopped (its frames were dropped on the way round)")
+                break
+            }
+        }
+        try? BPFMap.update(fd: controlFD, key: 0, value: UInt32(1))
+        Sys.sleep(nanoseconds: 20_000_000)  // the frames in flight finish their lap and are dropped
+        attachments.removeAll()
+        guard let s = readState() else {
+            printError("shunt gen: reading the state failed")
+            throw ExitCode(1)
+        }
+        withExtendedLifetime(object) {}
+        return [ThreadResult(sent: s.next_seq, firstNs: s.first_ns, lastNs: s.last_ns, lagSkips: s.lag_skips,
+                             skippedNs: s.skipped_ns, maxLagSeenNs: s.max_lag_seen_ns)]
+    }
+}
+
+/// The pump's veth pair: `shpmp<pid>a` <-> `shpmp<pid>b` in the current namespace. Pairs left by
+/// a generator that was killed are removed when the next pump starts.
+struct PumpPair {
+    let a: Int32
+    let b: Int32
+    let nameA: String
+
+    static func create() throws -> PumpPair {
+        var netlink = try NetlinkSocket(.route)
+        // Leftovers of killed pumps (their pid is gone).
+        for name in (try? Sys.directoryEntries("/sys/class/net")) ?? [] where name.hasPrefix("shpmp") && name.hasSuffix("a") {
+            guard let pid = Int32(name.dropFirst(5).dropLast()), kill(pid, 0) != 0, errno == ESRCH,
+                  let index = Sys.interfaceIndex(name) else { continue }
+            try? netlink.deleteLink(index: index)
+        }
+        let a = "shpmp\(getpid())a", b = "shpmp\(getpid())b"
+        try netlink.createVethPair(name: a, peer: b)
+        guard let ia = Sys.interfaceIndex(a), let ib = Sys.interfaceIndex(b) else {
+            throw SystemError(errno: ENODEV, call: "the pump's veth pair")
+        }
+        return PumpPair(a: ia, b: ib, nameA: a)
+    }
+
+    func setUp() throws {
+        // No IPv6 on the pump's veths: nothing but the injected frames should go round.
+        for name in [nameA, nameA.dropLast() + "b"] {
+            if let fd = try? Sys.open("/proc/sys/net/ipv6/conf/\(name)/disable_ipv6", flags: O_WRONLY) {
+                _ = try? "1".utf8CString.withUnsafeBytes { try Sys.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+                Sys.close(fd)
+            }
+        }
+        var netlink = try NetlinkSocket(.route)
+        try netlink.setLinkUp(index: a)
+        try netlink.setLinkUp(index: b)
+    }
+
+    /// Sends `count` copies of `frame` out of pump A; they arrive at pump B's XDP program.
+    func inject(frame: [UInt8], count: Int) throws {
+        let socket = try PacketSocket()
+        try Sys.bindPacket(socket.fd, ifindex: a, protocol: 0)  // protocol 0: send only
+        for _ in 0..<count {
+            _ = try frame.withUnsafeBytes { try Sys.sendFrame(socket.fd, $0) }
+        }
+    }
+
+    func delete() {
+        guard var netlink = try? NetlinkSocket(.route) else { return }
+        try? netlink.deleteLink(index: a)
+    }
+}
