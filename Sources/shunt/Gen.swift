@@ -13,9 +13,14 @@ import ShuntTraffic
 struct Gen: ParsableCommand {
     static let name = "gen"
     static let configuration = CommandConfiguration(
-        abstract: "Send UDP/IPv4 or UDP/IPv6 test frames out of an interface (XDP live frames, or a TPACKET TX ring).",
+        abstract: "Send UDP/IPv4 or UDP/IPv6 test frames out of an interface (XDP live frames, AF_XDP, a TPACKET TX ring, or an in-kernel pump).",
         discussion: """
-            One template frame (src 02:00:00:00:00:01 10.203.0.1:1024, dst --dst-mac \
+            Engines (--engine): auto (the default) takes the fastest one this kernel allows, \
+            probing XDP live frames first, then AF_XDP, then the ring, and says on stderr which \
+            and why; --list-engines prints what each can do. A named engine that cannot run \
+            here is one line and exit 2. pump is named only (docs/design/0015).
+
+            The xdp engine: one template frame (src 02:00:00:00:00:01 10.203.0.1:1024, dst --dst-mac \
             10.203.0.2:9, UDP checksum 0) is run through xdp_gen with BPF_PROG_TEST_RUN and \
             BPF_F_TEST_XDP_LIVE_FRAMES: every copy gets the stream id (--stream), a sequence \
             number and a send timestamp (struct shunt_probe) and leaves IF by XDP_TX. On a veth, \
@@ -340,7 +345,7 @@ struct Gen: ParsableCommand {
             "\"wall_s\":\(json(wall, 3))",
         ]
         if engine == .xdp { fields.append("\"batch_size\":\(effectiveBatchSize)") }
-        if engine == .pump { fields.append("\"pump_frames\":\(Self.pumpFrames)") }
+        if engine == .pump { fields += ["\"pump_frames\":\(Self.pumpFrames)", "\"pump_reinjections\":\(pumpReinjections)"] }
         if engine == .afxdp || engine == .ring { fields.append("\"tx_ring_full\":\(results.reduce(0) { $0 + $1.ringFull })") }
         if let mode = choice.xskMode {
             fields += ["\"xsk_mode\":\"\(mode.rawValue)\"", "\"tx_invalid\":\(choice.invalidDescriptors)"]

@@ -14,6 +14,9 @@ import ShuntTraffic
 /// user space (an AF_PACKET socket on pump A), so the pump runs in the veths' NAPI on the CPU
 /// this command runs on. Its counts (gen_state) are as exact as xdp_gen's: a frame is counted
 /// when it is handed to the generator port.
+/// Times the pump was given new frames because its circulation had stopped (for the report).
+nonisolated(unsafe) var pumpReinjections = 0
+
 extension Gen {
     /// Frames kept circulating: enough that a lap's latency never leaves the schedule waiting.
     static let pumpFrames = 64
@@ -24,6 +27,7 @@ extension Gen {
         let object: BPFObject
         var attachments: [XDPAttachment] = []
         let stateFD: Int32, controlFD: Int32
+        var template: [UInt8] = []
         do {
             object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: UInt16(stream))) }
             stateFD = try object.mapFD("gen_state")
@@ -46,29 +50,47 @@ extension Gen {
             attachments.append(try object.attachXDP(program: "xdp_pump_bounce", ifindex: pair.a))
             attachments.append(try object.attachXDP(program: "xdp_pump", ifindex: pair.b))
             try pair.setUp()
+            pair.waitForCarrier(timeoutNs: 1_000_000_000)
             // The pump takes only frames that carry the probe magic (nothing else the stack sends).
             var frame = spec.bytes()
             let offset = spec.isIPv6 ? Probe.offsetIPv6 : Probe.offset
             frame[offset] = UInt8(Probe.magic >> 8)
             frame[offset + 1] = UInt8(Probe.magic & 0xff)
             try pair.inject(frame: frame, count: Self.pumpFrames)
+            template = frame
         } catch {
             printError("shunt gen: --engine pump: \(error)")
             throw ExitCode(2)
         }
         func readState() -> shunt_gen_state? { try? BPFMap.lookup(fd: stateFD, key: 0, as: shunt_gen_state.self) }
-        var stopped = false
-        while !stopped {
+        // Watchdog: the circulating frames can be lost (a veth ring that was full, the links
+        // still coming up when they were injected). A pump that owes frames but has sent none for
+        // a while gets a new set; after a second of that with nothing sent at all it gives up.
+        let stallNs = max(50_000_000, rate.map { UInt64(3e9 / $0) } ?? 0)
+        var lastSeq: UInt64 = 0
+        var lastProgress = Sys.monotonicNanoseconds()
+        let started = lastProgress
+        var reinjections = 0
+        while true {
             if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { break }
-            guard let s = readState(), s.next_seq > 0 else { continue }
-            if let limit = share(0).limit, s.next_seq >= limit { stopped = true }
-            if let deadline = deadline(first: s.first_ns), Sys.monotonicNanoseconds() >= deadline { stopped = true }
-            if s.last_ns > 0, Sys.monotonicNanoseconds() > s.last_ns + 2_000_000_000, rate == nil {
-                // Flat out and nothing sent for 2 s: the circulating frames were lost.
-                printError("shunt gen: --engine pump: the pump stopped (its frames were dropped on the way round)")
-                break
+            guard let s = readState() else { continue }
+            let now = Sys.monotonicNanoseconds()
+            if let limit = share(0).limit, s.next_seq >= limit { break }
+            if s.next_seq > 0, let deadline = deadline(first: s.first_ns), now >= deadline { break }
+            if s.next_seq != lastSeq {
+                lastSeq = s.next_seq
+                lastProgress = now
+            } else if now - lastProgress > stallNs {
+                if s.next_seq == 0 && now - started > 1_000_000_000 {
+                    printError("shunt gen: --engine pump: no frame went round the pump's veth pair in 1 s (\(reinjections) re-injections)")
+                    break
+                }
+                try? pair.inject(frame: template, count: Self.pumpFrames)
+                reinjections += 1
+                lastProgress = now
             }
         }
+        pumpReinjections = reinjections
         try? BPFMap.update(fd: controlFD, key: 0, value: UInt32(1))
         Sys.sleep(nanoseconds: 20_000_000)  // the frames in flight finish their lap and are dropped
         attachments.removeAll()
@@ -124,6 +146,17 @@ struct PumpPair {
         try Sys.bindPacket(socket.fd, ifindex: a, protocol: 0)  // protocol 0: send only
         for _ in 0..<count {
             _ = try frame.withUnsafeBytes { try Sys.sendFrame(socket.fd, $0) }
+        }
+    }
+
+    /// Waits until both ends report carrier (frames sent before that are lost).
+    func waitForCarrier(timeoutNs: UInt64) {
+        let deadline = Sys.monotonicNanoseconds() + timeoutNs
+        let names = [nameA, String(nameA.dropLast()) + "b"]
+        while Sys.monotonicNanoseconds() < deadline {
+            let up = names.allSatisfy { (try? Sys.readWholeFile("/sys/class/net/\($0)/carrier")).map { $0.first == UInt8(ascii: "1") } ?? false }
+            if up { return }
+            Sys.sleep(nanoseconds: 1_000_000)
         }
     }
 
