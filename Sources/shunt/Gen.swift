@@ -182,7 +182,6 @@ struct Gen: ParsableCommand {
     }
 
     func validate() throws {
-        if portOption == nil && !listEngines { throw oneLineError(Self.name, "missing --port IF (the interface to send out of)") }
         if size != nil && imix { throw oneLineError(Self.name, "--imix sends its own sizes: give --imix or --size, not both") }
         if !TestFrameSpec.sizes.contains(frameSize) {
             throw oneLineError(Self.name, "--size must be between \(TestFrameSpec.sizes.lowerBound) and \(TestFrameSpec.sizes.upperBound) bytes (the frame without FCS), not \(frameSize)")
@@ -273,6 +272,8 @@ struct Gen: ParsableCommand {
     func run() throws {
         Sys.blockTerminationSignals()
         if listEngines { return try printEngines() }
+        // Checked here, not in validate(): ArgumentParser validates while it renders --help too.
+        if portOption == nil { throw oneLineError(Self.name, "missing --port IF (the interface to send out of)") }
         let info: InterfaceInfo
         do throws(RingSetupError) {
             info = try InterfaceInfo.lookup(self.port)
