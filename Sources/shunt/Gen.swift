@@ -387,14 +387,7 @@ extension Gen {
             for i in 0..<threads {
                 let object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: UInt16(stream + i))) }
                 let share = share(i)
-                var state = shunt_gen_state()
-                state.limit = share.limit ?? 0
-                if let rate = share.rate {
-                    let interval = FrameInterval(rate: rate)
-                    state.interval_ns = interval.nanoseconds
-                    state.interval_frac = interval.fraction
-                }
-                state.max_lag_ns = maxLagNs
+                let state = initialGenState(share)
                 let run = GenRun(programFD: try object.programFD("xdp_gen"), stateFD: try object.mapFD("gen_state"),
                                  frame: spec.bytes(), ifindex: info.index, batchSize: effectiveBatchSize, limit: share.limit)
                 try BPFMap.update(fd: run.stateFD, key: 0, value: state)
@@ -446,6 +439,19 @@ extension Gen {
         }
         withExtendedLifetime(objects) {}
         return results
+    }
+
+    /// xdp_gen's starting state for one thread's share: its frame limit and schedule.
+    func initialGenState(_ share: (limit: UInt64?, rate: Double?)) -> shunt_gen_state {
+        var state = shunt_gen_state()
+        state.limit = share.limit ?? 0
+        if let rate = share.rate {
+            let interval = FrameInterval(rate: rate)
+            state.interval_ns = interval.nanoseconds
+            state.interval_frac = interval.fraction
+        }
+        state.max_lag_ns = maxLagNs
+        return state
     }
 
     private func stopAndJoin(_ runs: [GenRun], _ workers: [WorkerThread]) {

@@ -32,15 +32,7 @@ extension Gen {
             object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: UInt16(stream))) }
             stateFD = try object.mapFD("gen_state")
             controlFD = try object.mapFD("pump_control")
-            let share = share(0)
-            var state = shunt_gen_state()
-            state.limit = share.limit ?? 0
-            if let rate = share.rate {
-                let interval = FrameInterval(rate: rate)
-                state.interval_ns = interval.nanoseconds
-                state.interval_frac = interval.fraction
-            }
-            state.max_lag_ns = maxLagNs
+            let state = initialGenState(share(0))
             try BPFMap.update(fd: stateFD, key: 0, value: state)
             let ports = try object.mapFD("pump_ports")
             try BPFMap.update(fd: ports, key: UInt32(info.index), value: UInt32(info.index))
