@@ -294,13 +294,14 @@ public final class XSKTransmitter {
     }
 
     /// Sends what is still queued and waits (up to `timeoutNs`) for the kernel to complete
-    /// every frame in flight; returns whether everything was sent.
-    public func drain(timeoutNs: UInt64) -> Bool {
+    /// every frame in flight; returns how many committed frames the kernel never took from the
+    /// TX ring (0 when everything was sent). Those are discarded when the socket closes.
+    public func drain(timeoutNs: UInt64) -> Int {
         let deadline = Sys.monotonicNanoseconds() + timeoutNs
         while true {
             let allTaken = flush()
-            if allTaken && inFlight == 0 { return true }
-            if Sys.monotonicNanoseconds() >= deadline { return false }
+            if allTaken && inFlight == 0 { return 0 }
+            if Sys.monotonicNanoseconds() >= deadline { return Int(txProducer &- txConsumerSeen) }
             Sys.sleep(nanoseconds: 50_000)
         }
     }

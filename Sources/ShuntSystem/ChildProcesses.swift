@@ -84,6 +84,13 @@ extension Sys {
         return .signaled(status & 0x7f)
     }
 
+    /// Whether a process `pid` exists (signal 0: nothing is sent; EPERM still means it exists).
+    @inline(never)
+    public static func processExists(_ pid: pid_t) -> Bool {
+        precondition(pid > 0, "process \(pid): a single process id")
+        return Glibc.kill(pid, 0) == 0 || Glibc.errno != ESRCH
+    }
+
     /// Sends `signal` to the one process `pid` (which must be a child this process started).
     @inline(never)
     public static func signal(_ pid: pid_t, _ signal: Int32) {

@@ -30,23 +30,24 @@ extension NetlinkSocket {
 
     /// RTM_NEWLINK on an existing interface: sets it up.
     public mutating func setLinkUp(index: Int32) throws(SystemError) {
-        var request = NetlinkRequest(type: UInt16(RTM_NEWLINK), summary: "RTM_NEWLINK ifindex \(index) up")
-        var header = ifinfomsg()
-        header.ifi_family = UInt8(AF_UNSPEC)
-        header.ifi_index = index
-        header.ifi_flags = UInt32(IFF_UP)
-        header.ifi_change = UInt32(IFF_UP)
-        request.appendHeader(header)
-        _ = try transact(request)
+        _ = try transact(Self.linkRequest(UInt16(RTM_NEWLINK), index: index, setFlags: UInt32(IFF_UP),
+                                          summary: "RTM_NEWLINK ifindex \(index) up"))
     }
 
     /// RTM_DELLINK (a veth takes its peer with it).
     public mutating func deleteLink(index: Int32) throws(SystemError) {
-        var request = NetlinkRequest(type: UInt16(RTM_DELLINK), summary: "RTM_DELLINK ifindex \(index)")
+        _ = try transact(Self.linkRequest(UInt16(RTM_DELLINK), index: index, setFlags: 0, summary: "RTM_DELLINK ifindex \(index)"))
+    }
+
+    /// A request about the interface `index` that sets `setFlags` (and changes only those).
+    private static func linkRequest(_ type: UInt16, index: Int32, setFlags: UInt32, summary: String) -> NetlinkRequest {
+        var request = NetlinkRequest(type: type, summary: summary)
         var header = ifinfomsg()
         header.ifi_family = UInt8(AF_UNSPEC)
         header.ifi_index = index
+        header.ifi_flags = setFlags
+        header.ifi_change = setFlags
         request.appendHeader(header)
-        _ = try transact(request)
+        return request
     }
 }

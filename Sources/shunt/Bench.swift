@@ -348,10 +348,8 @@ final class BenchRunner {
         let tag = String(format: "%04d", trialCount) + "-\(c.forwarder)-r\(repeatIndex)-\(c.frameSize)B-\(c.flows)f-\(kind)"
         let raw = context.raw
         let sinkOut = "\(raw)/\(tag).sink.out", sinkErr = "\(raw)/\(tag).sink.err"
-        let sink = try runtime.start(context.inNamespace(lab.sink, cpu: nil, [shunt, "sink", "--port", "sink0", "--json"]),
-                                     stdout: sinkOut, stderr: sinkErr)
+        let sink = try startSink(in: lab.sink, port: "sink0", stdout: sinkOut, stderr: sinkErr)
         defer { runtime.stop(sink, timeout: 5) }
-        try runtime.waitForLine(sinkOut, containing: "\"type\":\"ready\"", pid: sink, timeout: 20, what: "shunt sink", errorFile: sinkErr)
         // Mirror forwarders: a sink on each monitor port counts the copies, and the sessions'
         // counters are read before and after.
         var monitors: [(pid: pid_t, out: String, err: String)] = []
@@ -362,7 +360,7 @@ final class BenchRunner {
             let pid = try runtime.start(context.inNamespace(lab.mon, cpu: nil, [shunt, "sink", "--port", port, "--json"]),
                                         stdout: out, stderr: err)
             monitors.append((pid, out, err))
-            try runtime.waitForLine(out, containing: "\"type\":\"ready\"", pid: pid, timeout: 20, what: "shunt sink on \(port)", errorFile: err)
+            try waitUntilReceiving(pid, port: port, stdout: out, stderr: err)
         }
         let mirrorBefore = monitors.isEmpty ? nil : active?.mirrorCounters(context)
         var genArgs = [shunt, "gen", "--port", "gen0", "--engine", settings.generatorEngine, "--size", "\(c.frameSize - 4)", "--flows", "\(c.flows)",
@@ -418,15 +416,30 @@ final class BenchRunner {
                      mirrorDropped: mirror?.dropped, generatorEngine: g["engine"] as? String)
     }
 
+    /// `shunt sink --json` on `port` in `namespace`, returned once it says it is receiving
+    /// (stopped again if it does not).
+    private func startSink(in namespace: String, port: String, stdout: String, stderr: String) throws -> pid_t {
+        let pid = try runtime.start(context.inNamespace(namespace, cpu: nil, [shunt, "sink", "--port", port, "--json"]),
+                                    stdout: stdout, stderr: stderr)
+        do { try waitUntilReceiving(pid, port: port, stdout: stdout, stderr: stderr) } catch {
+            runtime.stop(pid, timeout: 5)
+            throw error
+        }
+        return pid
+    }
+
+    private func waitUntilReceiving(_ pid: pid_t, port: String, stdout: String, stderr: String) throws {
+        try runtime.waitForLine(stdout, containing: "\"type\":\"ready\"", pid: pid, timeout: 20, what: "shunt sink on \(port)",
+                                errorFile: stderr)
+    }
+
     /// The generator's ceiling for this run: `shunt gen` (auto) flat out for one trial of 64 B
     /// frames (2 s at most) into `shunt sink` on fwd0 (no forwarder yet), pinned as in the trials.
     private func calibrateGenerator() throws -> GeneratorCalibration {
         let raw = context.raw
         let sinkOut = "\(raw)/calibration.sink.out", sinkErr = "\(raw)/calibration.sink.err"
-        let sink = try runtime.start(context.inNamespace(lab.fwd, cpu: nil, [shunt, "sink", "--port", "fwd0", "--json"]),
-                                     stdout: sinkOut, stderr: sinkErr)
+        let sink = try startSink(in: lab.fwd, port: "fwd0", stdout: sinkOut, stderr: sinkErr)
         defer { runtime.stop(sink, timeout: 5) }
-        try runtime.waitForLine(sinkOut, containing: "\"type\":\"ready\"", pid: sink, timeout: 20, what: "shunt sink", errorFile: sinkErr)
         let genOut = "\(raw)/calibration.gen.out", genErr = "\(raw)/calibration.gen.err"
         let gen = try runtime.start(context.inNamespace(lab.gen, cpu: generatorCPU, [
             shunt, "gen", "--port", "gen0", "--engine", settings.generatorEngine, "--size", "60", "--duration", "\(min(settings.trialSeconds, 2))"]), stdout: genOut, stderr: genErr)

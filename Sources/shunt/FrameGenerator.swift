@@ -15,8 +15,9 @@ protocol FrameTransmitter: AnyObject {
     func commitSlot(length: Int)
     /// Hands everything queued to the kernel (one system call, or a few).
     func flushSlots()
-    /// Sends what is queued and waits until the kernel has taken it (at the end of a run).
-    func finish()
+    /// Sends what is queued and waits until the kernel has taken it (at the end of a run);
+    /// returns how many committed frames it never took (they were not sent).
+    func finish() -> Int
 }
 
 extension RingPort: FrameTransmitter {
@@ -27,7 +28,10 @@ extension RingPort: FrameTransmitter {
     }
     func commitSlot(length: Int) { tx.commit(length: length) }
     func flushSlots() { tx.flush(fd: fd) }
-    func finish() { tx.flush(fd: fd) }
+    func finish() -> Int {
+        tx.flush(fd: fd)
+        return 0
+    }
 }
 
 extension XSKTransmitter: FrameTransmitter {
@@ -39,7 +43,7 @@ extension XSKTransmitter: FrameTransmitter {
     }
     func commitSlot(length: Int) { commit(length: length) }
     func flushSlots() { flush() }
-    func finish() { _ = drain(timeoutNs: 1_000_000_000) }
+    func finish() -> Int { drain(timeoutNs: 1_000_000_000) }
 }
 
 /// The user-space generator engines (`shunt gen --engine ring|afxdp`): frames built in place in
@@ -145,7 +149,8 @@ struct FrameGenerator<Transmitter: FrameTransmitter> {
             schedule?.sent(written)
             if written > 0 { transmitter.flushSlots() }
         }
-        transmitter.finish()
+        // `sent` counts what the interface took: frames still queued after the drain were not.
+        r.sent -= UInt64(transmitter.finish())
         if let schedule {
             r.lagSkips = schedule.lagSkips
             r.skippedNs = schedule.skippedNs

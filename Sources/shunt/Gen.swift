@@ -43,8 +43,10 @@ struct Gen: ParsableCommand {
             so that --rate R --duration S sends R x S frames; only a frame later than --max-lag-us \
             moves the schedule up instead (lag_skips in the JSON). --max-lag-us 50 gives the \
             latency-friendly behaviour: never a burst, fewer frames when late. Rate ceilings \
-            (refused above; per thread): xdp 20 Mpps, ring 2 Mpps, about 1.5x what one CPU \
-            was measured to reach (13 and 0.8 Mpps; docs/design/0009).
+            (refused above; per thread): xdp and pump 20 Mpps, ring 2 Mpps, about 1.5x what one \
+            CPU was measured to reach with xdp and ring (13 and 0.8 Mpps; docs/design/0009); \
+            afxdp 3 Mpps, above copy mode's measured 0.95 so that zero-copy drivers are not \
+            held back (docs/design/0014).
 
             --threads N runs N senders, one per CPU at most (more is refused): thread i stamps \
             stream --stream + i, so the sink accounts each separately; --rate and --count are \
@@ -139,7 +141,8 @@ struct Gen: ParsableCommand {
     static let xdpLiveFrameMaximum = 3408
     /// The largest frame the afxdp engine sends: one aligned UMEM chunk (a page).
     static let afxdpFrameMaximum = 4096
-    /// Refused above (per thread): about 1.5x the measured single-CPU maximum of each engine.
+    /// Refused above (per thread): about 1.5x the measured single-CPU maximum of xdp and ring;
+    /// afxdp above its copy-mode maximum (0.95 Mpps measured), for zero-copy drivers.
     static func rateCeiling(_ engine: GenEngine) -> Double {
         switch engine {
         case .xdp, .auto, .pump: 20e6
@@ -302,7 +305,7 @@ struct Gen: ParsableCommand {
         let results: [ThreadResult]
         switch choice.engine {
         case .xdp: results = try runXDP(info, spec: spec)
-        case .pump: results = try runPump(info, spec: spec)
+        case .pump: (results, choice.pumpReinjections) = try runPump(info, spec: spec)
         case .afxdp(let transmitters): results = try runGenerators(transmitters, spec: spec, sizes: sizes)
         case .ring: results = try runRing(info, spec: spec, sizes: sizes)
         }
@@ -346,7 +349,7 @@ struct Gen: ParsableCommand {
             "\"wall_s\":\(json(wall, 3))",
         ]
         if engine == .xdp { fields.append("\"batch_size\":\(effectiveBatchSize)") }
-        if engine == .pump { fields += ["\"pump_frames\":\(Self.pumpFrames)", "\"pump_reinjections\":\(pumpReinjections)"] }
+        if engine == .pump { fields += ["\"pump_frames\":\(Self.pumpFrames)", "\"pump_reinjections\":\(choice.pumpReinjections)"] }
         if engine == .afxdp || engine == .ring { fields.append("\"tx_ring_full\":\(results.reduce(0) { $0 + $1.ringFull })") }
         if let mode = choice.xskMode {
             fields += ["\"xsk_mode\":\"\(mode.rawValue)\"", "\"tx_invalid\":\(choice.invalidDescriptors)"]

@@ -28,6 +28,8 @@ struct EngineChoice {
     var reason: String
     var xskMode: XSKBindMode? = nil
     var invalidDescriptors: UInt64 = 0
+    /// pump: times its circulation stopped and was given new frames.
+    var pumpReinjections = 0
 }
 
 extension Gen {

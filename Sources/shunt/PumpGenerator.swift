@@ -14,14 +14,13 @@ import ShuntTraffic
 /// user space (an AF_PACKET socket on pump A), so the pump runs in the veths' NAPI on the CPU
 /// this command runs on. Its counts (gen_state) are as exact as xdp_gen's: a frame is counted
 /// when it is handed to the generator port.
-/// Times the pump was given new frames because its circulation had stopped (for the report).
-nonisolated(unsafe) var pumpReinjections = 0
-
 extension Gen {
     /// Frames kept circulating: enough that a lap's latency never leaves the schedule waiting.
     static let pumpFrames = 64
 
-    func runPump(_ info: InterfaceInfo, spec: TestFrameSpec) throws -> [ThreadResult] {
+    /// The pump's result, and how often it was given new frames because its circulation had
+    /// stopped (`pump_reinjections` in the report).
+    func runPump(_ info: InterfaceInfo, spec: TestFrameSpec) throws -> (results: [ThreadResult], reinjections: Int) {
         let pair = try PumpPair.create()
         defer { pair.delete() }
         let object: BPFObject
@@ -63,6 +62,7 @@ extension Gen {
         var lastProgress = Sys.monotonicNanoseconds()
         let started = lastProgress
         var reinjections = 0
+        var neverStarted = false
         while true {
             if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { break }
             guard let s = readState() else { continue }
@@ -75,6 +75,7 @@ extension Gen {
             } else if now - lastProgress > stallNs {
                 if s.next_seq == 0 && now - started > 1_000_000_000 {
                     printError("shunt gen: --engine pump: no frame went round the pump's veth pair in 1 s (\(reinjections) re-injections)")
+                    neverStarted = true
                     break
                 }
                 try? pair.inject(frame: template, count: Self.pumpFrames)
@@ -82,7 +83,6 @@ extension Gen {
                 lastProgress = now
             }
         }
-        pumpReinjections = reinjections
         try? BPFMap.update(fd: controlFD, key: 0, value: UInt32(1))
         Sys.sleep(nanoseconds: 20_000_000)  // the frames in flight finish their lap and are dropped
         attachments.removeAll()
@@ -91,8 +91,9 @@ extension Gen {
             throw ExitCode(1)
         }
         withExtendedLifetime(object) {}
-        return [ThreadResult(sent: s.next_seq, firstNs: s.first_ns, lastNs: s.last_ns, lagSkips: s.lag_skips,
-                             skippedNs: s.skipped_ns, maxLagSeenNs: s.max_lag_seen_ns)]
+        if neverStarted { throw ExitCode(1) }
+        return ([ThreadResult(sent: s.next_seq, firstNs: s.first_ns, lastNs: s.last_ns, lagSkips: s.lag_skips,
+                              skippedNs: s.skipped_ns, maxLagSeenNs: s.max_lag_seen_ns)], reinjections)
     }
 }
 
@@ -102,12 +103,13 @@ struct PumpPair {
     let a: Int32
     let b: Int32
     let nameA: String
+    let nameB: String
 
     static func create() throws -> PumpPair {
         var netlink = try NetlinkSocket(.route)
         // Leftovers of killed pumps (their pid is gone).
         for name in (try? Sys.directoryEntries("/sys/class/net")) ?? [] where name.hasPrefix("shpmp") && name.hasSuffix("a") {
-            guard let pid = Int32(name.dropFirst(5).dropLast()), kill(pid, 0) != 0, errno == ESRCH,
+            guard let pid = Int32(name.dropFirst(5).dropLast()), pid > 0, !Sys.processExists(pid),
                   let index = Sys.interfaceIndex(name) else { continue }
             try? netlink.deleteLink(index: index)
         }
@@ -116,12 +118,12 @@ struct PumpPair {
         guard let ia = Sys.interfaceIndex(a), let ib = Sys.interfaceIndex(b) else {
             throw SystemError(errno: ENODEV, call: "the pump's veth pair")
         }
-        return PumpPair(a: ia, b: ib, nameA: a)
+        return PumpPair(a: ia, b: ib, nameA: a, nameB: b)
     }
 
     func setUp() throws {
         // No IPv6 on the pump's veths: nothing but the injected frames should go round.
-        for name in [nameA, nameA.dropLast() + "b"] {
+        for name in [nameA, nameB] {
             if let fd = try? Sys.open("/proc/sys/net/ipv6/conf/\(name)/disable_ipv6", flags: O_WRONLY) {
                 _ = try? "1".utf8CString.withUnsafeBytes { try Sys.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
                 Sys.close(fd)
@@ -144,7 +146,7 @@ struct PumpPair {
     /// Waits until both ends report carrier (frames sent before that are lost).
     func waitForCarrier(timeoutNs: UInt64) {
         let deadline = Sys.monotonicNanoseconds() + timeoutNs
-        let names = [nameA, String(nameA.dropLast()) + "b"]
+        let names = [nameA, nameB]
         while Sys.monotonicNanoseconds() < deadline {
             let up = names.allSatisfy { (try? Sys.readWholeFile("/sys/class/net/\($0)/carrier")).map { $0.first == UInt8(ascii: "1") } ?? false }
             if up { return }

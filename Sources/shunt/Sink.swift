@@ -91,29 +91,18 @@ struct Sink: ParsableCommand {
 
     func run() throws {
         Sys.blockTerminationSignals()
-        switch engine {
-        case .xdp:
-            let attached: XDPSink
-            do throws(XDPSinkAttachError) { attached = try attachXDP() } catch {
+        // Ring options name the ring engine under auto; otherwise the kernel counter where it attaches.
+        if engine == .ring || (engine == .auto && (ringVersion != nil || blockTimeoutMs != nil)) { return try runRing() }
+        var attached: XDPSink
+        do throws(XDPSinkAttachError) { attached = try attachXDP() } catch {
+            if engine == .xdp || error.fatal {
                 printError("shunt sink: \(error.message)")
                 throw ExitCode(2)
             }
-            try runXDP(attached)
-        case .ring: try runRing()
-        case .auto:
-            // Ring options name the ring engine; otherwise the kernel counter where it attaches.
-            if ringVersion != nil || blockTimeoutMs != nil { return try runRing() }
-            let attached: XDPSink
-            do throws(XDPSinkAttachError) { attached = try attachXDP() } catch {
-                if error.fatal {
-                    printError("shunt sink: \(error.message)")
-                    throw ExitCode(2)
-                }
-                printError("shunt sink: xdp_sink cannot attach to \(port) (\(error.message)); using the ring engine")
-                return try runRing()
-            }
-            try runXDP(attached)
+            printError("shunt sink: xdp_sink cannot attach to \(port) (\(error.message)); using the ring engine")
+            return try runRing()
         }
+        try runXDP(&attached)
     }
 
     private func emit(_ report: SinkReport) {
@@ -193,7 +182,8 @@ struct Sink: ParsableCommand {
     /// xdp_sink loaded and attached to the port, with its maps.
     private struct XDPSink {
         var object: BPFObject
-        var attachment: XDPAttachment
+        /// Set to nil to detach (the only reference: runXDP takes the sink inout).
+        var attachment: XDPAttachment?
         var countersFD: Int32
         var latencyFD: Int32
     }
@@ -217,9 +207,8 @@ struct Sink: ParsableCommand {
         }
     }
 
-    private func runXDP(_ sink: XDPSink) throws {
+    private func runXDP(_ sink: inout XDPSink) throws {
         let object = sink.object
-        var attachment: XDPAttachment? = sink.attachment
         let countersFD = sink.countersFD, latencyFD = sink.latencyFD
         if json {
             emitLine("{\"type\":\"ready\",\"engine\":\"xdp\",\"ring\":null,\"port\":\"\(port)\"}")
@@ -260,8 +249,7 @@ struct Sink: ParsableCommand {
                 nextStats = max(due + intervalNs, t + 1)
             }
         }
-        attachment = nil  // detach before the final reads: the counts no longer move
-        _ = attachment
+        sink.attachment = nil  // detach before the final reads: the counts no longer move
         let end = Sys.monotonicNanoseconds()
 
         let totals: shunt_sink_counters
