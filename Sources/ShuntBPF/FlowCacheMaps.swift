@@ -115,7 +115,7 @@ public final class FlowCacheProgram {
 
     /// Makes mirror group `group` (1...SHUNT_MIRROR_GROUPS) broadcast to exactly `ports` (Shunt
     /// port numbers given to `setPort`). Call it only while no installed entry uses the group.
-    public func setMirrorGroup(_ group: UInt32, ports: [UInt32]) throws {
+    public func setMirrorGroup(_ group: UInt32, ports: [UInt32]) throws(BPFError) {
         precondition(group >= 1 && group <= UInt32(SHUNT_MIRROR_GROUPS), "mirror groups are 1...\(SHUNT_MIRROR_GROUPS)")
         let fd = mirrorGroupFDs[Int(group) - 1]
         for old in mirrorGroupPorts[Int(group) - 1] where !ports.contains(old) {
@@ -149,7 +149,7 @@ public final class FlowCacheProgram {
 
     /// Installs (or replaces) the entry for `key`. Throws `BPFError.cacheFull` when the cache
     /// holds `maxEntries` other entries.
-    public func install(key: FlowKey, entry: shunt_cache_entry) throws {
+    public func install(key: FlowKey, entry: shunt_cache_entry) throws(BPFError) {
         var k = key.raw
         var v = entry
         let rc = bpf_map_update_elem(cacheFD, &k, &v, UInt64(BPF_ANY))
@@ -162,7 +162,7 @@ public final class FlowCacheProgram {
 
     /// Removes the entry for `key`; false when there was none.
     @discardableResult
-    public func remove(key: FlowKey) throws -> Bool {
+    public func remove(key: FlowKey) throws(BPFError) -> Bool {
         var k = key.raw
         if bpf_map_delete_elem(cacheFD, &k) == 0 { return true }
         let e = errno
@@ -171,7 +171,7 @@ public final class FlowCacheProgram {
     }
 
     /// The entry for `key`, counters as of now; nil when there is none.
-    public func lookup(key: FlowKey) throws -> shunt_cache_entry? {
+    public func lookup(key: FlowKey) throws(BPFError) -> shunt_cache_entry? {
         var k = key.raw
         var v = shunt_cache_entry()
         if bpf_map_lookup_elem(cacheFD, &k, &v) == 0 { return v }
@@ -364,13 +364,13 @@ public final class FlowCacheProgram {
     }
 
     /// `step` is built only after errno is read: building a string may change errno.
-    private static func check(_ rc: Int32, _ step: @autoclosure () -> String) throws {
+    private static func check(_ rc: Int32, _ step: @autoclosure () -> String) throws(BPFError) {
         guard rc != 0 else { return }
         let e = errno
         throw BPFError.libbpf(step: step(), errno: e)
     }
 
-    private static func checkDelete(_ rc: Int32, _ step: @autoclosure () -> String) throws {
+    private static func checkDelete(_ rc: Int32, _ step: @autoclosure () -> String) throws(BPFError) {
         guard rc != 0 else { return }
         let e = errno
         if e != ENOENT { throw BPFError.libbpf(step: "deleting \(step())", errno: e) }
@@ -383,3 +383,18 @@ extension shunt_fastpath_stats {
         withUnsafeBytes(of: self.drops) { $0.load(fromByteOffset: Int(reason.rawValue) * 8, as: UInt64.self) }
     }
 }
+
+/// The flow cache map as the kernel datapath (Sources/ShuntForwarder/KernelDatapath.swift)
+/// uses it: `FlowCacheProgram` in the forwarder, a dictionary in its unit tests. A lookup or
+/// removal of a key that is not there is nil / false, never an error: any error is a real
+/// failure the caller must count and retry.
+public protocol FlowCacheMap: AnyObject {
+    func install(key: FlowKey, entry: shunt_cache_entry) throws(BPFError)
+    func remove(key: FlowKey) throws(BPFError) -> Bool
+    func lookup(key: FlowKey) throws(BPFError) -> shunt_cache_entry?
+    /// Every entry; `body` must not touch the map.
+    func forEachEntry(_ body: (FlowKey, shunt_cache_entry) throws -> Void) throws
+    func setMirrorGroup(_ group: UInt32, ports: [UInt32]) throws(BPFError)
+}
+
+extension FlowCacheProgram: FlowCacheMap {}

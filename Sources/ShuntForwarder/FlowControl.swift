@@ -180,7 +180,7 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         var fastPorts: [PortCounters]? = nil
         if datapath.kernel != nil, let s = forwarder.fastPathStats() {
             fastPorts = Forwarder.fastPathPortCounters(s, ports: forwarder.portNames.count)
-            let (k, entries) = datapath.kernelCounters()
+            let (k, entries) = datapath.kernel!.counters()
             var kp = PathCounters()
             kp.fastPathHits = s.hits
             kp.slowPathPackets = s.misses &+ s.userspace
@@ -203,7 +203,7 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             kernelExtra = [
                 "\"hit_bytes\":\(s.hit_bytes)", "\"misses\":\(s.misses)", "\"userspace\":\(s.userspace)",
                 "\"malformed\":\(s.malformed)", "\"not_a_port\":\(s.not_a_port)", "\"redirect_errors\":\(s.redirect_errors)",
-                "\"cache_full\":\(k.cacheFull)", "\"install_errors\":\(k.installErrors)",
+                "\"cache_full\":\(k.cacheFull)", "\"install_errors\":\(k.installErrors)", "\"map_errors\":\(k.mapErrors)",
                 "\"revalidation_changes\":\(k.revalidationChanges)", "\"drops\":{" + drops.joined(separator: ",") + "}",
             ]
             let dropSummary = dropText.isEmpty ? "0" : dropText.joined(separator: ", ")
@@ -211,7 +211,8 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             lines += "malformed \(s.malformed), redirect errors \(s.redirect_errors), drops \(dropSummary)\n"
             lines += "    cache: \(entries) entries (limit \(datapath.config.cacheSize)), upcalls \(k.upcalls) "
             lines += "(avg \(JSON.number(kp.averageUpcallMicroseconds)) us), lost upcalls \(k.lostUpcalls) (cache full \(k.cacheFull)), "
-            lines += "revalidations \(k.revalidations) (changed \(k.revalidationChanges)), expirations \(k.expirations)\n"
+            lines += "revalidations \(k.revalidations) (changed \(k.revalidationChanges)), expirations \(k.expirations)"
+            lines += (k.mapErrors > 0 ? ", map errors \(k.mapErrors) (retried)" : "") + "\n"
             kernelText = lines
             total.fastPathHits = kp.fastPathHits
             total.upcalls = kp.upcalls
@@ -269,10 +270,10 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
     /// XDP datapath: `,"fast_path":{...}` for a tunnel port: whether the kernel encapsulates
     /// for it, and what it decapsulated (rx) and encapsulated (tx) for it so far.
     private func tunnelFastPathJSON(_ t: TunnelPort, datapath: FlowDatapath, counters: [PortCounters]?) -> String {
-        guard datapath.kernel != nil else { return "" }
+        guard let kernel = datapath.kernel else { return "" }
         let p = Int(t.port) - 1
         let c = counters.flatMap { p < $0.count ? $0[p] : nil } ?? PortCounters()
-        let encapsulates = t.port < 64 && datapath.kernelTunnelPorts & (1 << UInt64(t.port)) != 0
+        let encapsulates = t.port < 64 && kernel.tunnelPorts & (1 << UInt64(t.port)) != 0
         return ",\"fast_path\":{\"encapsulates\":\(encapsulates),\"rx_packets\":\(c.rxPackets),\"tx_packets\":\(c.txPackets)}"
     }
 
@@ -289,8 +290,8 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         let nowNs = Sys.monotonicNanoseconds()
         var items: [String] = []
         var lines: [String] = []
-        if datapath.kernel != nil {
-            for (key, entry) in datapath.dumpKernelCache() {
+        if let kernel = datapath.kernel {
+            for (key, entry) in kernel.dump() {
                 let actions = FlowCacheProgram.actions(of: entry)
                 let idleMs = nowNs > entry.last_used_ns ? (nowNs - entry.last_used_ns) / 1_000_000 : 0
                 let userspace = entry.flags & UInt32(SHUNT_CACHE_USERSPACE) != 0

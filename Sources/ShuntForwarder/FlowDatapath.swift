@@ -37,44 +37,6 @@ public struct FlowEditError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// What happened to a kernel cache install a worker asked for.
-enum InstallOutcome {
-    case installed, alreadyInstalled, overBudget, cacheFull, failed
-    /// Translated under flow tables that have changed since: not installed (the revalidator
-    /// would have to fix it); the packet is still forwarded.
-    case stale
-}
-
-/// Counters of the XDP datapath's control side (installs, revalidation), guarded by its lock.
-struct KernelPathCounters {
-    var upcalls: UInt64 = 0
-    var lostUpcalls: UInt64 = 0
-    var cacheFull: UInt64 = 0
-    var installErrors: UInt64 = 0
-    var upcallNs: UInt64 = 0
-    var revalidations: UInt64 = 0
-    var revalidationChanges: UInt64 = 0
-    var expirations: UInt64 = 0
-}
-
-/// One entry this process installed in the kernel flow cache.
-struct InstalledFlow {
-    var actions: [DatapathAction]
-    var dropReason: DropReason?
-    var ruleIDs: [UInt32]
-    var usedNormal: Bool
-    /// Who copies this flow's packets for the mirror sessions (the slow path, or the kernel
-    /// by a broadcast over `mirrorGroup`).
-    var mirror: KernelMirrorPlan = .none
-    var mirrorGroup: UInt32 = 0
-    /// Written into the kernel entry (`install_tag`): a counter read belongs to this
-    /// installation only if the tags match (a walk outside the lock may see an older one).
-    var tag: UInt16
-    /// The entry's kernel counters when last read; deltas are credited to the rules.
-    var seenPackets: UInt64 = 0
-    var seenBytes: UInt64 = 0
-}
-
 /// The flow tables and the caches in front of them, shared by the workers, the revalidator and
 /// the control socket.
 ///
@@ -87,13 +49,10 @@ public final class FlowDatapath: @unchecked Sendable {
     public let portCount: Int
     public let macTable: MACLearningTable
     public let ruleCounters: RuleCounters
-    let kernel: FlowCacheProgram?
+    /// The kernel flow cache (XDP datapath); nil on the afpacket datapath.
+    let kernel: KernelDatapath?
     /// The mirror sessions (Mirrors.swift).
     public let mirrors: MirrorRegistry
-    /// The tunnel ports the kernel encapsulates for (bit n: port n); see KernelState.
-    let kernelTunnelPorts: UInt64
-    /// Ports above this are tunnel ports (see KernelState).
-    let kernelPortLimit: UInt32
 
     struct ControlState {
         var tables: FlowTables
@@ -101,90 +60,34 @@ public final class FlowDatapath: @unchecked Sendable {
         var generation: UInt64
     }
 
-    struct KernelState {
-        var installed: [FlowKey: InstalledFlow] = [:]
-        var tokens: Double
-        var lastRefillNs: UInt64
-        var counters = KernelPathCounters()
-        var nextTag: UInt16 = 1
-        /// Outputs to ports above this (tunnel ports) are executed by the kernel only for the
-        /// tunnels in `kernelTunnelPorts` (bit n: port n).
-        var kernelPortLimit: UInt32 = .max
-        var kernelTunnelPorts: UInt64 = 0
-        /// The fast path's mirror groups: destination set (sorted port numbers) -> group.
-        var mirrorGroups: [[UInt32]: UInt32] = [:]
-
-        /// A kernel entry for `actions`, tagged for this installation, and its mirror group.
-        mutating func entry(actions: [DatapathAction], dropReason: DropReason?,
-                            mirror: KernelMirrorPlan = .none,
-                            kernel: FlowCacheProgram? = nil) -> (shunt_cache_entry, UInt16, UInt32) {
-            var flags: UInt32 = 0
-            var group: UInt32 = 0
-            var sessions: UInt64 = 0
-            switch mirror {
-            case .none: break
-            case .userspace: flags = UInt32(SHUNT_CACHE_USERSPACE)
-            case .kernel(let ports, let slots):
-                if FlowCacheProgram.kernelCanExecute(actions, portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts),
-                   let kernel, let g = mirrorGroup(ports, kernel: kernel) {
-                    group = g
-                    sessions = slots
-                } else {
-                    flags = UInt32(SHUNT_CACHE_USERSPACE)
-                }
-            }
-            var e = FlowCacheProgram.entry(actions: actions, dropReason: dropReason ?? .flowDrop, flags: flags,
-                                           portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts,
-                                           mirrorGroup: group, mirrorSessions: sessions)
-            let tag = nextTag
-            nextTag &+= 1
-            e.install_tag = tag
-            return (e, tag, group)
-        }
-
-        /// The group broadcasting to `ports`, filled in the kernel if new; nil when all
-        /// SHUNT_MIRROR_GROUPS are in use by installed entries (the flow stays in the slow path).
-        mutating func mirrorGroup(_ ports: [UInt32], kernel: FlowCacheProgram) -> UInt32? {
-            if let g = mirrorGroups[ports] { return g }
-            var used = Set(mirrorGroups.values)
-            if used.count >= Int(SHUNT_MIRROR_GROUPS) {
-                // Forget the groups no installed entry uses any more.
-                let inUse = Set(installed.values.map(\.mirrorGroup))
-                mirrorGroups = mirrorGroups.filter { inUse.contains($0.value) }
-                used = Set(mirrorGroups.values)
-            }
-            guard let g = (1...UInt32(SHUNT_MIRROR_GROUPS)).first(where: { !used.contains($0) }) else { return nil }
-            do { try kernel.setMirrorGroup(g, ports: ports) } catch { return nil }
-            mirrorGroups[ports] = g
-            return g
-        }
-    }
-
     private let generationWord: UnsafeMutablePointer<UInt64>
     private let control: Mutex<ControlState>
-    let kernelState: Mutex<KernelState>
 
     /// - Parameters:
-    ///   - writers: rule counter rows: one per worker plus one for the revalidator.
+    ///   - writers: rule counter rows: one per worker plus one for the revalidator (the last,
+    ///     which the kernel datapath credits).
+    ///   - kernel: the XDP flow cache program, on the XDP datapath.
+    ///   - kernelPortLimit: ports above this are tunnel ports; the kernel outputs to those in
+    ///     `kernelTunnelPorts` (bit n: port n) only.
     init(config: FlowDatapathConfig, ports: [String], tables: FlowTables, writers: Int,
-         macTable: MACLearningTable, kernel: FlowCacheProgram?, kernelPortLimit: UInt32 = .max,
+         macTable: MACLearningTable, kernel: (any FlowCacheMap)?, kernelPortLimit: UInt32 = .max,
          kernelTunnelPorts: UInt64 = 0, underlays: Set<UInt32> = []) {
         self.config = config
         portNames = PortNames(ports, notSwitched: underlays)
         portCount = ports.count
         self.macTable = macTable
-        self.kernel = kernel
-        self.kernelTunnelPorts = kernelTunnelPorts
-        self.kernelPortLimit = kernelPortLimit
-        ruleCounters = RuleCounters(writers: writers, maxRules: config.maxFlows)
-        mirrors = MirrorRegistry(portCount: ports.count)
+        let ruleCounters = RuleCounters(writers: writers, maxRules: config.maxFlows)
+        self.ruleCounters = ruleCounters
+        let mirrors = MirrorRegistry(portCount: ports.count)
+        self.mirrors = mirrors
+        self.kernel = kernel.map {
+            KernelDatapath(map: $0, mirrors: mirrors, ruleCounters: ruleCounters, counterRow: writers - 1, config: config,
+                           portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts)
+        }
         let pipeline = Pipeline(tables, ports: portNames)
         control = Mutex(ControlState(tables: tables, pipeline: pipeline, generation: 1))
         generationWord = .allocate(capacity: 1)
         generationWord.initialize(to: 1)
-        kernelState = Mutex(KernelState(tokens: Double(config.upcallBudgetPerSecond),
-                                        lastRefillNs: Sys.monotonicNanoseconds(), kernelPortLimit: kernelPortLimit,
-                                        kernelTunnelPorts: kernelTunnelPorts))
     }
 
     deinit { generationWord.deallocate() }
@@ -226,59 +129,19 @@ public final class FlowDatapath: @unchecked Sendable {
 
     // MARK: The kernel cache (XDP datapath)
 
-    /// Installs the translation of `key` in the kernel cache, within the upcall budget.
-    /// `generation` and `macChanges` are the flow tables' generation and the MAC table's change
-    /// count the translation used: a translation from older state is not installed, because
-    /// the revalidator may already have passed.
-    func offerInstall(key: FlowKey, actions: [DatapathAction], dropReason: DropReason?, ruleIDs: [UInt32],
-                      usedNormal: Bool, generation: UInt64, macChanges: UInt64, translateNs: UInt64) -> InstallOutcome {
+    /// The state translations are made from now.
+    var basis: TranslationBasis {
+        TranslationBasis(flows: generation, macChanges: macTable.changeCount, mirrors: mirrors.generation)
+    }
+
+    /// Installs `plan` in the kernel cache, unless the state it was translated from has moved
+    /// on (the revalidator may already have passed) or the budget or the cache is exhausted.
+    func install(_ plan: InstallPlan, translateNs: UInt64) -> InstallOutcome {
         guard let kernel else { return .failed }
-        return kernelState.withLock { state in
-            if state.installed[key] != nil { return .alreadyInstalled }
-            if generation != self.generation || (usedNormal && macChanges != macTable.changeCount) { return .stale }
-            // Read the clock under the lock: a reading taken before another worker's refill
-            // would run the bucket backwards.
-            let now = Sys.monotonicNanoseconds()
-            let budget = Double(config.upcallBudgetPerSecond)
-            let elapsed = now > state.lastRefillNs ? now - state.lastRefillNs : 0
-            state.tokens = min(budget, state.tokens + Double(elapsed) * budget / 1e9)
-            state.lastRefillNs = max(state.lastRefillNs, now)
-            guard state.tokens >= 1 else {
-                state.counters.lostUpcalls += 1
-                return .overBudget
-            }
-            guard state.installed.count < config.cacheSize else {
-                state.counters.lostUpcalls += 1
-                state.counters.cacheFull += 1
-                return .cacheFull
-            }
-            state.tokens -= 1
-            let mirror = mirrors.kernelPlan(flow: key, actions: actions, portLimit: state.kernelPortLimit)
-            let (entry, tag, group) = state.entry(actions: actions, dropReason: dropReason, mirror: mirror, kernel: kernel)
-            do {
-                try kernel.install(key: key, entry: entry)
-            } catch {
-                state.counters.lostUpcalls += 1
-                state.counters.installErrors += 1
-                return .failed
-            }
-            state.installed[key] = InstalledFlow(actions: actions, dropReason: dropReason, ruleIDs: ruleIDs,
-                                                 usedNormal: usedNormal, mirror: mirror, mirrorGroup: group, tag: tag)
-            state.counters.upcalls += 1
-            state.counters.upcallNs &+= translateNs &+ (Sys.monotonicNanoseconds() &- now)
-            return .installed
+        return kernel.install(plan, translateNs: translateNs) {
+            let now = basis
+            return plan.basis.flows == now.flows && plan.basis.mirrors == now.mirrors
+                && (!plan.translation.usedNormal || plan.basis.macChanges == now.macChanges)
         }
-    }
-
-    /// The kernel cache entries, for `shunt ctl dump-cache`.
-    func dumpKernelCache() -> [(key: FlowKey, entry: shunt_cache_entry)] {
-        guard let kernel else { return [] }
-        var out: [(FlowKey, shunt_cache_entry)] = []
-        try? kernel.forEachEntry { key, entry in out.append((key, entry)) }
-        return out
-    }
-
-    func kernelCounters() -> (KernelPathCounters, entries: Int) {
-        kernelState.withLock { ($0.counters, $0.installed.count) }
     }
 }

@@ -320,17 +320,11 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         flowCounters.add(.translationNs, translateNs)
         var flags: ExactMatchCache.Flags = translation.usedNormal ? [.usedNormal] : []
         // The kernel passes malformed frames up without a lookup: no entry for their keys.
-        if installable {
+        if installable, let kernel = datapath.kernel {
+            let plan = kernel.plan(key, translation, mirrors: mirrors.active ? mirrors.table : nil, basis: basis)
             // A flow whose copies the kernel cannot make stays in the slow path, which makes them.
-            if FlowCacheProgram.kernelCanExecute(translation.actions, portLimit: UInt32(ports.count),
-                                                 tunnelPorts: datapath.kernelTunnelPorts)
-                && !(mirrors.active && mirrors.table.kernelPlan(flow: key, actions: translation.actions,
-                                                                portLimit: datapath.kernelPortLimit) == .userspace) {
-                flags.insert(.kernelExecutable)
-            }
-            switch datapath.offerInstall(key: key, actions: translation.actions, dropReason: translation.dropReason,
-                                         ruleIDs: translation.ruleIDs, usedNormal: translation.usedNormal,
-                                         generation: pipelineGeneration, macChanges: macChanges, translateNs: translateNs) {
+            if plan.kernelExecutes { flags.insert(.kernelExecutable) }
+            switch datapath.install(plan, translateNs: translateNs) {
             case .installed, .alreadyInstalled: flags.insert(.inKernel)
             // Counted as lost upcalls by the datapath; a stale one is simply not installed.
             case .overBudget, .cacheFull, .failed, .stale: break
@@ -360,19 +354,25 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
 
     /// A cached flow that could not be installed earlier (over budget): try again.
     private func retryInstall(slot: Int) {
+        guard let kernel = datapath.kernel else { return }
         let key = emc.key(slot)
         var actions: [DatapathAction] = []
         for i in 0..<emc.actionCount(slot) {
             if let a = DatapathAction(abi: emc.action(slot, i)) { actions.append(a) }
         }
-        let rules = (0..<emc.ruleCount(slot)).map { emc.ruleID(slot, $0) }
-        let usedNormal = emc.flags(slot).contains(.usedNormal)
-        switch datapath.offerInstall(key: key, actions: actions, dropReason: emc.dropReason(slot), ruleIDs: rules,
-                                     usedNormal: usedNormal, generation: pipelineGeneration, macChanges: macChanges,
-                                     translateNs: 0) {
+        let translation = Translation(actions: actions, dropReason: emc.dropReason(slot), dependencies: FlowKey(),
+                                      ruleIDs: (0..<emc.ruleCount(slot)).map { emc.ruleID(slot, $0) },
+                                      usedNormal: emc.flags(slot).contains(.usedNormal))
+        let plan = kernel.plan(key, translation, mirrors: mirrors.active ? mirrors.table : nil, basis: basis)
+        switch datapath.install(plan, translateNs: 0) {
         case .installed, .alreadyInstalled: emc.setFlags(slot, emc.flags(slot).union(.inKernel))
         case .overBudget, .cacheFull, .failed, .stale: break
         }
+    }
+
+    /// The state this worker's translations come from.
+    private var basis: TranslationBasis {
+        TranslationBasis(flows: pipelineGeneration, macChanges: macChanges, mirrors: mirrors.generation)
     }
 
     /// Executes a flat action list on one received frame.

@@ -100,6 +100,8 @@ public final class Forwarder {
     public let macTable: MACLearningTable?
     /// Flow mode: the tables and caches.
     public let flowDatapath: FlowDatapath?
+    /// XDP datapath: the loaded flow cache program (its counters, attachments).
+    private let fastPath: FlowCacheProgram?
     private let revalidator: Revalidator?
     /// Flow mode: the mirror sessions.
     public private(set) var mirrorControl: MirrorControl? = nil
@@ -209,12 +211,14 @@ public final class Forwarder {
         case .xconnect:
             macTable = nil
             flowDatapath = nil
+            fastPath = nil
             revalidator = nil
             workers = (0..<config.workers).map { Worker(index: $0, ports: rings[$0], stage: CrossConnect(), idle: config.idle) }
         case .normal:
             let table = MACLearningTable(capacity: config.macTableSize, agingMs: config.macAgingMs)
             macTable = table
             flowDatapath = nil
+            fastPath = nil
             revalidator = nil
             workers = (0..<config.workers).map {
                 Worker(index: $0, ports: rings[$0], stage: LearningSwitch(table: table), idle: config.idle)
@@ -245,6 +249,7 @@ public final class Forwarder {
                                         kernelTunnelPorts: kernel == nil ? 0 : TunnelFastPath.kernelTunnelPorts(tunnels),
                                         underlays: Set(tunnels.map(\.underlayPort)))
             flowDatapath = datapath
+            fastPath = kernel
             mirrorControl = MirrorControl(
                 registry: datapath.mirrors, ports: datapath.portNames, interfaceCount: infos.count, tunnels: tunnels,
                 workers: config.workers,
@@ -255,15 +260,14 @@ public final class Forwarder {
             workers = (0..<config.workers).map {
                 FlowWorker(index: $0, ports: rings[$0], datapath: datapath, idle: config.idle, tunnels: tunnelRuntime)
             }
-            if let kernel {
+            if let kernel, let kernelPath = datapath.kernel {
                 var tunnelFastPath: TunnelFastPath? = nil
                 if let tunnelRuntime {
                     do { tunnelFastPath = try TunnelFastPath(kernel: kernel, runtime: tunnelRuntime) } catch {
                         throw .xdp("writing the tunnel ports into the XDP fast path failed: \(error)")
                     }
                 }
-                revalidator = Revalidator(datapath: datapath, kernel: kernel, counterRow: config.workers,
-                                          tunnels: tunnelFastPath)
+                revalidator = Revalidator(datapath: datapath, kernel: kernelPath, tunnels: tunnelFastPath)
                 // Attach last: until now every frame went to the rings (the slow path).
                 for info in infos {
                     do {
@@ -326,7 +330,7 @@ public final class Forwarder {
     var flowWorkers: [FlowWorker] { workers.compactMap { $0 as? FlowWorker } }
 
     /// Brings the rules' counters up to date with the kernel cache's (XDP datapath).
-    func creditKernelCounters() { revalidator?.creditCounters() }
+    func creditKernelCounters() { flowDatapath?.kernel?.creditCounters() }
 
     /// The per-port part of the fast path's counters, as port counters (index = port - 1).
     static func fastPathPortCounters(_ s: shunt_fastpath_stats, ports: Int) -> [PortCounters] {
@@ -353,7 +357,7 @@ public final class Forwarder {
     }
 
     /// Kernel fast-path counters summed over CPUs (XDP datapath).
-    func fastPathStats() -> shunt_fastpath_stats? { try? flowDatapath?.kernel?.stats() }
+    func fastPathStats() -> shunt_fastpath_stats? { try? fastPath?.stats() }
 
     /// Starts one thread per worker.
     public func start() throws(ForwarderError) {

@@ -394,7 +394,4 @@ public final class MirrorRegistry: @unchecked Sendable {
         table.withLock { $0.isEmpty ? false : $0.selects(flow: key, actions: actions) }
     }
 
-    func kernelPlan(flow key: FlowKey, actions: [DatapathAction], portLimit: UInt32) -> KernelMirrorPlan {
-        table.withLock { $0.isEmpty ? .none : $0.kernelPlan(flow: key, actions: actions, portLimit: portLimit) }
-    }
 }
