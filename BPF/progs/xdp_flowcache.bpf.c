@@ -5,7 +5,7 @@
  * (struct shunt_flow_key), look it up in flow_cache and, on a hit, execute the entry's actions
  * and redirect the frame to the output port through the tx_ports DEVMAP. Everything else goes
  * up to the Swift slow path with XDP_PASS (a miss becomes an upcall there). VXLAN tunnel ports
- * (shunt_vxlan.h): frames for a tunnel on its underlay are looked up by their inner key and
+ * (tunnel.h): frames for a tunnel on its underlay are looked up by their inner key and
  * stripped on a hit; an output to a tunnel port is encapsulated and sent on the underlay.
  *
  * The parser must produce byte-identical keys to ShuntCore/FlowKeyExtractor.swift; the rules
@@ -27,6 +27,8 @@
  */
 #include "compiler.h"
 #include "shunt_abi.h"
+#include "maps.h"
+#include "tunnel.h"
 #include <linux/if_ether.h>
 #include <linux/in.h>
 
@@ -38,75 +40,6 @@
 #define NEXTHDR_FRAGMENT 44
 #define NEXTHDR_DEST 60
 #define PROTO_ICMPV6 58
-
-/* Resized from userspace (bpf_map__set_max_entries) before load. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct shunt_flow_key);
-	__type(value, struct shunt_cache_entry);
-} flow_cache SEC(".maps");
-
-/* ifindex -> Shunt port number (from 1; 0: not a port), for ifindexes below
- * SHUNT_PORT_ARRAY_SIZE: an array lookup the verifier inlines, cheaper than a hash per packet. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SHUNT_PORT_ARRAY_SIZE);
-	__type(key, __u32);
-	__type(value, __u32);
-} port_by_ifindex SEC(".maps");
-
-/* ifindex -> Shunt port number, for larger ifindexes. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SHUNT_MAX_PORTS);
-	__type(key, __u32);
-	__type(value, __u32);
-} port_of_ifindex SEC(".maps");
-
-/* Shunt port number -> device, the targets of bpf_redirect_map. */
-struct {
-	__uint(type, BPF_MAP_TYPE_DEVMAP);
-	__uint(max_entries, SHUNT_MAX_PORTS + 1);
-	__type(key, __u32);
-	__type(value, struct bpf_devmap_val);
-} tx_ports SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct shunt_fastpath_stats);
-} fastpath_stats SEC(".maps");
-
-/* Port mirroring (docs/design/0012-port-mirroring.md): a cache entry with mirror_group g
- * leaves by a broadcast over mirror_group_g, which holds the flow's output port and the
- * analysis ports (Shunt port -> device, as tx_ports). bpf_redirect_map takes its map as a
- * constant, hence one map per group and a switch. */
-#define MIRROR_GROUP_MAP(n)                                      \
-	struct {                                                 \
-		__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);          \
-		__uint(max_entries, SHUNT_MAX_PORTS + 1);        \
-		__type(key, __u32);                              \
-		__type(value, struct bpf_devmap_val);            \
-	} mirror_group_##n SEC(".maps")
-MIRROR_GROUP_MAP(1);
-MIRROR_GROUP_MAP(2);
-MIRROR_GROUP_MAP(3);
-MIRROR_GROUP_MAP(4);
-MIRROR_GROUP_MAP(5);
-MIRROR_GROUP_MAP(6);
-MIRROR_GROUP_MAP(7);
-MIRROR_GROUP_MAP(8);
-_Static_assert(SHUNT_MIRROR_GROUPS == 8, "one mirror_group_N map per group");
-
-/* By mirror session slot: the copies made here (bit s of an entry's mirror_sessions). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SHUNT_MIRROR_SLOTS);
-	__type(key, __u32);
-	__type(value, struct shunt_mirror_counters);
-} mirror_stats SEC(".maps");
 
 /* XDP_REDIRECT, or XDP_PASS for a group that does not exist. A broadcast records the map
  * only: the copies are made after the program returns, from the frame as it is then. */
@@ -148,8 +81,6 @@ static __always_inline void count_mirrors(__u64 sessions, __u64 len)
 }
 
 enum { PARSE_OK = 0, PARSE_MALFORMED = 1 };
-
-#include "shunt_vxlan.h"
 
 static __always_inline int is_vlan_tpid(__be16 type)
 {

@@ -1,43 +1,21 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * shunt_vxlan.h: VXLAN encapsulation and decapsulation for xdp_flowcache (the fast path of
- * tunnel ports, docs/design/0013-vxlan-fast-path.md). Included by xdp_flowcache.bpf.c only,
- * after compiler.h and shunt_abi.h.
+ * tunnel.h: VXLAN encapsulation and decapsulation for xdp_flowcache (the fast path of
+ * tunnel ports, docs/design/0013-vxlan-fast-path.md); its maps are in maps.h.
  *
  * The outer header must be byte for byte what ShuntCore's VXLAN.writeOuterHeader writes for
  * the same packet (a BPF_PROG_TEST_RUN test compares them). The one field that differs by
  * design is the IPv4 identification of frames without DF: random here, a per-worker counter
  * in Swift (with DF it is 0 in both).
  */
-#ifndef __SHUNT_VXLAN_H
-#define __SHUNT_VXLAN_H
+#ifndef __SHUNT_BPF_TUNNEL_H
+#define __SHUNT_BPF_TUNNEL_H
 
-/* Tunnel port number -> its parameters; an entry whose `port` is not its index is no tunnel.
- * Written by the slow path at start; it rewrites dst_mac and SHUNT_TUNNEL_NEXT_HOP whenever
- * its neighbour table resolves, changes or ages the remote VTEP's next hop. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SHUNT_MAX_PORTS + 1);
-	__type(key, __u32);
-	__type(value, struct shunt_tunnel_port);
-} tunnel_ports SEC(".maps");
-
-/* Which tunnel port takes a VXLAN frame (see struct shunt_tunnel_endpoint). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SHUNT_MAX_PORTS);
-	__type(key, struct shunt_tunnel_endpoint);
-	__type(value, __u32);
-} tunnel_endpoints SEC(".maps");
-
-/* Port number -> 1 when tunnels use the port as their underlay. An array lookup, so ports
- * without tunnels pay no hash lookup for their UDP traffic. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SHUNT_MAX_PORTS + 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} underlay_ports SEC(".maps");
+#include "compiler.h"
+#include "shunt_abi.h"
+#include "maps.h"
+#include <linux/if_ether.h>
+#include <linux/in.h>
 
 enum { VXLAN_ENCAP_OK = 0, VXLAN_ENCAP_FAILED = 1, VXLAN_ENCAP_MTU = 2 };
 
@@ -254,4 +232,4 @@ static __always_inline int vxlan_encap(struct xdp_md *ctx, const struct shunt_tu
 	return VXLAN_ENCAP_OK;
 }
 
-#endif /* __SHUNT_VXLAN_H */
+#endif /* __SHUNT_BPF_TUNNEL_H */
