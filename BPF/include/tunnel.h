@@ -129,30 +129,6 @@ static __always_inline const struct shunt_tunnel_port *vxlan_tunnel(__u32 port)
 	return t;
 }
 
-/* A frame decapsulated on `underlay`: counted there as received (all of its bytes) and as
- * decapsulated, as the slow path counts it; its inner frame counts on the tunnel port. */
-static __always_inline void vxlan_count_decap(struct shunt_fastpath_stats *st, __u32 underlay, __u64 inner_len)
-{
-	if (underlay > SHUNT_MAX_PORTS)
-		return;
-	struct shunt_port_counters *pc = &st->ports[underlay];
-	pc->rx_packets++;
-	pc->rx_bytes += inner_len + SHUNT_VXLAN_OVERHEAD;
-	pc->rx_decapsulated++;
-}
-
-/* A frame sent encapsulated: the tunnel port's tx (inner bytes), the underlay's encapsulated. */
-static __always_inline void vxlan_count_encap(struct shunt_fastpath_stats *st, __u32 tunnel_port, __u32 underlay,
-					      __u64 inner_len)
-{
-	if (tunnel_port <= SHUNT_MAX_PORTS) {
-		st->ports[tunnel_port].tx_packets++;
-		st->ports[tunnel_port].tx_bytes += inner_len;
-	}
-	if (underlay <= SHUNT_MAX_PORTS)
-		st->ports[underlay].tx_encapsulated++;
-}
-
 /* Puts the outer header in front of the frame (VXLAN.writeOuterHeader). `hash` is
  * vxlan_flow_hash of the packet's key; `tun_id` the tun_id in effect at the output. */
 static __always_inline int vxlan_encap(struct xdp_md *ctx, const struct shunt_tunnel_port *t, __u64 tun_id,

@@ -16,18 +16,7 @@
 #include "actions.h"
 #include "tunnel.h"
 #include "mirror.h"
-
-static __always_inline void count_hit(struct shunt_cache_entry *e, struct shunt_fastpath_stats *st,
-				      __u64 len)
-{
-	__sync_fetch_and_add(&e->packets, 1);
-	__sync_fetch_and_add(&e->bytes, len);
-	/* Coarse (jiffies) time is enough for idle expiry and costs far less per packet. Same
-	 * clock as CLOCK_MONOTONIC, which the revalidator compares it with. */
-	e->last_used_ns = bpf_ktime_get_coarse_ns();
-	st->hits++;
-	st->hit_bytes += len;
-}
+#include "counters.h"
 
 SEC("xdp")
 int xdp_flowcache(struct xdp_md *ctx)
@@ -44,18 +33,14 @@ int xdp_flowcache(struct xdp_md *ctx)
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 *in_port = ifindex < SHUNT_PORT_ARRAY_SIZE ? bpf_map_lookup_elem(&port_by_ifindex, &ifindex)
 							 : bpf_map_lookup_elem(&port_of_ifindex, &ifindex);
-	if (!in_port || !*in_port) {
-		st->not_a_port++;
-		return XDP_PASS;
-	}
+	if (!in_port || !*in_port)
+		return pass_up(&st->not_a_port);
 
 	struct shunt_flow_key key;
 	__builtin_memset(&key, 0, sizeof(key));
 	key.in_port = *in_port;
-	if (parse_frame(data, data_end, &key) != PARSE_OK) {
-		st->malformed++;
-		return XDP_PASS;
-	}
+	if (parse_frame(data, data_end, &key) != PARSE_OK)
+		return pass_up(&st->malformed);
 
 	/* VXLAN for a tunnel port: look up the inner frame's key (in_port = the tunnel port,
 	 * tun_id = the VNI) instead. The frame is only stripped on a hit: a miss goes up whole. */
@@ -69,53 +54,35 @@ int xdp_flowcache(struct xdp_md *ctx)
 			__builtin_memset(&key, 0, sizeof(key));
 			key.in_port = tunnel_port;
 			key.tun_id = vni;
-			if (parse_frame(data + SHUNT_VXLAN_OVERHEAD, data_end, &key) != PARSE_OK) {
-				st->malformed++;
-				return XDP_PASS;
-			}
+			if (parse_frame(data + SHUNT_VXLAN_OVERHEAD, data_end, &key) != PARSE_OK)
+				return pass_up(&st->malformed);
 			len -= SHUNT_VXLAN_OVERHEAD;
 		}
 	}
 
 	struct shunt_cache_entry *e = bpf_map_lookup_elem(&flow_cache, &key);
-	if (!e) {
-		st->misses++;
-		return XDP_PASS;
-	}
-	if (e->flags & SHUNT_CACHE_USERSPACE) {
-		/* In use, even though the slow path forwards it: not idle. */
-		e->last_used_ns = bpf_ktime_get_coarse_ns();
-		st->userspace++;
-		return XDP_PASS;
-	}
-
-	/* in_port comes from our own map: always 1..SHUNT_MAX_PORTS; the check is for the verifier. */
-	__u32 in_index = key.in_port;
-	if (in_index > SHUNT_MAX_PORTS)
-		in_index = 0;
-	struct shunt_port_counters *in_pc = &st->ports[in_index];
+	if (!e)
+		return pass_up(&st->misses);
+	if (e->flags & SHUNT_CACHE_USERSPACE)
+		return pass_userspace(st, e);
+	struct shunt_port_counters *in_pc = port_counters(st, key.in_port);
 
 	__u32 n = e->n_actions;
 	if (n == 0) {
 		if (decap_underlay)
-			vxlan_count_decap(st, decap_underlay, len);
+			count_decap(st, decap_underlay, len);
 		__u32 reason = e->drop_reason;
 		if (reason >= SHUNT_DROP__MAX)
 			reason = SHUNT_DROP_FLOW_DROP;
 		count_hit(e, st, len);
-		st->drops[reason]++;
-		in_pc->rx_packets++;
-		in_pc->rx_bytes += len;
-		in_pc->rx_drops[reason]++;
-		return XDP_DROP;
+		count_rx(in_pc, len);
+		return drop(st, in_pc, reason);
 	}
 
 	/* Decide everything before touching the frame, so a frame passed up is the one received. */
 	__u32 out_port = executable_output(e, n);
-	if (!out_port) { /* the slow path should have marked this entry USERSPACE */
-		st->userspace++;
-		return XDP_PASS;
-	}
+	if (!out_port) /* the slow path should have marked this entry USERSPACE */
+		return pass_up(&st->userspace);
 	/* An output to a tunnel port leaves through its underlay, once the slow path has resolved
 	 * the remote's next hop; until then the slow path sends the packet, and its ARP resolves
 	 * the next hop (so does a jumbo datagram whose outer UDP checksum is wanted). */
@@ -123,18 +90,12 @@ int xdp_flowcache(struct xdp_md *ctx)
 	__u32 target = out_port;
 	if (tunnel) {
 		if (!(tunnel->flags & SHUNT_TUNNEL_NEXT_HOP) ||
-		    ((tunnel->flags & SHUNT_TUNNEL_UDP_CSUM) && len + 16 + 4 > VXLAN_CSUM_MAX_BYTES)) {
-			e->last_used_ns = bpf_ktime_get_coarse_ns();
-			st->userspace++;
-			return XDP_PASS;
-		}
+		    ((tunnel->flags & SHUNT_TUNNEL_UDP_CSUM) && len + 16 + 4 > VXLAN_CSUM_MAX_BYTES))
+			return pass_userspace(st, e);
 		/* Too large for the underlay: the slow path counts tunnel_mtu and answers a sender
 		 * with DF. (A VLAN push may still make a frame too large: dropped below.) */
-		if (len + SHUNT_VXLAN_OVERHEAD - 14 > tunnel->underlay_mtu) {
-			e->last_used_ns = bpf_ktime_get_coarse_ns();
-			st->userspace++;
-			return XDP_PASS;
-		}
+		if (len + SHUNT_VXLAN_OVERHEAD - 14 > tunnel->underlay_mtu)
+			return pass_userspace(st, e);
 		target = tunnel->underlay_port;
 	}
 	/* Choose the target first: bpf_redirect_map only records it (the frame leaves after the
@@ -146,22 +107,16 @@ int xdp_flowcache(struct xdp_md *ctx)
 	__u64 mirror_sessions = e->mirror_sessions;
 	long verdict = mirror_group && !tunnel && !decap_underlay ? mirror_redirect(mirror_group)
 								   : bpf_redirect_map(&tx_ports, target, XDP_PASS);
-	if (verdict != XDP_REDIRECT) {
-		st->redirect_errors++;
-		return XDP_PASS;
-	}
+	if (verdict != XDP_REDIRECT)
+		return pass_up(&st->redirect_errors);
 
 	count_hit(e, st, len);
-	in_pc->rx_packets++;
-	in_pc->rx_bytes += len;
+	count_rx(in_pc, len);
 	__u64 tun_id = key.tun_id;
 	if (decap_underlay) {
-		vxlan_count_decap(st, decap_underlay, len);
-		if (bpf_xdp_adjust_head(ctx, SHUNT_VXLAN_OVERHEAD)) {
-			st->drops[SHUNT_DROP_TX_ERROR]++;
-			in_pc->rx_drops[SHUNT_DROP_TX_ERROR]++;
-			return XDP_DROP;
-		}
+		count_decap(st, decap_underlay, len);
+		if (bpf_xdp_adjust_head(ctx, SHUNT_VXLAN_OVERHEAD))
+			return drop(st, in_pc, SHUNT_DROP_TX_ERROR);
 	}
 	for (__u32 i = 0; i < SHUNT_FLOW_MAX_ACTIONS - 1; i++) {
 		if (i + 1 >= n)
@@ -191,40 +146,25 @@ int xdp_flowcache(struct xdp_md *ctx)
 			/* Only if the entry was rewritten since executable_output() read it: skip. */
 			break;
 		}
-		if (rc == ACT_TTL_EXPIRED) {
-			st->drops[SHUNT_DROP_TTL_EXPIRED]++;
-			in_pc->rx_drops[SHUNT_DROP_TTL_EXPIRED]++;
-			return XDP_DROP;
-		}
-		if (rc != ACT_OK) {
-			/* bpf_xdp_adjust_head refused (no headroom): the frame may be half-modified,
-			 * so it cannot go up; the kernel refused to transmit it as modified. */
-			st->drops[SHUNT_DROP_TX_ERROR]++;
-			in_pc->rx_drops[SHUNT_DROP_TX_ERROR]++;
-			return XDP_DROP;
-		}
+		if (rc == ACT_TTL_EXPIRED)
+			return drop(st, in_pc, SHUNT_DROP_TTL_EXPIRED);
+		/* bpf_xdp_adjust_head refused (no headroom): the frame may be half-modified, so it
+		 * cannot go up; the kernel refused to transmit it as modified. */
+		if (rc != ACT_OK)
+			return drop(st, in_pc, SHUNT_DROP_TX_ERROR);
 	}
 
 	if (tunnel) {
 		__u64 inner = (__u64)((long)ctx->data_end - (long)ctx->data);
 		int rc = vxlan_encap(ctx, tunnel, tun_id, vxlan_flow_hash(&key));
-		if (rc != VXLAN_ENCAP_OK) {
-			__u32 reason = rc == VXLAN_ENCAP_MTU ? SHUNT_DROP_TUNNEL_MTU : SHUNT_DROP_TX_ERROR;
-			st->drops[reason]++;
-			in_pc->rx_drops[reason]++;
-			return XDP_DROP;
-		}
-		vxlan_count_encap(st, out_port, tunnel->underlay_port, inner);
+		if (rc != VXLAN_ENCAP_OK)
+			return drop(st, in_pc, rc == VXLAN_ENCAP_MTU ? SHUNT_DROP_TUNNEL_MTU : SHUNT_DROP_TX_ERROR);
+		count_encap(st, out_port, tunnel->underlay_port, inner);
 		return XDP_REDIRECT;
 	}
 
 	__u64 out_len = (__u64)((long)ctx->data_end - (long)ctx->data);
-	__u32 out_index = out_port;
-	if (out_index <= SHUNT_MAX_PORTS) {
-		struct shunt_port_counters *out_pc = &st->ports[out_index];
-		out_pc->tx_packets++;
-		out_pc->tx_bytes += out_len;
-	}
+	count_tx(st, out_port, out_len);
 	/* Every copy is the frame as it leaves: egress copies after the edits, and ingress
 	 * copies only of flows without edits (the slow path keeps the others). */
 	if (mirror_group)
