@@ -2,8 +2,9 @@
 /*
  * actions.h: the datapath actions of a cache entry (struct shunt_dp_action, the flat result of
  * the OpenFlow pipeline) that the kernel executes: MAC rewrites, VLAN set/push and pop, TTL
- * decrement; which entries it can execute at all (executable_output). Each action reloads the
- * packet pointers: bpf_xdp_adjust_head invalidates them.
+ * decrement; which entries it can execute at all (executable_output), and the loop that runs
+ * them (execute_actions). Each action reloads the packet pointers: bpf_xdp_adjust_head
+ * invalidates them.
  */
 #ifndef __SHUNT_BPF_ACTIONS_H
 #define __SHUNT_BPF_ACTIONS_H
@@ -158,6 +159,45 @@ static __always_inline __u32 executable_output(const struct shunt_cache_entry *e
 		}
 	}
 	return 0;
+}
+
+/* One action before the output. SET_TUNNEL only sets `*tun_id`, the tun_id the output uses. */
+static __always_inline int execute_action(struct xdp_md *ctx, const struct shunt_dp_action *a, __u64 *tun_id)
+{
+	switch (a->kind) {
+	case SHUNT_DPA_SET_ETH_SRC:
+		return act_set_mac(ctx, a, 6);
+	case SHUNT_DPA_SET_ETH_DST:
+		return act_set_mac(ctx, a, 0);
+	case SHUNT_DPA_SET_VLAN:
+		return act_set_vlan(ctx, a->vid);
+	case SHUNT_DPA_POP_VLAN:
+		return act_pop_vlan(ctx);
+	case SHUNT_DPA_DEC_TTL:
+		return act_dec_ttl(ctx);
+	case SHUNT_DPA_SET_TUNNEL:
+		*tun_id = a->tun_id;
+		return ACT_OK;
+	default:
+		/* Only if the entry was rewritten since executable_output() read it: skip. */
+		return ACT_OK;
+	}
+}
+
+/* The `n` actions of `e` but the last (the output, see executable_output), in order, on the
+ * frame in ctx. Stops at the first that fails: ACT_TTL_EXPIRED, or ACT_FAILED when
+ * bpf_xdp_adjust_head refused (no headroom) and the frame may be half-modified. */
+static __always_inline int execute_actions(struct xdp_md *ctx, const struct shunt_cache_entry *e, __u32 n,
+					   __u64 *tun_id)
+{
+	for (__u32 i = 0; i < SHUNT_FLOW_MAX_ACTIONS - 1; i++) {
+		if (i + 1 >= n)
+			break;
+		int rc = execute_action(ctx, &e->actions[i], tun_id);
+		if (rc != ACT_OK)
+			return rc;
+	}
+	return ACT_OK;
 }
 
 #endif /* __SHUNT_BPF_ACTIONS_H */

@@ -41,6 +41,13 @@ struct {
 	__type(value, __u32);
 } port_of_ifindex SEC(".maps");
 
+/* The Shunt port of interface `ifindex` (0 or NULL: not a port). */
+static __always_inline __u32 *port_of(__u32 ifindex)
+{
+	return ifindex < SHUNT_PORT_ARRAY_SIZE ? bpf_map_lookup_elem(&port_by_ifindex, &ifindex)
+					       : bpf_map_lookup_elem(&port_of_ifindex, &ifindex);
+}
+
 /* Shunt port number -> device, the targets of bpf_redirect_map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);

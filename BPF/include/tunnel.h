@@ -118,6 +118,33 @@ static __always_inline __u32 vxlan_decap_port(void *data, void *data_end, const 
 	return port ? *port : 0;
 }
 
+/* VXLAN for a tunnel port: 1 when a tunnel takes the frame, and then `key` (of the outer frame)
+ * is reset for the inner frame's (in_port = the tunnel port, tun_id = the VNI; parse_frame at
+ * SHUNT_VXLAN_OVERHEAD fills in the rest) and `*underlay` is the port it arrived on. 0 for
+ * every other frame, whose key and `*underlay` are left alone. The frame is not stripped
+ * (vxlan_strip does that on a cache hit: a miss goes up whole). */
+static __always_inline int vxlan_inner_key(void *data, void *data_end, struct shunt_flow_key *key, __u32 *underlay)
+{
+	if (key->dl_type != bpf_htons(ETH_P_IP) || key->nw_proto != IPPROTO_UDP || key->vlan_tci || key->nw_frag ||
+	    !vxlan_is_underlay(key->in_port))
+		return 0;
+	__u32 vni = 0;
+	__u32 tunnel_port = vxlan_decap_port(data, data_end, key, &vni);
+	if (!tunnel_port)
+		return 0;
+	*underlay = key->in_port;
+	__builtin_memset(key, 0, sizeof(*key));
+	key->in_port = tunnel_port;
+	key->tun_id = vni;
+	return 1;
+}
+
+/* Removes the outer headers of a frame vxlan_inner_key took: 0, or bpf_xdp_adjust_head's error. */
+static __always_inline long vxlan_strip(struct xdp_md *ctx)
+{
+	return bpf_xdp_adjust_head(ctx, SHUNT_VXLAN_OVERHEAD);
+}
+
 /* The tunnel behind output port `port`, or NULL when it is no tunnel port. */
 static __always_inline const struct shunt_tunnel_port *vxlan_tunnel(__u32 port)
 {
@@ -127,6 +154,20 @@ static __always_inline const struct shunt_tunnel_port *vxlan_tunnel(__u32 port)
 	if (!t || t->port != port)
 		return 0;
 	return t;
+}
+
+/* Whether the fast path sends an inner frame of `len` bytes through `t` now. It leaves through
+ * the underlay once the slow path has resolved the remote's next hop; until then the slow path
+ * sends the packet, and its ARP resolves the next hop (so does a jumbo datagram whose outer UDP
+ * checksum is wanted). A frame too large for the underlay goes up too: the slow path counts
+ * tunnel_mtu and answers a sender with DF. (A VLAN push may still make a frame too large:
+ * vxlan_encap checks again.) */
+static __always_inline int vxlan_can_send(const struct shunt_tunnel_port *t, __u64 len)
+{
+	if (!(t->flags & SHUNT_TUNNEL_NEXT_HOP) ||
+	    ((t->flags & SHUNT_TUNNEL_UDP_CSUM) && len + 16 + 4 > VXLAN_CSUM_MAX_BYTES))
+		return 0;
+	return len + SHUNT_VXLAN_OVERHEAD - 14 <= t->underlay_mtu;
 }
 
 /* Puts the outer header in front of the frame (VXLAN.writeOuterHeader). `hash` is
