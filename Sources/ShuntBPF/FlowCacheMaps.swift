@@ -11,7 +11,7 @@ import ShuntSystem
 /// BPF object; no pointer into its memory leaves it. Map operations are system calls: call them
 /// from the control side, never per packet.
 ///
-/// Maps (see BPF/progs/xdp_flowcache.bpf.c): `flow_cache` (key → entry), `port_of_ifindex`
+/// Maps (see BPF/include/maps.h): `flow_cache` (key → entry), `port_of_ifindex`
 /// (ifindex → Shunt port), `tx_ports` (DEVMAP, Shunt port → device), `fastpath_stats`.
 public final class FlowCacheProgram {
     public static let programName = "xdp_flowcache"

@@ -2,7 +2,7 @@ import CLibbpf
 import CShunt
 import Glibc
 
-/// The fast path's VXLAN tables (BPF/include/shunt_vxlan.h): `tunnel_ports` (port → its
+/// The fast path's VXLAN tables (BPF/include/maps.h; used in tunnel.h): `tunnel_ports` (port → its
 /// parameters, the next hop included), `tunnel_endpoints` (which tunnel takes a received VXLAN
 /// frame) and `underlay_ports`. Control side only: every call is a system call.
 extension FlowCacheProgram {

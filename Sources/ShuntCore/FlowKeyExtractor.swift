@@ -1,7 +1,7 @@
 import CShunt
 
 /// Extracts the exact-match key (`FlowKey`) of a frame: the slow path's twin of the parser in
-/// BPF/progs/xdp_flowcache.bpf.c. The two must produce byte-identical keys for every frame,
+/// BPF/include/parse.h. The two must produce byte-identical keys for every frame,
 /// since the slow path installs cache entries under the keys it extracts and the kernel looks
 /// them up under its own (BPFProgramTests checks this through the real map).
 ///
