@@ -23,13 +23,16 @@ struct SinkTests {
     /// under a millisecond at the median.
     ///
     /// On 2 cores shared with the other suites the generator is preempted now and then; it then
-    /// catches up on its schedule (docs/design/0009), so the count holds.
+    /// catches up on its schedule (docs/design/0009), so the count holds. CI saw a 228 ms stall
+    /// while other suites built and ran, over the default 100 ms lag bound (a lag skip): the
+    /// bound is 1 s here, as what is tested is the count, not the smoothness.
     @Test func generatorStraightIntoTheRingSink() throws {
         let lab = try Lab(["gen"])
         try enableGRO(lab.fwd, lab.port(0))
         let sink = try ShuntCommandProcess(namespace: lab.fwd, arguments: [
             "sink", "--port", lab.port(0), "--engine", "ring", "--json", "--interval", "1"])
-        let gen = try generate(lab.ns("gen"), ["--port", lab.interface("gen"), "--rate", "10000", "--duration", "2"])
+        let gen = try generate(lab.ns("gen"), ["--port", lab.interface("gen"), "--rate", "10000", "--duration", "2",
+                                               "--max-lag-us", "1000000"])
         Thread.sleep(forTimeInterval: 0.2)
         let (final, status) = try sink.stop()
 
