@@ -72,6 +72,8 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     /// The exact-match cache generation: moves with the pipeline and the MAC table.
     private var cacheGeneration: UInt64 = 1
     private var normal: LearningNormalSwitch
+    /// The burst being forwarded: keys, lookups, compacted misses.
+    private let flows = FlowBatch()
     /// Translations too long for the exact-match cache are executed from here.
     private let scratch: UnsafeMutablePointer<shunt_dp_action>
     private let scratchCapacity = 1024
@@ -119,11 +121,13 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             walkerDrops.account(p, port, counters)
             if n > 0 {
                 var rxBytes: UInt64 = 0
+                flows.removeAll()
                 for i in 0..<n {
                     let packet = batch.packet(i)
                     rxBytes &+= UInt64(packet.outputLength)
-                    handle(packet, inPort: p, nowMs: nowMs)
+                    classify(packet, inPort: p, nowMs: nowMs)
                 }
+                forwardBurst(nowMs: nowMs)
                 counters.add(p, .rxPackets, UInt64(n))
                 counters.add(p, .rxBytes, rxBytes)
                 flowCounters.add(.packets, UInt64(n))
@@ -172,8 +176,11 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         return nil
     }
 
+    /// First pass over a received frame: what the underlay's tunnels consume (VXLAN of a local
+    /// VTEP is decapsulated, ARP and echo for the VTEPs answered, bad tunnel frames dropped) is
+    /// handled here; every frame to forward goes into `flows` with its key.
     @inline(__always)
-    private func handle(_ packet: PacketDescriptor, inPort p: Int, nowMs: UInt64) {
+    private func classify(_ packet: PacketDescriptor, inPort p: Int, nowMs: UInt64) {
         guard packet.capturedLength >= 14 else {
             counters.addRxDrop(p, .runt)
             return
@@ -209,11 +216,11 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                     counters.addRxDrop(tp, .runt)
                     return
                 }
-                process(inner, inPort: tp, tunnelID: UInt64(vni), nowMs: nowMs)
+                stage(inner, inPort: tp, tunnelID: UInt64(vni))
                 return
             }
         }
-        process(packet, inPort: p, tunnelID: 0, nowMs: nowMs)
+        stage(packet, inPort: p, tunnelID: 0)
     }
 
     /// ARP to or from a VTEP on underlay port `p`: learn the remote's MAC, answer for a local address.
@@ -268,18 +275,15 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         counters.add(p, .txLocal, 1)
     }
 
-    /// Runs one frame (as received, or as decapsulated from a tunnel) through the caches and
-    /// the pipeline. `p` is its port index: an interface, or a tunnel port after them.
+    /// Extracts the key of a frame to forward (as received, or as decapsulated from a tunnel;
+    /// `p` is an interface, or a tunnel port after them) into the burst.
     @inline(__always)
-    private func process(_ packet: PacketDescriptor, inPort p: Int, tunnelID: UInt64, nowMs: UInt64) {
+    private func stage(_ packet: PacketDescriptor, inPort p: Int, tunnelID: UInt64) {
         var key = FlowKey()
         let wellFormed = FlowKeyExtractor.extract(
             frame: packet.data, length: Int(packet.capturedLength), inPort: UInt32(p + 1),
             strippedVLANTCI: packet.flags.contains(.hasVLANTag) ? packet.vlanTCI : nil, into: &key)
         key.tunID = tunnelID
-        let hash = key.hash64
-        if mirrors.active { mirrorIngress(packet, inPort: p, key: key, hash: hash, nowMs: nowMs) }
-        let bytes = UInt64(packet.outputLength)
         // A local stack left the checksum to offload (CHECKSUM_PARTIAL). Only the slow path can
         // complete it: XDP does not see that state and would send the frame as it is. So such a
         // flow is not installed in the kernel, and its packets stay here.
@@ -287,31 +291,97 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         // the mark concerns a header that is gone, e.g. the outer UDP of a decapsulated frame.
         let checksumPending = packet.flags.contains(.checksumNotReady)
             && (key.dlType == 0x0800 || key.dlType == 0x86DD) && (key.nwProto == 6 || key.nwProto == 17 || key.nwProto == 132)
-        // Decapsulated frames too: the fast path decapsulates and looks up the inner key.
-        let installable = installsInKernel && wellFormed && !checksumPending
         if installsInKernel && checksumPending { flowCounters.add(.checksumPending) }
-        if let slot = emc.lookup(key, hash: hash, generation: cacheGeneration),
-           !(emc.flags(slot).contains(.usedNormal) && nowMs &- emc.translatedMs(slot) >= normalRefreshMs) {
-            flowCounters.add(.exactMatchHits)
-            emc.recordHit(slot, bytes: bytes, nowMs: nowMs)
-            // On the XDP datapath a packet of a flow the kernel can execute reaches here only if
-            // it was in flight during the install, or the kernel entry expired or was refused.
-            let f = emc.flags(slot)
-            if installable && (!f.contains(.inKernel) || f.contains(.kernelExecutable))
-                && emc.takeRetry(slot, nowMs: nowMs) {
-                retryInstall(slot: slot)
+        // Decapsulated frames too: the fast path decapsulates and looks up the inner key.
+        flows.append(packet, inPort: p, key: key, installable: installsInKernel && wellFormed && !checksumPending)
+    }
+
+    /// Second and third passes over the burst: exact-match lookups, hits forwarded at once (no
+    /// insert happens before they run, so their cache slots stay theirs), then each distinct
+    /// missing flow translated once and its frames forwarded. A flow's frames keep their order;
+    /// missed flows go after the hits of the burst, as in OVS.
+    @inline(__always)
+    private func forwardBurst(nowMs: UInt64) {
+        for i in 0..<flows.count {
+            if let slot = emc.lookup(flows.keys[i], hash: flows.hashes[i], generation: cacheGeneration),
+               !(emc.flags(slot).contains(.usedNormal) && nowMs &- emc.translatedMs(slot) >= normalRefreshMs) {
+                forwardHit(i, slot: slot, nowMs: nowMs)
+            } else {
+                flows.addMiss(i)
             }
-            for r in 0..<emc.ruleCount(slot) {
-                datapath.ruleCounters.add(row: index, rule: emc.ruleID(slot, r), bytes: bytes)
-            }
-            let n = emc.actionCount(slot)
-            let reason = emc.dropReason(slot)
-            emc.withActions(slot) {
-                execute($0, count: n, dropReason: reason, packet: packet, inPort: p, key: key, hash: hash, nowMs: nowMs)
-            }
-            return
         }
-        // Miss: run the pipeline (an upcall).
+        if flows.missCount > 0 { forwardMisses(nowMs: nowMs) }
+    }
+
+    @inline(__always)
+    private func forwardHit(_ i: Int, slot: Int, nowMs: UInt64) {
+        let packet = flows.packets[i], p = flows.inPorts[i]
+        let key = flows.keys[i], hash = flows.hashes[i]
+        if mirrors.active { mirrorIngress(packet, inPort: p, key: key, hash: hash, nowMs: nowMs) }
+        let bytes = UInt64(packet.outputLength)
+        flowCounters.add(.exactMatchHits)
+        emc.recordHit(slot, bytes: bytes, nowMs: nowMs)
+        // On the XDP datapath a packet of a flow the kernel can execute reaches here only if
+        // it was in flight during the install, or the kernel entry expired or was refused.
+        let f = emc.flags(slot)
+        if flows.installable[i] && (!f.contains(.inKernel) || f.contains(.kernelExecutable))
+            && emc.takeRetry(slot, nowMs: nowMs) {
+            retryInstall(slot: slot)
+        }
+        for r in 0..<emc.ruleCount(slot) {
+            datapath.ruleCounters.add(row: index, rule: emc.ruleID(slot, r), bytes: bytes)
+        }
+        let n = emc.actionCount(slot)
+        let reason = emc.dropReason(slot)
+        emc.withActions(slot) {
+            execute($0, count: n, dropReason: reason, packet: packet, inPort: p, key: key, hash: hash, nowMs: nowMs)
+        }
+    }
+
+    /// The misses of the burst: one translation (an upcall) per distinct key, then that key's
+    /// frames forwarded from the cache slot it went into, before the next insert can reuse it.
+    @inline(never)
+    private func forwardMisses(nowMs: UInt64) {
+        for m in 0..<flows.missCount where !flows.done[m] {
+            let first = flows.misses[m]
+            let (slot, translation) = translateMiss(first, nowMs: nowMs)
+            let actionCount: Int
+            if slot == nil {
+                actionCount = min(translation.actions.count, scratchCapacity)
+                for a in 0..<actionCount { scratch[a] = translation.actions[a].abi }
+            } else {
+                actionCount = 0
+            }
+            for later in m..<flows.missCount where !flows.done[later] && flows.sameFlow(first, flows.misses[later]) {
+                flows.done[later] = true
+                let i = flows.misses[later]
+                let packet = flows.packets[i], p = flows.inPorts[i]
+                let key = flows.keys[i], hash = flows.hashes[i]
+                if mirrors.active { mirrorIngress(packet, inPort: p, key: key, hash: hash, nowMs: nowMs) }
+                let bytes = UInt64(packet.outputLength)
+                for id in translation.ruleIDs {
+                    datapath.ruleCounters.add(row: index, rule: id, bytes: bytes)
+                }
+                if let slot {
+                    emc.recordHit(slot, bytes: bytes, nowMs: nowMs)
+                    let n = emc.actionCount(slot)
+                    emc.withActions(slot) {
+                        execute($0, count: n, dropReason: translation.dropReason, packet: packet, inPort: p, key: key,
+                                hash: hash, nowMs: nowMs)
+                    }
+                } else {
+                    execute(UnsafePointer(scratch), count: actionCount, dropReason: translation.dropReason, packet: packet,
+                            inPort: p, key: key, hash: hash, nowMs: nowMs)
+                }
+            }
+        }
+    }
+
+    /// Runs the pipeline for frame `i`'s key, offers the result to the kernel cache (XDP
+    /// datapath), and stores it in the exact-match cache; the slot is nil when the translation
+    /// does not fit there.
+    private func translateMiss(_ i: Int, nowMs: UInt64) -> (slot: Int?, translation: Translation) {
+        let key = flows.keys[i]
         let t0 = Sys.monotonicNanoseconds()
         normal.nowMs = nowMs
         let translation = pipeline.translate(key, normal: &normal)
@@ -320,7 +390,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         flowCounters.add(.translationNs, translateNs)
         var flags: ExactMatchCache.Flags = translation.usedNormal ? [.usedNormal] : []
         // The kernel passes malformed frames up without a lookup: no entry for their keys.
-        if installable, let kernel = datapath.kernel {
+        if flows.installable[i], let kernel = datapath.kernel {
             let plan = kernel.plan(key, translation, mirrors: mirrors.active ? mirrors.table : nil, basis: basis)
             // A flow whose copies the kernel cannot make stays in the slow path, which makes them.
             if plan.kernelExecutes { flags.insert(.kernelExecutable) }
@@ -330,26 +400,11 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             case .overBudget, .cacheFull, .failed, .stale: break
             }
         }
-        for id in translation.ruleIDs {
-            datapath.ruleCounters.add(row: index, rule: id, bytes: bytes)
-        }
-        let slot = emc.insert(key, hash: hash, generation: cacheGeneration, nowMs: nowMs,
+        let slot = emc.insert(key, hash: flows.hashes[i], generation: cacheGeneration, nowMs: nowMs,
                               actions: translation.actions, ruleIDs: translation.ruleIDs,
                               dropReason: translation.dropReason, flags: flags)
         flowCounters.set(.cacheEntries, UInt64(emc.liveEntries))
-        if let slot {
-            emc.recordHit(slot, bytes: bytes, nowMs: nowMs)
-            let n = emc.actionCount(slot)
-            emc.withActions(slot) {
-                execute($0, count: n, dropReason: translation.dropReason, packet: packet, inPort: p, key: key, hash: hash,
-                        nowMs: nowMs)
-            }
-        } else {
-            let n = min(translation.actions.count, scratchCapacity)
-            for i in 0..<n { scratch[i] = translation.actions[i].abi }
-            execute(UnsafePointer(scratch), count: n, dropReason: translation.dropReason, packet: packet, inPort: p,
-                    key: key, hash: hash, nowMs: nowMs)
-        }
+        return (slot, translation)
     }
 
     /// A cached flow that could not be installed earlier (over budget): try again.
