@@ -20,8 +20,13 @@
 # the last poll under 5 % of the flows to the first at 95 % (or over the whole run when 95 % is
 # not reached). Repeats are interleaved (A B C A B C); medians with min-max.
 #
+# --baseline PATH adds shunt-xdp@base and shunt-afpacket@base: the same runs with another shunt
+# binary (say a release build of the previous commit), interleaved with the others, for a
+# before/after figure from one run.
+#
 # Run as root. Needs openvswitch-switch for the ovs forwarder (skipped with a message if absent).
 # Usage: Benchmarks/flow-setup-bench.sh [--repeats N] [--flows N] [--seconds S] [--out DIR] [--no-build]
+#                                       [--forwarders LIST] [--baseline PATH]
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +36,7 @@ SECONDS_PER_RUN=4
 OUT=""
 BUILD=1
 FORWARDERS="shunt-xdp,shunt-afpacket,ovs"
+BASELINE=""
 
 die() { echo "flow-setup-bench: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -42,6 +48,7 @@ while [[ $# -gt 0 ]]; do
         --seconds) SECONDS_PER_RUN=${2:?}; shift 2 ;;
         --out) OUT=${2:?}; shift 2 ;;
         --forwarders) FORWARDERS=${2:?}; shift 2 ;;
+        --baseline) BASELINE=${2:?}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option: $1" ;;
@@ -50,6 +57,12 @@ done
 [[ $EUID -eq 0 ]] || die "run as root"
 [[ $FLOWS =~ ^[0-9]+$ && $FLOWS -ge 100 && $FLOWS -le 60000 ]] || die "--flows must be 100..60000"
 IFS=, read -r -a FWDS <<<"$FORWARDERS"
+if [[ -n $BASELINE ]]; then
+    [[ -x $BASELINE ]] || die "--baseline: no executable at $BASELINE"
+    for name in "${FWDS[@]}"; do
+        [[ $name == shunt-* ]] && FWDS+=("$name@base")
+    done
+fi
 if [[ " ${FWDS[*]} " == *" ovs "* ]] && ! command -v ovs-vswitchd >/dev/null; then
     log "ovs-vswitchd not installed (Debian: openvswitch-switch): skipping the ovs forwarder"
     FWDS=("${FWDS[@]/ovs}")
@@ -117,13 +130,14 @@ inns sink ethtool -K sink0 gro on >/dev/null
 inns gen ethtool -K gen0 gro on >/dev/null
 
 run_one() {
-    local name=$1 tag=$2 count
+    local name=${1%@base} tag=$2 count bin=$SHUNT
+    [[ $1 == *@base ]] && bin=$BASELINE
     case $name in
         shunt-xdp|shunt-afpacket)
             local dp=${name#shunt-}
             printf '%s\n' 'table=0,priority=1,in_port=1,actions=output:2' 'table=0,priority=1,in_port=2,actions=output:1' >"$RAW/flows.txt"
             # Not through inns: $! must be shunt's own PID, not a subshell's.
-            ip netns exec "${PREFIX}fwd" taskset -c 1 "$SHUNT" forward --port fwd0 --port fwd1 --flows "$RAW/flows.txt" --datapath "$dp" \
+            ip netns exec "${PREFIX}fwd" taskset -c 1 "$bin" forward --port fwd0 --port fwd1 --flows "$RAW/flows.txt" --datapath "$dp" \
                 --upcall-budget 100000000 --cache-size $((FLOWS * 2)) --control "$RAW/$tag.ctl" --json \
                 >"$RAW/$tag.fwd.out" 2>"$RAW/$tag.fwd.err" &
             FWD_PID=$!
@@ -134,8 +148,8 @@ run_one() {
     esac
     count_now() {
         case $name in
-            shunt-xdp) "$SHUNT" ctl --control "$RAW/$tag.ctl" show --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["datapaths"]["xdp"]["upcalls"])' ;;
-            shunt-afpacket) "$SHUNT" ctl --control "$RAW/$tag.ctl" show --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["datapaths"]["userspace"]["upcalls"])' ;;
+            shunt-xdp) "$bin" ctl --control "$RAW/$tag.ctl" show --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["datapaths"]["xdp"]["upcalls"])' ;;
+            shunt-afpacket) "$bin" ctl --control "$RAW/$tag.ctl" show --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["datapaths"]["userspace"]["upcalls"])' ;;
             ovs) ovs_flows ;;
         esac
     }
@@ -179,7 +193,7 @@ declare -A RESULTS TOTALS
 for ((r = 1; r <= REPEATS; r++)); do
     for name in "${FWDS[@]}"; do
         [[ -z $name ]] && continue
-        out=$(run_one "$name" "r$r-$name") || die "$name failed"
+        out=$(run_one "$name" "r$r-${name/@/-}") || die "$name failed"
         read -r rate total <<<"$out"
         log "repeat $r $name: $rate setups/s ($total flows set up)"
         RESULTS[$name]+="$rate "
@@ -201,4 +215,5 @@ done
     echo "Flows offered: $FLOWS distinct UDP flows, 60-byte frames, ${SECONDS_PER_RUN}s per run, $REPEATS interleaved repeats;"
     echo "kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs;"
     echo "$(ovs-vswitchd --version 2>/dev/null | head -1)."
+    [[ -n $BASELINE ]] && echo "@base rows: $BASELINE ($("$BASELINE" --version 2>/dev/null || echo "version unknown"))."
 } | tee "$OUT/results.md"

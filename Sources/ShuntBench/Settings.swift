@@ -35,7 +35,25 @@ public struct ForwarderInfo: Sendable, Equatable {
     /// mirroring costs shunt and are run when named.
     public static var defaultSet: [ForwarderInfo] { all.filter { $0.mirrorSessions == 0 } }
 
-    public static func named(_ name: String) -> ForwarderInfo? { all.first { $0.name == name } }
+    /// `NAME@base`: a shunt forwarder run with the `--baseline` binary, for a before/after
+    /// measured side by side in one run.
+    public static let baselineSuffix = "@base"
+
+    public static func named(_ name: String) -> ForwarderInfo? {
+        guard name.hasSuffix(baselineSuffix) else { return all.first { $0.name == name } }
+        let kind = String(name.dropLast(baselineSuffix.count))
+        guard var info = all.first(where: { $0.name == kind }), info.runsShunt else { return nil }
+        info.name = name
+        info.summary += " (the --baseline binary)"
+        return info
+    }
+
+    /// Whether the forwarder is a shunt process (and so can run another shunt binary).
+    public var runsShunt: Bool { name.hasPrefix("shunt") || name == "xdp-redirect" }
+    /// Whether it runs the `--baseline` binary.
+    public var isBaseline: Bool { name.hasSuffix(Self.baselineSuffix) }
+    /// The name without `@base`.
+    public var kind: String { isBaseline ? String(name.dropLast(Self.baselineSuffix.count)) : name }
 }
 
 /// The run's settings, checked before anything is created.
@@ -50,6 +68,8 @@ public struct BenchSettings: Sendable, Equatable {
     public var latencyFractions: [Double] = [0.1, 0.5, 0.9]
     /// `shunt gen --engine` for every trial (auto: the fastest the kernel allows).
     public var generatorEngine = "auto"
+    /// The shunt binary `NAME@base` forwarders run.
+    public var baseline: String?
     public static let generatorEngines = ["auto", "xdp", "afxdp", "ring", "pump"]
 
     /// Frame sizes on the wire: `shunt gen` builds 60...1514 bytes without FCS.
@@ -63,9 +83,13 @@ public struct BenchSettings: Sendable, Equatable {
         if let forwarders {
             if forwarders.isEmpty { return "--forwarders is empty" }
             for f in forwarders where ForwarderInfo.named(f) == nil {
-                return "unknown forwarder \"\(f)\" (known: \(ForwarderInfo.all.map(\.name).joined(separator: ", ")))"
+                return "unknown forwarder \"\(f)\" (known: \(ForwarderInfo.all.map(\.name).joined(separator: ", ")); "
+                    + "a shunt one with \(ForwarderInfo.baselineSuffix) runs the --baseline binary)"
             }
             if Set(forwarders).count != forwarders.count { return "--forwarders names a forwarder twice" }
+            if baseline == nil, let f = forwarders.first(where: { $0.hasSuffix(ForwarderInfo.baselineSuffix) }) {
+                return "\(f) runs the --baseline binary: give --baseline PATH"
+            }
         }
         if frameSizes.isEmpty { return "--sizes is empty" }
         for s in frameSizes where !Self.frameSizeRange.contains(s) {

@@ -17,12 +17,18 @@ final class FlowBatch {
     let inPorts: UnsafeMutablePointer<Int>
     /// Whether the kernel cache may hold this frame's flow (well formed, checksum complete).
     let installable: UnsafeMutablePointer<Bool>
-    /// Indices (into the arrays above) of the frames the exact-match cache missed, in arrival order.
-    let misses: UnsafeMutablePointer<Int>
-    /// Per miss: already forwarded with an earlier miss of the same key.
-    let done: UnsafeMutablePointer<Bool>
+    /// The missing flows, by their first frame (an index into the arrays above), in arrival order.
+    let missedFlows: UnsafeMutablePointer<Int>
+    /// Per frame: the next frame of the same missing flow, or -1 (a chain from `missedFlows`).
+    let nextOfFlow: UnsafeMutablePointer<Int>
+    /// Per missing flow's first frame: the last frame of its chain so far.
+    private let lastOfFlow: UnsafeMutablePointer<Int>
+    /// Open addressing by key hash over the missing flows' first frames (-1: empty); twice the
+    /// burst, so a probe ends quickly.
+    private let flowTable: UnsafeMutablePointer<Int>
+    private let flowTableMask: Int
     private(set) var count = 0
-    private(set) var missCount = 0
+    private(set) var missedFlowCount = 0
 
     init(capacity: Int = maxBurst) {
         self.capacity = capacity
@@ -32,8 +38,14 @@ final class FlowBatch {
         hashes = .allocate(capacity: capacity)
         inPorts = .allocate(capacity: capacity)
         installable = .allocate(capacity: capacity)
-        misses = .allocate(capacity: capacity)
-        done = .allocate(capacity: capacity)
+        missedFlows = .allocate(capacity: capacity)
+        nextOfFlow = .allocate(capacity: capacity)
+        lastOfFlow = .allocate(capacity: capacity)
+        var tableSize = 1
+        while tableSize < capacity * 2 { tableSize <<= 1 }
+        flowTableMask = tableSize - 1
+        flowTable = .allocate(capacity: tableSize)
+        flowTable.initialize(repeating: -1, count: tableSize)
     }
 
     deinit {
@@ -42,8 +54,10 @@ final class FlowBatch {
         hashes.deallocate()
         inPorts.deallocate()
         installable.deallocate()
-        misses.deallocate()
-        done.deallocate()
+        missedFlows.deallocate()
+        nextOfFlow.deallocate()
+        lastOfFlow.deallocate()
+        flowTable.deallocate()
     }
 
     @inline(__always)
@@ -57,20 +71,34 @@ final class FlowBatch {
         count = i + 1
     }
 
+    /// Records a cache miss of frame `i`: a new missing flow, or the next frame of one.
     @inline(__always)
-    func addMiss(_ index: Int) {
-        misses[missCount] = index
-        done[missCount] = false
-        missCount += 1
+    func addMiss(_ i: Int) {
+        nextOfFlow[i] = -1
+        var probe = Int(truncatingIfNeeded: hashes[i]) & flowTableMask
+        while true {
+            let first = flowTable[probe]
+            if first < 0 {
+                flowTable[probe] = i
+                lastOfFlow[i] = i
+                missedFlows[missedFlowCount] = i
+                missedFlowCount += 1
+                return
+            }
+            if hashes[first] == hashes[i] && keys[first] == keys[i] {
+                nextOfFlow[lastOfFlow[first]] = i
+                lastOfFlow[first] = i
+                return
+            }
+            probe = (probe + 1) & flowTableMask
+        }
     }
-
-    /// Whether frames `a` and `b` are of one flow.
-    @inline(__always)
-    func sameFlow(_ a: Int, _ b: Int) -> Bool { hashes[a] == hashes[b] && keys[a] == keys[b] }
 
     @inline(__always)
     func removeAll() {
+        // 1 KiB for a 64-frame burst, and only after a burst with misses.
+        if missedFlowCount > 0 { flowTable.update(repeating: -1, count: flowTableMask + 1) }
         count = 0
-        missCount = 0
+        missedFlowCount = 0
     }
 }

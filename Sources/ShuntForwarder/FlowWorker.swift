@@ -310,7 +310,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                 flows.addMiss(i)
             }
         }
-        if flows.missCount > 0 { forwardMisses(nowMs: nowMs) }
+        if flows.missedFlowCount > 0 { forwardMisses(nowMs: nowMs) }
     }
 
     @inline(__always)
@@ -342,9 +342,9 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     /// frames forwarded from the cache slot it went into, before the next insert can reuse it.
     @inline(never)
     private func forwardMisses(nowMs: UInt64) {
-        for m in 0..<flows.missCount where !flows.done[m] {
-            let first = flows.misses[m]
-            let (slot, translation) = translateMiss(first, nowMs: nowMs)
+        for f in 0..<flows.missedFlowCount {
+            var i = flows.missedFlows[f]
+            let (slot, translation) = translateMiss(i, nowMs: nowMs)
             let actionCount: Int
             if slot == nil {
                 actionCount = min(translation.actions.count, scratchCapacity)
@@ -352,9 +352,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             } else {
                 actionCount = 0
             }
-            for later in m..<flows.missCount where !flows.done[later] && flows.sameFlow(first, flows.misses[later]) {
-                flows.done[later] = true
-                let i = flows.misses[later]
+            while i >= 0 {
                 let packet = flows.packets[i], p = flows.inPorts[i]
                 let key = flows.keys[i], hash = flows.hashes[i]
                 if mirrors.active { mirrorIngress(packet, inPort: p, key: key, hash: hash, nowMs: nowMs) }
@@ -373,6 +371,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
                     execute(UnsafePointer(scratch), count: actionCount, dropReason: translation.dropReason, packet: packet,
                             inPort: p, key: key, hash: hash, nowMs: nowMs)
                 }
+                i = flows.nextOfFlow[i]
             }
         }
     }

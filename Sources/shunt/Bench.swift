@@ -70,6 +70,9 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("The shunt binary to benchmark (default: this one).", valueName: "PATH"))
     var shunt: String?
 
+    @Option(help: ArgumentHelp("Another shunt binary (say the previous commit's release build) for forwarders named NAME@base, e.g. --forwarders shunt-flows,shunt-flows@base: a before/after measured side by side.", valueName: "PATH"))
+    var baseline: String?
+
     @Flag(help: .hidden)
     var buildInfo = false
 
@@ -97,6 +100,12 @@ struct Bench: ParsableCommand {
         s.searchSteps = searchSteps ?? (quick ? 3 : 7)
         s.lossTolerancePercent = lossTolerance
         s.generatorEngine = generatorEngine
+        if let baseline {
+            guard FileManager.default.isExecutableFile(atPath: baseline) else {
+                return .failure(BenchFailure("--baseline: no executable at \(baseline)"))
+            }
+            s.baseline = URL(fileURLWithPath: baseline).standardizedFileURL.path
+        }
         if let problem = s.problem() { return .failure(BenchFailure(problem)) }
         return .success(s)
     }
@@ -217,7 +226,7 @@ final class BenchRunner {
         self.lab = lab
         generatorCPU = 0
         forwarderCPU = cpus > 1 ? 1 : 0
-        context = BenchContext(runtime: runtime, lab: lab, shunt: shunt, generatorCPU: generatorCPU, forwarderCPU: forwarderCPU,
+        context = BenchContext(runtime: runtime, lab: lab, shunt: shunt, baseline: settings.baseline, generatorCPU: generatorCPU, forwarderCPU: forwarderCPU,
                                raw: outDir + "/raw", pinning: BenchRuntime.which("taskset") != nil)
         totalUnits = forwarders.count * settings.repeats * settings.frameSizes.count * settings.flows.count
     }
@@ -565,6 +574,7 @@ final class BenchRunner {
             "quick": "\(quick)", "drain_seconds": "0.3", "cpu_pinning": context.pinning ? "taskset" : "none (taskset not installed)",
             "zero_loss_range": "0 .. min(overload offered, 1.1 x overload delivered), first trial at the top",
         ]
+        if let baseline = s.baseline { settingsMap["baseline"] = baseline }
         if lab.monitorPorts > 0 {
             // Only with mirror forwarders, so other runs' manifests stay as they were.
             settingsMap["mirror_sessions"] = ShuntProcessForwarder.mirrorSessions(lab.monitorPorts).joined(separator: "; ")

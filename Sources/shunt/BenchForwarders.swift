@@ -11,6 +11,8 @@ struct BenchContext {
     let runtime: BenchRuntime
     let lab: BenchLab
     let shunt: String
+    /// The binary `NAME@base` forwarders run.
+    let baseline: String?
     let generatorCPU: Int
     let forwarderCPU: Int
     let raw: String
@@ -108,14 +110,20 @@ final class ShuntProcessForwarder: BenchForwarder {
          "span-out,src=fwd1,dir=out,to=\(BenchLab.analysisPort(1))"].prefix(count).map { $0 }
     }
 
+    /// The forwarder without `@base`, and the binary it runs.
+    private var kind: String { ForwarderInfo.named(name)?.kind ?? name }
+    private func binary(_ c: BenchContext) -> String {
+        ForwarderInfo.named(name)?.isBaseline == true ? (c.baseline ?? c.shunt) : c.shunt
+    }
+
     func start(_ c: BenchContext, tag: String) throws {
         let sessions = ForwarderInfo.named(name)?.mirrorSessions ?? 0
         // The analysis ports come after fwd0 and fwd1, which stay ports 1 and 2 of the flow tables.
-        var command = [c.shunt, "forward", "--port", "fwd0", "--port", "fwd1"]
+        var command = [binary(c), "forward", "--port", "fwd0", "--port", "fwd1"]
             + (0..<sessions).flatMap { ["--port", BenchLab.analysisPort($0)] } + ["--workers", "1", "--json"]
         var cpu: Int? = c.forwarderCPU
         let control = "\(c.runtime.scratch)/\(tag).ctl"
-        switch name {
+        switch kind {
         case "shunt":
             command += ["--no-control"]
         case "shunt-ll":
@@ -148,7 +156,7 @@ final class ShuntProcessForwarder: BenchForwarder {
             try c.threadedNAPI(on: true)
             threaded = true
         case "xdp-redirect":
-            command = [c.shunt, "xdp-redirect", "--port", "fwd0", "--port", "fwd1"]
+            command = [binary(c), "xdp-redirect", "--port", "fwd0", "--port", "fwd1"]
             cpu = nil  // no process work: the program runs in fwd0's NAPI thread
             try c.threadedNAPI(on: true)
             threaded = true
@@ -164,7 +172,7 @@ final class ShuntProcessForwarder: BenchForwarder {
 
     func mirrorCounters(_ c: BenchContext) -> BenchMirrorCounts? {
         guard let control,
-              let r = try? c.runtime.run([c.shunt, "ctl", "--control", control, "mirror", "list", "--json"], check: false, timeout: 10),
+              let r = try? c.runtime.run([binary(c), "ctl", "--control", control, "mirror", "list", "--json"], check: false, timeout: 10),
               r.status == 0,
               let o = (try? JSONSerialization.jsonObject(with: Data(r.out.utf8))) as? [String: Any],
               let sessions = o["mirrors"] as? [[String: Any]]

@@ -149,6 +149,21 @@ func search(_ f: SyntheticForwarder, steps: Int, tolerance: Double = 0) -> ZeroL
         #expect(s.problem() == nil)
     }
 
+    /// `NAME@base` runs a shunt forwarder with the --baseline binary; other forwarders have no baseline.
+    @Test func baselineForwardersAreShuntOnesAndNeedABinary() {
+        let base = ForwarderInfo.named("shunt-mirror1@base")
+        #expect(base?.kind == "shunt-mirror1" && base?.isBaseline == true && base?.mirrorSessions == 1)
+        #expect(ForwarderInfo.named("xdp-redirect@base")?.kind == "xdp-redirect")
+        #expect(ForwarderInfo.named("bridge@base") == nil && ForwarderInfo.named("shunt@base@base") == nil)
+        var s = BenchSettings()
+        s.forwarders = ["shunt-flows", "shunt-flows@base"]
+        #expect(s.problem() == "shunt-flows@base runs the --baseline binary: give --baseline PATH")
+        s.baseline = "/usr/local/bin/shunt-old"
+        #expect(s.problem() == nil)
+        s.forwarders = ["ovs@base"]
+        #expect(s.problem()?.hasPrefix("unknown forwarder \"ovs@base\"") == true)
+    }
+
     @Test func everyForwarderWithAToolNamesItsPackage() {
         for f in ForwarderInfo.all where !f.tools.isEmpty { #expect(f.package != nil, "\(f.name)") }
         #expect(ForwarderInfo.named("testpmd")?.tools == ["dpdk-testpmd"])
