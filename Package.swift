@@ -51,10 +51,12 @@ let package = Package(
         // `shunt bench`'s pure side: the zero-loss search, statistics over repeats, the results
         // JSON, the Markdown table and the SVG charts. No syscalls.
         .target(name: "ShuntBench"),
-        // Wiring: worker threads, statistics, lifecycle.
+        // Wiring: the checked plan (flags and the YAML configuration), ports, engines, worker
+        // threads, statistics, lifecycle.
         .target(
             name: "ShuntForwarder",
-            dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF", "ShuntPipeline", "ShuntControl"]
+            dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF", "ShuntPipeline", "ShuntControl",
+                           .product(name: "Yams", package: "Yams")]
         ),
         .executableTarget(
             name: "shunt",
@@ -76,7 +78,7 @@ let package = Package(
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
         .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt"]),
         .testTarget(name: "ShuntBenchTests", dependencies: ["ShuntBench"]),
-        .testTarget(name: "ShuntForwarderTests", dependencies: ["ShuntForwarder", "ShuntBPF", "ShuntCore", "ShuntPipeline", "CShunt"]),
+        .testTarget(name: "ShuntForwarderTests", dependencies: ["ShuntForwarder", "ShuntBPF", "ShuntCore", "ShuntPipeline", "ShuntRing", "CShunt"]),
         .testTarget(
             name: "ShuntIntegrationTests",
             dependencies: ["shunt", "ShuntSystem", "ShuntCore"]

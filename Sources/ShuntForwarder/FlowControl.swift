@@ -16,7 +16,7 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
     public func handle(_ request: ControlRequest) -> ControlResponse {
         if request.command == "show" { return .success(show(json: request.json)) }
         guard let datapath = forwarder.flowDatapath else {
-            return .failure("this forwarder runs in \(forwarder.config.mode.rawValue) mode, which has no flow tables; start it with --flows FILE or --datapath")
+            return .failure("this forwarder runs in \(forwarder.plan.mode.rawValue) mode, which has no flow tables; start it with --flows FILE or --datapath")
         }
         switch request.command {
         case "add-flow":
@@ -148,7 +148,7 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
     }
 
     func show(json: Bool) -> String {
-        let config = forwarder.config
+        let config = forwarder.plan
         let ports = forwarder.interfaces
         guard let datapath = forwarder.flowDatapath else {
             if json {

@@ -16,63 +16,17 @@ public enum ForwardingMode: String, CaseIterable, Sendable {
     case flows
 }
 
-public struct ForwarderConfig: Sendable {
-    public var ports: [String]
-    public var workers: Int
-    public var mode: ForwardingMode
-    public var fanout: FanoutMode
-    public var ring: RingPortConfig
-    public var idle: IdlePolicy
-    public var macAgingMs: UInt64
-    public var macTableSize: Int
-    /// Flow mode: the datapath and its caches.
-    public var datapath = FlowDatapathConfig()
-    /// Flow mode: the initial tables (default: one flow, `priority=0 actions=NORMAL`).
-    public var flowTables: FlowTables?
-    /// XDP datapath: enable GRO on veth peers that could not receive redirected frames.
-    public var fixPeers = false
-    /// VXLAN tunnel ports, numbered after the interfaces in this order (flow mode only).
-    public var tunnels: [TunnelSpec] = []
-    /// Mirror sessions to start with (flow mode only); more with `shunt ctl mirror add`.
-    public var mirrors: [MirrorSpec] = []
-
-    public init(ports: [String], workers: Int = 1, mode: ForwardingMode? = nil, fanout: FanoutMode = .hash,
-                ring: RingPortConfig = RingPortConfig(), idle: IdlePolicy = IdlePolicy(busyPollMicroseconds: 200),
-                macAgingMs: UInt64 = 300_000, macTableSize: Int = 8192) {
-        self.ports = ports
-        self.workers = workers
-        self.mode = mode ?? (ports.count == 2 ? .xconnect : .normal)
-        self.fanout = fanout
-        self.ring = ring
-        self.idle = idle
-        self.macAgingMs = macAgingMs
-        self.macTableSize = macTableSize
-    }
-}
-
+/// What stopped a forwarder from starting, found on the system (the plan was checked before).
 public enum ForwarderError: Error, CustomStringConvertible {
-    case tooFewPorts(mode: ForwardingMode, count: Int)
-    case oddPortCount(Int)
-    case duplicatePort(String)
-    case workers(Int)
     case missingCapability
     case setup(RingSetupError)
     case thread(SystemError)
     case xdp(String)
     case peerNotReady(port: String, detail: String)
-    case tunnel(String)
     case mirror(String)
 
     public var description: String {
         switch self {
-        case .tooFewPorts(let mode, let n):
-            "\(mode.rawValue) mode needs at least two ports, got \(n); give another with --port IF"
-        case .oddPortCount(let n):
-            "xconnect pairs ports (1<->2, 3<->4, ...) but \(n) ports were given; add or remove one, or use --mode normal"
-        case .duplicatePort(let p):
-            "port '\(p)' is given twice; each interface can be a port once"
-        case .workers(let n):
-            "--workers must be between 1 and 64, got \(n)"
         case .missingCapability:
             "opening AF_PACKET rings needs CAP_NET_RAW and CAP_NET_ADMIN; run shunt as root (e.g. `sudo shunt forward ...`)"
         case .setup(let e): e.description
@@ -80,7 +34,6 @@ public enum ForwarderError: Error, CustomStringConvertible {
         case .xdp(let message): message
         case .peerNotReady(let port, let detail):
             "XDP redirect into port \(port) would drop frames silently: \(detail)"
-        case .tunnel(let message): message
         case .mirror(let message): message
         }
     }
@@ -88,15 +41,15 @@ public enum ForwarderError: Error, CustomStringConvertible {
 
 /// A running forwarder: its workers, their rings, and the statistics they keep.
 public final class Forwarder {
-    public let config: ForwarderConfig
+    public let plan: ForwarderPlan
     public let interfaces: [InterfaceInfo]
     /// VXLAN tunnel ports (numbered after the interfaces).
-    public let tunnels: [TunnelPort]
+    public var tunnels: [TunnelPort] { plan.tunnels }
     let tunnelRuntime: TunnelRuntime?
     /// Interfaces, then tunnels: every port's name by number - 1.
-    public var portNames: [String] { interfaces.map(\.name) + tunnels.map(\.name) }
+    public var portNames: [String] { plan.portNames }
     /// Warnings for the user found at start (e.g. no MTU headroom for a tunnel).
-    public private(set) var warnings: [String] = []
+    public let warnings: [String]
     public let macTable: MACLearningTable?
     /// Flow mode: the tables and caches.
     public let flowDatapath: FlowDatapath?
@@ -104,10 +57,10 @@ public final class Forwarder {
     private let fastPath: FlowCacheProgram?
     private let revalidator: Revalidator?
     /// Flow mode: the mirror sessions.
-    public private(set) var mirrorControl: MirrorControl? = nil
-    private var xdpAttachments: [XDPAttachment] = []
+    public let mirrorControl: MirrorControl?
+    private var xdpAttachments: [XDPAttachment]
     /// How the XDP program is attached on each port ("native" or "generic"), XDP datapath only.
-    public private(set) var xdpModes: [String] = []
+    public let xdpModes: [String]
     private let workers: [any WorkerLoop]
     private let stop = StopFlag()
     private var threads: [WorkerThread] = []
@@ -117,213 +70,26 @@ public final class Forwarder {
     private var stopped = false
     public let startedNs = Sys.monotonicNanoseconds()
 
-    /// Checks the configuration against the system and opens every ring; throws a one-line,
-    /// actionable error for each thing that is wrong. Nothing is left open on failure.
-    public init(config: ForwarderConfig) throws(ForwarderError) {
-        self.config = config
-        guard (1...64).contains(config.workers) else { throw .workers(config.workers) }
-        var seen = Set<String>()
-        for p in config.ports where !seen.insert(p).inserted { throw .duplicatePort(p) }
-        guard config.ports.count >= 2 else { throw .tooFewPorts(mode: config.mode, count: config.ports.count) }
-        if config.mode == .xconnect && config.ports.count % 2 != 0 { throw .oddPortCount(config.ports.count) }
-        if config.ports.count + config.tunnels.count > Int(SHUNT_MAX_PORTS) {
-            throw .xdp("at most \(SHUNT_MAX_PORTS) ports (interfaces and tunnels) are supported, got \(config.ports.count + config.tunnels.count)")
-        }
-        if !config.tunnels.isEmpty && config.mode != .flows {
-            throw .tunnel("tunnel ports need flow tables (the default table is NORMAL); drop --mode \(config.mode.rawValue)")
-        }
-        let tunnels: [TunnelPort]
-        do throws(TunnelSpecError) {
-            tunnels = try TunnelSpec.resolveAll(config.tunnels, interfaces: config.ports)
-        } catch { throw .tunnel(error.description) }
-        self.tunnels = tunnels
-        if !config.mirrors.isEmpty {
-            guard config.mode == .flows else {
-                throw .mirror("mirror sessions run on flow tables (the default table is NORMAL); drop --mode \(config.mode.rawValue)")
-            }
-            do throws(MirrorSpecError) {
-                try MirrorControl.validate(config.mirrors, ports: PortNames(config.ports + tunnels.map(\.name)),
-                                           interfaceCount: config.ports.count, tunnels: tunnels)
-            } catch { throw .mirror(error.description) }
-        }
-        let caps = Capabilities.current()
-        guard caps.has(Capabilities.netRaw) else { throw .missingCapability }
-        do throws(RingGeometry.Invalid) {
-            try config.ring.rx.validate(for: config.ring.version, rx: true)
-        } catch { throw .setup(.invalidGeometry("RX", error)) }
-        do throws(RingGeometry.Invalid) {
-            try config.ring.tx.validate(for: config.ring.version, rx: false)
-        } catch { throw .setup(.invalidGeometry("TX", error)) }
-
-        var infos: [InterfaceInfo] = []
-        for name in config.ports {
-            let info: InterfaceInfo
-            do throws(RingSetupError) { info = try InterfaceInfo.lookup(name) } catch { throw .setup(error) }
-            guard info.isUp else { throw .setup(.interfaceDown(name)) }
-            let maxFrame = min(config.ring.rx.maxFrameLength(for: config.ring.version, rx: true),
-                               config.ring.tx.maxFrameLength(for: config.ring.version, rx: false))
-            if info.mtu + 18 > maxFrame {
-                throw .setup(.frameTooSmallForMTU(interface: name, mtu: info.mtu, maxFrame: maxFrame))
-            }
-            infos.append(info)
-        }
-        interfaces = infos
-        if tunnels.isEmpty {
-            tunnelRuntime = nil
-        } else {
-            tunnelRuntime = TunnelRuntime(tunnels: tunnels, interfaceMACs: infos.map { MACAddress(value: $0.hardwareAddress) },
-                                          interfaceMTUs: infos.map(\.mtu))
-            // An inner frame as large as a tenant port's MTU allows must fit the underlay after
-            // the 50 bytes of encapsulation; otherwise the largest frames drop as tunnel_mtu.
-            let tenantMTU = infos.enumerated().filter { i, _ in !tunnels.contains { Int($0.underlayPort) == i + 1 } }
-                .map(\.1.mtu).max() ?? 0
-            var warnings: [String] = []
-            for t in tunnels {
-                let underlay = infos[Int(t.underlayPort) - 1]
-                if tenantMTU > 0 && !VXLAN.fits(innerLength: tenantMTU + 14, underlayMTU: underlay.mtu) {
-                    warnings.append("tunnel \(t.name): underlay \(underlay.name) has MTU \(underlay.mtu), tenant ports up to \(tenantMTU); frames over \(underlay.mtu - 50) bytes of IP will be dropped as tunnel_mtu (raise the underlay MTU to \(tenantMTU + 50) or lower the tenants')")
-                }
-            }
-            self.warnings = warnings
-        }
-
-        // Every worker gets a socket on every port; per port, the sockets form one fanout group.
-        var rings: [[RingPort]] = Array(repeating: [], count: config.workers)
-        do throws(RingSetupError) {
-            for info in infos {
-                var group: UInt16? = nil
-                for w in 0..<config.workers {
-                    let fanout: (mode: FanoutMode, group: UInt16?)? = config.workers > 1 ? (config.fanout, group) : nil
-                    let port = try RingPort(interface: info, config: config.ring, fanout: fanout)
-                    if config.workers > 1 && group == nil {
-                        do throws(SystemError) { group = try port.fanoutGroupID() } catch {
-                            throw .system(step: "reading the fanout group", interface: info.name, error)
-                        }
-                    }
-                    rings[w].append(port)
-                }
-            }
-        } catch { throw .setup(error) }
-
-        kernelOffered = Array(repeating: Array(repeating: 0, count: infos.count), count: config.workers)
+    /// Opens the plan's ports and builds its engine; throws a one-line, actionable error for
+    /// each thing the system does not allow. Nothing is left open on failure.
+    public init(plan: ForwarderPlan) throws(ForwarderError) {
+        self.plan = plan
+        guard Capabilities.current().has(Capabilities.netRaw) else { throw .missingCapability }
+        let ports = try PortSet.open(plan)
+        let parts = try ForwardingEngines.engine(for: plan.mode).build(plan, ports: ports)
+        interfaces = ports.interfaces
+        workers = parts.workers
+        macTable = parts.macTable
+        flowDatapath = parts.flowDatapath
+        fastPath = parts.fastPath
+        revalidator = parts.revalidator
+        mirrorControl = parts.mirrorControl
+        tunnelRuntime = parts.tunnelRuntime
+        warnings = parts.warnings
+        xdpAttachments = parts.xdpAttachments
+        xdpModes = parts.xdpAttachments.map { $0.mode.map { "\($0)" } ?? "unknown" }
+        kernelOffered = Array(repeating: Array(repeating: 0, count: interfaces.count), count: plan.workers)
         kernelRingFull = kernelOffered
-        switch config.mode {
-        case .xconnect:
-            macTable = nil
-            flowDatapath = nil
-            fastPath = nil
-            revalidator = nil
-            workers = (0..<config.workers).map { Worker(index: $0, ports: rings[$0], stage: CrossConnect(), idle: config.idle) }
-        case .normal:
-            let table = MACLearningTable(capacity: config.macTableSize, agingMs: config.macAgingMs)
-            macTable = table
-            flowDatapath = nil
-            fastPath = nil
-            revalidator = nil
-            workers = (0..<config.workers).map {
-                Worker(index: $0, ports: rings[$0], stage: LearningSwitch(table: table), idle: config.idle)
-            }
-        case .flows:
-            let table = MACLearningTable(capacity: config.macTableSize, agingMs: config.macAgingMs)
-            macTable = table
-            var kernel: FlowCacheProgram? = nil
-            if config.datapath.kind == .xdp {
-                guard caps.has(Capabilities.bpf) || caps.has(Capabilities.sysAdmin) else {
-                    throw .xdp("the XDP datapath needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; run shunt as root or use --datapath afpacket")
-                }
-                try Self.checkRedirectPeers(infos.map(\.name), fix: config.fixPeers)
-                do {
-                    let program = try FlowCacheProgram(maxEntries: UInt32(config.datapath.cacheSize))
-                    for (i, info) in infos.enumerated() {
-                        try program.setPort(number: UInt32(i + 1), ifindex: info.index)
-                    }
-                    kernel = program
-                } catch {
-                    throw .xdp("loading the XDP flow cache failed: \(error)")
-                }
-            }
-            let tables = config.flowTables ?? Self.defaultFlowTables(maxFlows: config.datapath.maxFlows)
-            let datapath = FlowDatapath(config: config.datapath, ports: config.ports + tunnels.map(\.name), tables: tables,
-                                        writers: config.workers + 1, macTable: table, kernel: kernel,
-                                        kernelPortLimit: UInt32(config.ports.count),
-                                        kernelTunnelPorts: kernel == nil ? 0 : TunnelFastPath.kernelTunnelPorts(tunnels),
-                                        underlays: Set(tunnels.map(\.underlayPort)))
-            flowDatapath = datapath
-            fastPath = kernel
-            mirrorControl = MirrorControl(
-                registry: datapath.mirrors, ports: datapath.portNames, interfaceCount: infos.count, tunnels: tunnels,
-                workers: config.workers,
-                maxCaptured: max(config.ring.rx.maxFrameLength(for: config.ring.version, rx: true),
-                                 config.ring.tx.maxFrameLength(for: config.ring.version, rx: false)),
-                kernel: kernel)
-            let tunnelRuntime = self.tunnelRuntime
-            workers = (0..<config.workers).map {
-                FlowWorker(index: $0, ports: rings[$0], datapath: datapath, idle: config.idle, tunnels: tunnelRuntime)
-            }
-            if let kernel, let kernelPath = datapath.kernel {
-                var tunnelFastPath: TunnelFastPath? = nil
-                if let tunnelRuntime {
-                    do { tunnelFastPath = try TunnelFastPath(kernel: kernel, runtime: tunnelRuntime) } catch {
-                        throw .xdp("writing the tunnel ports into the XDP fast path failed: \(error)")
-                    }
-                }
-                revalidator = Revalidator(datapath: datapath, kernel: kernelPath, tunnels: tunnelFastPath)
-                // Attach last: until now every frame went to the rings (the slow path).
-                for info in infos {
-                    do {
-                        let attachment = try kernel.attach(ifindex: info.index)
-                        xdpModes.append(attachment.mode.map { "\($0)" } ?? "unknown")
-                        xdpAttachments.append(attachment)
-                    } catch {
-                        xdpAttachments.removeAll()
-                        throw .xdp("attaching XDP to \(info.name) failed: \(error)")
-                    }
-                }
-            } else {
-                revalidator = nil
-            }
-        }
-    }
-
-    /// XDP redirect into a veth is silently dropped unless the veth's peer has GRO or an XDP
-    /// program (the kernel then stops advertising NDO_XMIT). Checks every port; with `fix`,
-    /// enables GRO on peers that need it, otherwise refuses with the command that fixes it.
-    static func checkRedirectPeers(_ ports: [String], fix: Bool) throws(ForwarderError) {
-        for port in ports {
-            let readiness: RedirectReadiness
-            do throws(SystemError) { readiness = try XDPPeers.readiness(of: port) } catch {
-                throw .xdp("checking whether \(port) accepts XDP redirects failed: \(error)")
-            }
-            // nil: the kernel cannot tell (no netdev netlink family); trust the user.
-            guard readiness.acceptsRedirect == false else { continue }
-            guard let peer = readiness.peer else {
-                let why = readiness.isVeth
-                    ? "its veth peer is in a namespace without a name under /run/netns, so shunt cannot fix it"
-                    : "the kernel does not advertise XDP transmit (ndo_xdp_xmit) on it"
-                throw .peerNotReady(port: port, detail: "\(why); enable GRO or load an XDP program on the peer, or use --datapath afpacket")
-            }
-            let run = peer.namespace.map { "ip netns exec \($0) " } ?? ""
-            guard fix else {
-                throw .peerNotReady(port: port, detail: "its veth peer \(peer.name)\(peer.namespace.map { " (namespace \($0))" } ?? "") has neither GRO nor an XDP program; run `\(run)ethtool -K \(peer.name) gro on` or start shunt with --fix-peers")
-            }
-            do throws(SystemError) {
-                try XDPPeers.enableGRO(on: peer)
-                let again = try XDPPeers.readiness(of: port)
-                if again.acceptsRedirect == false {
-                    throw SystemError(errno: EOPNOTSUPP, call: "enabling GRO on \(peer.name)")
-                }
-            } catch {
-                throw .peerNotReady(port: port, detail: "enabling GRO on its peer \(peer.name) did not help (\(error)); is the peer up? try `\(run)ip link set \(peer.name) up`")
-            }
-        }
-    }
-
-    /// An OVS bridge's default table: every packet to NORMAL.
-    public static func defaultFlowTables(maxFlows: Int) -> FlowTables {
-        var tables = FlowTables(maxRules: maxFlows)
-        let rule = try! FlowSyntax.parseFlow("priority=0,actions=NORMAL", ports: PortNames([]))
-        _ = try! tables.add(rule)
-        return tables
     }
 
     /// The flow-mode workers (for the control socket).
@@ -362,8 +128,8 @@ public final class Forwarder {
     /// Starts one thread per worker.
     public func start() throws(ForwarderError) {
         let stop = self.stop
-        if let mirrorControl, !config.mirrors.isEmpty {
-            do throws(MirrorSpecError) { try mirrorControl.add(config.mirrors) } catch {
+        if let mirrorControl, !plan.mirrors.isEmpty {
+            do throws(MirrorSpecError) { try mirrorControl.add(plan.mirrors) } catch {
                 xdpAttachments.removeAll()
                 throw .mirror(error.description)
             }

@@ -134,108 +134,62 @@ struct Forward: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if ports.isEmpty { throw ValidationError("give the interfaces to forward between: --port IF --port IF") }
         if statsInterval < 0 { throw ValidationError("--stats-interval must be 0 or more") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be more than 0") }
-        if macAging <= 0 { throw ValidationError("--mac-aging must be more than 0") }
-        if txFrames < 1 { throw ValidationError("--tx-frames must be at least 1") }
-        if lowLatency && ringVersion == .v3 { throw ValidationError("--low-latency uses TPACKET_V2 rings; drop --ring-version v3") }
-        if let mode, mode != .flows && (flows != nil || datapath != nil) {
-            throw ValidationError("--flows and --datapath run flow tables; they cannot be combined with --mode \(mode.rawValue)")
-        }
-        if cacheSize < 1 || cacheSize > 16_777_216 { throw ValidationError("--cache-size must be between 1 and 16777216") }
-        if maxFlows < 1 || maxFlows > 1_048_576 { throw ValidationError("--max-flows must be between 1 and 1048576") }
-        if upcallBudget < 1 { throw ValidationError("--upcall-budget must be at least 1 per second") }
-        if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be more than 0 seconds") }
-        if fixPeers && datapath != .xdp { throw ValidationError("--fix-peers is for --datapath xdp") }
-        if let mode, mode != .flows && !mirror.isEmpty {
-            throw ValidationError("mirror sessions (--mirror) run on flow tables (the default table is NORMAL); drop --mode \(mode.rawValue)")
-        }
-        if let mode, mode != .flows && (!vxlan.isEmpty || configFile != nil) {
-            throw ValidationError("tunnel ports (--vxlan) run on flow tables (the default table is NORMAL); drop --mode \(mode.rawValue)")
-        }
     }
 
-    /// The mirror sessions of --config and --mirror, checked against the ports and tunnels.
-    func parsedMirrors(tunnels: [TunnelSpec]) throws -> [MirrorSpec] {
-        var fromFile: [MirrorSpec] = []
-        if let configFile, let text = readTextFile(configFile) {
-            // Unreadable or invalid files were reported by parsedTunnels.
-            fromFile = (try? ConfigFile.parse(text).mirrors) ?? []
-        }
-        do throws(MirrorSpecError) {
-            let specs = try fromFile + mirror.map { (text) throws(MirrorSpecError) in try MirrorSpec.parse(text) }
-            let resolved = (try? TunnelSpec.resolveAll(tunnels, interfaces: ports)) ?? []
-            try MirrorControl.validate(specs, ports: PortNames(ports + tunnels.map(\.name)), interfaceCount: ports.count,
-                                       tunnels: resolved)
-            return specs
-        } catch {
-            printError("shunt forward: \(error)")
-            throw ExitCode(2)
-        }
+    /// The flags as the forwarder's request, with the files they name read (once).
+    func request() throws -> ForwarderRequest {
+        var r = ForwarderRequest()
+        r.ports = ports
+        r.workers = workers
+        r.mode = mode
+        r.datapath = datapath
+        r.vxlan = vxlan
+        r.mirrors = mirror
+        r.fixPeers = fixPeers
+        r.cacheSize = cacheSize
+        r.maxFlows = maxFlows
+        r.upcallBudget = upcallBudget
+        r.idleTimeoutSeconds = idleTimeout
+        r.fanout = fanout
+        r.lowLatency = lowLatency
+        r.ringVersion = ringVersion
+        r.blockSize = blockSize
+        r.blockCount = blockCount
+        r.frameSize = frameSize
+        r.blockTimeoutMs = blockTimeoutMs
+        r.txFrames = txFrames
+        r.qdiscBypass = !noQdiscBypass
+        r.busyPollMicroseconds = busyPollUs
+        r.macAgingSeconds = macAging
+        r.flowFile = try flows.map { NamedText(path: $0, text: try read($0, what: "flow file")) }
+        r.configFile = try configFile.map { NamedText(path: $0, text: try read($0, what: "configuration file")) }
+        return r
     }
 
-    /// The tunnels of --config and --vxlan, checked against the --port list (one clear line per mistake).
-    func parsedTunnels() throws -> [TunnelSpec] {
-        var fromFile: [TunnelSpec] = []
-        if let configFile {
-            guard let text = readTextFile(configFile) else {
-                printError("shunt forward: cannot read configuration file \(configFile)")
-                throw ExitCode(2)
-            }
-            do throws(ConfigFile.Invalid) {
-                fromFile = try ConfigFile.parse(text).tunnels
-            } catch {
-                printError("shunt forward: \(configFile): \(error)")
-                throw ExitCode(2)
-            }
-        }
-        do throws(TunnelSpecError) {
-            let specs = try fromFile + vxlan.map { (text) throws(TunnelSpecError) in try TunnelSpec.parse(text) }
-            _ = try TunnelSpec.resolveAll(specs, interfaces: ports)
-            return specs
-        } catch {
-            printError("shunt forward: \(configFile != nil && vxlan.isEmpty ? configFile! : "--vxlan"): \(error)")
+    private func read(_ path: String, what: String) throws -> String {
+        guard let text = readTextFile(path) else {
+            printError("shunt forward: cannot read \(what) \(path)")
             throw ExitCode(2)
         }
+        return text
     }
 
     func run() throws {
-        let version: RingVersion = lowLatency ? .v2 : (ringVersion ?? .v3)
-        let rx = RingGeometry(blockSize: blockSize, blockCount: blockCount, frameSize: frameSize,
-                              blockTimeoutMs: version == .v3 ? blockTimeoutMs : 0)
-        let framesPerBlock = max(1, (1 << 16) / max(frameSize, 1))
-        let tx = RingGeometry(blockSize: 1 << 16, blockCount: max(1, (txFrames + framesPerBlock - 1) / framesPerBlock),
-                              frameSize: frameSize, blockTimeoutMs: 0)
-        let tunnels = try parsedTunnels()
-        let mirrors = try parsedMirrors(tunnels: tunnels)
-        let tunnelNames = tunnels.map(\.name)
-        let flowMode = mode == .flows || flows != nil || datapath != nil || !tunnels.isEmpty || configFile != nil
-            || !mirrors.isEmpty
-        var config = ForwarderConfig(
-            ports: ports, workers: workers, mode: flowMode ? .flows : mode, fanout: fanout,
-            ring: RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: !noQdiscBypass),
-            idle: IdlePolicy(busyPollMicroseconds: busyPollUs),
-            macAgingMs: UInt64(macAging * 1000))
-        if flowMode {
-            config.datapath.kind = datapath ?? .afpacket
-            config.datapath.cacheSize = cacheSize
-            config.datapath.maxFlows = maxFlows
-            config.datapath.upcallBudgetPerSecond = upcallBudget
-            config.datapath.idleTimeoutMs = UInt64(idleTimeout * 1000)
-            config.fixPeers = fixPeers
-            config.tunnels = tunnels
-            config.mirrors = mirrors
-            if let flows {
-                config.flowTables = try loadFlowTables(path: flows, ports: ports + tunnelNames, maxFlows: maxFlows)
-            }
+        let request = try request()
+        let plan: ForwarderPlan
+        do throws(PlanError) { plan = try ForwarderPlan.make(request) } catch {
+            printError("shunt forward: \(error)")
+            throw ExitCode(2)
         }
-
+        let version = plan.ring.version
+        let tunnelNames = plan.tunnels.map(\.name)
         // Signals are taken synchronously by this thread; workers inherit the blocked mask.
         Sys.blockTerminationSignals()
         let forwarder: Forwarder
         switch Result(catching: { () throws(ForwarderError) -> Forwarder in
-            let f = try Forwarder(config: config)
+            let f = try Forwarder(plan: plan)
             try f.start()
             return f
         }) {
@@ -257,13 +211,13 @@ struct Forward: ParsableCommand {
             }
         }
         defer { controlServer?.stop() }
-        let modeText = config.mode == .flows ? "flow tables on the \(config.datapath.kind.rawValue) datapath" : config.mode.rawValue
+        let modeText = plan.mode == .flows ? "flow tables on the \(plan.datapath.kind.rawValue) datapath" : plan.mode.rawValue
         for warning in forwarder.warnings { printError("shunt forward: warning: \(warning)") }
         let allPorts = ports + tunnelNames
         let description = "\(modeText) between \(allPorts.joined(separator: ", ")) with \(workers) worker\(workers == 1 ? "" : "s"), TPACKET_\(version.rawValue.uppercased()) rings"
         if json {
-            let datapathField = config.mode == .flows ? "\"datapath\":\"\(config.datapath.kind.rawValue)\"," : ""
-            emitLine("{\"type\":\"ready\",\"mode\":\"\(config.mode.rawValue)\",\(datapathField)\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(allPorts.map { "\"\($0)\"" }.joined(separator: ","))]}")
+            let datapathField = plan.mode == .flows ? "\"datapath\":\"\(plan.datapath.kind.rawValue)\"," : ""
+            emitLine("{\"type\":\"ready\",\"mode\":\"\(plan.mode.rawValue)\",\(datapathField)\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(allPorts.map { "\"\($0)\"" }.joined(separator: ","))]}")
         } else {
             printError("shunt: forwarding \(description); Ctrl-C to stop")
         }
@@ -298,22 +252,5 @@ struct Forward: ParsableCommand {
                 emitLine(json ? "{\"type\":\"mirrors\",\"mirrors\":\(sessions)}" : mirrorControl.list(json: false))
             }
         }
-    }
-}
-
-/// Reads and parses a flow file; any error names the file, line and column, and stops the start.
-func loadFlowTables(path: String, ports: [String], maxFlows: Int) throws -> FlowTables {
-    guard let text = readTextFile(path) else {
-        printError("shunt forward: cannot read flow file \(path)")
-        throw ExitCode(2)
-    }
-    do {
-        let rules = try FlowSyntax.parseFlowFile(text, ports: PortNames(ports))
-        var tables = FlowTables(maxRules: maxFlows)
-        for rule in rules { _ = try tables.add(rule) }
-        return tables
-    } catch {
-        printError("shunt forward: \(path): \(error)")
-        throw ExitCode(2)
     }
 }

@@ -1,5 +1,4 @@
 import ShuntCore
-import ShuntForwarder
 import ShuntPipeline
 import Yams
 

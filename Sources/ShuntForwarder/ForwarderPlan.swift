@@ -1,0 +1,206 @@
+import CShunt
+import ShuntCore
+import ShuntPipeline
+import ShuntRing
+
+/// A file the user named, as the caller read it (once).
+public struct NamedText: Sendable {
+    public var path: String
+    public var text: String
+    public init(path: String, text: String) {
+        self.path = path
+        self.text = text
+    }
+}
+
+/// What the user asked `shunt forward` for, as given: flag values and the texts of the files
+/// they named. `ForwarderPlan.make` checks it; nothing here has been looked at yet.
+public struct ForwarderRequest: Sendable {
+    public var ports: [String] = []
+    public var workers = 1
+    public var mode: ForwardingMode?
+    public var datapath: DatapathKind?
+    public var flowFile: NamedText?
+    /// `--config FILE` (YAML: tunnels, mirrors).
+    public var configFile: NamedText?
+    public var vxlan: [String] = []
+    public var mirrors: [String] = []
+    public var fixPeers = false
+    public var cacheSize = 65536
+    public var maxFlows = 65536
+    public var upcallBudget = 50_000
+    public var idleTimeoutSeconds = 10.0
+    public var fanout: FanoutMode = .hash
+    public var lowLatency = false
+    public var ringVersion: RingVersion?
+    public var blockSize = 1 << 16
+    public var blockCount = 64
+    public var frameSize = 2048
+    public var blockTimeoutMs = 1
+    public var txFrames = 1024
+    public var qdiscBypass = true
+    public var busyPollMicroseconds: UInt64 = 200
+    public var macAgingSeconds = 300.0
+    public var macTableSize = 8192
+
+    public init() {}
+}
+
+/// A configuration found wrong before anything was opened: one line, naming what to change.
+public struct PlanError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A checked forwarder configuration. Built by `make` from a request without touching the
+/// system (no root needed), so every input mistake is found, and unit-tested, in one place;
+/// what only the system can tell (interfaces, capabilities, MTUs) `PortSet.open` checks next.
+public struct ForwarderPlan: Sendable {
+    public var ports: [String]
+    public var workers: Int
+    public var mode: ForwardingMode
+    public var fanout: FanoutMode
+    public var ring: RingPortConfig
+    public var idle: IdlePolicy
+    public var macAgingMs: UInt64
+    public var macTableSize: Int
+    /// Flow mode: the datapath and its caches.
+    public var datapath: FlowDatapathConfig
+    /// Flow mode: the initial tables (nil: one flow, `priority=0 actions=NORMAL`).
+    public var flowTables: FlowTables?
+    /// XDP datapath: enable GRO on veth peers that could not receive redirected frames.
+    public var fixPeers: Bool
+    /// VXLAN tunnel ports, numbered after the interfaces in this order (flow mode only).
+    public var tunnels: [TunnelPort]
+    /// Mirror sessions to start with (flow mode only).
+    public var mirrors: [MirrorSpec]
+
+    /// Interfaces, then tunnels: every port's name by number - 1.
+    public var portNames: [String] { ports + tunnels.map(\.name) }
+
+    /// Checks `request` and builds the plan; the first problem is the error.
+    public static func make(_ request: ForwarderRequest) throws(PlanError) -> ForwarderPlan {
+        let r = request
+        try checkFlags(r)
+        let (tunnelSpecs, mirrorSpecs) = try records(r)
+        let flowMode = r.mode == .flows || r.flowFile != nil || r.datapath != nil || !tunnelSpecs.isEmpty
+            || r.configFile != nil || !mirrorSpecs.isEmpty
+        let mode = flowMode ? .flows : (r.mode ?? (r.ports.count == 2 ? .xconnect : .normal))
+        try checkPorts(r.ports, mode: mode, tunnels: tunnelSpecs.count)
+        let tunnels: [TunnelPort]
+        do throws(TunnelSpecError) { tunnels = try TunnelSpec.resolveAll(tunnelSpecs, interfaces: r.ports) } catch {
+            throw PlanError("\(r.configFile != nil && r.vxlan.isEmpty ? r.configFile!.path : "--vxlan"): \(error)")
+        }
+        do throws(MirrorSpecError) {
+            try MirrorControl.validate(mirrorSpecs, ports: PortNames(r.ports + tunnels.map(\.name)),
+                                       interfaceCount: r.ports.count, tunnels: tunnels)
+        } catch { throw PlanError(error.description) }
+        var datapath = FlowDatapathConfig()
+        datapath.kind = r.datapath ?? .afpacket
+        datapath.cacheSize = r.cacheSize
+        datapath.maxFlows = r.maxFlows
+        datapath.upcallBudgetPerSecond = r.upcallBudget
+        datapath.idleTimeoutMs = UInt64(r.idleTimeoutSeconds * 1000)
+        var tables: FlowTables? = nil
+        if flowMode, let file = r.flowFile {
+            tables = try flowTables(file, ports: r.ports + tunnels.map(\.name), maxFlows: r.maxFlows)
+        }
+        return ForwarderPlan(
+            ports: r.ports, workers: r.workers, mode: mode, fanout: r.fanout, ring: try ring(r),
+            idle: IdlePolicy(busyPollMicroseconds: r.busyPollMicroseconds), macAgingMs: UInt64(r.macAgingSeconds * 1000),
+            macTableSize: r.macTableSize, datapath: datapath, flowTables: tables, fixPeers: r.fixPeers, tunnels: tunnels,
+            mirrors: mirrorSpecs)
+    }
+
+    /// Flag values that are wrong on their own, or together.
+    static func checkFlags(_ r: ForwarderRequest) throws(PlanError) {
+        if r.ports.isEmpty { throw PlanError("give the interfaces to forward between: --port IF --port IF") }
+        guard (1...64).contains(r.workers) else { throw PlanError("--workers must be between 1 and 64, got \(r.workers)") }
+        if r.macAgingSeconds <= 0 { throw PlanError("--mac-aging must be more than 0") }
+        if r.txFrames < 1 { throw PlanError("--tx-frames must be at least 1") }
+        if r.lowLatency && r.ringVersion == .v3 { throw PlanError("--low-latency uses TPACKET_V2 rings; drop --ring-version v3") }
+        if let mode = r.mode, mode != .flows && (r.flowFile != nil || r.datapath != nil) {
+            throw PlanError("--flows and --datapath run flow tables; they cannot be combined with --mode \(mode.rawValue)")
+        }
+        if r.cacheSize < 1 || r.cacheSize > 16_777_216 { throw PlanError("--cache-size must be between 1 and 16777216") }
+        if r.maxFlows < 1 || r.maxFlows > 1_048_576 { throw PlanError("--max-flows must be between 1 and 1048576") }
+        if r.upcallBudget < 1 { throw PlanError("--upcall-budget must be at least 1 per second") }
+        if r.idleTimeoutSeconds <= 0 { throw PlanError("--idle-timeout must be more than 0 seconds") }
+        if r.fixPeers && r.datapath != .xdp { throw PlanError("--fix-peers is for --datapath xdp") }
+        if let mode = r.mode, mode != .flows && !r.mirrors.isEmpty {
+            throw PlanError("mirror sessions (--mirror) run on flow tables (the default table is NORMAL); drop --mode \(mode.rawValue)")
+        }
+        if let mode = r.mode, mode != .flows && (!r.vxlan.isEmpty || r.configFile != nil) {
+            throw PlanError("tunnel ports (--vxlan) run on flow tables (the default table is NORMAL); drop --mode \(mode.rawValue)")
+        }
+    }
+
+    /// The tunnels and mirror sessions: the configuration file's first, then the flags'.
+    static func records(_ r: ForwarderRequest) throws(PlanError) -> ([TunnelSpec], [MirrorSpec]) {
+        var file = ConfigFile()
+        if let config = r.configFile {
+            do throws(ConfigFile.Invalid) { file = try ConfigFile.parse(config.text) } catch {
+                throw PlanError("\(config.path): \(error)")
+            }
+        }
+        var tunnels = file.tunnels
+        for text in r.vxlan {
+            do throws(TunnelSpecError) { tunnels.append(try TunnelSpec.parse(text)) } catch {
+                throw PlanError("--vxlan: \(error)")
+            }
+        }
+        var mirrors = file.mirrors
+        for text in r.mirrors {
+            do throws(MirrorSpecError) { mirrors.append(try MirrorSpec.parse(text)) } catch {
+                throw PlanError(error.description)
+            }
+        }
+        return (tunnels, mirrors)
+    }
+
+    /// Port counts the mode cannot use.
+    static func checkPorts(_ ports: [String], mode: ForwardingMode, tunnels: Int) throws(PlanError) {
+        var seen = Set<String>()
+        for p in ports where !seen.insert(p).inserted {
+            throw PlanError("port '\(p)' is given twice; each interface can be a port once")
+        }
+        guard ports.count >= 2 else {
+            throw PlanError("\(mode.rawValue) mode needs at least two ports, got \(ports.count); give another with --port IF")
+        }
+        if mode == .xconnect && ports.count % 2 != 0 {
+            throw PlanError("xconnect pairs ports (1<->2, 3<->4, ...) but \(ports.count) ports were given; add or remove one, or use --mode normal")
+        }
+        if ports.count + tunnels > Int(SHUNT_MAX_PORTS) {
+            throw PlanError("at most \(SHUNT_MAX_PORTS) ports (interfaces and tunnels) are supported, got \(ports.count + tunnels)")
+        }
+    }
+
+    /// The RX and TX ring geometry the flags describe, checked.
+    static func ring(_ r: ForwarderRequest) throws(PlanError) -> RingPortConfig {
+        let version: RingVersion = r.lowLatency ? .v2 : (r.ringVersion ?? .v3)
+        let rx = RingGeometry(blockSize: r.blockSize, blockCount: r.blockCount, frameSize: r.frameSize,
+                              blockTimeoutMs: version == .v3 ? r.blockTimeoutMs : 0)
+        let framesPerBlock = max(1, (1 << 16) / max(r.frameSize, 1))
+        let tx = RingGeometry(blockSize: 1 << 16, blockCount: max(1, (r.txFrames + framesPerBlock - 1) / framesPerBlock),
+                              frameSize: r.frameSize, blockTimeoutMs: 0)
+        do throws(RingGeometry.Invalid) { try rx.validate(for: version, rx: true) } catch {
+            throw PlanError(RingSetupError.invalidGeometry("RX", error).description)
+        }
+        do throws(RingGeometry.Invalid) { try tx.validate(for: version, rx: false) } catch {
+            throw PlanError(RingSetupError.invalidGeometry("TX", error).description)
+        }
+        return RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: r.qdiscBypass)
+    }
+
+    /// A flow file's rules as tables; an error names the file, line and column.
+    static func flowTables(_ file: NamedText, ports: [String], maxFlows: Int) throws(PlanError) -> FlowTables {
+        do {
+            let rules = try FlowSyntax.parseFlowFile(file.text, ports: PortNames(ports))
+            var tables = FlowTables(maxRules: maxFlows)
+            for rule in rules { _ = try tables.add(rule) }
+            return tables
+        } catch {
+            throw PlanError("\(file.path): \(error)")
+        }
+    }
+}
