@@ -105,176 +105,116 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         }
     }
 
+    /// A status value as the request asked for it: JSON (one line) or text.
+    private func render<T: Encodable>(_ value: T, json: Bool, text: (T) -> String) -> String {
+        json ? StatusJSON.encode(value) + "\n" : text(value)
+    }
+
     // MARK: dump-flows
 
     func dumpFlows(_ datapath: FlowDatapath, json: Bool) -> String {
+        render(flowDump(datapath), json: json, text: \.text)
+    }
+
+    func flowDump(_ datapath: FlowDatapath) -> FlowDumpStatus {
         forwarder.creditKernelCounters()
-        let flows = datapath.dumpFlows()
-        if json {
-            let items = flows.map { f in
-                let text = FlowSyntax.format(f.rule, ports: datapath.portNames)
-                return "{\"table\":\(f.rule.table),\"priority\":\(f.rule.priority),\"cookie\":\(f.rule.cookie),"
-                    + "\"n_packets\":\(f.packets),\"n_bytes\":\(f.bytes),\"flow\":\(JSON.string(text))}"
-            }
-            return "{\"flows\":[" + items.joined(separator: ",") + "]}\n"
-        }
-        return flows.map { FlowSyntax.format($0.rule, ports: datapath.portNames, stats: ($0.packets, $0.bytes)) + "\n" }.joined()
+        return FlowDumpStatus(flows: datapath.dumpFlows().map { f in
+            FlowDumpStatus.Flow(table: f.rule.table, priority: f.rule.priority, cookie: f.rule.cookie, nPackets: f.packets,
+                                nBytes: f.bytes, flow: FlowSyntax.format(f.rule, ports: datapath.portNames),
+                                line: FlowSyntax.format(f.rule, ports: datapath.portNames, stats: (f.packets, f.bytes)))
+        })
     }
 
     // MARK: show
 
-    /// Per-path counters in OVS's vocabulary.
-    struct PathCounters {
-        var fastPathHits: UInt64 = 0
-        var slowPathPackets: UInt64 = 0
-        var upcalls: UInt64 = 0
-        var lostUpcalls: UInt64 = 0
-        var cacheEntries: UInt64 = 0
-        var revalidations: UInt64 = 0
-        var expirations: UInt64 = 0
-        var upcallNs: UInt64 = 0
+    func show(json: Bool) -> String { render(showStatus(), json: json, text: \.text) }
 
-        var averageUpcallMicroseconds: Double { upcalls == 0 ? 0 : Double(upcallNs) / Double(upcalls) / 1000 }
-
-        func json(extra: [String] = []) -> String {
-            let fields = [
-                "\"fast_path_hits\":\(fastPathHits)", "\"slow_path_packets\":\(slowPathPackets)",
-                "\"upcalls\":\(upcalls)", "\"lost_upcalls\":\(lostUpcalls)", "\"cache_entries\":\(cacheEntries)",
-                "\"revalidations\":\(revalidations)", "\"expirations\":\(expirations)",
-                "\"avg_upcall_us\":\(JSON.number(averageUpcallMicroseconds))",
-            ] + extra
-            return "{" + fields.joined(separator: ",") + "}"
+    func showStatus() -> ShowStatus {
+        let plan = forwarder.plan
+        let ports = forwarder.interfaces.enumerated().map { i, info in
+            PortStatus(number: UInt32(i + 1), name: info.name, ifindex: info.index,
+                       xdpMode: i < forwarder.xdpModes.count ? forwarder.xdpModes[i] : nil)
         }
-    }
-
-    func show(json: Bool) -> String {
-        let config = forwarder.plan
-        let ports = forwarder.interfaces
         guard let datapath = forwarder.flowDatapath else {
-            if json {
-                return "{\"mode\":\"\(config.mode.rawValue)\",\"workers\":\(config.workers),\"ports\":["
-                    + ports.enumerated().map { "{\"number\":\($0 + 1),\"name\":\(JSON.string($1.name))}" }.joined(separator: ",") + "]}\n"
-            }
-            return "shunt forwarder: \(config.mode.rawValue) mode, \(config.workers) worker(s)\n"
-                + ports.enumerated().map { "  port \($0 + 1): \($1.name)\n" }.joined()
+            return ShowStatus(mode: plan.mode.rawValue, workers: plan.workers,
+                              ports: ports.map { PortStatus(number: $0.number, name: $0.name) })
         }
-        // Userspace: the workers' exact-match caches in front of the pipeline.
-        var user = PathCounters()
-        var userPackets: UInt64 = 0
-        var checksumPending: UInt64 = 0
-        for w in forwarder.flowWorkers {
-            let c = w.flowCounters
-            userPackets += c.read(.packets)
-            checksumPending += c.read(.checksumPending)
-            user.fastPathHits += c.read(.exactMatchHits)
-            user.slowPathPackets += c.read(.translations)
-            user.upcalls += c.read(.translations)
-            user.upcallNs += c.read(.translationNs)
-            user.cacheEntries += c.read(.cacheEntries)
-            user.revalidations += c.read(.invalidations)
-        }
-        var total = PathCounters()
-        var kernelPath: PathCounters? = nil
-        var kernelExtra: [String] = []
-        var kernelText = ""
-        var fastPorts: [PortCounters]? = nil
-        if datapath.kernel != nil, let s = forwarder.fastPathStats() {
-            fastPorts = Forwarder.fastPathPortCounters(s, ports: forwarder.portNames.count)
-            let (k, entries) = datapath.kernel!.counters()
-            var kp = PathCounters()
-            kp.fastPathHits = s.hits
-            kp.slowPathPackets = s.misses &+ s.userspace
-            kp.upcalls = k.upcalls
-            kp.lostUpcalls = k.lostUpcalls
-            kp.cacheEntries = UInt64(entries)
-            kp.revalidations = k.revalidations
-            kp.expirations = k.expirations
-            kp.upcallNs = k.upcallNs
-            kernelPath = kp
-            var drops: [String] = []
-            var dropText: [String] = []
-            withUnsafeBytes(of: s.drops) { raw in
-                for r in DropReason.allCases {
-                    let v = raw.load(fromByteOffset: Int(r.rawValue) * 8, as: UInt64.self)
-                    drops.append("\"\(r.name)\":\(v)")
-                    if v > 0 { dropText.append("\(r.name) \(v)") }
-                }
-            }
-            kernelExtra = [
-                "\"hit_bytes\":\(s.hit_bytes)", "\"misses\":\(s.misses)", "\"userspace\":\(s.userspace)",
-                "\"malformed\":\(s.malformed)", "\"not_a_port\":\(s.not_a_port)", "\"redirect_errors\":\(s.redirect_errors)",
-                "\"cache_full\":\(k.cacheFull)", "\"install_errors\":\(k.installErrors)", "\"map_errors\":\(k.mapErrors)",
-                "\"revalidation_changes\":\(k.revalidationChanges)", "\"drops\":{" + drops.joined(separator: ",") + "}",
-            ]
-            let dropSummary = dropText.isEmpty ? "0" : dropText.joined(separator: ", ")
-            var lines = "  xdp fast path: hits \(s.hits) (\(s.hit_bytes) B), misses \(s.misses), userspace \(s.userspace), "
-            lines += "malformed \(s.malformed), redirect errors \(s.redirect_errors), drops \(dropSummary)\n"
-            lines += "    cache: \(entries) entries (limit \(datapath.config.cacheSize)), upcalls \(k.upcalls) "
-            lines += "(avg \(JSON.number(kp.averageUpcallMicroseconds)) us), lost upcalls \(k.lostUpcalls) (cache full \(k.cacheFull)), "
-            lines += "revalidations \(k.revalidations) (changed \(k.revalidationChanges)), expirations \(k.expirations)"
-            lines += (k.mapErrors > 0 ? ", map errors \(k.mapErrors) (retried)" : "") + "\n"
-            kernelText = lines
-            total.fastPathHits = kp.fastPathHits
-            total.upcalls = kp.upcalls
-            total.upcallNs = kp.upcallNs
-            total.lostUpcalls = kp.lostUpcalls
-            total.cacheEntries = kp.cacheEntries
-            total.revalidations = kp.revalidations
-            total.expirations = kp.expirations
-        } else {
+        let user = userspacePath()
+        let fastPorts = forwarder.fastPathStats().map { Forwarder.fastPathPortCounters($0, ports: forwarder.portNames.count) }
+        let xdp = kernelPath(datapath)
+        var total = xdp ?? PathStatus()
+        if xdp == nil {
             total.upcalls = user.upcalls
-            total.upcallNs = user.upcallNs
+            total.avgUpcallUs = user.avgUpcallUs
         }
         total.fastPathHits &+= user.fastPathHits
-        total.slowPathPackets = user.slowPathPackets
+        total.slowPathPackets = user.upcalls
         total.cacheEntries &+= user.cacheEntries
         total.revalidations &+= user.revalidations
-        let (_, generation) = datapath.currentPipeline()
-        let flowCount = datapath.dumpFlows().count
-        if json {
-            var paths = ["\"userspace\":" + user.json(extra: ["\"packets\":\(userPackets)",
-                                                               "\"checksum_pending\":\(checksumPending)"])]
-            if let kernelPath { paths.insert("\"xdp\":" + kernelPath.json(extra: kernelExtra), at: 0) }
-            let portItems = ports.enumerated().map { i, info in
-                "{\"number\":\(i + 1),\"name\":\(JSON.string(info.name)),\"ifindex\":\(info.index)"
-                    + (i < forwarder.xdpModes.count ? ",\"xdp_mode\":\"\(forwarder.xdpModes[i])\"" : "") + "}"
-            } + forwarder.tunnels.map { t in
-                let n = tunnelNeighbour(t)
-                return "{\"number\":\(t.port),\"name\":\(JSON.string(t.name)),\"type\":\"vxlan\","
-                    + "\"local\":\"\(t.local)\",\"remote\":\"\(t.remote)\",\"dev\":\(JSON.string(ports[Int(t.underlayPort) - 1].name)),"
-                    + "\"vni\":" + (t.vni.map { "\($0)" } ?? "\"flow\"") + ",\"dstport\":\(t.destinationPort),"
-                    + "\"next_hop\":" + (n.mac.map { "\"\($0)\"" } ?? "null") + ",\"neighbour\":\"\(n.state)\""
-                    + tunnelFastPathJSON(t, datapath: datapath, counters: fastPorts) + "}"
-            }
-            return "{\"mode\":\"flows\",\"datapath\":\"\(datapath.config.kind.rawValue)\",\"workers\":\(config.workers),"
-                + "\"flows\":\(flowCount),\"generation\":\(generation),\"ports\":[" + portItems.joined(separator: ",") + "],"
-                + "\"datapaths\":{" + paths.joined(separator: ",") + "},\"total\":" + total.json() + "}\n"
-        }
-        var out = "shunt forwarder: datapath \(datapath.config.kind.rawValue), \(config.workers) worker(s), "
-            + "\(flowCount) flow(s), tables generation \(generation)\n"
-        for (i, info) in ports.enumerated() {
-            out += "  port \(i + 1): \(info.name)" + (i < forwarder.xdpModes.count ? " (xdp \(forwarder.xdpModes[i]))" : "") + "\n"
-        }
-        for t in forwarder.tunnels {
-            let n = tunnelNeighbour(t)
-            out += "  port \(t.port): \(t.name) (vxlan: local \(t.local), remote \(t.remote), dev \(ports[Int(t.underlayPort) - 1].name), "
-                + "vni \(t.vni.map { "\($0)" } ?? "flow"), dstport \(t.destinationPort), next hop \(n.mac.map { "\($0)" } ?? "unresolved") \(n.state))\n"
-        }
-        out += kernelText
-        out += "  userspace: packets \(userPackets), exact-match hits \(user.fastPathHits), pipeline runs \(user.upcalls) "
-            + "(avg \(JSON.number(user.averageUpcallMicroseconds)) us), cache entries \(user.cacheEntries), invalidations \(user.revalidations)"
-            + (datapath.kernel != nil ? ", kept up for offloaded checksums \(checksumPending)" : "") + "\n"
-        return out
+        total = PathStatus.common(total)
+        return ShowStatus(
+            mode: "flows", datapath: datapath.config.kind.rawValue, workers: plan.workers, flows: datapath.dumpFlows().count,
+            generation: datapath.currentPipeline().generation,
+            ports: ports + forwarder.tunnels.map { tunnelStatus($0, datapath: datapath, fastPorts: fastPorts) },
+            datapaths: .init(xdp: xdp, userspace: user), total: total)
     }
 
-    /// XDP datapath: `,"fast_path":{...}` for a tunnel port: whether the kernel encapsulates
-    /// for it, and what it decapsulated (rx) and encapsulated (tx) for it so far.
-    private func tunnelFastPathJSON(_ t: TunnelPort, datapath: FlowDatapath, counters: [PortCounters]?) -> String {
-        guard let kernel = datapath.kernel else { return "" }
-        let p = Int(t.port) - 1
-        let c = counters.flatMap { p < $0.count ? $0[p] : nil } ?? PortCounters()
-        let encapsulates = t.port < 64 && kernel.tunnelPorts & (1 << UInt64(t.port)) != 0
-        return ",\"fast_path\":{\"encapsulates\":\(encapsulates),\"rx_packets\":\(c.rxPackets),\"tx_packets\":\(c.txPackets)}"
+    /// The workers' exact-match caches in front of the pipeline.
+    private func userspacePath() -> PathStatus {
+        var p = PathStatus()
+        var packets: UInt64 = 0, pending: UInt64 = 0, translateNs: UInt64 = 0
+        for w in forwarder.flowWorkers {
+            let c = w.flowCounters
+            packets += c.read(.packets)
+            pending += c.read(.checksumPending)
+            p.fastPathHits += c.read(.exactMatchHits)
+            p.slowPathPackets += c.read(.translations)
+            p.upcalls += c.read(.translations)
+            translateNs += c.read(.translationNs)
+            p.cacheEntries += c.read(.cacheEntries)
+            p.revalidations += c.read(.invalidations)
+        }
+        p.avgUpcallUs = PathStatus.averageMicroseconds(translateNs, over: p.upcalls)
+        p.packets = packets
+        p.checksumPending = pending
+        return p
+    }
+
+    /// The XDP fast path and the kernel cache behind it; nil on the afpacket datapath.
+    private func kernelPath(_ datapath: FlowDatapath) -> PathStatus? {
+        guard let kernel = datapath.kernel, let s = forwarder.fastPathStats() else { return nil }
+        let (k, entries) = kernel.counters()
+        var p = PathStatus()
+        p.fastPathHits = s.hits
+        p.slowPathPackets = s.misses &+ s.userspace
+        p.upcalls = k.upcalls
+        p.lostUpcalls = k.lostUpcalls
+        p.cacheEntries = UInt64(entries)
+        p.revalidations = k.revalidations
+        p.expirations = k.expirations
+        p.avgUpcallUs = PathStatus.averageMicroseconds(k.upcallNs, over: k.upcalls)
+        (p.hitBytes, p.misses, p.userspace, p.malformed) = (s.hit_bytes, s.misses, s.userspace, s.malformed)
+        (p.notAPort, p.redirectErrors) = (s.not_a_port, s.redirect_errors)
+        (p.cacheFull, p.installErrors, p.mapErrors, p.revalidationChanges) = (k.cacheFull, k.installErrors, k.mapErrors, k.revalidationChanges)
+        p.cacheLimit = UInt64(datapath.config.cacheSize)
+        p.drops = NamedCounts(DropReason.allCases.map { ($0.name, s.dropCount($0)) })
+        return p
+    }
+
+    private func tunnelStatus(_ t: TunnelPort, datapath: FlowDatapath, fastPorts: [PortCounters]?) -> PortStatus {
+        let n = tunnelNeighbour(t)
+        var fastPath: TunnelFastPathStatus? = nil
+        if let kernel = datapath.kernel {
+            let p = Int(t.port) - 1
+            let c = fastPorts.flatMap { p < $0.count ? $0[p] : nil } ?? PortCounters()
+            fastPath = TunnelFastPathStatus(encapsulates: t.port < 64 && kernel.tunnelPorts & (1 << UInt64(t.port)) != 0,
+                                            rxPackets: c.rxPackets, txPackets: c.txPackets)
+        }
+        let tunnel = PortStatus.TunnelStatus(
+            local: "\(t.local)", remote: "\(t.remote)", dev: forwarder.interfaces[Int(t.underlayPort) - 1].name,
+            vni: t.vni.map { .fixed($0) } ?? .flow, dstport: t.destinationPort, nextHop: n.mac.map { "\($0)" },
+            neighbour: "\(n.state)", fastPath: fastPath)
+        return PortStatus(number: t.port, name: t.name, tunnel: tunnel)
     }
 
     /// The remote VTEP's next-hop MAC as the workers see it now.
@@ -286,45 +226,52 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
 
     // MARK: dump-cache
 
-    func dumpCache(_ datapath: FlowDatapath, json: Bool) -> String {
+    func dumpCache(_ datapath: FlowDatapath, json: Bool) -> String { render(cacheDump(datapath), json: json, text: \.text) }
+
+    func cacheDump(_ datapath: FlowDatapath) -> CacheDumpStatus {
         let nowNs = Sys.monotonicNanoseconds()
-        var items: [String] = []
-        var lines: [String] = []
-        if let kernel = datapath.kernel {
-            for (key, entry) in kernel.dump() {
-                let actions = FlowCacheProgram.actions(of: entry)
-                let idleMs = nowNs > entry.last_used_ns ? (nowNs - entry.last_used_ns) / 1_000_000 : 0
-                let userspace = entry.flags & UInt32(SHUNT_CACHE_USERSPACE) != 0
-                let actionText = actions.isEmpty ? "drop" : actions.map { $0.description }.joined(separator: ",")
-                items.append("{\"path\":\"xdp\",\"key\":\(JSON.string(key.description)),\"actions\":\(JSON.string(actionText)),"
-                    + "\"userspace\":\(userspace),\"packets\":\(entry.packets),\"bytes\":\(entry.bytes),\"idle_ms\":\(idleMs)}")
-                lines.append("xdp: \(key), packets:\(entry.packets), bytes:\(entry.bytes), used:\(JSON.number(Double(idleMs) / 1000))s ago, actions:\(userspace ? "userspace(" + actionText + ")" : actionText)")
-            }
+        var entries: [CacheDumpStatus.Entry] = []
+        for (key, entry) in datapath.kernel?.dump() ?? [] {
+            let actions = FlowCacheProgram.actions(of: entry)
+            entries.append(.init(path: "xdp", key: key.description,
+                                 actions: actions.isEmpty ? "drop" : actions.map(\.description).joined(separator: ","),
+                                 userspace: entry.flags & UInt32(SHUNT_CACHE_USERSPACE) != 0, packets: entry.packets,
+                                 bytes: entry.bytes, idleMs: nowNs > entry.last_used_ns ? (nowNs - entry.last_used_ns) / 1_000_000 : 0))
         }
         let nowMs = nowNs / 1_000_000
+        var silent: [Int] = []
         for w in forwarder.flowWorkers {
-            guard let entries = w.dumpCache() else {
-                lines.append("worker \(w.index): did not answer")
+            guard let cached = w.dumpCache() else {
+                silent.append(w.index)
                 continue
             }
-            for e in entries {
-                let idleMs = nowMs > e.lastUsedMs ? nowMs - e.lastUsedMs : 0
-                let actionText = e.actions.isEmpty ? "drop" : e.actions.map(\.description).joined(separator: ",")
-                items.append("{\"path\":\"userspace\",\"worker\":\(w.index),\"key\":\(JSON.string(e.key.description)),"
-                    + "\"actions\":\(JSON.string(actionText)),\"packets\":\(e.packets),\"bytes\":\(e.bytes),\"idle_ms\":\(idleMs)}")
-                lines.append("userspace worker \(w.index): \(e.key), packets:\(e.packets), bytes:\(e.bytes), used:\(JSON.number(Double(idleMs) / 1000))s ago, actions:\(actionText)")
+            for e in cached {
+                entries.append(.init(path: "userspace", worker: w.index, key: e.key.description,
+                                     actions: e.actions.isEmpty ? "drop" : e.actions.map(\.description).joined(separator: ","),
+                                     packets: e.packets, bytes: e.bytes, idleMs: nowMs > e.lastUsedMs ? nowMs - e.lastUsedMs : 0))
             }
         }
-        if json { return "{\"entries\":[" + items.joined(separator: ",") + "]}\n" }
-        return lines.map { $0 + "\n" }.joined()
+        return CacheDumpStatus(entries: entries, unansweredWorkers: silent.isEmpty ? nil : silent)
     }
 }
 
-/// Minimal JSON text helpers for the hand-built output.
-enum JSON {
-    static func string(_ s: String) -> String { JSONText.string(s) }
+extension PathStatus {
+    static func averageMicroseconds(_ ns: UInt64, over count: UInt64) -> Double {
+        count == 0 ? 0 : (Double(ns) / Double(count) / 1000 * 100).rounded() / 100
+    }
 
-    static func number(_ d: Double) -> String {
+    /// The fields `total` has: the common ones, without a datapath's own.
+    static func common(_ p: PathStatus) -> PathStatus {
+        var t = PathStatus()
+        (t.fastPathHits, t.slowPathPackets, t.upcalls, t.lostUpcalls) = (p.fastPathHits, p.slowPathPackets, p.upcalls, p.lostUpcalls)
+        (t.cacheEntries, t.revalidations, t.expirations, t.avgUpcallUs) = (p.cacheEntries, p.revalidations, p.expirations, p.avgUpcallUs)
+        return t
+    }
+}
+
+/// Numbers in the text forms: at most two decimals, none when whole.
+enum TextNumber {
+    static func format(_ d: Double) -> String {
         let r = (d * 100).rounded() / 100
         return r == r.rounded() ? String(Int(r)) : String(r)
     }

@@ -125,15 +125,12 @@ public final class MirrorControl: @unchecked Sendable {
     /// `shunt ctl mirror list`: each session, its settings and its counters. JSON names are stable:
     /// selected, mirrored, sampled_out, truncated, dropped (packets) and their `_bytes`.
     public func list(json: Bool) -> String {
-        let sessions = registry.current().table.sessions
-        if json { return "{\"mirrors\":[" + sessions.map(jsonItem).joined(separator: ",") + "]}\n" }
-        if sessions.isEmpty { return "no mirrors\n" }
-        return sessions.map(textItem).joined()
+        let status = self.status()
+        return json ? StatusJSON.encode(status) + "\n" : status.text
     }
 
-    /// The sessions as a JSON array (also in `shunt forward`'s final statistics).
-    public func jsonArray() -> String {
-        "[" + registry.current().table.sessions.map(jsonItem).joined(separator: ",") + "]"
+    public func status() -> MirrorListStatus {
+        MirrorListStatus(mirrors: registry.current().table.sessions.map(sessionStatus))
     }
 
     private func outputType(_ s: MirrorSessionRuntime) -> String {
@@ -169,43 +166,13 @@ public final class MirrorControl: @unchecked Sendable {
         }, k.mirrored)
     }
 
-    private func jsonItem(_ s: MirrorSessionRuntime) -> String {
+    private func sessionStatus(_ s: MirrorSessionRuntime) -> MirrorListStatus.Session {
         let spec = s.session.spec
         let (read, kernelMirrored) = counters(s)
-        var fields = [
-            "\"name\":\(JSONText.string(spec.name))",
-            "\"sources\":[" + spec.sources.map(JSONText.string).joined(separator: ",") + "]",
-            "\"direction\":\"\(spec.direction.rawValue)\"",
-            "\"output\":\(JSONText.string(spec.target.description))",
-            "\"output_type\":\"\(outputType(s))\"",
-            "\"sample\":\(spec.sample)",
-            "\"snaplen\":\(spec.snaplen ?? 0)",
-            "\"match\":" + (spec.match.map(JSONText.string) ?? "null"),
-            "\"spec\":\(JSONText.string(spec.text))",
-        ]
-        for f in MirrorCounters.Field.reported { fields.append("\"\(f.jsonName)\":\(read(f))") }
-        fields.append("\"fast_path_mirrored\":\(kernelMirrored)")
-        let drops = MirrorDrop.allCases.map { "\"\($0.name)\":\(read(MirrorCounters.field($0)))" }
-        fields.append("\"drops\":{" + drops.joined(separator: ",") + "}")
-        return "{" + fields.joined(separator: ",") + "}"
-    }
-
-    private func textItem(_ s: MirrorSessionRuntime) -> String {
-        let spec = s.session.spec
-        let (read, kernelMirrored) = counters(s)
-        let drops = MirrorDrop.allCases.compactMap { d -> String? in
-            let v = read(MirrorCounters.field(d))
-            return v > 0 ? "\(d.name) \(v)" : nil
-        }
-        var line = "\(spec.name): \(spec.sources.joined(separator: "+")) (\(spec.direction.rawValue)) -> \(spec.target)"
-        if spec.sample > 1 { line += ", 1 in \(spec.sample)" }
-        if let snaplen = spec.snaplen { line += ", snaplen \(snaplen)" }
-        if let match = spec.match { line += ", match \(match)" }
-        line += "\n  selected \(read(.selected)) (\(read(.selectedBytes)) B)"
-        line += ", mirrored \(read(.mirrored)) (\(read(.mirroredBytes)) B)"
-        if kernelMirrored > 0 { line += " (\(kernelMirrored) in the fast path)" }
-        line += ", sampled out \(read(.sampledOut)), truncated \(read(.truncated)), dropped \(read(.dropped))"
-        if !drops.isEmpty { line += " (" + drops.joined(separator: ", ") + ")" }
-        return line + "\n"
+        return MirrorListStatus.Session(
+            name: spec.name, sources: spec.sources, direction: spec.direction.rawValue, output: spec.target.description,
+            outputType: outputType(s), sample: spec.sample, snaplen: spec.snaplen ?? 0, match: spec.match, spec: spec.text,
+            counts: NamedCounts(MirrorCounters.Field.reported.map { ($0.jsonName, read($0)) }), fastPathMirrored: kernelMirrored,
+            drops: NamedCounts(MirrorDrop.allCases.map { ($0.name, read(MirrorCounters.field($0))) }))
     }
 }

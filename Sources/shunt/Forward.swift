@@ -247,10 +247,9 @@ struct Forward: ParsableCommand {
         let final = forwarder.stopAndCollect()
         emitLine(json ? final.json(since: nil) : final.text(since: nil))
         if let mirrorControl = forwarder.mirrorControl {
-            let sessions = mirrorControl.jsonArray()
-            if sessions != "[]" {
-                emitLine(json ? "{\"type\":\"mirrors\",\"mirrors\":\(sessions)}" : mirrorControl.list(json: false))
-            }
+            var sessions = mirrorControl.status()
+            sessions.type = "mirrors"
+            if !sessions.mirrors.isEmpty { emitLine(json ? StatusJSON.encode(sessions) : sessions.text) }
         }
     }
 }
