@@ -20,46 +20,36 @@ public final class WorkerCounters: @unchecked Sendable {
     static let txDropBase = fieldCount + DropReason.slotCount
     static let stride = fieldCount + 2 * DropReason.slotCount
 
-    let storage: UnsafeMutablePointer<UInt64>
-    public let portCount: Int
+    /// One row per port (a port's single writer is the worker, so rows are not writers here).
+    let block: CounterBlock
+    public var portCount: Int { block.rows }
 
-    init(portCount: Int) {
-        self.portCount = portCount
-        storage = .allocate(capacity: portCount * Self.stride)
-        storage.initialize(repeating: 0, count: portCount * Self.stride)
-    }
+    init(portCount: Int) { block = CounterBlock(rows: portCount, columns: Self.stride) }
 
-    deinit { storage.deallocate() }
-
-    @inline(__always) func add(_ port: Int, _ field: Field, _ n: UInt64) {
-        let p = storage + port * Self.stride + field.rawValue
-        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
-    }
+    @inline(__always) func add(_ port: Int, _ field: Field, _ n: UInt64) { block.add(port, field.rawValue, n) }
 
     @inline(__always) func addRxDrop(_ port: Int, _ reason: DropReason, _ n: UInt64 = 1) {
-        let p = storage + port * Self.stride + Self.rxDropBase + Int(reason.rawValue)
-        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
+        block.add(port, Self.rxDropBase + Int(reason.rawValue), n)
     }
 
     @inline(__always) func addTxDrop(_ port: Int, _ reason: DropReason, _ n: UInt64 = 1) {
-        let p = storage + port * Self.stride + Self.txDropBase + Int(reason.rawValue)
-        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
+        block.add(port, Self.txDropBase + Int(reason.rawValue), n)
     }
 
     func snapshot(port: Int) -> PortCounters {
-        let base = storage + port * Self.stride
+        func word(_ column: Int) -> UInt64 { block.value(port, column) }
         var c = PortCounters()
-        c.rxPackets = cshunt_load_relaxed_u64(base + 0)
-        c.rxBytes = cshunt_load_relaxed_u64(base + 1)
-        c.txPackets = cshunt_load_relaxed_u64(base + 2)
-        c.txBytes = cshunt_load_relaxed_u64(base + 3)
-        c.rxDecapsulated = cshunt_load_relaxed_u64(base + Field.rxDecapsulated.rawValue)
-        c.txEncapsulated = cshunt_load_relaxed_u64(base + Field.txEncapsulated.rawValue)
-        c.rxLocal = cshunt_load_relaxed_u64(base + Field.rxLocal.rawValue)
-        c.txLocal = cshunt_load_relaxed_u64(base + Field.txLocal.rawValue)
+        c.rxPackets = word(Field.rxPackets.rawValue)
+        c.rxBytes = word(Field.rxBytes.rawValue)
+        c.txPackets = word(Field.txPackets.rawValue)
+        c.txBytes = word(Field.txBytes.rawValue)
+        c.rxDecapsulated = word(Field.rxDecapsulated.rawValue)
+        c.txEncapsulated = word(Field.txEncapsulated.rawValue)
+        c.rxLocal = word(Field.rxLocal.rawValue)
+        c.txLocal = word(Field.txLocal.rawValue)
         for r in DropReason.allCases {
-            c.rxDrops[r] = cshunt_load_relaxed_u64(base + Self.rxDropBase + Int(r.rawValue))
-            c.txDrops[r] = cshunt_load_relaxed_u64(base + Self.txDropBase + Int(r.rawValue))
+            c.rxDrops[r] = word(Self.rxDropBase + Int(r.rawValue))
+            c.txDrops[r] = word(Self.txDropBase + Int(r.rawValue))
         }
         return c
     }

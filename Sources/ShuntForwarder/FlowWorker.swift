@@ -27,23 +27,13 @@ final class FlowPathCounters: @unchecked Sendable {
         case checksumPending
     }
 
-    private let storage: UnsafeMutablePointer<UInt64>
+    private let block = CounterBlock(rows: 1, columns: Field.allCases.count)
 
-    init() {
-        storage = .allocate(capacity: Field.allCases.count)
-        storage.initialize(repeating: 0, count: Field.allCases.count)
-    }
+    @inline(__always) func add(_ f: Field, _ n: UInt64 = 1) { block.add(0, f.rawValue, n) }
 
-    deinit { storage.deallocate() }
+    @inline(__always) func set(_ f: Field, _ v: UInt64) { block.set(0, f.rawValue, v) }
 
-    @inline(__always) func add(_ f: Field, _ n: UInt64 = 1) {
-        let p = storage + f.rawValue
-        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
-    }
-
-    @inline(__always) func set(_ f: Field, _ v: UInt64) { cshunt_store_relaxed_u64(storage + f.rawValue, v) }
-
-    func read(_ f: Field) -> UInt64 { cshunt_load_relaxed_u64(storage + f.rawValue) }
+    func read(_ f: Field) -> UInt64 { block.value(0, f.rawValue) }
 }
 
 /// The flow-table engine: each received frame's key is looked up in the worker's exact-match

@@ -70,32 +70,18 @@ final class MirrorCounters: @unchecked Sendable {
                                         .sampledOutBytes, .truncated, .truncatedBytes, .dropped, .droppedBytes]
     }
 
-    private static let stride = Field.allCases.count
-    private let rows: Int
-    private let storage: UnsafeMutablePointer<UInt64>
+    /// One row per worker.
+    private let block: CounterBlock
 
-    init(rows: Int) {
-        self.rows = rows
-        storage = .allocate(capacity: rows * Self.stride)
-        storage.initialize(repeating: 0, count: rows * Self.stride)
-    }
+    init(rows: Int) { block = CounterBlock(rows: rows, columns: Field.allCases.count) }
 
-    deinit { storage.deallocate() }
+    @inline(__always) func add(_ row: Int, _ f: Field, _ n: UInt64 = 1) { block.add(row, f.rawValue, n) }
 
-    @inline(__always) func add(_ row: Int, _ f: Field, _ n: UInt64 = 1) {
-        let p = storage + row * Self.stride + f.rawValue
-        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ n)
-    }
+    @inline(__always) func value(_ row: Int, _ f: Field) -> UInt64 { block.value(row, f.rawValue) }
 
-    @inline(__always) func value(_ row: Int, _ f: Field) -> UInt64 {
-        cshunt_load_relaxed_u64(storage + row * Self.stride + f.rawValue)
-    }
+    @inline(__always) func set(_ row: Int, _ f: Field, _ v: UInt64) { block.set(row, f.rawValue, v) }
 
-    @inline(__always) func set(_ row: Int, _ f: Field, _ v: UInt64) {
-        cshunt_store_relaxed_u64(storage + row * Self.stride + f.rawValue, v)
-    }
-
-    func read(_ f: Field) -> UInt64 { (0..<rows).reduce(0) { $0 &+ value($1, f) } }
+    func read(_ f: Field) -> UInt64 { block.sum(f.rawValue) }
 
     static func field(_ drop: MirrorDrop) -> Field {
         switch drop {

@@ -6,43 +6,32 @@ import CShunt
 /// rows with relaxed loads. Rule ids are reused after a delete, so a new rule starts from a
 /// baseline taken when it was added.
 public final class RuleCounters: @unchecked Sendable {
-    public let rows: Int
+    public var rows: Int { block.rows }
     public let maxRules: Int
-    private let storage: UnsafeMutablePointer<UInt64>
+    /// Per writer row: packets and bytes of rule i in columns 2i and 2i + 1.
+    private let block: CounterBlock
     /// Baselines, written only by the control thread.
     private var basePackets: [UInt64]
     private var baseBytes: [UInt64]
 
     public init(writers: Int, maxRules: Int) {
-        rows = writers
         self.maxRules = maxRules
-        storage = .allocate(capacity: writers * maxRules * 2)
-        storage.initialize(repeating: 0, count: writers * maxRules * 2)
+        block = CounterBlock(rows: writers, columns: maxRules * 2)
         basePackets = Array(repeating: 0, count: maxRules)
         baseBytes = Array(repeating: 0, count: maxRules)
     }
-
-    deinit { storage.deallocate() }
 
     /// Credits one packet of `bytes` to `rule`, from writer `row`.
     @inline(__always)
     public func add(row: Int, rule: UInt32, packets: UInt64 = 1, bytes: UInt64) {
         let i = Int(rule)
         guard i < maxRules else { return }
-        let p = storage + (row * maxRules + i) * 2
-        cshunt_store_relaxed_u64(p, cshunt_load_relaxed_u64(p) &+ packets)
-        cshunt_store_relaxed_u64(p + 1, cshunt_load_relaxed_u64(p + 1) &+ bytes)
+        block.add(row, 2 * i, packets)
+        block.add(row, 2 * i + 1, bytes)
     }
 
     private func raw(_ rule: UInt32) -> (packets: UInt64, bytes: UInt64) {
-        var packets: UInt64 = 0, bytes: UInt64 = 0
-        let i = Int(rule)
-        for r in 0..<rows {
-            let p = storage + (r * maxRules + i) * 2
-            packets &+= cshunt_load_relaxed_u64(p)
-            bytes &+= cshunt_load_relaxed_u64(p + 1)
-        }
-        return (packets, bytes)
+        (block.sum(2 * Int(rule)), block.sum(2 * Int(rule) + 1))
     }
 
     /// The counters of `rule` since it was (re)started with `reset`.

@@ -1,0 +1,29 @@
+import Testing
+
+@testable import ShuntForwarder
+
+@Suite("Counter block")
+struct CounterBlockTests {
+    /// Rows are independent, a column sums over them, and levels overwrite.
+    @Test func rowsAddUpAndStayApart() {
+        let block = CounterBlock(rows: 3, columns: 5)
+        for row in 0..<3 {
+            for column in 0..<5 { block.add(row, column, UInt64(10 * row + column)) }
+        }
+        block.add(2, 4)
+        #expect((0..<5).map(block.sum) == [30, 33, 36, 39, 43])
+        block.set(1, 0, 7)
+        #expect(block.value(1, 0) == 7 && block.value(0, 0) == 0 && block.sum(0) == 27)
+    }
+
+    @Test func ruleCountersStartAgainAfterAReset() {
+        let rules = RuleCounters(writers: 2, maxRules: 4)
+        rules.add(row: 0, rule: 3, bytes: 100)
+        rules.add(row: 1, rule: 3, packets: 2, bytes: 50)
+        rules.add(row: 1, rule: 9, bytes: 1)  // beyond maxRules: ignored
+        #expect(rules.read(3) == (3, 150) && rules.read(2) == (0, 0))
+        rules.reset(3)
+        rules.add(row: 0, rule: 3, bytes: 60)
+        #expect(rules.read(3) == (1, 60))
+    }
+}
