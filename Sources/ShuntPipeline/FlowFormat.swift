@@ -55,89 +55,89 @@ extension FlowSyntax {
         let k = match.key
         let m = match.mask
         var out: [String] = []
-
-        var typeShown = false
-        var protoShown = false
-        if m.dlType != 0 {
-            typeShown = true
-            let proto: UInt8? = m.nwProto != 0 ? k.nwProto : nil
-            switch k.dlType {
-            case 0x0800:
-                let names: [UInt8: String] = [1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"]
-                if let proto, let name = names[proto] {
-                    out.append(name)
-                    protoShown = true
-                } else {
-                    out.append("ip")
-                }
-            case 0x86dd:
-                let names: [UInt8: String] = [58: "icmp6", 6: "tcp6", 17: "udp6", 132: "sctp6"]
-                if let proto, let name = names[proto] {
-                    out.append(name)
-                    protoShown = true
-                } else {
-                    out.append("ipv6")
-                }
-            case 0x0806: out.append("arp")
-            case 0x8035: out.append("rarp")
-            default: typeShown = false
-            }
-        }
-
+        let shorthand = protocolShorthand(k, m)
+        if let word = shorthand.word { out.append(word) }
         if m.tunID != 0 {
             out.append(m.tunID == .max ? "tun_id=\(alternateHex(k.tunID))"
                 : "tun_id=\(alternateHex(k.tunID))/\(alternateHex(m.tunID))")
         }
         if m.inPort != 0 { out.append("in_port=\(k.inPort)") }
-
-        if m.vlanTCI != 0 {
-            let vidMask = m.vlanTCI & 0x0fff
-            let pcpMask = m.vlanTCI & 0xe000
-            let tagged = m.vlanTCI & FlowKey.vlanPresent != 0 && k.vlanTCI & FlowKey.vlanPresent != 0
-            if tagged && (vidMask == 0 || vidMask == 0x0fff) && (pcpMask == 0 || pcpMask == 0xe000)
-                && (vidMask != 0 || pcpMask != 0)
-            {
-                if vidMask != 0 { out.append("dl_vlan=\(k.vlanTCI & 0x0fff)") }
-                if pcpMask != 0 { out.append("dl_vlan_pcp=\(k.vlanTCI >> 13)") }
-            } else if m.vlanTCI == 0xffff {
-                out.append("vlan_tci=\(hex4(k.vlanTCI))")
-            } else {
-                out.append("vlan_tci=\(hex4(k.vlanTCI))/\(hex4(m.vlanTCI))")
-            }
-        }
-
+        out += vlanFields(k, m)
         for (name, value, mask) in [("dl_src", k.dlSrc, m.dlSrc), ("dl_dst", k.dlDst, m.dlDst)] where mask.value != 0 {
             out.append(mask.value == 0xffff_ffff_ffff ? "\(name)=\(value)" : "\(name)=\(value)/\(mask)")
         }
-        if !typeShown && m.dlType != 0 { out.append("dl_type=\(hex4(k.dlType))") }
+        if shorthand.word == nil && m.dlType != 0 { out.append("dl_type=\(hex4(k.dlType))") }
+        out += addressFields(k, m)
+        if !shorthand.includesProtocol && m.nwProto != 0 {
+            let isARP = k.dlType == 0x0806 || k.dlType == 0x8035
+            out.append(isARP ? "arp_op=\(k.nwProto)" : "nw_proto=\(k.nwProto)")
+        }
+        out += transportFields(k, m)
+        return out
+    }
 
+    /// `ip`, `tcp6`, `arp`...: the word for a matched dl_type (and nw_proto, when one names
+    /// both); nil when the dl_type has no word or is not matched.
+    private static func protocolShorthand(_ k: FlowKey, _ m: FlowKey) -> (word: String?, includesProtocol: Bool) {
+        guard m.dlType != 0 else { return (nil, false) }
+        let proto: UInt8? = m.nwProto != 0 ? k.nwProto : nil
+        let names: [UInt8: String]
+        let plain: String
         switch k.dlType {
-        case 0x86dd:
+        case 0x0800: (names, plain) = ([1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"], "ip")
+        case 0x86dd: (names, plain) = ([58: "icmp6", 6: "tcp6", 17: "udp6", 132: "sctp6"], "ipv6")
+        case 0x0806: return ("arp", false)
+        case 0x8035: return ("rarp", false)
+        default: return (nil, false)
+        }
+        if let proto, let name = names[proto] { return (name, true) }
+        return (plain, false)
+    }
+
+    /// dl_vlan and dl_vlan_pcp where they say it all, else vlan_tci with its mask.
+    private static func vlanFields(_ k: FlowKey, _ m: FlowKey) -> [String] {
+        guard m.vlanTCI != 0 else { return [] }
+        let vidMask = m.vlanTCI & 0x0fff
+        let pcpMask = m.vlanTCI & 0xe000
+        let tagged = m.vlanTCI & FlowKey.vlanPresent != 0 && k.vlanTCI & FlowKey.vlanPresent != 0
+        if tagged && (vidMask == 0 || vidMask == 0x0fff) && (pcpMask == 0 || pcpMask == 0xe000)
+            && (vidMask != 0 || pcpMask != 0)
+        {
+            var out: [String] = []
+            if vidMask != 0 { out.append("dl_vlan=\(k.vlanTCI & 0x0fff)") }
+            if pcpMask != 0 { out.append("dl_vlan_pcp=\(k.vlanTCI >> 13)") }
+            return out
+        }
+        if m.vlanTCI == 0xffff { return ["vlan_tci=\(hex4(k.vlanTCI))"] }
+        return ["vlan_tci=\(hex4(k.vlanTCI))/\(hex4(m.vlanTCI))"]
+    }
+
+    /// ipv6_src/ipv6_dst for IPv6, arp_spa/arp_tpa for ARP, nw_src/nw_dst otherwise.
+    private static func addressFields(_ k: FlowKey, _ m: FlowKey) -> [String] {
+        var out: [String] = []
+        if k.dlType == 0x86dd {
             let addresses = [("ipv6_src", k.nwSrcBytes, m.nwSrcBytes), ("ipv6_dst", k.nwDstBytes, m.nwDstBytes)]
             for (name, value, mask) in addresses where mask.contains(where: { $0 != 0 }) {
                 out.append("\(name)=\(IPv6Text.format(value))\(ipv6MaskSuffix(mask))")
             }
-        default:
-            let isARP = k.dlType == 0x0806 || k.dlType == 0x8035
-            let names = isARP ? ("arp_spa", "arp_tpa") : ("nw_src", "nw_dst")
-            for (name, value, mask) in [(names.0, k.nwSrcIPv4, m.nwSrcIPv4), (names.1, k.nwDstIPv4, m.nwDstIPv4)]
-            where mask != 0 {
-                out.append("\(name)=\(IPv4Text.format(value))\(ipv4MaskSuffix(mask))")
-            }
+            return out
         }
-
-        if !protoShown && m.nwProto != 0 {
-            let isARP = k.dlType == 0x0806 || k.dlType == 0x8035
-            out.append(isARP ? "arp_op=\(k.nwProto)" : "nw_proto=\(k.nwProto)")
-        }
-
-        let isICMP = (k.dlType == 0x0800 && k.nwProto == 1) || (k.dlType == 0x86dd && k.nwProto == 58)
-        let ports = isICMP ? ("icmp_type", "icmp_code") : ("tp_src", "tp_dst")
-        for (name, value, mask) in [(ports.0, k.tpSrc, m.tpSrc), (ports.1, k.tpDst, m.tpDst)] where mask != 0 {
-            out.append(mask == 0xffff ? "\(name)=\(value)"
-                : "\(name)=0x\(String(value, radix: 16))/0x\(String(mask, radix: 16))")
+        let isARP = k.dlType == 0x0806 || k.dlType == 0x8035
+        let names = isARP ? ("arp_spa", "arp_tpa") : ("nw_src", "nw_dst")
+        for (name, value, mask) in [(names.0, k.nwSrcIPv4, m.nwSrcIPv4), (names.1, k.nwDstIPv4, m.nwDstIPv4)]
+        where mask != 0 {
+            out.append("\(name)=\(IPv4Text.format(value))\(ipv4MaskSuffix(mask))")
         }
         return out
+    }
+
+    /// tp_src/tp_dst, or icmp_type/icmp_code for ICMP and ICMPv6.
+    private static func transportFields(_ k: FlowKey, _ m: FlowKey) -> [String] {
+        let isICMP = (k.dlType == 0x0800 && k.nwProto == 1) || (k.dlType == 0x86dd && k.nwProto == 58)
+        let ports = isICMP ? ("icmp_type", "icmp_code") : ("tp_src", "tp_dst")
+        return [(ports.0, k.tpSrc, m.tpSrc), (ports.1, k.tpDst, m.tpDst)].filter { $0.2 != 0 }.map { name, value, mask in
+            mask == 0xffff ? "\(name)=\(value)" : "\(name)=0x\(String(value, radix: 16))/0x\(String(mask, radix: 16))"
+        }
     }
 }
 

@@ -156,6 +156,12 @@ private struct MatchBuilder {
     var cookie: UInt64?
     var owners: [MatchPart: Substring] = [:]
     var needs: [(field: Substring, at: Substring.Index, need: Prerequisite)] = []
+
+    /// Matches `field` against `value` under `mask`.
+    mutating func set<Value>(_ field: WritableKeyPath<FlowKey, Value>, _ value: Value, mask: Value) {
+        key[keyPath: field] = value
+        self.mask[keyPath: field] = mask
+    }
 }
 
 struct FlowTextParser {
@@ -261,128 +267,163 @@ struct FlowTextParser {
         "tp_src", "tp_dst", "icmp_type", "icmp_code", "icmpv6_type", "icmpv6_code", "tun_id",
     ]
 
+    /// One `name=value` of a match, with where its name and its value start (for error columns).
+    private struct FieldText {
+        let name: Substring
+        let value: Substring
+        let nameAt: Substring.Index
+        let valueAt: Substring.Index
+    }
+
+    /// A `name=value` field, handed to the group of fields its name belongs to.
     private func field(
         _ name: Substring, _ value: Substring, nameAt: Substring.Index, valueAt: Substring.Index,
         _ b: inout MatchBuilder
     ) throws(FlowParseError) {
-        switch name {
+        let f = FieldText(name: name, value: value, nameAt: nameAt, valueAt: valueAt)
+        if try flowField(f, &b) { return }
+        if try ethernetField(f, &b) { return }
+        if try networkField(f, &b) { return }
+        if try transportField(f, &b) { return }
+        if Self.shorthands[name] != nil {
+            throw fail(nameAt, "'\(name)' takes no value")
+        }
+        throw fail(nameAt, "unknown field '\(name)'")
+    }
+
+    /// Claims `parts` for field `f` (see `claim(_:by:at:_:)`).
+    private func claim(_ parts: [MatchPart], _ f: FieldText, _ b: inout MatchBuilder) throws(FlowParseError) {
+        try claim(parts, by: f.name, at: f.nameAt, &b)
+    }
+
+    /// The field's value as a number in `range`; messages name the field.
+    private func number(_ f: FieldText, in range: ClosedRange<UInt64>) throws(FlowParseError) -> UInt64 {
+        try number(f.value, at: f.valueAt, field: String(f.name), in: range)
+    }
+
+    /// The field's `value[/mask]` as numbers up to `max`.
+    private func maskedNumber(_ f: FieldText, max: UInt64) throws(FlowParseError) -> (UInt64, UInt64) {
+        try maskedNumber(f.value, at: f.valueAt, field: String(f.name), max: max)
+    }
+
+    /// table, priority, cookie (where the flow goes, rather than what it matches), in_port and
+    /// tun_id; false for any other name.
+    private func flowField(_ f: FieldText, _ b: inout MatchBuilder) throws(FlowParseError) -> Bool {
+        switch f.name {
         case "table":
-            try claim([.table], by: name, at: nameAt, &b)
-            b.table = UInt8(try number(value, at: valueAt, field: "table", in: 0...254))
+            try claim([.table], f, &b)
+            b.table = UInt8(try number(f, in: 0...254))
         case "priority":
-            try claim([.priority], by: name, at: nameAt, &b)
-            b.priority = UInt16(try number(value, at: valueAt, field: "priority", in: 0...65535))
+            try claim([.priority], f, &b)
+            b.priority = UInt16(try number(f, in: 0...65535))
         case "cookie":
-            guard isFlow else { throw fail(nameAt, "a del-flows match does not select by cookie") }
-            try claim([.cookie], by: name, at: nameAt, &b)
-            if value.contains("/") { throw fail(valueAt, "cookie masks are not supported in add-flow") }
-            b.cookie = try number(value, at: valueAt, field: "cookie", in: 0...UInt64.max)
+            guard isFlow else { throw fail(f.nameAt, "a del-flows match does not select by cookie") }
+            try claim([.cookie], f, &b)
+            if f.value.contains("/") { throw fail(f.valueAt, "cookie masks are not supported in add-flow") }
+            b.cookie = try number(f, in: 0...UInt64.max)
         case "in_port":
-            try claim([.inPort], by: name, at: nameAt, &b)
-            b.key.inPort = try port(value, at: valueAt)
-            b.mask.inPort = .max
+            try claim([.inPort], f, &b)
+            b.set(\.inPort, try port(f.value, at: f.valueAt), mask: .max)
+        case "tun_id":
+            try claim([.tunID], f, &b)
+            let (v, m) = try maskedNumber(f, max: .max)
+            b.set(\.tunID, v & m, mask: m)
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// dl_src, dl_dst, the VLAN fields and dl_type; false for any other name.
+    private func ethernetField(_ f: FieldText, _ b: inout MatchBuilder) throws(FlowParseError) -> Bool {
+        switch f.name {
         case "dl_src", "dl_dst":
-            try claim([name == "dl_src" ? .dlSrc : .dlDst], by: name, at: nameAt, &b)
-            let (v, m) = try maskedMAC(value, at: valueAt)
-            if name == "dl_src" {
-                b.key.dlSrc = v
-                b.mask.dlSrc = m
-            } else {
-                b.key.dlDst = v
-                b.mask.dlDst = m
-            }
+            let isSource = f.name == "dl_src"
+            try claim([isSource ? .dlSrc : .dlDst], f, &b)
+            let (v, m) = try maskedMAC(f.value, at: f.valueAt)
+            b.set(isSource ? \.dlSrc : \.dlDst, v, mask: m)
         case "dl_vlan":
-            guard case .value(let vid) = NumberText(value), vid <= 0x0fff || vid == 0xffff else {
-                if case .invalid = NumberText(value) { throw fail(valueAt, "dl_vlan: '\(value)' is not a number") }
-                throw fail(valueAt, "dl_vlan \(value) is out of range (0 to 4095, or 0xffff for untagged)")
-            }
-            if vid == 0xffff {
-                // OVS semantics: no 802.1Q header at all, so it also fixes the PCP.
-                try claim([.vlanVID, .vlanPCP], by: name, at: nameAt, &b)
-                b.mask.vlanTCI |= 0x1fff
-            } else {
-                try claim([.vlanVID], by: name, at: nameAt, &b)
-                b.key.vlanTCI |= FlowKey.vlanPresent | UInt16(vid)
-                b.mask.vlanTCI |= 0x1fff
-            }
+            try vlanID(f, &b)
         case "dl_vlan_pcp":
-            try claim([.vlanPCP], by: name, at: nameAt, &b)
-            let pcp = UInt16(try number(value, at: valueAt, field: "dl_vlan_pcp", in: 0...7))
+            try claim([.vlanPCP], f, &b)
+            let pcp = UInt16(try number(f, in: 0...7))
             b.key.vlanTCI |= FlowKey.vlanPresent | pcp << 13
             b.mask.vlanTCI |= 0xf000
         case "vlan_tci":
-            try claim([.vlanVID, .vlanPCP], by: name, at: nameAt, &b)
-            let (v, m) = try maskedNumber(value, at: valueAt, field: "vlan_tci", max: 0xffff)
-            b.key.vlanTCI = UInt16(v & m)
-            b.mask.vlanTCI = UInt16(m)
+            try claim([.vlanVID, .vlanPCP], f, &b)
+            let (v, m) = try maskedNumber(f, max: 0xffff)
+            b.set(\.vlanTCI, UInt16(v & m), mask: UInt16(m))
         case "dl_type":
-            try claim([.dlType], by: name, at: nameAt, &b)
-            b.key.dlType = UInt16(try number(value, at: valueAt, field: "dl_type", in: 0...0xffff))
-            b.mask.dlType = 0xffff
-        case "nw_proto", "arp_op":
-            try claim([.nwProto], by: name, at: nameAt, &b)
-            b.key.nwProto = UInt8(try number(value, at: valueAt, field: String(name), in: 0...255))
-            b.mask.nwProto = 0xff
-            b.needs.append((name, nameAt, name == "arp_op" ? .arp : .ipOrARP))
-        case "nw_src", "nw_dst", "arp_spa", "arp_tpa":
-            let isSource = name == "nw_src" || name == "arp_spa"
-            try claim([isSource ? .nwSrc : .nwDst], by: name, at: nameAt, &b)
-            let (v, m) = try maskedIPv4(value, at: valueAt)
-            if isSource {
-                b.key.nwSrcIPv4 = v
-                b.mask.nwSrcIPv4 = m
-            } else {
-                b.key.nwDstIPv4 = v
-                b.mask.nwDstIPv4 = m
-            }
-            b.needs.append((name, nameAt, name.hasPrefix("arp") ? .arp : .ipv4OrARP))
-        case "ipv6_src", "ipv6_dst":
-            let isSource = name == "ipv6_src"
-            try claim([isSource ? .nwSrc : .nwDst], by: name, at: nameAt, &b)
-            let (v, m) = try maskedIPv6(value, at: valueAt)
-            if isSource {
-                b.key.nwSrcBytes = v
-                b.mask.nwSrcBytes = m
-            } else {
-                b.key.nwDstBytes = v
-                b.mask.nwDstBytes = m
-            }
-            b.needs.append((name, nameAt, .ipv6))
-        case "tp_src", "tp_dst":
-            let isSource = name == "tp_src"
-            try claim([isSource ? .tpSrc : .tpDst], by: name, at: nameAt, &b)
-            let (v, m) = try maskedNumber(value, at: valueAt, field: String(name), max: 0xffff)
-            if isSource {
-                b.key.tpSrc = UInt16(v & m)
-                b.mask.tpSrc = UInt16(m)
-            } else {
-                b.key.tpDst = UInt16(v & m)
-                b.mask.tpDst = UInt16(m)
-            }
-            b.needs.append((name, nameAt, .transport))
-        case "icmp_type", "icmp_code", "icmpv6_type", "icmpv6_code":
-            let isType = name.hasSuffix("_type")
-            try claim([isType ? .tpSrc : .tpDst], by: name, at: nameAt, &b)
-            let v = UInt16(try number(value, at: valueAt, field: String(name), in: 0...255))
-            if isType {
-                b.key.tpSrc = v
-                b.mask.tpSrc = 0xffff
-            } else {
-                b.key.tpDst = v
-                b.mask.tpDst = 0xffff
-            }
-            b.needs.append((name, nameAt, .icmp))
-        case "tun_id":
-            try claim([.tunID], by: name, at: nameAt, &b)
-            let (v, m) = try maskedNumber(value, at: valueAt, field: "tun_id", max: .max)
-            b.key.tunID = v & m
-            b.mask.tunID = m
+            try claim([.dlType], f, &b)
+            b.set(\.dlType, UInt16(try number(f, in: 0...0xffff)), mask: 0xffff)
         default:
-            if Self.shorthands[name] != nil {
-                throw fail(nameAt, "'\(name)' takes no value")
-            }
-            throw fail(nameAt, "unknown field '\(name)'")
+            return false
         }
+        return true
+    }
+
+    /// dl_vlan: a VLAN ID, or 0xffff for frames without an 802.1Q header.
+    private func vlanID(_ f: FieldText, _ b: inout MatchBuilder) throws(FlowParseError) {
+        guard case .value(let vid) = NumberText(f.value), vid <= 0x0fff || vid == 0xffff else {
+            if case .invalid = NumberText(f.value) { throw fail(f.valueAt, "dl_vlan: '\(f.value)' is not a number") }
+            throw fail(f.valueAt, "dl_vlan \(f.value) is out of range (0 to 4095, or 0xffff for untagged)")
+        }
+        if vid == 0xffff {
+            // OVS semantics: no 802.1Q header at all, so it also fixes the PCP.
+            try claim([.vlanVID, .vlanPCP], f, &b)
+            b.mask.vlanTCI |= 0x1fff
+        } else {
+            try claim([.vlanVID], f, &b)
+            b.key.vlanTCI |= FlowKey.vlanPresent | UInt16(vid)
+            b.mask.vlanTCI |= 0x1fff
+        }
+    }
+
+    /// nw_proto (arp_op), the IPv4 (and ARP) addresses and the IPv6 addresses; false for any
+    /// other name.
+    private func networkField(_ f: FieldText, _ b: inout MatchBuilder) throws(FlowParseError) -> Bool {
+        switch f.name {
+        case "nw_proto", "arp_op":
+            try claim([.nwProto], f, &b)
+            b.set(\.nwProto, UInt8(try number(f, in: 0...255)), mask: 0xff)
+            b.needs.append((f.name, f.nameAt, f.name == "arp_op" ? .arp : .ipOrARP))
+        case "nw_src", "nw_dst", "arp_spa", "arp_tpa":
+            let isSource = f.name == "nw_src" || f.name == "arp_spa"
+            try claim([isSource ? .nwSrc : .nwDst], f, &b)
+            let (v, m) = try maskedIPv4(f.value, at: f.valueAt)
+            b.set(isSource ? \.nwSrcIPv4 : \.nwDstIPv4, v, mask: m)
+            b.needs.append((f.name, f.nameAt, f.name.hasPrefix("arp") ? .arp : .ipv4OrARP))
+        case "ipv6_src", "ipv6_dst":
+            let isSource = f.name == "ipv6_src"
+            try claim([isSource ? .nwSrc : .nwDst], f, &b)
+            let (v, m) = try maskedIPv6(f.value, at: f.valueAt)
+            b.set(isSource ? \.nwSrcBytes : \.nwDstBytes, v, mask: m)
+            b.needs.append((f.name, f.nameAt, .ipv6))
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// tp_src, tp_dst and the ICMP type and code (which OVS keeps where the ports go); false for
+    /// any other name.
+    private func transportField(_ f: FieldText, _ b: inout MatchBuilder) throws(FlowParseError) -> Bool {
+        switch f.name {
+        case "tp_src", "tp_dst":
+            let isSource = f.name == "tp_src"
+            try claim([isSource ? .tpSrc : .tpDst], f, &b)
+            let (v, m) = try maskedNumber(f, max: 0xffff)
+            b.set(isSource ? \.tpSrc : \.tpDst, UInt16(v & m), mask: UInt16(m))
+            b.needs.append((f.name, f.nameAt, .transport))
+        case "icmp_type", "icmp_code", "icmpv6_type", "icmpv6_code":
+            let isType = f.name.hasSuffix("_type")
+            try claim([isType ? .tpSrc : .tpDst], f, &b)
+            b.set(isType ? \.tpSrc : \.tpDst, UInt16(try number(f, in: 0...255)), mask: 0xffff)
+            b.needs.append((f.name, f.nameAt, .icmp))
+        default:
+            return false
+        }
+        return true
     }
 
     private func checkPrerequisites(_ b: MatchBuilder) throws(FlowParseError) {
@@ -549,87 +590,99 @@ struct FlowTextParser {
         return actions
     }
 
-    private func action(_ t: Substring) throws(FlowParseError) -> FlowAction {
-        var name = t
+    /// An action as written: its name and its argument, after ':' or in parentheses.
+    private struct ActionText {
+        var name: Substring
         var argument: Substring?
         var inParentheses = false
-        if let k = t.firstIndex(where: { $0 == ":" || $0 == "(" }) {
-            name = t[..<k]
-            let after = t.index(after: k)
-            if t[k] == ":" {
-                argument = t[after...]
-            } else {
-                inParentheses = true
-                var level = 0
-                var close = k
-                for i in t[k...].indices {
-                    if t[i] == "(" { level += 1 } else if t[i] == ")" { level -= 1 }
-                    if level == 0 {
-                        close = i
-                        break
-                    }
-                }
-                let next = t.index(after: close)
-                if next < t.endIndex { throw fail(next, "unexpected text after ')'") }
-                argument = t[after..<close]
+    }
+
+    /// Splits `name:ARG` or `name(ARG)`; nothing may follow the closing parenthesis.
+    private func split(action t: Substring) throws(FlowParseError) -> ActionText {
+        guard let k = t.firstIndex(where: { $0 == ":" || $0 == "(" }) else { return ActionText(name: t) }
+        let after = t.index(after: k)
+        if t[k] == ":" { return ActionText(name: t[..<k], argument: t[after...]) }
+        var level = 0
+        var close = k
+        for i in t[k...].indices {
+            if t[i] == "(" { level += 1 } else if t[i] == ")" { level -= 1 }
+            if level == 0 {
+                close = i
+                break
             }
         }
-        let lowered = name.lowercased()
-        func noArgument() throws(FlowParseError) {
-            if argument != nil { throw fail(name.startIndex, "'\(name)' takes no argument") }
+        let next = t.index(after: close)
+        if next < t.endIndex { throw fail(next, "unexpected text after ')'") }
+        return ActionText(name: t[..<k], argument: t[after..<close], inParentheses: true)
+    }
+
+    private func noArgument(_ a: ActionText) throws(FlowParseError) {
+        if a.argument != nil { throw fail(a.name.startIndex, "'\(a.name)' takes no argument") }
+    }
+
+    /// The `:VALUE` an action needs.
+    private func requiredArgument(_ a: ActionText) throws(FlowParseError) -> Substring {
+        guard let argument = a.argument, !argument.isEmpty else {
+            throw fail(a.name.startIndex, "'\(a.name)' needs an argument (\(a.name):VALUE)")
         }
-        func required() throws(FlowParseError) -> Substring {
-            guard let argument, !argument.isEmpty else {
-                throw fail(name.startIndex, "'\(name)' needs an argument (\(name):VALUE)")
-            }
-            if inParentheses { throw fail(name.startIndex, "'\(name)' takes ':VALUE', not parentheses") }
-            return argument
-        }
+        if a.inParentheses { throw fail(a.name.startIndex, "'\(a.name)' takes ':VALUE', not parentheses") }
+        return argument
+    }
+
+    private func action(_ t: Substring) throws(FlowParseError) -> FlowAction {
+        let a = try split(action: t)
+        let name = a.name
         switch name {
         case "output":
-            let arg = try required()
+            let arg = try requiredArgument(a)
             switch arg.lowercased() {
             case "normal": return .normal
             case "in_port": return .inPort
             default: return .output(try port(arg, at: arg.startIndex))
             }
         case "resubmit":
-            return try resubmit(argument, inParentheses: inParentheses, at: name.startIndex)
+            return try resubmit(a.argument, inParentheses: a.inParentheses, at: name.startIndex)
         case "mod_dl_src", "mod_dl_dst":
-            let arg = try required()
+            let arg = try requiredArgument(a)
             guard let mac = parseMAC(arg) else { throw fail(arg.startIndex, "'\(arg)' is not a MAC address") }
             return name == "mod_dl_src" ? .setEthSrc(mac) : .setEthDst(mac)
         case "mod_vlan_vid":
-            let arg = try required()
+            let arg = try requiredArgument(a)
             return .setVLANVID(UInt16(try number(arg, at: arg.startIndex, field: "mod_vlan_vid", in: 0...4095)))
         case "strip_vlan":
-            try noArgument()
+            try noArgument(a)
             return .stripVLAN
         case "dec_ttl":
-            try noArgument()
+            try noArgument(a)
             return .decTTL
         case "set_tunnel", "set_tunnel64":
-            let arg = try required()
+            let arg = try requiredArgument(a)
             return .setTunnel(try number(arg, at: arg.startIndex, field: String(name), in: 0...UInt64.max))
         case "drop":
             throw fail(name.startIndex, "'drop' takes no argument")
         default:
-            if lowered == "normal" {
-                try noArgument()
-                return .normal
-            }
-            if lowered == "in_port" {
-                try noArgument()
-                return .inPort
-            }
-            guard argument == nil else { throw fail(name.startIndex, "unknown action '\(name)'") }
-            // A bare port, as in `actions=2`.
-            if let first = t.utf8.first, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) {
-                return .output(try port(t, at: t.startIndex))
-            }
-            if let n = ports.number(of: t) { return .output(n) }
-            throw fail(t.startIndex, "unknown action '\(t)' (nor is it a port name)")
+            return try keywordOrPort(t, a)
         }
+    }
+
+    /// NORMAL and IN_PORT in any case, or a bare port number or name, as in `actions=2`.
+    private func keywordOrPort(_ t: Substring, _ a: ActionText) throws(FlowParseError) -> FlowAction {
+        switch a.name.lowercased() {
+        case "normal":
+            try noArgument(a)
+            return .normal
+        case "in_port":
+            try noArgument(a)
+            return .inPort
+        default:
+            break
+        }
+        guard a.argument == nil else { throw fail(a.name.startIndex, "unknown action '\(a.name)'") }
+        if let first = t.utf8.first, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) {
+            return .output(try port(t, at: t.startIndex))
+        }
+        if let n = ports.number(of: t) { return .output(n) }
+        throw fail(t.startIndex, "unknown action '\(t)' (nor is it a port name)")
     }
 
     private func resubmit(
