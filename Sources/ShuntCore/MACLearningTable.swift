@@ -133,3 +133,35 @@ public final class MACLearningTable: @unchecked Sendable {
         return out
     }
 }
+
+/// Where a learning switch sends a frame, in the table's port indexes.
+public enum SwitchDecision: Equatable, Sendable {
+    /// The destination was learned on this port.
+    case port(UInt16)
+    /// Broadcast, multicast, or a destination not known (or aged out): every port but the ingress.
+    case flood
+    /// The destination was learned on the ingress port: nowhere to send the frame.
+    case ingress
+}
+
+extension MACLearningTable {
+    /// The one MAC-learning switch, run by `--mode normal` (the `LearningSwitch` stage) and by
+    /// the flow pipeline's NORMAL action (`LearningNormalSwitch`): learns a unicast `source` on
+    /// `inPort`, then decides by `destination`. Allocation-free; inlined into its callers.
+    ///
+    /// - Parameters:
+    ///   - inPort: the ingress port's index, or nil when the table has no index for it (nothing
+    ///     is learned then, and no destination is on the ingress port).
+    ///   - learns: false to decide without learning (re-translations of idle flows).
+    @inlinable
+    public func switchFrame(
+        source: MACAddress, destination: MACAddress, inPort: UInt16?, learns: Bool = true, nowMs: UInt64
+    ) -> SwitchDecision {
+        if learns, let inPort, !source.isMulticast {
+            learn(source, port: inPort, nowMs: nowMs)
+        }
+        if destination.isMulticast { return .flood }
+        guard let port = lookup(destination, nowMs: nowMs) else { return .flood }
+        return port == inPort ? .ingress : .port(port)
+    }
+}

@@ -28,9 +28,10 @@ extension NormalSwitch {
 }
 
 /// NORMAL over the forwarder's shared `MACLearningTable`, so both paths learn into one table.
-// Learns dl_src on in_port, sends known unicast to its port, floods multicast and unknown
-// destinations, drops what would go back out of in_port. The table is not per VLAN. Results
-// depend on the table's state (`Translation.usedNormal`): callers re-translate such entries.
+// The decision is the table's `switchFrame`, as for `--mode normal`: learns dl_src on in_port,
+// sends known unicast to its port, floods multicast and unknown destinations, drops what would
+// go back out of in_port. The table is not per VLAN. Results depend on the table's state
+// (`Translation.usedNormal`): callers re-translate such entries.
 public struct LearningNormalSwitch: NormalSwitch {
     public let table: MACLearningTable
     /// The clock for learning and aging, set by the caller before each translation.
@@ -48,15 +49,18 @@ public struct LearningNormalSwitch: NormalSwitch {
     public mutating func normal(key: FlowKey, portCount: Int) -> NormalResult {
         let inPort = key.inPort
         // MACLearningTable stores 0-based UInt16 port indexes; Shunt ports start at 1.
-        if learns && inPort >= 1 && Int(inPort) <= min(portCount, Int(UInt16.max)) && !key.dlSrc.isMulticast {
-            table.learn(key.dlSrc, port: UInt16(inPort - 1), nowMs: nowMs)
+        let index = UInt16(exactly: inPort &- 1)
+        let learnable = learns && Int(inPort) <= min(portCount, Int(UInt16.max))
+        switch table.switchFrame(source: key.dlSrc, destination: key.dlDst, inPort: index, learns: learnable,
+                                 nowMs: nowMs) {
+        case .port(let i):
+            let port = UInt32(i) + 1
+            // Learned on a port the bridge no longer has: treat as unknown.
+            return Int(port) > portCount ? .flood : .output(port)
+        case .flood:
+            return .flood
+        case .ingress:
+            return .drop
         }
-        if key.dlDst.isMulticast { return .flood }
-        guard let index = table.lookup(key.dlDst, nowMs: nowMs) else { return .flood }
-        let port = UInt32(index) + 1
-        if port == inPort { return .drop }
-        // Learned on a port the bridge no longer has: treat as unknown.
-        if Int(port) > portCount { return .flood }
-        return .output(port)
     }
 }

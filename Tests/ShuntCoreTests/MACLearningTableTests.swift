@@ -14,6 +14,28 @@ import Testing
         #expect(t.lookup(b, nowMs: 2) == 0)
     }
 
+    /// The switching decision shared by the `normal` stage and the pipeline's NORMAL.
+    @Test func switchFrameLearnsThenDecides() {
+        let t = MACLearningTable(capacity: 64, agingMs: 10_000)
+        let broadcast = MACAddress(value: 0xffff_ffff_ffff)
+        #expect(t.switchFrame(source: a, destination: b, inPort: 1, nowMs: 1) == .flood)  // b unknown
+        #expect(t.switchFrame(source: b, destination: broadcast, inPort: 3, nowMs: 1) == .flood)
+        #expect(t.switchFrame(source: b, destination: a, inPort: 3, nowMs: 1) == .port(1))
+        #expect(t.switchFrame(source: b, destination: a, inPort: 1, nowMs: 1) == .ingress)  // b moves to 1
+        #expect(t.lookup(b, nowMs: 1) == 1)
+        // Without learning, or without an ingress index, nothing is learned; a destination is
+        // then never on the ingress port.
+        let c = MACAddress("02:00:00:00:00:0c")!
+        #expect(t.switchFrame(source: c, destination: a, inPort: 2, learns: false, nowMs: 1) == .port(1))
+        #expect(t.switchFrame(source: c, destination: a, inPort: nil, nowMs: 1) == .port(1))
+        #expect(t.lookup(c, nowMs: 1) == nil)
+        // A multicast source is never learned; an aged-out destination floods.
+        let group = MACAddress("01:00:5e:00:00:01")!
+        #expect(t.switchFrame(source: group, destination: a, inPort: 0, nowMs: 1) == .port(1))
+        #expect(t.lookup(group, nowMs: 1) == nil)
+        #expect(t.switchFrame(source: c, destination: a, inPort: 0, nowMs: 20_000) == .flood)
+    }
+
     @Test func entriesAgeOutUnlessRefreshed() {
         let t = MACLearningTable(capacity: 64, agingMs: 1000)
         t.learn(a, port: 1, nowMs: 5000)

@@ -249,6 +249,42 @@ import Testing
         #expect(table.lookup(mac("03:00:00:00:00:01"), nowMs: 1000) == nil)
     }
 
+    /// `--mode normal` (the LearningSwitch stage) and NORMAL are one switch: the same frames,
+    /// each path on its own table, get the same decisions (the stage's ports are 0-based).
+    @Test func normalDecidesAsTheLearningStage() throws {
+        let p = try pipeline("table=0 actions=NORMAL", ports: 4)
+        var normal = LearningNormalSwitch(table: MACLearningTable(capacity: 64, agingMs: 1000), nowMs: 0)
+        var stage = LearningSwitch(table: MACLearningTable(capacity: 64, agingMs: 1000))
+        let stations = ["02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03", "ff:ff:ff:ff:ff:ff",
+                        "01:00:5e:00:00:01"]
+        var batch = PacketBatch(capacity: 1)
+        var kinds: Set<Verdict.Kind> = []
+        for step in 0..<300 {
+            let src = stations[step % 3]
+            let dst = stations[(step * 7 + 1) % 5]
+            let inPort = UInt32(step * 5 % 4 + 1)
+            let nowMs = UInt64(step * 40)  // stations age out when not seen for 1 s
+            var frame = mac(dst).bytes + mac(src).bytes + [0x88, 0xB5] + [UInt8](repeating: 0, count: 46)
+            let verdict = frame.withUnsafeMutableBytes { raw in
+                batch.removeAll()
+                batch.append(PacketDescriptor(data: raw.baseAddress!, capturedLength: 60, wireLength: 60,
+                                              inPort: UInt16(inPort - 1)))
+                stage.process(batch, nowMs: nowMs)
+                return batch.verdict(0)
+            }
+            kinds.insert(verdict.kind)
+            let byStage: [DatapathAction] = switch verdict.kind {
+            case .output: [.output(UInt32(verdict.port) + 1)]
+            case .flood: (1...4).filter { $0 != inPort }.map { .output($0) }
+            case .drop: []
+            }
+            normal.nowMs = nowMs
+            let t = p.translate(packet(inPort: inPort, src: src, dst: dst), normal: &normal)
+            #expect(t.actions == byStage, "step \(step): \(src) -> \(dst) from port \(inPort)")
+        }
+        #expect(kinds == [.output, .flood, .drop])
+    }
+
     /// An underlay port (of tunnel ports) is not switched: NORMAL neither floods to it, nor
     /// sends to it, nor learns or forwards from it; explicit flows still may use it.
     @Test func normalLeavesUnderlayPortsAlone() throws {

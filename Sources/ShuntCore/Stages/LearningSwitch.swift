@@ -1,6 +1,7 @@
 /// A MAC-learning switch over any number of ports, like Open vSwitch's NORMAL action: learn each
 /// unicast source MAC on its port, send known unicast to its port, flood broadcast, multicast
 /// and unknown unicast to every other port, and never send a frame back where it came from.
+/// The decision is `MACLearningTable.switchFrame`, which the flow pipeline's NORMAL runs too.
 public struct LearningSwitch: ForwardingStage {
     public static let name = "normal"
 
@@ -16,17 +17,13 @@ public struct LearningSwitch: ForwardingStage {
                 batch.setVerdict(i, .drop(.runt))
                 continue
             }
-            let dst = MACAddress(loading: p.data)
-            let src = MACAddress(loading: p.data + 6)
-            if !src.isMulticast {
-                table.learn(src, port: p.inPort, nowMs: nowMs)
-            }
-            if dst.isMulticast {
-                batch.setVerdict(i, .flood(except: p.inPort))
-            } else if let port = table.lookup(dst, nowMs: nowMs) {
-                batch.setVerdict(i, port == p.inPort ? .drop(.noOutput) : .output(port))
-            } else {
-                batch.setVerdict(i, .flood(except: p.inPort))
+            let decision = table.switchFrame(
+                source: MACAddress(loading: p.data + 6), destination: MACAddress(loading: p.data), inPort: p.inPort,
+                nowMs: nowMs)
+            switch decision {
+            case .port(let port): batch.setVerdict(i, .output(port))
+            case .flood: batch.setVerdict(i, .flood(except: p.inPort))
+            case .ingress: batch.setVerdict(i, .drop(.noOutput))
             }
         }
     }
