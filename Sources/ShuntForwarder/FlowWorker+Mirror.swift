@@ -17,8 +17,6 @@ final class MirrorWorkerState {
     /// A received frame with its stripped VLAN tag put back, when the kernel took it out.
     let scratch: UnsafeMutableRawPointer
     let scratchCapacity = 65540
-    /// IPv4 identification of remote-mirror outer headers without DF.
-    var identification: UInt16 = 0
 
     init(registry: MirrorRegistry) {
         (table, generation) = registry.current()
@@ -141,33 +139,12 @@ extension FlowWorker {
     private func mirrorToTunnel(_ t: Int, _ data: UnsafeRawPointer, captured: Int) -> MirrorDrop? {
         guard let tunnels else { return .outputDown }
         let m = mirrors
-        let tunnel = tunnels.tunnels[t]
-        let underlay = Int(tunnel.underlayPort) - 1
-        let slot = tunnels.neighbourSlots[t]
-        let (nextHop, state) = tunnels.neighbours.lookup(slot: slot, nowMs: m.nowMs)
-        if state != .reachable && tunnels.neighbours.takeRequest(slot: slot, nowMs: m.nowMs) {
-            sendARP(.request(from: tunnels.sourceMACs[t], ip: tunnel.local, for: tunnel.remote), on: underlay)
+        switch encapsulate(.bytes(data, count: captured), tunnel: t, tunnels: tunnels, tunnelID: 0, hash: m.hash,
+                           nowMs: m.nowMs) {
+        case .sent: return nil
+        case .noNeighbour: return .tunnelNoNeighbour
+        case .txRingFull: return .txRingFull
+        case .tooLarge: return .tooLarge
         }
-        guard let nextHop else { return .tunnelNoNeighbour }
-        let port = ports[underlay]
-        guard captured + VXLAN.overhead <= port.tx.maxFrameLength,
-              VXLAN.fits(innerLength: captured, underlayMTU: tunnels.underlayMTUs[t]) else { return .tooLarge }
-        guard let frame = port.claimTransmitFrame() else { return .txRingFull }
-        (frame + VXLAN.overhead).copyMemory(from: data, byteCount: captured)
-        var identification: UInt16 = 0
-        if !tunnel.dontFragment {
-            m.identification &+= 1
-            identification = m.identification
-        }
-        let hash = m.hash
-        let header = VXLANOuterHeader(
-            sourceMAC: tunnels.sourceMACs[t], destinationMAC: nextHop, source: tunnel.local, destination: tunnel.remote,
-            sourcePort: VXLAN.sourcePort(hash: UInt32(truncatingIfNeeded: hash ^ hash >> 32),
-                                         min: tunnel.sourcePortMin, max: tunnel.sourcePortMax),
-            destinationPort: tunnel.destinationPort, vni: tunnel.vni(forTunnelID: 0), ttl: tunnel.ttl,
-            dontFragment: tunnel.dontFragment, udpChecksum: tunnel.udpChecksum, identification: identification)
-        VXLAN.writeOuterHeader(header, innerLength: captured, at: frame)
-        port.tx.commit(length: captured + VXLAN.overhead)
-        return nil
     }
 }

@@ -53,8 +53,10 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     let tunnels: TunnelRuntime?
     /// Port mirroring (FlowWorker+Mirror.swift).
     let mirrors: MirrorWorkerState
-    /// The IPv4 identification of outer headers without DF (with DF it is 0).
-    private var outerIdentification: UInt16 = 0
+    /// The IPv4 identification of outer headers without DF (with DF it is 0): one counter for
+    /// forwarded and remote-mirror copies, which leave with the same addresses and protocol
+    /// (FlowWorker+Encapsulation.swift).
+    var outerIdentification: UInt16 = 0
     private var walkerDrops: WalkerDropAccounting
     private var pipeline: Pipeline
     private var pipelineGeneration: UInt64
@@ -477,51 +479,26 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     @inline(__always)
     private func emitEncapsulated(_ packet: PacketDescriptor, edits: FrameEdits, tunnel t: Int, tunnels: TunnelRuntime,
                                   hash: UInt64, inPort p: Int, nowMs: UInt64) {
-        let tunnel = tunnels.tunnels[t]
         let tp = tunnels.firstPortIndex + t
-        let underlay = Int(tunnel.underlayPort) - 1
-        let slot = tunnels.neighbourSlots[t]
-        let (nextHop, state) = tunnels.neighbours.lookup(slot: slot, nowMs: nowMs)
-        if state != .reachable && tunnels.neighbours.takeRequest(slot: slot, nowMs: nowMs) {
-            sendARP(.request(from: tunnels.sourceMACs[t], ip: tunnel.local, for: tunnel.remote), on: underlay)
-        }
-        guard let nextHop else {
+        switch encapsulate(.rewritten(packet, edits), tunnel: t, tunnels: tunnels, tunnelID: edits.tunnelID, hash: hash,
+                           nowMs: nowMs) {
+        case .sent(let inner, let length):
+            if mirrors.active { mirrorEgress(inner, length: length, outPort: tp) }
+            counters.add(tp, .txPackets, 1)
+            counters.add(tp, .txBytes, UInt64(length))
+            counters.add(Int(tunnels.tunnels[t].underlayPort) - 1, .txEncapsulated, 1)
+        case .noNeighbour:
             counters.addTxDrop(tp, .tunnelNoNeighbour)
-            return
-        }
-        let port = ports[underlay]
-        guard let frame = port.claimTransmitFrame() else {
+        case .txRingFull:
             counters.addTxDrop(tp, .txRingFull)
-            return
-        }
-        let inner = FrameRewrite.write(packet, edits: edits, to: frame + VXLAN.overhead,
-                                       capacity: port.tx.maxFrameLength - VXLAN.overhead)
-        guard inner > 0, VXLAN.fits(innerLength: inner, underlayMTU: tunnels.underlayMTUs[t]) else {
+        case .tooLarge:
             counters.addTxDrop(tp, .tunnelMTU)
             // An IPv4 sender with DF learns the path MTU (inner IP packets up to the underlay's
             // MTU - 50), as from Linux's bridged vxlan. Only towards an interface port.
             if p < ports.count && !packet.flags.contains(.hasVLANTag) {
                 answerTooBig(packet, on: p, mtu: tunnels.underlayMTUs[t] - VXLAN.overhead)
             }
-            return
         }
-        var identification: UInt16 = 0
-        if !tunnel.dontFragment {
-            outerIdentification &+= 1
-            identification = outerIdentification
-        }
-        let header = VXLANOuterHeader(
-            sourceMAC: tunnels.sourceMACs[t], destinationMAC: nextHop, source: tunnel.local, destination: tunnel.remote,
-            sourcePort: VXLAN.sourcePort(hash: UInt32(truncatingIfNeeded: hash ^ hash >> 32),
-                                         min: tunnel.sourcePortMin, max: tunnel.sourcePortMax),
-            destinationPort: tunnel.destinationPort, vni: tunnel.vni(forTunnelID: edits.tunnelID), ttl: tunnel.ttl,
-            dontFragment: tunnel.dontFragment, udpChecksum: tunnel.udpChecksum, identification: identification)
-        VXLAN.writeOuterHeader(header, innerLength: inner, at: frame)
-        port.tx.commit(length: inner + VXLAN.overhead)
-        if mirrors.active { mirrorEgress(frame + VXLAN.overhead, length: inner, outPort: tp) }
-        counters.add(tp, .txPackets, 1)
-        counters.add(tp, .txBytes, UInt64(inner))
-        counters.add(underlay, .txEncapsulated, 1)
     }
 
     @inline(__always)
