@@ -85,3 +85,12 @@ let package = Package(
         ),
     ]
 )
+
+// Helpers shared by the test targets (Tests/ShuntTestSupport): the seeded generator, test frames,
+// child processes. A library target, since a test target cannot depend on another test target.
+package.targets.append(.target(name: "ShuntTestSupport", dependencies: ["ShuntSystem"], path: "Tests/ShuntTestSupport"))
+let testSupportUsers: Set = ["ShuntCoreTests", "ShuntSystemTests", "ShuntBPFTests", "ShuntPipelineTests",
+                             "ShuntTrafficTests", "ShuntIntegrationTests"]
+for target in package.targets where testSupportUsers.contains(target.name) {
+    target.dependencies.append("ShuntTestSupport")
+}
