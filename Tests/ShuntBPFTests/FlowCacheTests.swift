@@ -3,6 +3,7 @@ import Glibc
 @testable import ShuntBPF
 import ShuntCore
 import ShuntSystem
+import ShuntTestSupport
 import Testing
 
 /// XDP verdicts (enum xdp_action).

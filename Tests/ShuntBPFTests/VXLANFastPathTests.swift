@@ -3,6 +3,7 @@ import Glibc
 @testable import ShuntBPF
 import ShuntCore
 import ShuntSystem
+import ShuntTestSupport
 import Testing
 
 /// VXLAN in xdp_flowcache through BPF_PROG_TEST_RUN: frames "arrive" on lo, which is Shunt

@@ -1,4 +1,5 @@
 import CShunt
+import ShuntTestSupport
 import Testing
 @testable import ShuntCore
 
@@ -19,10 +20,6 @@ func rewrite(_ frame: [UInt8], strippedTag: UInt16? = nil, edits: FrameEdits, ca
         }
     }
     return Array(out[0..<n])
-}
-
-func ipv4HeaderValid(_ f: [UInt8], at l3: Int) -> Bool {
-    f.withUnsafeBytes { Checksum.finish(Checksum.sum($0.baseAddress! + l3, count: 20)) == 0 }
 }
 
 @Suite struct FrameRewriteTests {
@@ -70,7 +67,7 @@ func ipv4HeaderValid(_ f: [UInt8], at l3: Int) -> Bool {
             e.vlan = .set(7)
             let out = rewrite(f, edits: e)
             #expect(out[18 + 8] == ttl - 1)
-            #expect(ipv4HeaderValid(out, at: 18), "TTL \(ttl)")
+            #expect(out.ipv4ChecksumIsValid(at: 18), "TTL \(ttl)")
         }
         var v6 = tcp6Frame(payload: [1, 2, 3])
         v6[14 + 7] = 9

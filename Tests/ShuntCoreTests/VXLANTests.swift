@@ -1,4 +1,5 @@
 import CShunt
+import ShuntTestSupport
 import Testing
 @testable import ShuntCore
 
@@ -75,7 +76,7 @@ func tunnel(_ name: String = "vx1", port: UInt32 = 3, local: IPv4Address = vtepB
             return Checksum.finish(Checksum.sum(p.baseAddress! + 34, count: udpLength, initial: pseudo)) == 0
         }
         #expect(ok)
-        #expect(ipv4HeaderValid(f, at: 14))
+        #expect(f.ipv4ChecksumIsValid(at: 14))
         h.udpChecksum = false
         #expect(encapsulate(inner, h)[40..<42] == [0, 0])
     }
@@ -92,7 +93,7 @@ func tunnel(_ name: String = "vx1", port: UInt32 = 3, local: IPv4Address = vtepB
         #expect(Int(f[38]) << 8 | Int(f[39]) == inner.count + 16)
         #expect(f[36..<38] == [0x21, 0x18])  // 8472
         #expect(f[42..<50] == [0x08, 0, 0, 0, 0xAB, 0xCD, 0xEF, 0])
-        #expect(ipv4HeaderValid(f, at: 14))
+        #expect(f.ipv4ChecksumIsValid(at: 14))
         #expect(Array(f[50...]) == inner)
     }
 
@@ -159,7 +160,7 @@ func tunnel(_ name: String = "vx1", port: UInt32 = 3, local: IPv4Address = vtepB
         #expect(reply[0..<6] == request[6..<12] && reply[6..<12] == [2, 0, 0, 0, 0, 2])
         #expect(reply[26..<30] == request[30..<34] && reply[30..<34] == request[26..<30])
         #expect(reply[34] == 0 && reply[38..<n] == request[38..<n])
-        #expect(ipv4HeaderValid(reply, at: 14))
+        #expect(reply.ipv4ChecksumIsValid(at: 14))
         #expect(reply.withUnsafeBytes { Checksum.finish(Checksum.sum($0.baseAddress! + 34, count: n - 34)) } == 0)
         #expect(request.withUnsafeBytes { ICMPEcho.writeReply(to: $0.baseAddress!, from: underlayB, into: &reply, capacity: 57) } == 0)
         var echoReply = request

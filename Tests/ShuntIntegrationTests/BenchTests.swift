@@ -3,6 +3,7 @@ import Foundation
 import FoundationXML
 #endif
 import Glibc
+import ShuntTestSupport
 import Testing
 
 /// `shunt bench` run as a user would: a tiny real run, an interrupted run, bad input.

@@ -1,4 +1,5 @@
 import Foundation
+import ShuntTestSupport
 import Testing
 
 /// Bad input gets one clear line and a non-zero exit, and nothing is left running.

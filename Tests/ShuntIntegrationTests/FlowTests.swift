@@ -1,41 +1,25 @@
 import Foundation
+import ShuntTestSupport
 import Testing
 
-/// An Ethernet + IPv4 + UDP frame with a valid IPv4 header checksum (UDP checksum 0), carrying
-/// the test frame's "SHNT" flow/sequence marker in its payload.
+/// An Ethernet + IPv4 + UDP frame 10.0.0.1 -> 10.0.0.2 with DF, IPv4 identification 0 and a
+/// valid header checksum (UDP checksum 0), carrying the test frame's "SHNT" marker and
+/// `sequence` in its payload, then filler up to `size` (each filler byte is its offset).
 func ipv4UDPFrame(dst: [UInt8], src: [UInt8], ttl: UInt8 = 64, sport: UInt16 = 1000, dport: UInt16 = 2000,
                   sequence: UInt32, size: Int = 100, vlan: UInt16? = nil) -> [UInt8] {
-    var f = dst + src
-    if let vlan { f += [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF)] }
-    f += [0x08, 0x00]
-    let ipStart = f.count
-    let totalLength = size - ipStart
-    f += [0x45, 0, UInt8(totalLength >> 8), UInt8(totalLength & 0xFF), 0, 0, 0x40, 0, ttl, 17, 0, 0,
-          10, 0, 0, 1, 10, 0, 0, 2]
-    let sum = stride(from: ipStart, to: ipStart + 20, by: 2).reduce(UInt32(0)) { $0 + (UInt32(f[$1]) << 8 | UInt32(f[$1 + 1])) }
-    var folded = sum
-    while folded >> 16 != 0 { folded = (folded & 0xFFFF) + (folded >> 16) }
-    let check = ~UInt16(folded)
-    f[ipStart + 10] = UInt8(check >> 8)
-    f[ipStart + 11] = UInt8(check & 0xFF)
-    let udpLength = totalLength - 20
-    f += [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF),
-          UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0]
-    f += Array("SHNT".utf8) + withUnsafeBytes(of: sequence.bigEndian, Array.init)
-    while f.count < size { f.append(UInt8(truncatingIfNeeded: f.count)) }
-    return f
+    let fillerStart = (vlan == nil ? 14 : 18) + 20 + 8 + 8
+    let payload = TestFrame.marker + withUnsafeBytes(of: sequence.bigEndian, Array.init)
+        + (fillerStart..<max(size, fillerStart)).map { UInt8(truncatingIfNeeded: $0) }
+    return TestFrame.ethernet(
+        dst: dst, src: src, tci: vlan, type: 0x0800,
+        payload: TestFrame.ipv4(proto: 17, ttl: ttl, id: 0, payload: TestFrame.udp(sport, dport, payload: payload)),
+        pad: false)
 }
 
 /// The sequence number of a frame made by `ipv4UDPFrame`, wherever its VLAN tag is.
 func udpSequence(_ f: [UInt8]) -> UInt32? {
-    guard let r = f.firstRange(of: Array("SHNT".utf8)), r.upperBound + 4 <= f.count else { return nil }
+    guard let r = f.firstRange(of: TestFrame.marker), r.upperBound + 4 <= f.count else { return nil }
     return f[r.upperBound..<r.upperBound + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-}
-
-func ipv4HeaderChecksumIsValid(_ f: [UInt8], ipStart: Int) -> Bool {
-    var sum = stride(from: ipStart, to: ipStart + 20, by: 2).reduce(UInt32(0)) { $0 + (UInt32(f[$1]) << 8 | UInt32(f[$1 + 1])) }
-    while sum >> 16 != 0 { sum = (sum & 0xFFFF) + (sum >> 16) }
-    return sum == 0xFFFF
 }
 
 /// A receiver that keeps every UDP test frame it sees, with its arrival time, in the background.
@@ -132,7 +116,7 @@ struct FlowTests {
         let wrong = all.filter { f in
             var expected = ipv4UDPFrame(dst: macB, src: [0x02, 0, 0, 0, 0, 0xAA], ttl: 63, sequence: udpSequence(f) ?? 9999)
             expected.insert(contentsOf: [0x81, 0x00, 0x00, 0x05], at: 12)
-            return f != expected || !ipv4HeaderChecksumIsValid(f, ipStart: 18)
+            return f != expected || !f.ipv4ChecksumIsValid(at: 18)
         }
         #expect(wrong.isEmpty, "\(wrong.count) frames differ from the expected rewrite, e.g. \(wrong.first ?? [])")
         #expect(all.compactMap(udpSequence) == Array(0...UInt32(n)), "frames reordered or lost")

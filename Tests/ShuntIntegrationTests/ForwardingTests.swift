@@ -1,4 +1,5 @@
 import Foundation
+import ShuntTestSupport
 import Testing
 
 let macA: [UInt8] = [0x02, 0, 0, 0, 0, 0x0A]

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ShuntTestSupport
 import Testing
 
 /// Whether tcpdump (the lab's capture; Debian: tcpdump) is installed.

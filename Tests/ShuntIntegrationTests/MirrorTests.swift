@@ -1,4 +1,5 @@
 import Foundation
+import ShuntTestSupport
 import Testing
 
 /// One session's line of `shunt ctl mirror list --json`.

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ShuntTestSupport
 import Testing
 
 /// Whether Open vSwitch (Debian: openvswitch-switch) is installed.

@@ -1,4 +1,5 @@
 import Foundation
+import ShuntTestSupport
 import Testing
 
 /// `shunt gen` (each engine this kernel allows: XDP live frames, AF_XDP, TPACKET ring) into

@@ -1,12 +1,7 @@
 import Foundation
 import Glibc
+import ShuntTestSupport
 import Testing
-
-/// Runs a command and returns its exit status (Lab's `run`, which does not hang on a child that
-/// exited while a forwarder runs).
-func spawnAndWait(_ args: [String]) -> Int32 {
-    (try? run(args, check: false).status) ?? -1
-}
 
 /// A Shunt tunnel port against the real thing: a Linux kernel VXLAN interface in a peer
 /// namespace. Shunt's underlay port p1 faces the peer's underlay interface; the tenant behind p0
@@ -47,7 +42,8 @@ struct VXLANInteropTests {
     }
 
     func ping(_ lab: Lab, from side: String, to address: String, count: Int = 3) throws -> Bool {
-        spawnAndWait(["ip", "netns", "exec", lab.ns(side), "ping", "-q", "-c", "\(count)", "-i", "0.2", "-W", "2", address]) == 0
+        try run(["ip", "netns", "exec", lab.ns(side), "ping", "-q", "-c", "\(count)", "-i", "0.2", "-W", "2", address],
+                check: false).status == 0
     }
 
     /// UDP datagrams of several sizes from `from` to `to`; how many arrived intact.

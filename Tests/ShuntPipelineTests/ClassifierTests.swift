@@ -1,19 +1,8 @@
 import ShuntCore
+import ShuntTestSupport
 import Testing
 
 @testable import ShuntPipeline
-
-/// SplitMix64: reproducible pseudo-random keys.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct ClassifierTests {
     let ports = NeutronDVR.ports(8)
@@ -161,7 +150,7 @@ struct SplitMix64: RandomNumberGenerator {
             return best?.id
         }
 
-        var rng = SplitMix64(state: 42)
+        var rng = SplitMix64(seed: 42)
         var maxProbes = 0
         for n in 0..<1500 {
             let i = Int.random(in: 0..<5200, using: &rng)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import ShuntSystem
+import ShuntTestSupport
 import Testing
 
 /// Root with CAP_NET_ADMIN (namespaces, veths, ethtool) and CAP_SYS_ADMIN (setns), and the tools.
@@ -13,31 +14,10 @@ let canRunPeerTests: Bool = {
 }()
 let peerSkipReason: Comment = "veth peer tests need root with CAP_NET_ADMIN and CAP_SYS_ADMIN, iproute2 and ethtool"
 
-struct CommandFailed: Error, CustomStringConvertible {
-    let command: String
-    let status: Int32
-    let stderr: String
-    var description: String { "`\(command)` exited with \(status): \(stderr)" }
-}
-
-/// Runs a command and returns its standard output; a non-zero exit throws. posix_spawn and
-/// waitpid (Sys.spawn, Sys.reap), not Foundation's Process, whose exit monitoring races with
-/// other children on Linux (swift-corelibs-foundation issue 4795).
+/// Runs a command and returns its standard output; a non-zero exit throws `CommandFailed`.
 @discardableResult
 func sh(_ arguments: String...) throws -> String {
-    let base = FileManager.default.temporaryDirectory.path + "/shunt-sh-\(getpid())-\(UUID().uuidString.prefix(12))"
-    defer {
-        try? FileManager.default.removeItem(atPath: base + ".out")
-        try? FileManager.default.removeItem(atPath: base + ".err")
-    }
-    let pid = try Sys.spawn("/usr/bin/env", arguments, stdout: base + ".out", stderr: base + ".err")
-    let status = Sys.reap(pid, block: true)?.status ?? -1
-    guard status == 0 else {
-        throw CommandFailed(
-            command: arguments.joined(separator: " "), status: status,
-            stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
-    }
-    return (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+    try run(arguments).out
 }
 
 /// Namespaces `shuntpeerwt-<pid>-a` and `-b` (prefix: $SHUNT_TEST_NETNS_PREFIX if set). Call `remove()` in a `defer` right after creating.
@@ -49,8 +29,7 @@ struct PeerLab {
 
     init() throws {
         // $SHUNT_TEST_NETNS_PREFIX, as in the integration tests' Lab, else our own.
-        let base = ProcessInfo.processInfo.environment["SHUNT_TEST_NETNS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 }
-        let prefix = (base ?? "shuntpeerwt-") + "\(getpid())-"
+        let prefix = (testNamespacePrefix ?? "shuntpeerwt-") + "\(getpid())-"
         a = prefix + "a"
         b = prefix + "b"
         c = prefix + "c"
@@ -209,17 +188,16 @@ struct VethPeersTests {
         let lab = try PeerLab()
         defer { lab.remove() }
         try sh("ip", "netns", "add", lab.c)
-        let holder = try Sys.spawn("/usr/bin/env", ["ip", "netns", "exec", lab.c, "sleep", "60"],
-                                   stdout: "/dev/null", stderr: "/dev/null")
+        let holder = try SpawnedProcess(["ip", "netns", "exec", lab.c, "sleep", "60"])
         defer {
-            Sys.signal(holder, SIGKILL)
-            _ = Sys.reap(holder, block: true)
+            holder.signal(SIGKILL)
+            holder.wait()
         }
         try sh("ip", "-n", lab.a, "link", "add", "vx", "type", "veth", "peer", "name", "vy", "netns", lab.c)
         // Let the holder enter the namespace before its name goes.
         var entered = false
         for _ in 0..<200 where !entered {
-            entered = (try? sh("ip", "netns", "pids", lab.c))?.contains("\(holder)") == true
+            entered = (try? sh("ip", "netns", "pids", lab.c))?.contains("\(holder.pid)") == true
             if !entered { usleep(10_000) }
         }
         #expect(entered)

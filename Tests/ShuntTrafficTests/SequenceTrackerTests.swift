@@ -1,5 +1,6 @@
 import Testing
 import ShuntTraffic
+import ShuntTestSupport
 
 /// Feeds `sequences` to a fresh tracker and returns its counters, after checking the two
 /// invariants every state must satisfy.
@@ -236,19 +237,6 @@ func run(_ base: UInt32, _ n: Int) -> [UInt32] {
 }
 
 // MARK: - Randomized
-
-/// SplitMix64 (Steele, Lea, Flood): a small seeded generator, so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// What a receiver sees of the sent positions 0 ..< count: reordered (whole-stream shuffle, or
 /// shuffles within blocks of at most `maxBlock`), with bursts of drops, and with duplicates

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ShuntTestSupport
 
 /// The `shunt` executable built next to the test bundle.
 let shuntExecutable: String = {

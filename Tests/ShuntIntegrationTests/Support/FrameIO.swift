@@ -2,31 +2,7 @@ import CShunt
 import Foundation
 import Glibc
 import ShuntSystem
-
-/// Test frames: EtherType 0x88B5 (local experimental), then "SHNT", flow id, sequence, filler.
-enum TestFrame {
-    static let etherType: [UInt8] = [0x88, 0xB5]
-
-    static func make(dst: [UInt8], src: [UInt8], flow: UInt16, sequence: UInt32, size: Int, vlan: UInt16? = nil) -> [UInt8] {
-        var f = dst + src
-        if let vlan { f += [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF)] }
-        f += etherType + Array("SHNT".utf8)
-        f += [UInt8(flow >> 8), UInt8(flow & 0xFF)]
-        f += withUnsafeBytes(of: sequence.bigEndian, Array.init)
-        while f.count < size { f.append(UInt8(truncatingIfNeeded: f.count &* 31 &+ Int(sequence))) }
-        return f
-    }
-
-    /// Flow and sequence of a test frame (tag, if any, already in the bytes), or nil.
-    static func identify(_ f: [UInt8]) -> (flow: UInt16, sequence: UInt32)? {
-        var at = 12
-        if f.count > 16 && f[12] == 0x81 && f[13] == 0x00 { at = 16 }
-        guard f.count >= at + 12, Array(f[at..<at + 2]) == etherType, Array(f[at + 2..<at + 6]) == Array("SHNT".utf8) else { return nil }
-        let flow = UInt16(f[at + 6]) << 8 | UInt16(f[at + 7])
-        let seq = f[at + 8..<at + 12].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-        return (flow, seq)
-    }
-}
+import ShuntTestSupport
 
 /// A raw packet socket on one interface of a namespace, for sending and capturing test frames.
 final class RawPort {

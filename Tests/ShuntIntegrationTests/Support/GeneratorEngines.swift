@@ -1,4 +1,5 @@
 import Foundation
+import ShuntTestSupport
 import Testing
 
 /// Which `shunt gen` engines this kernel allows, asked once per test run through

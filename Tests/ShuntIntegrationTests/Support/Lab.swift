@@ -1,5 +1,6 @@
 import Foundation
 import ShuntSystem
+import ShuntTestSupport
 import Testing
 
 /// Whether this process may build namespaces and open packet sockets (root with the capabilities).
@@ -9,25 +10,6 @@ let canRunNetnsTests: Bool = {
     return c.has(Capabilities.netAdmin) && c.has(Capabilities.netRaw) && c.has(Capabilities.sysAdmin) && hasIP
 }()
 let netnsSkipReason: Comment = "netns integration tests need root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) and iproute2; run `swift test` as root"
-
-/// Runs a command, returns its exit status and output (a `SpawnedProcess`, not Foundation's
-/// Process; output through temporary files, so there is no pipe to drain while waiting).
-@discardableResult
-func run(_ args: [String], check: Bool = true) throws -> (status: Int32, out: String, err: String) {
-    let child = try SpawnedProcess(args)
-    let status = child.wait()
-    let out = child.stdout, err = child.stderr
-    if check && status != 0 {
-        throw LabError.command(args.joined(separator: " "), err)
-    }
-    return (status, out, err)
-}
-
-/// $SHUNT_TEST_NETNS_PREFIX: a prefix for every namespace the tests create, so that runs from
-/// several checkouts on one machine can tell theirs apart (and clean up only theirs).
-let testNamespacePrefix: String? = ProcessInfo.processInfo.environment["SHUNT_TEST_NETNS_PREFIX"].flatMap {
-    $0.isEmpty ? nil : $0
-}
 
 enum LabError: Error, CustomStringConvertible {
     case command(String, String)

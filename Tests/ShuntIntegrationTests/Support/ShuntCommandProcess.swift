@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ShuntTestSupport
 
 /// A `shunt` command with JSON-line output running in the background inside a namespace (e.g.
 /// `shunt sink --json`): started, waited for until its ready line, stopped with SIGINT, its
