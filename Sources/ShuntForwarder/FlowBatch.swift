@@ -27,6 +27,8 @@ final class FlowBatch {
     /// burst, so a probe ends quickly.
     private let flowTable: UnsafeMutablePointer<Int>
     private let flowTableMask: Int
+    /// Per missing flow: its entry in `flowTable`, to empty after the burst.
+    private let tableSlotOfFlow: UnsafeMutablePointer<Int>
     private(set) var count = 0
     private(set) var missedFlowCount = 0
 
@@ -46,6 +48,7 @@ final class FlowBatch {
         flowTableMask = tableSize - 1
         flowTable = .allocate(capacity: tableSize)
         flowTable.initialize(repeating: -1, count: tableSize)
+        tableSlotOfFlow = .allocate(capacity: capacity)
     }
 
     deinit {
@@ -58,6 +61,7 @@ final class FlowBatch {
         nextOfFlow.deallocate()
         lastOfFlow.deallocate()
         flowTable.deallocate()
+        tableSlotOfFlow.deallocate()
     }
 
     @inline(__always)
@@ -81,6 +85,7 @@ final class FlowBatch {
             if first < 0 {
                 flowTable[probe] = i
                 lastOfFlow[i] = i
+                tableSlotOfFlow[missedFlowCount] = probe
                 missedFlows[missedFlowCount] = i
                 missedFlowCount += 1
                 return
@@ -96,8 +101,7 @@ final class FlowBatch {
 
     @inline(__always)
     func removeAll() {
-        // 1 KiB for a 64-frame burst, and only after a burst with misses.
-        if missedFlowCount > 0 { flowTable.update(repeating: -1, count: flowTableMask + 1) }
+        for f in 0..<missedFlowCount { flowTable[tableSlotOfFlow[f]] = -1 }
         count = 0
         missedFlowCount = 0
     }
