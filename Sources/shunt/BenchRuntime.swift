@@ -20,6 +20,9 @@ final class BenchRuntime {
     let scratch: String
     private(set) var children: [pid_t: String] = [:]
     private var commandCount = 0
+    /// Set once an interruption has been thrown: from then on the cleanup runs, and further
+    /// signals are taken but no longer interrupt it.
+    private var interrupted = false
 
     init(scratch: String) {
         self.scratch = scratch
@@ -36,14 +39,24 @@ final class BenchRuntime {
         return nil
     }
 
-    /// Throws BenchInterrupted if SIGINT or SIGTERM is pending.
+    /// Throws BenchInterrupted if SIGINT or SIGTERM is pending (only the first time: see `pause`).
     func checkSignal() throws {
-        if let s = Sys.waitForTerminationSignal(timeoutNs: 0) { throw BenchInterrupted(signal: s) }
+        try pause(0)
     }
 
-    /// Sleeps, waking at once for SIGINT or SIGTERM.
+    /// Sleeps, waking at once for SIGINT or SIGTERM, which it throws as BenchInterrupted. Only
+    /// the first signal is thrown: the cleanup that follows uses this too, and a second Ctrl-C
+    /// must not cut it short (it would stop `ip netns del` and leave namespaces behind).
     func pause(_ seconds: Double) throws {
-        if let s = Sys.waitForTerminationSignal(timeoutNs: UInt64(max(0, seconds) * 1e9)) { throw BenchInterrupted(signal: s) }
+        let end = Sys.monotonicNanoseconds() + UInt64(max(0, seconds) * 1e9)
+        while true {
+            let now = Sys.monotonicNanoseconds()
+            guard let s = Sys.waitForTerminationSignal(timeoutNs: end > now ? end - now : 0) else { return }
+            if !interrupted {
+                interrupted = true
+                throw BenchInterrupted(signal: s)
+            }
+        }
     }
 
     /// Starts a child (argv[0] resolved on PATH), its output appended to the files.

@@ -195,6 +195,30 @@ struct BenchTests {
         for child in children { #expect(kill(child, 0) != 0, "child \(child) still there") }
     }
 
+    /// An impatient user: SIGINT again and again while the run cleans up. The cleanup still runs
+    /// to its end (before, every further signal stopped the command it was waiting for, such as
+    /// `ip netns del`, and namespaces were left behind).
+    @Test func repeatedSigintsDoNotCutTheCleanupShort() throws {
+        let traffic = TrafficGate.exclusive()  // shunt bench floods veths: no Lab may be alive (see TrafficGate)
+        defer { traffic.release() }
+        let out = NSTemporaryDirectory() + "shunt-bench-int2-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let bench = try BenchProcess(["--forwarders", "shunt", "--sizes", "64", "--flows", "1", "--repeats", "1",
+                                      "--trial-seconds", "30", "--out", out])
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline && !bench.stderr.contains("starting shunt") { usleep(50_000) }
+        #expect(!bench.namespaces.isEmpty, "\(bench.stderr)")
+        // Every 5 ms until it exits (at most 40 s).
+        let end = Date().addingTimeInterval(40)
+        while Date() < end && bench.child.isRunning {
+            bench.child.signal(SIGINT)
+            usleep(5_000)
+        }
+        let status = bench.finish(timeout: 40)
+        #expect(status == 130, "\(bench.stderr)")
+        #expect(bench.namespaces.isEmpty, "\(bench.namespaces) \(bench.stderr)")
+    }
+
     @Test func badInputIsOneLineAndCreatesNothing() throws {
         let cases: [([String], String)] = [
             (["--forwarders", "shunt,nosuch"], "unknown forwarder \"nosuch\""),
