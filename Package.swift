@@ -46,6 +46,9 @@ let package = Package(
         // The OpenFlow-style pipeline: flow syntax (ovs-ofctl), tuple-space classifier, translation
         // of a packet's key into a flat datapath action list. Pure logic, no syscalls.
         .target(name: "ShuntPipeline", dependencies: ["ShuntCore", "CShunt"]),
+        // The commands' process runtime: the Supervisor (termination signals, the stop flag, deadline,
+        // periodic reports, child processes), through Sys.
+        .target(name: "ShuntRuntime", dependencies: ["ShuntSystem"]),
         // The control socket (`shunt forward --control`) and its client (`shunt ctl`).
         .target(name: "ShuntControl", dependencies: ["ShuntSystem"]),
         // `shunt bench`'s pure side: the zero-loss search, statistics over repeats, the results
@@ -62,7 +65,7 @@ let package = Package(
             name: "shunt",
             dependencies: [
                 "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntRing", "ShuntCore", "ShuntTraffic", "CShunt", "ShuntPipeline",
-                "ShuntControl", "ShuntBench",
+                "ShuntControl", "ShuntBench", "ShuntRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -72,6 +75,7 @@ let package = Package(
 
         .testTarget(name: "ShuntCoreTests", dependencies: ["ShuntCore"]),
         .testTarget(name: "ShuntSystemTests", dependencies: ["ShuntSystem"]),
+        .testTarget(name: "ShuntRuntimeTests", dependencies: ["ShuntRuntime", "ShuntSystem"]),
         .testTarget(name: "ShuntRingTests", dependencies: ["ShuntRing", "CShunt"]),
         .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore", "ShuntTraffic"]),
         .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),
