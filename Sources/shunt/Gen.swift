@@ -4,6 +4,7 @@ import Foundation
 import ShuntBPF
 import ShuntCore
 import ShuntRing
+import ShuntRuntime
 import ShuntSystem
 import ShuntTraffic
 
@@ -273,7 +274,7 @@ struct Gen: ParsableCommand {
     }
 
     func run() throws {
-        Sys.blockTerminationSignals()
+        let supervisor = Supervisor()
         if listEngines { return try printEngines() }
         // Checked here, not in validate(): ArgumentParser validates while it renders --help too.
         if portOption == nil { throw oneLineError(Self.name, "missing --port IF (the interface to send out of)") }
@@ -304,10 +305,10 @@ struct Gen: ParsableCommand {
         let start = Sys.monotonicNanoseconds()
         let results: [ThreadResult]
         switch choice.engine {
-        case .xdp: results = try runXDP(info, spec: spec)
-        case .pump: (results, choice.pumpReinjections) = try runPump(info, spec: spec)
-        case .afxdp(let transmitters): results = try runGenerators(transmitters, spec: spec, sizes: sizes)
-        case .ring: results = try runRing(info, spec: spec, sizes: sizes)
+        case .xdp: results = try runXDP(info, spec: spec, supervisor)
+        case .pump: (results, choice.pumpReinjections) = try runPump(info, spec: spec, supervisor)
+        case .afxdp(let transmitters): results = try runGenerators(transmitters, spec: spec, sizes: sizes, supervisor)
+        case .ring: results = try runRing(info, spec: spec, sizes: sizes, supervisor)
         }
         let wall = Double(Sys.monotonicNanoseconds() - start) / 1e9
         if case .afxdp(let transmitters) = choice.engine {
@@ -370,10 +371,10 @@ struct Gen: ParsableCommand {
     }
 
     /// Waits until every sender is done, a termination signal comes, or `finished()` says so,
-    /// then returns (the caller stops the senders).
-    private func supervise(done: () -> Bool, finished: () -> Bool) {
+    /// then returns (the caller stops the senders: `supervisor.requestStop()`).
+    private func supervise(_ supervisor: Supervisor, done: () -> Bool, finished: () -> Bool) {
         while !done() {
-            if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { return }
+            guard supervisor.wait(atMostNs: 1_000_000) else { return }
             if finished() { return }
         }
     }
@@ -382,7 +383,7 @@ struct Gen: ParsableCommand {
 // MARK: the xdp engine
 
 extension Gen {
-    func runXDP(_ info: InterfaceInfo, spec: TestFrameSpec) throws -> [ThreadResult] {
+    func runXDP(_ info: InterfaceInfo, spec: TestFrameSpec, _ supervisor: Supervisor) throws -> [ThreadResult] {
         var objects: [BPFObject] = []
         var runs: [GenRun] = []
         do {
@@ -392,7 +393,8 @@ extension Gen {
                 let share = share(i)
                 let state = initialGenState(share)
                 let run = GenRun(programFD: try object.programFD("xdp_gen"), stateFD: try object.mapFD("gen_state"),
-                                 frame: spec.bytes(), ifindex: info.index, batchSize: effectiveBatchSize, limit: share.limit)
+                                 frame: spec.bytes(), ifindex: info.index, batchSize: effectiveBatchSize, limit: share.limit,
+                                 supervisor: supervisor)
                 try BPFMap.update(fd: run.stateFD, key: 0, value: state)
                 objects.append(object)
                 runs.append(run)
@@ -404,19 +406,20 @@ extension Gen {
 
         // Each thread sits in BPF_PROG_TEST_RUN (xdp_gen paces inside the kernel); this one
         // watches the clock, the counts and the termination signals, and ends the runs with
-        // SIGUSR1. --duration counts from each thread's first frame (first_ns, CLOCK_MONOTONIC
+        // SIGUSR1 (a thread that reached its own limit or deadline alone: `GenRun.stop()`; all of
+        // them: `supervisor.requestStop()`). --duration counts from each thread's first frame (first_ns, CLOCK_MONOTONIC
         // like ours), so that the time the kernel takes to start the test run is not taken from
         // the sending time.
         var workers: [WorkerThread] = []
         for (i, run) in runs.enumerated() {
             do { workers.append(try WorkerThread(name: "shunt-gen-\(i)") { run.send() }) } catch {
-                runs.forEach { $0.stop() }
+                supervisor.requestStop()
                 stopAndJoin(runs, workers)
                 printError("shunt gen: \(error)")
                 throw ExitCode(1)
             }
         }
-        supervise(done: { runs.allSatisfy(\.done) }) {
+        supervise(supervisor, done: { runs.allSatisfy(\.done) }) {
             let now = Sys.monotonicNanoseconds()
             for run in runs where !run.stopped {
                 guard let s = try? run.state(), s.next_seq > 0 else { continue }
@@ -425,7 +428,7 @@ extension Gen {
             }
             return runs.allSatisfy(\.stopped)
         }
-        runs.forEach { $0.stop() }
+        supervisor.requestStop()
         stopAndJoin(runs, workers)
         if let error = runs.lazy.compactMap(\.error).first {
             printError("shunt gen: \(error)")
@@ -461,7 +464,7 @@ extension Gen {
         for (run, worker) in zip(runs, workers) {
             while !run.done {
                 worker.interrupt(signal: SIGUSR1)
-                _ = Sys.waitForTerminationSignal(timeoutNs: 1_000_000)
+                Sys.sleep(nanoseconds: 1_000_000)
             }
             worker.join()
         }
@@ -469,7 +472,7 @@ extension Gen {
 }
 
 /// One sending thread's side: BPF_PROG_TEST_RUN calls with live frames, as long as the kernel
-/// allows (2^31 - 1 runs of xdp_gen each), until stopped. A call interrupted by the stop signal
+/// allows (2^31 - 1 runs of xdp_gen each), until this run or the whole generator is stopped. A call interrupted by the stop signal
 /// fails with EINTR; the counts are in the gen_state map, not in the call's result.
 private final class GenRun: @unchecked Sendable {
     let programFD: Int32
@@ -478,23 +481,26 @@ private final class GenRun: @unchecked Sendable {
     let ifindex: Int32
     let batchSize: UInt32
     let limit: UInt64?
-    private let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: 2)  // [stop, done]
+    let supervisor: Supervisor
+    private let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: 2)  // [stop this run, done]
     private(set) var error: Error?  // written by the sender, read after done
 
-    init(programFD: Int32, stateFD: Int32, frame: [UInt8], ifindex: Int32, batchSize: UInt32, limit: UInt64?) {
+    init(programFD: Int32, stateFD: Int32, frame: [UInt8], ifindex: Int32, batchSize: UInt32, limit: UInt64?,
+         supervisor: Supervisor) {
         self.programFD = programFD
         self.stateFD = stateFD
         self.frame = frame
         self.ifindex = ifindex
         self.batchSize = batchSize
         self.limit = limit
+        self.supervisor = supervisor
         flags.initialize(repeating: 0, count: 2)
     }
 
     deinit { flags.deallocate() }
 
     var done: Bool { cshunt_load_acquire_u32(flags + 1) != 0 }
-    var stopped: Bool { cshunt_load_acquire_u32(flags) != 0 }
+    var stopped: Bool { cshunt_load_acquire_u32(flags) != 0 || supervisor.isStopping }
     func stop() { cshunt_store_release_u32(flags, 1) }
 
     func state() throws -> shunt_gen_state {
@@ -502,7 +508,7 @@ private final class GenRun: @unchecked Sendable {
     }
 
     func send() {
-        while cshunt_load_acquire_u32(flags) == 0 {
+        while !stopped {
             do {
                 try ProgramTestRun.xdpLiveFrames(programFD: programFD, packet: frame, ifindex: ifindex,
                                                  repeat: UInt32(Int32.max), batchSize: batchSize)
@@ -521,7 +527,7 @@ private final class GenRun: @unchecked Sendable {
 
 extension Gen {
     /// `--engine ring`: one TPACKET TX ring per thread.
-    func runRing(_ info: InterfaceInfo, spec: TestFrameSpec, sizes: [Int]) throws -> [ThreadResult] {
+    func runRing(_ info: InterfaceInfo, spec: TestFrameSpec, sizes: [Int], _ supervisor: Supervisor) throws -> [ThreadResult] {
         let largest = sizes.max() ?? frameSize
         var frameSize = 2048
         while frameSize < largest + 128 { frameSize *= 2 }  // + the TPACKET_V2 header, aligned
@@ -539,15 +545,13 @@ extension Gen {
             printError("shunt gen: \(error)")
             throw ExitCode(2)
         }
-        return try runGenerators(ports, spec: spec, sizes: sizes)
+        return try runGenerators(ports, spec: spec, sizes: sizes, supervisor)
     }
 
     /// One FrameGenerator per thread, each on its own transmitter (TX ring or AF_XDP socket).
-    func runGenerators<T: FrameTransmitter>(_ transmitters: [T], spec: TestFrameSpec, sizes: [Int]) throws -> [ThreadResult] {
+    func runGenerators<T: FrameTransmitter>(_ transmitters: [T], spec: TestFrameSpec, sizes: [Int],
+                                            _ supervisor: Supervisor) throws -> [ThreadResult] {
         let templates = sizes.map { s -> FrameGenerator<T>.Template in var t = spec; t.size = s; return .init(t) }
-        let stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-        stopFlag.initialize(to: 0)
-        defer { stopFlag.deallocate() }
         let box = ResultsBox(count: threads)
         var workers: [WorkerThread] = []
         for i in 0..<threads {
@@ -557,19 +561,19 @@ extension Gen {
             let command = self
             do {
                 workers.append(try WorkerThread(name: "shunt-gen-\(i)") {
-                    let r = generator.run(deadline: { command.deadline(first: $0) }) { cshunt_load_acquire_u32(stopFlag) != 0 }
+                    let r = generator.run(deadline: { command.deadline(first: $0) }) { supervisor.isStopping }
                     box.set(i, ThreadResult(sent: r.sent, firstNs: r.firstNs, lastNs: r.lastNs, lagSkips: r.lagSkips,
                                             skippedNs: r.skippedNs, maxLagSeenNs: r.maxLagSeenNs, ringFull: r.ringFull))
                 })
             } catch {
-                cshunt_store_release_u32(stopFlag, 1)
+                supervisor.requestStop()
                 workers.forEach { $0.join() }
                 printError("shunt gen: \(error)")
                 throw ExitCode(1)
             }
         }
-        supervise(done: { box.finished == threads }, finished: { false })
-        cshunt_store_release_u32(stopFlag, 1)
+        supervise(supervisor, done: { box.finished == threads }, finished: { false })
+        supervisor.requestStop()
         workers.forEach { $0.join() }
         withExtendedLifetime(transmitters) {}
         return box.results

@@ -3,6 +3,7 @@ import CShunt
 import Glibc
 import ShuntBPF
 import ShuntRing
+import ShuntRuntime
 import ShuntSystem
 import ShuntTraffic
 
@@ -20,7 +21,7 @@ extension Gen {
 
     /// The pump's result, and how often it was given new frames because its circulation had
     /// stopped (`pump_reinjections` in the report).
-    func runPump(_ info: InterfaceInfo, spec: TestFrameSpec) throws -> (results: [ThreadResult], reinjections: Int) {
+    func runPump(_ info: InterfaceInfo, spec: TestFrameSpec, _ supervisor: Supervisor) throws -> (results: [ThreadResult], reinjections: Int) {
         let pair = try PumpPair.create()
         defer { pair.delete() }
         let object: BPFObject
@@ -63,8 +64,7 @@ extension Gen {
         let started = lastProgress
         var reinjections = 0
         var neverStarted = false
-        while true {
-            if Sys.waitForTerminationSignal(timeoutNs: 1_000_000) != nil { break }
+        while supervisor.wait(atMostNs: 1_000_000) {
             guard let s = readState() else { continue }
             let now = Sys.monotonicNanoseconds()
             if let limit = share(0).limit, s.next_seq >= limit { break }

@@ -3,6 +3,7 @@ import CShunt
 import Foundation
 import ShuntBPF
 import ShuntRing
+import ShuntRuntime
 import ShuntSystem
 import ShuntTraffic
 
@@ -90,9 +91,9 @@ struct Sink: ParsableCommand {
     }
 
     func run() throws {
-        Sys.blockTerminationSignals()
+        let supervisor = Supervisor()
         // Ring options name the ring engine under auto; otherwise the kernel counter where it attaches.
-        if engine == .ring || (engine == .auto && (ringVersion != nil || blockTimeoutMs != nil)) { return try runRing() }
+        if engine == .ring || (engine == .auto && (ringVersion != nil || blockTimeoutMs != nil)) { return try runRing(supervisor) }
         var attached: XDPSink
         do throws(XDPSinkAttachError) { attached = try attachXDP() } catch {
             if engine == .xdp || error.fatal {
@@ -100,9 +101,9 @@ struct Sink: ParsableCommand {
                 throw ExitCode(2)
             }
             printError("shunt sink: xdp_sink cannot attach to \(port) (\(error.message)); using the ring engine")
-            return try runRing()
+            return try runRing(supervisor)
         }
-        try runXDP(&attached)
+        try runXDP(&attached, supervisor)
     }
 
     private func emit(_ report: SinkReport) {
@@ -119,7 +120,7 @@ struct Sink: ParsableCommand {
 
     // MARK: ring engine
 
-    private func runRing() throws {
+    private func runRing(_ supervisor: Supervisor) throws {
         let version = ringVersion ?? .v2
         var geometry = RingGeometry.defaultRX(version)
         geometry.blockCount = blockCount
@@ -139,12 +140,10 @@ struct Sink: ParsableCommand {
             printError("shunt sink: receiving on \(port) through a TPACKET_\(ring.uppercased()) ring (\(receiver.port.geometry)); Ctrl-C to stop")
         }
 
-        let start = Sys.monotonicNanoseconds()
-        let intervalNs = interval > 0 ? UInt64(interval * 1e9) : nil
+        supervisor.begin(duration: duration, reportEvery: interval)
+        let start = supervisor.startNs
         var lastStats = (time: start, received: UInt64(0), bytes: UInt64(0))
-        receiver.run(
-            busyPollNs: busyPollUs * 1000, deadline: duration.map { start + UInt64($0 * 1e9) }, intervalNs: intervalNs
-        ) { now in
+        receiver.run(busyPollNs: busyPollUs * 1000, supervisor: supervisor) { now in
             let a = receiver.accounting
             emit(SinkInterval(
                 elapsedSeconds: Double(now - start) / 1e9, intervalSeconds: Double(now - lastStats.time) / 1e9,
@@ -207,7 +206,7 @@ struct Sink: ParsableCommand {
         }
     }
 
-    private func runXDP(_ sink: inout XDPSink) throws {
+    private func runXDP(_ sink: inout XDPSink, _ supervisor: Supervisor) throws {
         let object = sink.object
         let countersFD = sink.countersFD, latencyFD = sink.latencyFD
         if json {
@@ -216,23 +215,15 @@ struct Sink: ParsableCommand {
             printError("shunt sink: counting on \(port) with xdp_sink; Ctrl-C to stop")
         }
 
-        let start = Sys.monotonicNanoseconds()
-        let deadline = duration.map { start + UInt64($0 * 1e9) }
+        supervisor.begin(duration: duration, reportEvery: interval)
+        let start = supervisor.startNs
         let pollNs = UInt64(pollMs * 1e6)
-        let intervalNs = interval > 0 ? UInt64(interval * 1e9) : nil
-        var nextStats = intervalNs.map { start + $0 }
         var lastStats = (time: start, packets: UInt64(0), bytes: UInt64(0))
         // (time, packets) at the first poll that saw packets and at the last that saw more
         var first: (UInt64, UInt64)? = nil
         var last: (UInt64, UInt64)? = nil
         var previous: UInt64 = 0
-        while true {
-            let now = Sys.monotonicNanoseconds()
-            if let deadline, now >= deadline { break }
-            var wait = pollNs
-            if let deadline { wait = min(wait, deadline - now) }
-            if let nextStats { wait = min(wait, nextStats > now ? nextStats - now : 0) }
-            if Sys.waitForTerminationSignal(timeoutNs: wait) != nil { break }
+        while supervisor.wait(atMostNs: pollNs) {
             guard let c = try? readCounters(countersFD) else { continue }
             let t = Sys.monotonicNanoseconds()
             if c.packets > previous {
@@ -240,13 +231,12 @@ struct Sink: ParsableCommand {
                 last = (t, c.packets)
                 previous = c.packets
             }
-            if let due = nextStats, t >= due, let intervalNs {
+            if supervisor.reportDue(at: t) {
                 emit(SinkInterval(
                     elapsedSeconds: Double(t - start) / 1e9, intervalSeconds: Double(t - lastStats.time) / 1e9,
                     intervalReceived: c.packets - lastStats.packets, intervalBytes: c.bytes - lastStats.bytes,
                     received: c.packets, bytes: c.bytes, sequences: nil, ringDropped: nil))
                 lastStats = (t, c.packets, c.bytes)
-                nextStats = max(due + intervalNs, t + 1)
             }
         }
         sink.attachment = nil  // detach before the final reads: the counts no longer move

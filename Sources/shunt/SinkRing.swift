@@ -1,6 +1,7 @@
 import Glibc
 import ShuntCore
 import ShuntRing
+import ShuntRuntime
 import ShuntSystem
 import ShuntTraffic
 
@@ -11,8 +12,9 @@ import ShuntTraffic
 /// one ring: take a batch, read CLOCK_MONOTONIC once for the whole batch (the receive time of
 /// its frames; `shunt gen` stamps the same clock on the same host), account each frame, hand the
 /// ring memory back. With nothing for `busyPollNs` it sleeps in poll(2), at most 50 ms so that a
-/// stop request is seen. Every millisecond of work (and after each sleep) it checks for
-/// SIGINT/SIGTERM, the deadline and the statistics interval. Nothing allocates per frame.
+/// stop request is seen. Every millisecond of work (and after each sleep) it asks the
+/// supervisor about SIGINT/SIGTERM, the deadline and the statistics interval. Nothing
+/// allocates per frame.
 final class RingSink {
     let port: ReceivePort
     private(set) var accounting = SinkAccounting()
@@ -31,12 +33,11 @@ final class RingSink {
         self.port = port
     }
 
-    /// Receives until SIGINT/SIGTERM (blocked by the caller) or `deadline`; calls `stats` with
-    /// the current time every `intervalNs` (the kernel's drop count is read just before).
-    func run(busyPollNs: UInt64, deadline: UInt64?, intervalNs: UInt64?, stats: (UInt64) -> Void) {
+    /// Receives until the supervisor says to stop (SIGINT/SIGTERM, its deadline); calls `stats`
+    /// with the current time when a report is due (the kernel's drop count is read just before).
+    func run(busyPollNs: UInt64, supervisor: Supervisor, stats: (UInt64) -> Void) {
         var pollSet = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
         let start = Sys.monotonicNanoseconds()
-        var nextStats = intervalNs.map { start + $0 }
         var nextCheck = start + Self.checkNs
         var lastWork = start
         while true {
@@ -44,20 +45,16 @@ final class RingSink {
             let now = Sys.monotonicNanoseconds()
             if n > 0 { lastWork = now }
             if now >= nextCheck {
-                if Sys.waitForTerminationSignal(timeoutNs: 0) != nil { break }
-                if let deadline, now >= deadline { break }
-                if let due = nextStats, let intervalNs, now >= due {
+                guard supervisor.check(at: now) else { break }
+                if supervisor.reportDue(at: now) {
                     takeKernelDrops()
                     stats(now)
-                    nextStats = max(due + intervalNs, now + 1)
                 }
                 nextCheck = now + Self.checkNs
             }
             if n > 0 || now &- lastWork < busyPollNs || port.rx.hasReadyFrames() { continue }
             // Sleep until a frame comes, but not past the deadline or the next statistics.
-            var wakeAt = now + UInt64(Self.sleepMs) * 1_000_000
-            if let deadline { wakeAt = min(wakeAt, deadline) }
-            if let nextStats { wakeAt = min(wakeAt, nextStats) }
+            let wakeAt = supervisor.nextWake(after: now, atMostNs: UInt64(Self.sleepMs) * 1_000_000)
             let timeoutMs = Int32(wakeAt > now ? (wakeAt - now + 999_999) / 1_000_000 : 0)
             _ = withUnsafeMutablePointer(to: &pollSet) { try? Sys.poll($0, count: 1, timeoutMs: timeoutMs) }
             lastWork = Sys.monotonicNanoseconds()

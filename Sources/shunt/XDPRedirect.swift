@@ -1,5 +1,6 @@
 import ArgumentParser
 import ShuntBPF
+import ShuntRuntime
 import ShuntSystem
 
 /// The reference forwarder for benchmarks: a bare XDP redirect between port pairs.
@@ -38,7 +39,7 @@ struct XDPRedirect: ParsableCommand {
             }
             indexes.append(i)
         }
-        Sys.blockTerminationSignals()
+        let supervisor = Supervisor()
         let object: BPFObject
         var attachments: [XDPAttachment] = []
         do {
@@ -57,13 +58,8 @@ struct XDPRedirect: ParsableCommand {
             throw ExitCode(2)
         }
         emitLine("{\"type\":\"ready\",\"ports\":[\(ports.map { "\"\($0)\"" }.joined(separator: ","))]}")
-        let deadline = duration.map { Sys.monotonicNanoseconds() + UInt64($0 * 1e9) }
-        while true {
-            let now = Sys.monotonicNanoseconds()
-            if let deadline, now >= deadline { break }
-            let wait = deadline.map { $0 - now } ?? 1_000_000_000
-            if Sys.waitForTerminationSignal(timeoutNs: min(wait, 1_000_000_000)) != nil { break }
-        }
+        supervisor.begin(duration: duration)
+        supervisor.run(tickNs: 1_000_000_000)
         attachments.removeAll()
         _ = object
         emitLine("{\"type\":\"final\"}")
