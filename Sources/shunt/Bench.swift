@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import ShuntBench
+import ShuntRuntime
 import ShuntSystem
 
 // `shunt bench`: builds the gen -- fwd -- sink namespaces, runs each forwarder in turn between
@@ -131,7 +132,7 @@ struct Bench: ParsableCommand {
             #endif
             return
         }
-        Sys.blockTerminationSignals()
+        let supervisor = Supervisor { printError("shunt bench: " + $0) }
         guard case .success(let settings) = settings() else { throw ExitCode(2) }
         if geteuid() != 0 {
             printError("shunt bench: run as root (namespaces, XDP, packet sockets)")
@@ -179,7 +180,7 @@ struct Bench: ParsableCommand {
         let monitorPorts = chosen.compactMap { ForwarderInfo.named($0)?.mirrorSessions }.max() ?? 0
         let runner = BenchRunner(
             settings: settings, forwarders: chosen, skipped: skipped, shunt: shuntPath, outDir: outDir, quick: quick,
-            runtime: BenchRuntime(scratch: scratch), lab: BenchLab(prefix: "shuntb\(getpid())-", monitorPorts: monitorPorts), cpus: cpus)
+            runtime: BenchRuntime(scratch: scratch, supervisor: supervisor), lab: BenchLab(prefix: "shuntb\(getpid())-", monitorPorts: monitorPorts), cpus: cpus)
         let status = runner.run()
         if status != 0 { throw ExitCode(status) }
     }
@@ -249,10 +250,11 @@ final class BenchRunner {
             for slot in RunOrder.interleaved(forwarders: forwarders, repeats: settings.repeats) {
                 try runSlot(slot)
             }
-        } catch let i as BenchInterrupted {
-            status = 128 + i.signal
+        } catch let i as Supervisor.Stopped {
+            let signal = i.signal ?? SIGTERM  // only signals stop a bench run
+            status = 128 + signal
             incomplete = true
-            printError("shunt bench: interrupted by \(i.signal == SIGINT ? "SIGINT" : "SIGTERM"): stopping and cleaning up")
+            printError("shunt bench: interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"): stopping and cleaning up")
         } catch {
             status = 1
             incomplete = true

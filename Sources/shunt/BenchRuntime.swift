@@ -1,14 +1,12 @@
 import Foundation
 import Glibc
+import ShuntRuntime
 import ShuntSystem
 
-// `shunt bench`'s processes, commands and signals. Every child is started here, recorded by PID,
-// and stopped by that PID only. SIGINT and SIGTERM are blocked in shunt and polled (sigtimedwait)
-// between steps and while waiting, so an interruption always reaches the cleanup.
-
-struct BenchInterrupted: Error {
-    let signal: Int32
-}
+// `shunt bench`'s processes, commands and signals. Every child is started through the
+// Supervisor, recorded by PID, and stopped by that PID only. SIGINT and SIGTERM are blocked in
+// shunt and polled (sigtimedwait) between steps and while waiting, so an interruption always
+// reaches the cleanup (as `Supervisor.Stopped`, thrown once).
 
 struct BenchFailure: Error, CustomStringConvertible {
     let description: String
@@ -18,14 +16,12 @@ struct BenchFailure: Error, CustomStringConvertible {
 final class BenchRuntime {
     /// Per-run scratch directory (OVS database and sockets, command output), removed at the end.
     let scratch: String
-    private(set) var children: [pid_t: String] = [:]
+    let supervisor: Supervisor
     private var commandCount = 0
-    /// Set once an interruption has been thrown: from then on the cleanup runs, and further
-    /// signals are taken but no longer interrupt it.
-    private var interrupted = false
 
-    init(scratch: String) {
+    init(scratch: String, supervisor: Supervisor) {
         self.scratch = scratch
+        self.supervisor = supervisor
     }
 
     /// The absolute path of `tool` on PATH, or nil.
@@ -39,89 +35,44 @@ final class BenchRuntime {
         return nil
     }
 
-    /// Throws BenchInterrupted if SIGINT or SIGTERM is pending (only the first time: see `pause`).
+    /// Throws `Supervisor.Stopped` if SIGINT or SIGTERM is pending (only the first time: the
+    /// cleanup that follows must not be cut short by a second Ctrl-C).
     func checkSignal() throws {
-        try pause(0)
+        try supervisor.checkStop()
     }
 
-    /// Sleeps, waking at once for SIGINT or SIGTERM, which it throws as BenchInterrupted. Only
-    /// the first signal is thrown: the cleanup that follows uses this too, and a second Ctrl-C
-    /// must not cut it short (it would stop `ip netns del` and leave namespaces behind).
+    /// Sleeps, waking at once for SIGINT or SIGTERM, which it throws (once) as `Supervisor.Stopped`.
     func pause(_ seconds: Double) throws {
-        let end = Sys.monotonicNanoseconds() + UInt64(max(0, seconds) * 1e9)
-        while true {
-            let now = Sys.monotonicNanoseconds()
-            guard let s = Sys.waitForTerminationSignal(timeoutNs: end > now ? end - now : 0) else { return }
-            if !interrupted {
-                interrupted = true
-                throw BenchInterrupted(signal: s)
-            }
-        }
+        try supervisor.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9))
     }
 
     /// Starts a child (argv[0] resolved on PATH), its output appended to the files.
     func start(_ argv: [String], stdout: String, stderr: String, environment: [String] = []) throws -> pid_t {
         guard let path = Self.which(argv[0]) else { throw BenchFailure("\(argv[0]) not found on PATH") }
-        let pid = try Sys.spawn(path, Array(argv.dropFirst()), stdout: stdout, stderr: stderr, environment: environment)
-        children[pid] = argv.joined(separator: " ")
-        return pid
+        return try supervisor.spawn(path, Array(argv.dropFirst()), label: argv.joined(separator: " "), stdout: stdout,
+                                    stderr: stderr, environment: environment)
     }
 
     /// The child's exit if it has ended (reaped and forgotten), nil while it runs.
-    func exited(_ pid: pid_t) -> ChildExit? {
-        guard children[pid] != nil, let exit = Sys.reap(pid, block: false) else { return nil }
-        children[pid] = nil
-        return exit
-    }
+    func exited(_ pid: pid_t) -> ChildExit? { supervisor.exited(pid) }
 
     /// Waits up to `timeout` seconds for the child to end; nil if it still runs.
-    func wait(_ pid: pid_t, timeout: Double) throws -> ChildExit? {
-        let deadline = Sys.monotonicNanoseconds() + UInt64(timeout * 1e9)
-        while true {
-            if let exit = Sys.reap(pid, block: false) {
-                children[pid] = nil
-                return exit
-            }
-            if Sys.monotonicNanoseconds() >= deadline { return nil }
-            try pause(0.01)
-        }
-    }
+    func wait(_ pid: pid_t, timeout: Double) throws -> ChildExit? { try supervisor.wait(for: pid, timeout: timeout) }
 
     /// Signals the child, waits up to `timeout` seconds, then SIGKILL. Never throws: used in cleanup.
     @discardableResult
     func stop(_ pid: pid_t, signal: Int32 = SIGTERM, timeout: Double = 10) -> ChildExit {
-        stop(together: [pid], signal: signal, timeout: timeout)[0]
-    }
-
-    /// Waits up to `timeout` seconds for a signalled child, then SIGKILL.
-    private func reapOrKill(_ pid: pid_t, signal: Int32, timeout: Double) -> ChildExit {
-        guard children[pid] != nil else { return .exited(0) }
-        let deadline = Sys.monotonicNanoseconds() + UInt64(timeout * 1e9)
-        while Sys.monotonicNanoseconds() < deadline {
-            if let exit = Sys.reap(pid, block: false) {
-                children[pid] = nil
-                return exit
-            }
-            Sys.sleep(nanoseconds: 10_000_000)
-        }
-        printError("shunt bench: pid \(pid) (\(children[pid] ?? "?")) did not stop on signal \(signal): SIGKILL")
-        Sys.signal(pid, SIGKILL)
-        let exit = Sys.reap(pid, block: true) ?? .signaled(SIGKILL)
-        children[pid] = nil
-        return exit
+        supervisor.stop(pid, signal: signal, timeout: timeout)
     }
 
     /// Signals every child in `pids` first, then waits for each as `stop` does: the children
     /// stop at nearly the same moment (the sinks of one trial end their counts together).
     func stop(together pids: [pid_t], signal: Int32 = SIGTERM, timeout: Double = 10) -> [ChildExit] {
-        for pid in pids where children[pid] != nil { Sys.signal(pid, signal) }
-        return pids.map { reapOrKill($0, signal: signal, timeout: timeout) }
+        supervisor.stop(together: pids, signal: signal, timeout: timeout)
     }
 
     /// Stops every child still running (SIGTERM, then SIGKILL).
-    func stopAll() {
-        for pid in children.keys.sorted() { stop(pid, timeout: 3) }
-    }
+    func stopAll() { supervisor.stopAllChildren() }
 
     /// Runs a command to completion; its status and output.
     @discardableResult
@@ -161,8 +112,7 @@ final class BenchRuntime {
         let deadline = Sys.monotonicNanoseconds() + UInt64(timeout * 1e9)
         while true {
             if let s = try? String(contentsOfFile: file, encoding: .utf8), s.contains(text) { return }
-            if let exit = Sys.reap(pid, block: false) {
-                children[pid] = nil
+            if let exit = supervisor.exited(pid) {
                 throw BenchFailure("\(what) exited (status \(exit.status)) before it was ready\(lastLine(errorFile))")
             }
             if Sys.monotonicNanoseconds() >= deadline {
