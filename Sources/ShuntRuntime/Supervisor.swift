@@ -121,10 +121,11 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     /// Whether a periodic report is due at `now`; if so, the next one is scheduled an interval
-    /// later (never in the past: a late report does not cause a burst of them).
+    /// later. Reports keep their phase; one that came more than an interval late is followed by
+    /// the next an interval after it (the missed ones are skipped, not made up in a burst).
     public func reportDue(at now: UInt64 = Sys.monotonicNanoseconds()) -> Bool {
         guard let due = nextReportNs, let interval = reportIntervalNs, now >= due else { return false }
-        nextReportNs = max(due + interval, now + 1)
+        nextReportNs = due + interval > now ? due + interval : now + interval
         return true
     }
 
