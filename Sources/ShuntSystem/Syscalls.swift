@@ -511,6 +511,18 @@ public enum Sys {
         return rc > 0 ? rc : nil
     }
 
+    /// This process's ID.
+    @inline(never)
+    public static func processID() -> pid_t { getpid() }
+
+    /// The effective user ID (0: root).
+    @inline(never)
+    public static func effectiveUserID() -> uid_t { geteuid() }
+
+    /// The CPUs online now (`sysconf(_SC_NPROCESSORS_ONLN)`).
+    @inline(never)
+    public static func onlineCPUCount() -> Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
     @inline(never)
     public static func effectiveCapabilities() -> UInt64? {
         guard let f = fopen("/proc/self/status", "r") else { return nil }

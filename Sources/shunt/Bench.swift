@@ -134,7 +134,7 @@ struct Bench: ParsableCommand {
         }
         let supervisor = Supervisor { printError("shunt bench: " + $0) }
         guard case .success(let settings) = settings() else { throw ExitCode(2) }
-        if geteuid() != 0 {
+        if Sys.effectiveUserID() != 0 {
             printError("shunt bench: run as root (namespaces, XDP, packet sockets)")
             throw ExitCode(2)
         }
@@ -142,7 +142,7 @@ struct Bench: ParsableCommand {
             printError("shunt bench: \(tool) is not installed (Debian package: \(package))")
             throw ExitCode(2)
         }
-        let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let cpus = Sys.onlineCPUCount()
         var chosen: [String] = []
         var skipped: [SkippedForwarder] = []
         for name in settings.forwarders ?? ForwarderInfo.defaultSet.map(\.name) {
@@ -168,7 +168,7 @@ struct Bench: ParsableCommand {
         let stamp = Self.timestamp(format: "%Y%m%d-%H%M%S")
         let outDir = URL(fileURLWithPath: out ?? "bench-results/bench-\(stamp)").standardizedFileURL.path
         let raw = outDir + "/raw"
-        let scratch = "/tmp/shuntb\(getpid())"
+        let scratch = "/tmp/shuntb\(Sys.processID())"
         do {
             try FileManager.default.createDirectory(atPath: raw, withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -180,13 +180,13 @@ struct Bench: ParsableCommand {
         let monitorPorts = chosen.compactMap { ForwarderInfo.named($0)?.mirrorSessions }.max() ?? 0
         let runner = BenchRunner(
             settings: settings, forwarders: chosen, skipped: skipped, shunt: shuntPath, outDir: outDir, quick: quick,
-            runtime: BenchRuntime(scratch: scratch, supervisor: supervisor), lab: BenchLab(prefix: "shuntb\(getpid())-", monitorPorts: monitorPorts), cpus: cpus)
+            runtime: BenchRuntime(scratch: scratch, supervisor: supervisor), lab: BenchLab(prefix: "shuntb\(Sys.processID())-", monitorPorts: monitorPorts), cpus: cpus)
         let status = runner.run()
         if status != 0 { throw ExitCode(status) }
     }
 
     static func timestamp(format: String, utc: Bool = false) -> String {
-        var t = time(nil)
+        var t = time_t(Sys.realtimeNanoseconds() / 1_000_000_000)
         var parts = tm()
         if utc { gmtime_r(&t, &parts) } else { localtime_r(&t, &parts) }
         var buffer = [CChar](repeating: 0, count: 64)
@@ -583,7 +583,7 @@ final class BenchRunner {
                 + " (the first session for *-mirror1, both for *-mirror2)"
         }
         return Manifest(date: Bench.timestamp(format: "%Y-%m-%dT%H:%M:%SZ", utc: true), kernel: kernel, cpuModel: model,
-                        cpus: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), generatorCPU: generatorCPU, forwarderCPU: forwarderCPU,
+                        cpus: Sys.onlineCPUCount(), generatorCPU: generatorCPU, forwarderCPU: forwarderCPU,
                         settings: settingsMap, tools: tools, shuntBinary: shunt, shuntReleaseBuild: build.release,
                         shuntGitCommit: commit, shuntGitDirty: dirty,
                         wallSeconds: Double(Sys.monotonicNanoseconds() - startNs) / 1e9)

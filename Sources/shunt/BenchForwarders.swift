@@ -257,7 +257,7 @@ final class TestpmdForwarder: BenchForwarder {
     let name = "testpmd"
     private var pid: pid_t?
     /// EAL's runtime directory /var/run/dpdk/PREFIX exists even with --no-shconf: ours, removed at stop.
-    static let filePrefix = "shuntb\(getpid())"
+    static let filePrefix = "shuntb\(Sys.processID())"
 
     func start(_ c: BenchContext, tag: String) throws {
         var command = ["dpdk-testpmd", "-l", "\(c.generatorCPU),\(c.forwarderCPU)", "--no-huge", "-m", "128", "--no-pci",

@@ -81,8 +81,8 @@ final class BenchRuntime {
         commandCount += 1
         let out = "\(scratch)/cmd-\(commandCount).out", err = "\(scratch)/cmd-\(commandCount).err"
         defer {
-            unlink(out)
-            unlink(err)
+            try? Sys.unlink(out)
+            try? Sys.unlink(err)
         }
         let pid = try start(argv, stdout: out, stderr: err, environment: environment)
         var exit: ChildExit?

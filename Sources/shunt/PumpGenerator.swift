@@ -113,7 +113,7 @@ struct PumpPair {
                   let index = Sys.interfaceIndex(name) else { continue }
             try? netlink.deleteLink(index: index)
         }
-        let a = "shpmp\(getpid())a", b = "shpmp\(getpid())b"
+        let a = "shpmp\(Sys.processID())a", b = "shpmp\(Sys.processID())b"
         try netlink.createVethPair(name: a, peer: b)
         guard let ia = Sys.interfaceIndex(a), let ib = Sys.interfaceIndex(b) else {
             throw SystemError(errno: ENODEV, call: "the pump's veth pair")
