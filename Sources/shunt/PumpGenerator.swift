@@ -22,7 +22,11 @@ extension Gen {
     /// The pump's result, and how often it was given new frames because its circulation had
     /// stopped (`pump_reinjections` in the report).
     func runPump(_ info: InterfaceInfo, spec: TestFrameSpec, _ supervisor: Supervisor) throws -> (results: [ThreadResult], reinjections: Int) {
-        let pair = try PumpPair.create()
+        let pair: PumpPair
+        do { pair = try PumpPair.create() } catch {
+            printError("shunt gen: --engine pump: \(error)")
+            throw ExitCode(2)
+        }
         defer { pair.delete() }
         let object: BPFObject
         var attachments: [XDPAttachment] = []
