@@ -1,5 +1,7 @@
 import CShunt
+import Foundation
 import ShuntRing
+import ShuntRuntime
 import ShuntSystem
 import ShuntTraffic
 
@@ -158,4 +160,77 @@ struct FrameGenerator<Transmitter: FrameTransmitter> {
         }
         return r
     }
+}
+
+// MARK: the user-space engines (ring, afxdp)
+
+extension Generator {
+    /// `--engine ring`: one TPACKET TX ring per thread.
+    func runRing(_ supervisor: Supervisor) throws(CommandFailure) -> [ThreadResult] {
+        var frameSize = 2048
+        while frameSize < settings.largestFrame + 128 { frameSize *= 2 }  // + the TPACKET_V2 header, aligned
+        var ports: [RingPort] = []
+        do throws(RingSetupError) {
+            for _ in 0..<settings.threads {
+                // A token RX ring: the generator never reads it.
+                let rx = RingGeometry(blockSize: 4096, blockCount: 1, frameSize: 2048, blockTimeoutMs: 0)
+                let tx = RingGeometry(blockSize: max(1 << 16, frameSize), blockCount: 16,
+                                      frameSize: frameSize, blockTimeoutMs: 0)
+                ports.append(try RingPort(interface: interface, config: RingPortConfig(version: .v2, rx: rx, tx: tx, qdiscBypass: true),
+                                          fanout: nil))
+            }
+        } catch {
+            throw CommandFailure(status: 2, "\(error)")
+        }
+        return try runGenerators(ports, supervisor)
+    }
+
+    /// One FrameGenerator per thread, each on its own transmitter (TX ring or AF_XDP socket).
+    func runGenerators<T: FrameTransmitter>(_ transmitters: [T], _ supervisor: Supervisor) throws(CommandFailure) -> [ThreadResult] {
+        let settings = self.settings
+        let spec = settings.frame
+        let templates = settings.sizes.map { s -> FrameGenerator<T>.Template in var t = spec; t.size = s; return .init(t) }
+        let box = ResultsBox(count: settings.threads)
+        var workers: [WorkerThread] = []
+        for i in 0..<settings.threads {
+            let share = settings.share(i)
+            let generator = FrameGenerator(transmitter: transmitters[i], templates: templates, flows: spec.flows,
+                                           stream: UInt16(settings.stream + i), count: share.limit, rate: share.rate,
+                                           maxLagNs: settings.maxLagNs)
+            do {
+                workers.append(try WorkerThread(name: "shunt-gen-\(i)") {
+                    let r = generator.run(deadline: { settings.deadline(first: $0) }) { supervisor.isStopping }
+                    box.set(i, ThreadResult(sent: r.sent, firstNs: r.firstNs, lastNs: r.lastNs, lagSkips: r.lagSkips,
+                                            skippedNs: r.skippedNs, maxLagSeenNs: r.maxLagSeenNs, ringFull: r.ringFull))
+                })
+            } catch {
+                supervisor.requestStop()
+                workers.forEach { $0.join() }
+                throw CommandFailure(status: 1, "\(error)")
+            }
+        }
+        Self.supervise(supervisor, done: { box.finished == settings.threads }, finished: { false })
+        supervisor.requestStop()
+        workers.forEach { $0.join() }
+        withExtendedLifetime(transmitters) {}
+        return box.results
+    }
+}
+
+/// The ring threads' results, each written once by its thread before it ends.
+private final class ResultsBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Generator.ThreadResult]
+    private var done = 0
+
+    init(count: Int) { values = Array(repeating: .init(), count: count) }
+
+    func set(_ i: Int, _ r: Generator.ThreadResult) {
+        lock.lock(); defer { lock.unlock() }
+        values[i] = r
+        done += 1
+    }
+
+    var finished: Int { lock.lock(); defer { lock.unlock() }; return done }
+    var results: [Generator.ThreadResult] { lock.lock(); defer { lock.unlock() }; return values }
 }

@@ -1,11 +1,7 @@
 import ArgumentParser
-import CShunt
 import Foundation
-import ShuntBPF
 import ShuntCore
-import ShuntRing
 import ShuntRuntime
-import ShuntSystem
 import ShuntTraffic
 
 // `shunt gen`: the traffic generator of the benchmarks (the receiver, `shunt sink`, is in
@@ -134,30 +130,15 @@ struct Gen: ParsableCommand {
     /// Default --max-lag-us: a tenth of a second of catch-up covers a sender preempted on a
     /// busy machine (scheduler slices are milliseconds) while bounding the burst.
     static let defaultMaxLagUs = 100_000.0
-    /// The largest frame BPF_PROG_TEST_RUN takes with BPF_F_TEST_XDP_LIVE_FRAMES (EINVAL above):
-    /// bpf_prog_test_run_xdp (net/bpf/test_run.c) allows PAGE_SIZE - XDP_PACKET_HEADROOM (256) -
-    /// sizeof(struct xdp_page_head) - SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) (320 on
-    /// x86-64) and "disallows live data mode for jumbo frames" above: 4096 - 256 - 112 - 320 =
-    /// 3408, measured on Linux 6.18 (3408 accepted, 3409 EINVAL).
-    static let xdpLiveFrameMaximum = 3408
-    /// The largest frame the afxdp engine sends: one aligned UMEM chunk (a page).
-    static let afxdpFrameMaximum = 4096
-    /// Refused above (per thread): about 1.5x the measured single-CPU maximum of xdp and ring;
-    /// afxdp above its copy-mode maximum (0.95 Mpps measured), for zero-copy drivers.
-    static func rateCeiling(_ engine: GenEngine) -> Double {
-        switch engine {
-        case .xdp, .auto, .pump: 20e6
-        case .afxdp: 3e6
-        case .ring: 2e6
-        }
-    }
+    static let xdpLiveFrameMaximum = Generator.xdpLiveFrameMaximum
+    static let afxdpFrameMaximum = Generator.afxdpFrameMaximum
 
     var frameSize: Int { size ?? (isIPv6 ? TestFrameSpec.minimumSizeIPv6 : 60) }
     var maxLagNs: UInt64 { UInt64((maxLagUs ?? Self.defaultMaxLagUs) * 1000) }
 
     /// Small batches when paced: at 10 kpps a batch of 64 runs (mostly not yet due) held each
     /// frame back ~3 us on average, a batch of 4 under 1 us; 4 still reaches 2 Mpps, 16 ~4 Mpps.
-    private var effectiveBatchSize: UInt32 {
+    var effectiveBatchSize: UInt32 {
         if let batchSize { return batchSize }
         guard let rate else { return 64 }
         return rate / Double(threads) <= 1_500_000 ? 4 : 16
@@ -247,30 +228,22 @@ struct Gen: ParsableCommand {
     /// The refusal of a --rate above what `engine` can pace, or nil.
     func rateBeyondCeiling(_ engine: GenEngine) -> String? {
         guard let rate else { return nil }
-        let ceiling = Self.rateCeiling(engine) * Double(threads)
+        let ceiling = Generator.rateCeiling(engine) * Double(threads)
         guard rate > ceiling else { return nil }
         return "--rate \(Int(rate)) is beyond what --engine \(engine.rawValue) can pace with \(threads) thread(s) (at most \(Int(ceiling)) pps)"
     }
 
-    /// What thread `i` sends: its share of --count and of --rate x --duration, and of --rate.
-    func share(_ i: Int) -> (limit: UInt64?, rate: Double?) {
-        let n = UInt64(threads)
-        func split(_ total: UInt64) -> UInt64 { total / n + (UInt64(i) < total % n ? 1 : 0) }
-        var limit = count.map(split)
-        // Paced for a duration: the frame budget is rate x duration, so that a sender that was
-        // late catches up to it rather than stopping short at the deadline.
-        if let rate, let duration {
-            let budget = split(UInt64((rate * duration).rounded()))
-            limit = min(limit ?? budget, budget)
-        }
-        return (limit, rate.map { $0 / Double(threads) })
-    }
+    /// The simple IMIX, as frames without FCS: 7 x 60, 4 x 566, 1 x 1514; else --size.
+    var sizes: [Int] { imix ? Array(repeating: 60, count: 7) + Array(repeating: 566, count: 4) + [1514] : [frameSize] }
 
-    /// When a thread whose first frame went at `first` stops at the latest: --duration after it,
-    /// plus, paced, the catch-up allowance (a thread still behind by then would skip anyway).
-    func deadline(first: UInt64) -> UInt64? {
-        guard let duration else { return nil }
-        return first + UInt64(duration * 1e9) + (rate != nil ? maxLagNs : 0)
+    /// The library's input, from the flags (validated by validate()).
+    func settings() -> GeneratorSettings {
+        var spec = TestFrameSpec(size: frameSize)
+        spec.destinationMAC = parseMAC(dstMac)!
+        spec.sourceMAC = parseMAC(srcMac)!
+        spec.flows = try! flowSpace()  // validated
+        return GeneratorSettings(port: port, frame: spec, sizes: sizes, engine: engine, stream: stream, threads: threads,
+                                 count: count, duration: duration, rate: rate, maxLagNs: maxLagNs, batchSize: effectiveBatchSize)
     }
 
     func run() throws {
@@ -278,324 +251,70 @@ struct Gen: ParsableCommand {
         if listEngines { return try printEngines() }
         // Checked here, not in validate(): ArgumentParser validates while it renders --help too.
         if portOption == nil { throw oneLineError(Self.name, "missing --port IF (the interface to send out of)") }
-        let info: InterfaceInfo
-        do throws(RingSetupError) {
-            info = try InterfaceInfo.lookup(self.port)
-            // XDP_TX out of a down interface drops every frame without an error: refuse instead.
-            guard info.isUp else { throw RingSetupError.interfaceDown(self.port) }
-        } catch {
-            printError("shunt gen: \(error)")
-            throw ExitCode(2)
+        do {
+            let generator = try Generator(settings())
+            if let note = generator.choice.note { printError("shunt gen: \(note)") }
+            if let message = rateBeyondCeiling(generator.choice.engine.name) {
+                printError("shunt gen: \(message)")
+                throw ExitCode(2)
+            }
+            report(try generator.run(supervisor))
+        } catch let failure as CommandFailure {
+            printError("shunt gen: \(failure.message)")
+            throw ExitCode(failure.status)
         }
-        // The simple IMIX, as frames without FCS: 7 x 60, 4 x 566, 1 x 1514.
-        let sizes = imix ? Array(repeating: 60, count: 7) + Array(repeating: 566, count: 4) + [1514] : [frameSize]
-        if let largest = sizes.max(), largest > info.mtu + 14 {
-            printError("shunt gen: a \(largest)-byte frame does not fit \(self.port)'s MTU \(info.mtu) (at most \(info.mtu + 14) bytes)")
-            throw ExitCode(2)
-        }
-        var spec = TestFrameSpec(size: frameSize)
-        spec.destinationMAC = parseMAC(dstMac)!
-        spec.sourceMAC = parseMAC(srcMac)!
-        spec.flows = try! flowSpace()  // validated
-        var choice = try chooseEngine(info, largestFrame: sizes.max() ?? frameSize)
-        if let message = rateBeyondCeiling(choice.engine.name) {
-            printError("shunt gen: \(message)")
-            throw ExitCode(2)
-        }
-        let start = Sys.monotonicNanoseconds()
-        let results: [ThreadResult]
-        switch choice.engine {
-        case .xdp: results = try runXDP(info, spec: spec, supervisor)
-        case .pump: (results, choice.pumpReinjections) = try runPump(info, spec: spec, supervisor)
-        case .afxdp(let transmitters): results = try runGenerators(transmitters, spec: spec, sizes: sizes, supervisor)
-        case .ring: results = try runRing(info, spec: spec, sizes: sizes, supervisor)
-        }
-        let wall = Double(Sys.monotonicNanoseconds() - start) / 1e9
-        if case .afxdp(let transmitters) = choice.engine {
-            choice.xskMode = transmitters.first?.mode
-            choice.invalidDescriptors = transmitters.reduce(0) { $0 + $1.invalidDescriptors() }
-        }
-        report(results, engine: choice, sizes: sizes, flowCount: spec.flows.flowCount, wall: wall)
     }
 
-    /// One sending thread's outcome.
-    struct ThreadResult {
-        var sent: UInt64 = 0
-        var firstNs: UInt64 = 0
-        var lastNs: UInt64 = 0
-        var lagSkips: UInt64 = 0
-        var skippedNs: UInt64 = 0
-        var maxLagSeenNs: UInt64 = 0
-        var ringFull: UInt64 = 0
-
-        var seconds: Double { sent > 1 ? Double(lastNs - firstNs) / 1e9 : 0 }
-        var pps: Double { seconds > 0 ? Double(sent - 1) / seconds : 0 }
-    }
-
-    func report(_ results: [ThreadResult], engine choice: EngineChoice, sizes: [Int], flowCount: UInt64, wall: Double) {
-        let engine = choice.engine.name
-        let sending = results.filter { $0.sent > 0 }
-        let sent = results.reduce(0) { $0 + $1.sent }
-        let first = sending.map(\.firstNs).min() ?? 0
-        let last = sending.map(\.lastNs).max() ?? 0
-        let seconds = sent > 1 ? Double(last - first) / 1e9 : 0
-        // One thread: (sent - 1) / (last - first); several: the sum of each thread's rate.
-        let pps = results.count == 1 ? results[0].pps : results.reduce(0) { $0 + $1.pps }
+    /// The final report: one JSON line on stdout.
+    func report(_ r: GeneratorReport) {
+        let engine = r.choice.engine.name
+        let pps = r.pps
         let meanSize = Double(sizes.reduce(0, +)) / Double(sizes.count)
         var fields = [
-            "\"type\":\"final\"", "\"engine\":\"\(engine.rawValue)\"", "\"engine_choice\":\(JSONText.string(choice.reason))", "\"port\":\"\(port)\"", "\"ip\":\(isIPv6 ? 6 : 4)",
-            imix ? "\"size\":\"imix\"" : "\"size\":\(frameSize)", "\"flows\":\(flowCount)", "\"stream\":\(stream)",
-            "\"threads\":\(threads)", "\"sent\":\(sent)", "\"duration_s\":\(json(seconds, 6))", "\"pps\":\(json(pps, 1))",
+            "\"type\":\"final\"", "\"engine\":\"\(engine.rawValue)\"", "\"engine_choice\":\(JSONText.string(r.choice.reason))", "\"port\":\"\(port)\"", "\"ip\":\(isIPv6 ? 6 : 4)",
+            imix ? "\"size\":\"imix\"" : "\"size\":\(frameSize)", "\"flows\":\(r.flowCount)", "\"stream\":\(stream)",
+            "\"threads\":\(threads)", "\"sent\":\(r.sent)", "\"duration_s\":\(json(r.seconds, 6))", "\"pps\":\(json(pps, 1))",
             "\"bps\":\(json(pps * (meanSize + 24) * 8, 0))",  // on the wire: + FCS, preamble, IFG
-            "\"wall_s\":\(json(wall, 3))",
+            "\"wall_s\":\(json(r.wallSeconds, 3))",
         ]
         if engine == .xdp { fields.append("\"batch_size\":\(effectiveBatchSize)") }
-        if engine == .pump { fields += ["\"pump_frames\":\(Self.pumpFrames)", "\"pump_reinjections\":\(choice.pumpReinjections)"] }
-        if engine == .afxdp || engine == .ring { fields.append("\"tx_ring_full\":\(results.reduce(0) { $0 + $1.ringFull })") }
-        if let mode = choice.xskMode {
-            fields += ["\"xsk_mode\":\"\(mode.rawValue)\"", "\"tx_invalid\":\(choice.invalidDescriptors)"]
+        if engine == .pump { fields += ["\"pump_frames\":\(Generator.pumpFrames)", "\"pump_reinjections\":\(r.choice.pumpReinjections)"] }
+        if engine == .afxdp || engine == .ring { fields.append("\"tx_ring_full\":\(r.ringFull)") }
+        if let mode = r.choice.xskMode {
+            fields += ["\"xsk_mode\":\"\(mode.rawValue)\"", "\"tx_invalid\":\(r.choice.invalidDescriptors)"]
         }
         if let rate {
             let reached = pps >= rate * 0.995
             if !reached { printError("shunt gen: asked for \(Int(rate)) pps, reached \(Int(pps)) pps") }
-            fields += ["\"rate\":\(json(rate, 1))", "\"rate_reached\":\(reached)",
-                       "\"lag_skips\":\(results.reduce(0) { $0 + $1.lagSkips })",
-                       "\"skipped_us\":\(results.reduce(0) { $0 + $1.skippedNs } / 1000)",
-                       "\"max_lag_us\":\((results.map(\.maxLagSeenNs).max() ?? 0) / 1000)"]
+            fields += ["\"rate\":\(json(rate, 1))", "\"rate_reached\":\(reached)", "\"lag_skips\":\(r.lagSkips)",
+                       "\"skipped_us\":\(r.skippedNs / 1000)", "\"max_lag_us\":\(r.maxLagSeenNs / 1000)"]
         }
-        let perThread = results.enumerated().map { i, r in
-            "{\"thread\":\(i),\"stream\":\(stream + i),\"sent\":\(r.sent),\"duration_s\":\(json(r.seconds, 6)),\"pps\":\(json(r.pps, 1)),\"lag_skips\":\(r.lagSkips)}"
+        let perThread = r.threads.enumerated().map { i, t in
+            "{\"thread\":\(i),\"stream\":\(stream + i),\"sent\":\(t.sent),\"duration_s\":\(json(t.seconds, 6)),\"pps\":\(json(t.pps, 1)),\"lag_skips\":\(t.lagSkips)}"
         }
         fields.append("\"per_thread\":[" + perThread.joined(separator: ",") + "]")
         emitLine("{" + fields.joined(separator: ",") + "}")
     }
 
-    /// Waits until every sender is done, a termination signal comes, or `finished()` says so,
-    /// then returns (the caller stops the senders: `supervisor.requestStop()`).
-    private func supervise(_ supervisor: Supervisor, done: () -> Bool, finished: () -> Bool) {
-        while !done() {
-            guard supervisor.wait(atMostNs: 1_000_000) else { return }
-            if finished() { return }
+    /// `--list-engines`: what each engine can do on --port (default lo), as one JSON line:
+    /// {"type":"engines","port":..,"xdp":{"available":..,"reason":..},"afxdp":{..,"mode":..},
+    /// "ring":{"available":true},"auto":"afxdp"}.
+    func printEngines() throws {
+        let support: Generator.EngineSupport
+        do throws(CommandFailure) { support = try Generator.probeEngines(port: port) } catch {
+            printError("shunt gen: \(error.message)")
+            throw ExitCode(error.status)
         }
+        let live = support.liveFrames
+        let xdp = live.isAllowed
+            ? "{\"available\":true}"
+            : "{\"available\":false,\"reason\":\(JSONText.string("XDP live frames refused by this kernel (\(live.errnoName))"))}"
+        let afxdp = switch support.afxdp {
+        case .success(let probe): "{\"available\":true,\"mode\":\"\(probe.mode.rawValue)\",\"queues\":\(probe.queues)}"
+        case .failure(let error): "{\"available\":false,\"reason\":\(JSONText.string(error.description))}"
+        }
+        emitLine("{\"type\":\"engines\",\"port\":\"\(port)\",\"xdp\":\(xdp),\"afxdp\":\(afxdp),\"ring\":{\"available\":true},\"auto\":\"\(support.auto.rawValue)\"}")
     }
-}
-
-// MARK: the xdp engine
-
-extension Gen {
-    func runXDP(_ info: InterfaceInfo, spec: TestFrameSpec, _ supervisor: Supervisor) throws -> [ThreadResult] {
-        var objects: [BPFObject] = []
-        var runs: [GenRun] = []
-        do {
-            try Sys.installInterruptHandler(signal: SIGUSR1)
-            for i in 0..<threads {
-                let object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: UInt16(stream + i))) }
-                let share = share(i)
-                let state = initialGenState(share)
-                let run = GenRun(programFD: try object.programFD("xdp_gen"), stateFD: try object.mapFD("gen_state"),
-                                 frame: spec.bytes(), ifindex: info.index, batchSize: effectiveBatchSize, limit: share.limit,
-                                 supervisor: supervisor)
-                try BPFMap.update(fd: run.stateFD, key: 0, value: state)
-                objects.append(object)
-                runs.append(run)
-            }
-        } catch {
-            printError("shunt gen: \(error)")
-            throw ExitCode(2)
-        }
-
-        // Each thread sits in BPF_PROG_TEST_RUN (xdp_gen paces inside the kernel); this one
-        // watches the clock, the counts and the termination signals, and ends the runs with
-        // SIGUSR1 (a thread that reached its own limit or deadline alone: `GenRun.stop()`; all of
-        // them: `supervisor.requestStop()`). --duration counts from each thread's first frame (first_ns, CLOCK_MONOTONIC
-        // like ours), so that the time the kernel takes to start the test run is not taken from
-        // the sending time.
-        var workers: [WorkerThread] = []
-        for (i, run) in runs.enumerated() {
-            do { workers.append(try WorkerThread(name: "shunt-gen-\(i)") { run.send() }) } catch {
-                supervisor.requestStop()
-                stopAndJoin(runs, workers)
-                printError("shunt gen: \(error)")
-                throw ExitCode(1)
-            }
-        }
-        supervise(supervisor, done: { runs.allSatisfy(\.done) }) {
-            let now = Sys.monotonicNanoseconds()
-            for run in runs where !run.stopped {
-                guard let s = try? run.state(), s.next_seq > 0 else { continue }
-                if let limit = run.limit, s.next_seq >= limit { run.stop() }
-                if let deadline = deadline(first: s.first_ns), now >= deadline { run.stop() }
-            }
-            return runs.allSatisfy(\.stopped)
-        }
-        supervisor.requestStop()
-        stopAndJoin(runs, workers)
-        if let error = runs.lazy.compactMap(\.error).first {
-            printError("shunt gen: \(error)")
-            throw ExitCode(1)
-        }
-        var results: [ThreadResult] = []
-        for run in runs {
-            guard let s = try? run.state() else {
-                printError("shunt gen: reading the state failed")
-                throw ExitCode(1)
-            }
-            results.append(ThreadResult(sent: s.next_seq, firstNs: s.first_ns, lastNs: s.last_ns, lagSkips: s.lag_skips,
-                                        skippedNs: s.skipped_ns, maxLagSeenNs: s.max_lag_seen_ns))
-        }
-        withExtendedLifetime(objects) {}
-        return results
-    }
-
-    /// xdp_gen's starting state for one thread's share: its frame limit and schedule.
-    func initialGenState(_ share: (limit: UInt64?, rate: Double?)) -> shunt_gen_state {
-        var state = shunt_gen_state()
-        state.limit = share.limit ?? 0
-        if let rate = share.rate {
-            let interval = FrameInterval(rate: rate)
-            state.interval_ns = interval.nanoseconds
-            state.interval_frac = interval.fraction
-        }
-        state.max_lag_ns = maxLagNs
-        return state
-    }
-
-    private func stopAndJoin(_ runs: [GenRun], _ workers: [WorkerThread]) {
-        for (run, worker) in zip(runs, workers) {
-            while !run.done {
-                worker.interrupt(signal: SIGUSR1)
-                Sys.sleep(nanoseconds: 1_000_000)
-            }
-            worker.join()
-        }
-    }
-}
-
-/// One sending thread's side: BPF_PROG_TEST_RUN calls with live frames, as long as the kernel
-/// allows (2^31 - 1 runs of xdp_gen each), until this run or the whole generator is stopped. A call interrupted by the stop signal
-/// fails with EINTR; the counts are in the gen_state map, not in the call's result.
-private final class GenRun: @unchecked Sendable {
-    let programFD: Int32
-    let stateFD: Int32
-    let frame: [UInt8]
-    let ifindex: Int32
-    let batchSize: UInt32
-    let limit: UInt64?
-    let supervisor: Supervisor
-    private let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: 2)  // [stop this run, done]
-    private(set) var error: Error?  // written by the sender, read after done
-
-    init(programFD: Int32, stateFD: Int32, frame: [UInt8], ifindex: Int32, batchSize: UInt32, limit: UInt64?,
-         supervisor: Supervisor) {
-        self.programFD = programFD
-        self.stateFD = stateFD
-        self.frame = frame
-        self.ifindex = ifindex
-        self.batchSize = batchSize
-        self.limit = limit
-        self.supervisor = supervisor
-        flags.initialize(repeating: 0, count: 2)
-    }
-
-    deinit { flags.deallocate() }
-
-    var done: Bool { cshunt_load_acquire_u32(flags + 1) != 0 }
-    var stopped: Bool { cshunt_load_acquire_u32(flags) != 0 || supervisor.isStopping }
-    func stop() { cshunt_store_release_u32(flags, 1) }
-
-    func state() throws -> shunt_gen_state {
-        try BPFMap.lookup(fd: stateFD, key: 0, as: shunt_gen_state.self)
-    }
-
-    func send() {
-        while !stopped {
-            do {
-                try ProgramTestRun.xdpLiveFrames(programFD: programFD, packet: frame, ifindex: ifindex,
-                                                 repeat: UInt32(Int32.max), batchSize: batchSize)
-            } catch BPFError.libbpf(_, let e) where e == EINTR {
-                continue
-            } catch {
-                self.error = error
-                break
-            }
-        }
-        cshunt_store_release_u32(flags + 1, 1)
-    }
-}
-
-// MARK: the user-space engines (ring, afxdp)
-
-extension Gen {
-    /// `--engine ring`: one TPACKET TX ring per thread.
-    func runRing(_ info: InterfaceInfo, spec: TestFrameSpec, sizes: [Int], _ supervisor: Supervisor) throws -> [ThreadResult] {
-        let largest = sizes.max() ?? frameSize
-        var frameSize = 2048
-        while frameSize < largest + 128 { frameSize *= 2 }  // + the TPACKET_V2 header, aligned
-        var ports: [RingPort] = []
-        do throws(RingSetupError) {
-            for _ in 0..<threads {
-                // A token RX ring: the generator never reads it.
-                let rx = RingGeometry(blockSize: 4096, blockCount: 1, frameSize: 2048, blockTimeoutMs: 0)
-                let tx = RingGeometry(blockSize: max(1 << 16, frameSize), blockCount: 16,
-                                      frameSize: frameSize, blockTimeoutMs: 0)
-                ports.append(try RingPort(interface: info, config: RingPortConfig(version: .v2, rx: rx, tx: tx, qdiscBypass: true),
-                                          fanout: nil))
-            }
-        } catch {
-            printError("shunt gen: \(error)")
-            throw ExitCode(2)
-        }
-        return try runGenerators(ports, spec: spec, sizes: sizes, supervisor)
-    }
-
-    /// One FrameGenerator per thread, each on its own transmitter (TX ring or AF_XDP socket).
-    func runGenerators<T: FrameTransmitter>(_ transmitters: [T], spec: TestFrameSpec, sizes: [Int],
-                                            _ supervisor: Supervisor) throws -> [ThreadResult] {
-        let templates = sizes.map { s -> FrameGenerator<T>.Template in var t = spec; t.size = s; return .init(t) }
-        let box = ResultsBox(count: threads)
-        var workers: [WorkerThread] = []
-        for i in 0..<threads {
-            let share = share(i)
-            let generator = FrameGenerator(transmitter: transmitters[i], templates: templates, flows: spec.flows,
-                                           stream: UInt16(stream + i), count: share.limit, rate: share.rate, maxLagNs: maxLagNs)
-            let command = self
-            do {
-                workers.append(try WorkerThread(name: "shunt-gen-\(i)") {
-                    let r = generator.run(deadline: { command.deadline(first: $0) }) { supervisor.isStopping }
-                    box.set(i, ThreadResult(sent: r.sent, firstNs: r.firstNs, lastNs: r.lastNs, lagSkips: r.lagSkips,
-                                            skippedNs: r.skippedNs, maxLagSeenNs: r.maxLagSeenNs, ringFull: r.ringFull))
-                })
-            } catch {
-                supervisor.requestStop()
-                workers.forEach { $0.join() }
-                printError("shunt gen: \(error)")
-                throw ExitCode(1)
-            }
-        }
-        supervise(supervisor, done: { box.finished == threads }, finished: { false })
-        supervisor.requestStop()
-        workers.forEach { $0.join() }
-        withExtendedLifetime(transmitters) {}
-        return box.results
-    }
-}
-
-/// The ring threads' results, each written once by its thread before it ends.
-private final class ResultsBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [Gen.ThreadResult]
-    private var done = 0
-
-    init(count: Int) { values = Array(repeating: .init(), count: count) }
-
-    func set(_ i: Int, _ r: Gen.ThreadResult) {
-        lock.lock(); defer { lock.unlock() }
-        values[i] = r
-        done += 1
-    }
-
-    var finished: Int { lock.lock(); defer { lock.unlock() }; return done }
-    var results: [Gen.ThreadResult] { lock.lock(); defer { lock.unlock() }; return values }
 }
 
 /// Prints "shunt CMD: message" as one line on stderr and returns the exit code of a usage error
@@ -610,6 +329,4 @@ func json(_ x: Double, _ digits: Int) -> String {
     String(format: "%.\(digits)f", x.isFinite ? x : 0)
 }
 
-enum GenEngine: String, ExpressibleByArgument, CaseIterable {
-    case auto, xdp, afxdp, ring, pump
-}
+extension GenEngine: ExpressibleByArgument {}

@@ -1,4 +1,3 @@
-import ArgumentParser
 import CShunt
 import Glibc
 import ShuntBPF
@@ -15,36 +14,41 @@ import ShuntTraffic
 /// user space (an AF_PACKET socket on pump A), so the pump runs in the veths' NAPI on the CPU
 /// this command runs on. Its counts (gen_state) are as exact as xdp_gen's: a frame is counted
 /// when it is handed to the generator port.
-extension Gen {
-    /// Frames kept circulating: enough that a lap's latency never leaves the schedule waiting.
-    static let pumpFrames = 64
-
+extension Generator {
     /// The pump's result, and how often it was given new frames because its circulation had
     /// stopped (`pump_reinjections` in the report).
-    func runPump(_ info: InterfaceInfo, spec: TestFrameSpec, _ supervisor: Supervisor) throws -> (results: [ThreadResult], reinjections: Int) {
+    func runPump(_ supervisor: Supervisor) throws(CommandFailure) -> (results: [ThreadResult], reinjections: Int) {
         let pair: PumpPair
-        do { pair = try PumpPair.create() } catch {
-            printError("shunt gen: --engine pump: \(error)")
-            throw ExitCode(2)
-        }
+        do { pair = try PumpPair.create() } catch { throw CommandFailure(status: 2, "--engine pump: \(error)") }
         defer { pair.delete() }
-        let object: BPFObject
-        var attachments: [XDPAttachment] = []
-        let stateFD: Int32, controlFD: Int32
-        var template: [UInt8] = []
+        let pump = try startPump(pair)
+        let watch = watchPump(pump, pair, supervisor)
+        try? BPFMap.update(fd: pump.controlFD, key: 0, value: UInt32(1))
+        Sys.sleep(nanoseconds: 20_000_000)  // the frames in flight finish their lap and are dropped
+        pump.detach()
+        if watch.neverStarted {
+            throw CommandFailure(status: 1, "--engine pump: no frame went round the pump's veth pair in 1 s (\(watch.reinjections) re-injections)")
+        }
+        guard let s = pump.state() else { throw CommandFailure(status: 1, "reading the state failed") }
+        return ([ThreadResult(sent: s.next_seq, firstNs: s.first_ns, lastNs: s.last_ns, lagSkips: s.lag_skips,
+                              skippedNs: s.skipped_ns, maxLagSeenNs: s.max_lag_seen_ns)], watch.reinjections)
+    }
+
+    /// xdp_gen's object with the pump's maps set, its programs attached to the pair, and the
+    /// first frames injected. Status 2 on failure.
+    private func startPump(_ pair: PumpPair) throws(CommandFailure) -> Pump {
+        let spec = settings.frame
         do {
-            object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: UInt16(stream))) }
-            stateFD = try object.mapFD("gen_state")
-            controlFD = try object.mapFD("pump_control")
-            let state = initialGenState(share(0))
-            try BPFMap.update(fd: stateFD, key: 0, value: state)
+            let object = try BPFObject(embedded: "xdp_gen") { try $0.setReadOnlyData(spec.genConfig(stream: UInt16(settings.stream))) }
+            let pump = Pump(object: object, stateFD: try object.mapFD("gen_state"), controlFD: try object.mapFD("pump_control"))
+            try BPFMap.update(fd: pump.stateFD, key: 0, value: settings.initialGenState(settings.share(0)))
             let ports = try object.mapFD("pump_ports")
-            try BPFMap.update(fd: ports, key: UInt32(info.index), value: UInt32(info.index))
+            try BPFMap.update(fd: ports, key: UInt32(interface.index), value: UInt32(interface.index))
             try BPFMap.update(fd: ports, key: UInt32(pair.b), value: UInt32(pair.b))
             try BPFMap.update(fd: try object.mapFD("pump_loop"), key: 0, value: UInt32(pair.b))
-            try BPFMap.update(fd: controlFD, key: 0, value: UInt32(0))
-            attachments.append(try object.attachXDP(program: "xdp_pump_bounce", ifindex: pair.a))
-            attachments.append(try object.attachXDP(program: "xdp_pump", ifindex: pair.b))
+            try BPFMap.update(fd: pump.controlFD, key: 0, value: UInt32(0))
+            pump.attachments.append(try object.attachXDP(program: "xdp_pump_bounce", ifindex: pair.a))
+            pump.attachments.append(try object.attachXDP(program: "xdp_pump", ifindex: pair.b))
             try pair.setUp()
             pair.waitForCarrier(timeoutNs: 1_000_000_000)
             // The pump takes only frames that carry the probe magic (nothing else the stack sends).
@@ -53,52 +57,60 @@ extension Gen {
             frame[offset] = UInt8(Probe.magic >> 8)
             frame[offset + 1] = UInt8(Probe.magic & 0xff)
             try pair.inject(frame: frame, count: Self.pumpFrames)
-            template = frame
+            pump.template = frame
+            return pump
         } catch {
-            printError("shunt gen: --engine pump: \(error)")
-            throw ExitCode(2)
+            throw CommandFailure(status: 2, "--engine pump: \(error)")
         }
-        func readState() -> shunt_gen_state? { try? BPFMap.lookup(fd: stateFD, key: 0, as: shunt_gen_state.self) }
-        // Watchdog: the circulating frames can be lost (a veth ring that was full, the links
-        // still coming up when they were injected). A pump that owes frames but has sent none for
-        // a while gets a new set; after a second of that with nothing sent at all it gives up.
-        let stallNs = max(50_000_000, rate.map { UInt64(3e9 / $0) } ?? 0)
+    }
+
+    /// Runs until the limit, the deadline or a stop. Watchdog: the circulating frames can be
+    /// lost (a veth ring that was full, the links still coming up when they were injected). A
+    /// pump that owes frames but has sent none for a while gets a new set; after a second of
+    /// that with nothing sent at all it gives up (`neverStarted`).
+    private func watchPump(_ pump: Pump, _ pair: PumpPair, _ supervisor: Supervisor) -> (reinjections: Int, neverStarted: Bool) {
+        let stallNs = max(50_000_000, settings.rate.map { UInt64(3e9 / $0) } ?? 0)
         var lastSeq: UInt64 = 0
         var lastProgress = Sys.monotonicNanoseconds()
         let started = lastProgress
         var reinjections = 0
-        var neverStarted = false
         while supervisor.wait(atMostNs: 1_000_000) {
-            guard let s = readState() else { continue }
+            guard let s = pump.state() else { continue }
             let now = Sys.monotonicNanoseconds()
-            if let limit = share(0).limit, s.next_seq >= limit { break }
-            if s.next_seq > 0, let deadline = deadline(first: s.first_ns), now >= deadline { break }
+            if let limit = settings.share(0).limit, s.next_seq >= limit { break }
+            if s.next_seq > 0, let deadline = settings.deadline(first: s.first_ns), now >= deadline { break }
             if s.next_seq != lastSeq {
                 lastSeq = s.next_seq
                 lastProgress = now
             } else if now - lastProgress > stallNs {
-                if s.next_seq == 0 && now - started > 1_000_000_000 {
-                    printError("shunt gen: --engine pump: no frame went round the pump's veth pair in 1 s (\(reinjections) re-injections)")
-                    neverStarted = true
-                    break
-                }
-                try? pair.inject(frame: template, count: Self.pumpFrames)
+                if s.next_seq == 0 && now - started > 1_000_000_000 { return (reinjections, true) }
+                try? pair.inject(frame: pump.template, count: Self.pumpFrames)
                 reinjections += 1
                 lastProgress = now
             }
         }
-        try? BPFMap.update(fd: controlFD, key: 0, value: UInt32(1))
-        Sys.sleep(nanoseconds: 20_000_000)  // the frames in flight finish their lap and are dropped
-        attachments.removeAll()
-        guard let s = readState() else {
-            printError("shunt gen: reading the state failed")
-            throw ExitCode(1)
-        }
-        withExtendedLifetime(object) {}
-        if neverStarted { throw ExitCode(1) }
-        return ([ThreadResult(sent: s.next_seq, firstNs: s.first_ns, lastNs: s.last_ns, lagSkips: s.lag_skips,
-                              skippedNs: s.skipped_ns, maxLagSeenNs: s.max_lag_seen_ns)], reinjections)
+        return (reinjections, false)
     }
+}
+
+/// xdp_gen loaded for the pump, its state and control maps, and its two attachments.
+private final class Pump {
+    let object: BPFObject
+    let stateFD: Int32
+    let controlFD: Int32
+    var attachments: [XDPAttachment] = []
+    /// The frame injected (with the probe magic), for re-injections.
+    var template: [UInt8] = []
+
+    init(object: BPFObject, stateFD: Int32, controlFD: Int32) {
+        self.object = object
+        self.stateFD = stateFD
+        self.controlFD = controlFD
+    }
+
+    func state() -> shunt_gen_state? { try? BPFMap.lookup(fd: stateFD, key: 0, as: shunt_gen_state.self) }
+
+    func detach() { attachments.removeAll() }
 }
 
 /// The pump's veth pair: `shpmp<pid>a` <-> `shpmp<pid>b` in the current namespace. Pairs left by
