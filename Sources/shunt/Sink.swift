@@ -1,10 +1,6 @@
 import ArgumentParser
-import CShunt
-import Foundation
-import ShuntBPF
 import ShuntRing
 import ShuntRuntime
-import ShuntSystem
 import ShuntTraffic
 
 // `shunt sink`: the receiver of test traffic, with two engines (docs/design/0008):
@@ -94,8 +90,8 @@ struct Sink: ParsableCommand {
         let supervisor = Supervisor()
         // Ring options name the ring engine under auto; otherwise the kernel counter where it attaches.
         if engine == .ring || (engine == .auto && (ringVersion != nil || blockTimeoutMs != nil)) { return try runRing(supervisor) }
-        var attached: XDPSink
-        do throws(XDPSinkAttachError) { attached = try attachXDP() } catch {
+        let sink: XDPSink
+        do throws(XDPSink.AttachError) { sink = try XDPSink(port: port) } catch {
             if engine == .xdp || error.fatal {
                 printError("shunt sink: \(error.message)")
                 throw ExitCode(2)
@@ -103,7 +99,7 @@ struct Sink: ParsableCommand {
             printError("shunt sink: xdp_sink cannot attach to \(port) (\(error.message)); using the ring engine")
             return try runRing(supervisor)
         }
-        try runXDP(&attached, supervisor)
+        try runXDP(sink, supervisor)
     }
 
     private func emit(_ report: SinkReport) {
@@ -121,167 +117,37 @@ struct Sink: ParsableCommand {
     // MARK: ring engine
 
     private func runRing(_ supervisor: Supervisor) throws {
-        let version = ringVersion ?? .v2
-        var geometry = RingGeometry.defaultRX(version)
-        geometry.blockCount = blockCount
-        if version == .v3 { geometry.blockTimeoutMs = blockTimeoutMs ?? 1 }
+        let settings = RingSinkSettings(port: port, version: ringVersion ?? .v2, blockCount: blockCount,
+                                        blockTimeoutMs: blockTimeoutMs, busyPollNs: busyPollUs * 1000)
         let receiver: RingSink
-        do throws(RingSetupError) {
-            let info = try InterfaceInfo.lookup(port)
-            receiver = RingSink(port: try ReceivePort(interface: info, version: version, geometry: geometry))
-        } catch {
+        do throws(RingSetupError) { receiver = try RingSink(settings) } catch {
             printError("shunt sink: \(error)")
             throw ExitCode(2)
         }
-        let ring = version.rawValue
+        let ring = settings.version.rawValue
         if json {
             emitLine("{\"type\":\"ready\",\"engine\":\"ring\",\"ring\":\"\(ring)\",\"port\":\"\(port)\"}")
         } else {
             printError("shunt sink: receiving on \(port) through a TPACKET_\(ring.uppercased()) ring (\(receiver.port.geometry)); Ctrl-C to stop")
         }
-
         supervisor.begin(duration: duration, reportEvery: interval)
-        let start = supervisor.startNs
-        var lastStats = (time: start, received: UInt64(0), bytes: UInt64(0))
-        receiver.run(busyPollNs: busyPollUs * 1000, supervisor: supervisor) { now in
-            let a = receiver.accounting
-            emit(SinkInterval(
-                elapsedSeconds: Double(now - start) / 1e9, intervalSeconds: Double(now - lastStats.time) / 1e9,
-                intervalReceived: a.received - lastStats.received, intervalBytes: a.bytes - lastStats.bytes,
-                received: a.received, bytes: a.bytes, sequences: a.streams.snapshot().total,
-                ringDropped: receiver.ringDropped))
-            lastStats = (now, a.received, a.bytes)
-        }
-        let end = Sys.monotonicNanoseconds()
-
-        let a = receiver.accounting
-        let table = a.streams.snapshot()
-        var report = SinkReport(engine: .ring, port: port, latencyJSON: a.latency.summary().json,
-                                latencyText: a.latency.summary().text)
-        report.ring = ring
-        report.blockTimeoutMs = version == .v3 ? receiver.port.geometry.blockTimeoutMs : nil
-        report.received = a.received
-        report.bytes = a.bytes
-        report.probes = a.probes
-        report.other = a.other
-        report.sequences = table.total
-        report.streams = table.streams.sorted { $0.key < $1.key }.map { (stream: $0.key, stats: $0.value) }
-        report.untracked = table.untrackedPackets
-        report.durationSeconds = Double(end - start) / 1e9
-        if let first = a.firstReceivedNanoseconds, let last = a.lastReceivedNanoseconds, last > first {
-            report.activeSeconds = Double(last - first) / 1e9
-            report.activePPS = Double(a.received - 1) / report.activeSeconds
-        }
-        report.ringDropped = receiver.ringDropped
-        emit(report)
+        emit(receiver.run(supervisor) { emit($0) })
     }
 
     // MARK: XDP engine
 
-    /// xdp_sink loaded and attached to the port, with its maps.
-    private struct XDPSink {
-        var object: BPFObject
-        /// Set to nil to detach (the only reference: runXDP takes the sink inout).
-        var attachment: XDPAttachment?
-        var countersFD: Int32
-        var latencyFD: Int32
-    }
-
-    /// Why xdp_sink is not running: `fatal` when no engine could help (no such interface).
-    private struct XDPSinkAttachError: Error {
-        var message: String
-        var fatal = false
-    }
-
-    private func attachXDP() throws(XDPSinkAttachError) -> XDPSink {
-        guard let ifindex = Sys.interfaceIndex(port) else {
-            throw XDPSinkAttachError(message: "no interface named \(port) in this network namespace", fatal: true)
-        }
-        do {
-            let object = try BPFObject(embedded: "xdp_sink")
-            return XDPSink(object: object, attachment: try object.attachXDP(program: "xdp_sink", ifindex: ifindex),
-                           countersFD: try object.mapFD("sink_counters"), latencyFD: try object.mapFD("sink_latency"))
-        } catch {
-            throw XDPSinkAttachError(message: "\(error)")
-        }
-    }
-
-    private func runXDP(_ sink: inout XDPSink, _ supervisor: Supervisor) throws {
-        let object = sink.object
-        let countersFD = sink.countersFD, latencyFD = sink.latencyFD
+    private func runXDP(_ sink: XDPSink, _ supervisor: Supervisor) throws {
         if json {
             emitLine("{\"type\":\"ready\",\"engine\":\"xdp\",\"ring\":null,\"port\":\"\(port)\"}")
         } else {
             printError("shunt sink: counting on \(port) with xdp_sink; Ctrl-C to stop")
         }
-
         supervisor.begin(duration: duration, reportEvery: interval)
-        let start = supervisor.startNs
-        let pollNs = UInt64(pollMs * 1e6)
-        var lastStats = (time: start, packets: UInt64(0), bytes: UInt64(0))
-        // (time, packets) at the first poll that saw packets and at the last that saw more
-        var first: (UInt64, UInt64)? = nil
-        var last: (UInt64, UInt64)? = nil
-        var previous: UInt64 = 0
-        while supervisor.wait(atMostNs: pollNs) {
-            guard let c = try? readCounters(countersFD) else { continue }
-            let t = Sys.monotonicNanoseconds()
-            if c.packets > previous {
-                if first == nil { first = (t, c.packets) }
-                last = (t, c.packets)
-                previous = c.packets
-            }
-            if supervisor.reportDue(at: t) {
-                emit(SinkInterval(
-                    elapsedSeconds: Double(t - start) / 1e9, intervalSeconds: Double(t - lastStats.time) / 1e9,
-                    intervalReceived: c.packets - lastStats.packets, intervalBytes: c.bytes - lastStats.bytes,
-                    received: c.packets, bytes: c.bytes, sequences: nil, ringDropped: nil))
-                lastStats = (t, c.packets, c.bytes)
-            }
-        }
-        sink.attachment = nil  // detach before the final reads: the counts no longer move
-        let end = Sys.monotonicNanoseconds()
-
-        let totals: shunt_sink_counters
-        var histogram = LatencyHistogram()
-        do {
-            totals = try readCounters(countersFD)
-            for bucket in 0..<LatencyHistogram.bucketCount {
-                let perCPU = try BPFMap.lookupPerCPU(fd: latencyFD, key: UInt32(bucket), as: UInt64.self)
-                histogram.counts[bucket] = perCPU.reduce(0, &+)
-            }
+        do throws(CommandFailure) {
+            emit(try sink.run(supervisor, pollNs: UInt64(pollMs * 1e6)) { emit($0) })
         } catch {
-            printError("shunt sink: reading the counters: \(error)")
-            throw ExitCode(1)
+            printError("shunt sink: \(error.message)")
+            throw ExitCode(error.status)
         }
-        withExtendedLifetime(object) {}
-
-        // The bucket summary (lower bounds of 1 us buckets) as the text line, via the recorder.
-        var report = SinkReport(engine: .xdp, port: port, latencyJSON: histogram.summaryJSON(),
-                                latencyText: LatencyRecorder(buckets: histogram).summary().text + " (bucket lower bounds)")
-        report.received = totals.packets
-        report.bytes = totals.bytes
-        report.probes = totals.probes
-        report.other = totals.packets - totals.probes
-        report.reordered = totals.reordered
-        report.durationSeconds = Double(end - start) / 1e9
-        if let first, let last, last.0 > first.0 {
-            report.activeSeconds = Double(last.0 - first.0) / 1e9
-            report.activePPS = Double(last.1 - first.1) / report.activeSeconds
-        }
-        emit(report)
-    }
-
-    /// The per-CPU counters summed (max_seq: the largest).
-    private func readCounters(_ fd: Int32) throws -> shunt_sink_counters {
-        var t = shunt_sink_counters()
-        for c in try BPFMap.lookupPerCPU(fd: fd, key: 0, as: shunt_sink_counters.self) {
-            t.packets += c.packets
-            t.bytes += c.bytes
-            t.probes += c.probes
-            t.max_seq = max(t.max_seq, c.max_seq)
-            t.reordered += c.reordered
-        }
-        return t
     }
 }

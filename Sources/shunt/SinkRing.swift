@@ -5,6 +5,29 @@ import ShuntRuntime
 import ShuntSystem
 import ShuntTraffic
 
+/// What the ring engine of `shunt sink` receives on, and how.
+public struct RingSinkSettings: Sendable {
+    /// The interface to receive on.
+    public var port: String
+    /// v2 hands each frame over at once; v3 fills blocks.
+    public var version: RingVersion
+    /// RX ring blocks (of the default block size).
+    public var blockCount: Int
+    /// v3: milliseconds before a partly filled block is handed over (default 1).
+    public var blockTimeoutMs: Int?
+    /// Keep polling the ring this long after the last frame before sleeping in poll(2).
+    public var busyPollNs: UInt64
+
+    public init(port: String, version: RingVersion = .v2, blockCount: Int = 256, blockTimeoutMs: Int? = nil,
+                busyPollNs: UInt64 = 200_000) {
+        self.port = port
+        self.version = version
+        self.blockCount = blockCount
+        self.blockTimeoutMs = blockTimeoutMs
+        self.busyPollNs = busyPollNs
+    }
+}
+
 /// The ring engine of `shunt sink`: one thread reads a receive-only TPACKET ring and accounts
 /// every frame (`SinkAccounting`).
 ///
@@ -15,8 +38,9 @@ import ShuntTraffic
 /// stop request is seen. Every millisecond of work (and after each sleep) it asks the
 /// supervisor about SIGINT/SIGTERM, the deadline and the statistics interval. Nothing
 /// allocates per frame.
-final class RingSink {
-    let port: ReceivePort
+public final class RingSink {
+    public let port: ReceivePort
+    private let busyPollNs: UInt64
     private(set) var accounting = SinkAccounting()
     /// Frames the kernel could not put in the full ring (PACKET_STATISTICS tp_drops), so far.
     private(set) var ringDropped: UInt64 = 0
@@ -29,13 +53,59 @@ final class RingSink {
     /// After a stop, frames already in the ring are still read, for at most this long.
     private static let drainNs: UInt64 = 100_000_000
 
-    init(port: ReceivePort) {
-        self.port = port
+    /// Opens the ring on the port (errors: no such interface, ring setup).
+    public init(_ settings: RingSinkSettings) throws(RingSetupError) {
+        var geometry = RingGeometry.defaultRX(settings.version)
+        geometry.blockCount = settings.blockCount
+        if settings.version == .v3 { geometry.blockTimeoutMs = settings.blockTimeoutMs ?? 1 }
+        let info = try InterfaceInfo.lookup(settings.port)
+        port = try ReceivePort(interface: info, version: settings.version, geometry: geometry)
+        busyPollNs = settings.busyPollNs
     }
 
-    /// Receives until the supervisor says to stop (SIGINT/SIGTERM, its deadline); calls `stats`
-    /// with the current time when a report is due (the kernel's drop count is read just before).
-    func run(busyPollNs: UInt64, supervisor: Supervisor, stats: (UInt64) -> Void) {
+    /// Receives until the supervisor says to stop (SIGINT/SIGTERM, the deadline given to its
+    /// `begin`), with a statistics line for `stats` whenever a report is due; then the final report.
+    public func run(_ supervisor: Supervisor, stats: (SinkInterval) -> Void) -> SinkReport {
+        let start = supervisor.startNs
+        var last = (time: start, received: UInt64(0), bytes: UInt64(0))
+        receive(supervisor) { now in
+            let a = accounting
+            stats(SinkInterval(
+                elapsedSeconds: Double(now - start) / 1e9, intervalSeconds: Double(now - last.time) / 1e9,
+                intervalReceived: a.received - last.received, intervalBytes: a.bytes - last.bytes,
+                received: a.received, bytes: a.bytes, sequences: a.streams.snapshot().total, ringDropped: ringDropped))
+            last = (now, a.received, a.bytes)
+        }
+        return report(durationNs: Sys.monotonicNanoseconds() - start)
+    }
+
+    /// The final report from the accounting.
+    private func report(durationNs: UInt64) -> SinkReport {
+        let a = accounting
+        let table = a.streams.snapshot()
+        var report = SinkReport(engine: .ring, port: port.interface.name, latencyJSON: a.latency.summary().json,
+                                latencyText: a.latency.summary().text)
+        report.ring = port.version.rawValue
+        report.blockTimeoutMs = port.version == .v3 ? port.geometry.blockTimeoutMs : nil
+        report.received = a.received
+        report.bytes = a.bytes
+        report.probes = a.probes
+        report.other = a.other
+        report.sequences = table.total
+        report.streams = table.streams.sorted { $0.key < $1.key }.map { (stream: $0.key, stats: $0.value) }
+        report.untracked = table.untrackedPackets
+        report.durationSeconds = Double(durationNs) / 1e9
+        if let first = a.firstReceivedNanoseconds, let last = a.lastReceivedNanoseconds, last > first {
+            report.activeSeconds = Double(last - first) / 1e9
+            report.activePPS = Double(a.received - 1) / report.activeSeconds
+        }
+        report.ringDropped = ringDropped
+        return report
+    }
+
+    /// The receive loop; calls `stats` with the current time when a report is due (the
+    /// kernel's drop count is read just before).
+    private func receive(_ supervisor: Supervisor, stats: (UInt64) -> Void) {
         var pollSet = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
         let start = Sys.monotonicNanoseconds()
         var nextCheck = start + Self.checkNs
