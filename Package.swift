@@ -49,6 +49,12 @@ let package = Package(
         // The commands' process runtime: the Supervisor (termination signals, the stop flag, deadline,
         // periodic reports, child processes), through Sys.
         .target(name: "ShuntRuntime", dependencies: ["ShuntSystem"]),
+        // The engines of `shunt gen` and `shunt sink`: everything that sends and receives test traffic
+        // (xdp_gen live frames, AF_XDP, TX rings, the in-kernel pump; xdp_sink, the RX ring sink), through Sys.
+        .target(
+            name: "ShuntTrafficEngines",
+            dependencies: ["CShunt", "ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF", "ShuntTraffic", "ShuntRuntime"]
+        ),
         // The control socket (`shunt forward --control`) and its client (`shunt ctl`).
         .target(name: "ShuntControl", dependencies: ["ShuntSystem"]),
         // `shunt bench`'s pure side: the zero-loss search, statistics over repeats, the results
@@ -65,7 +71,7 @@ let package = Package(
             name: "shunt",
             dependencies: [
                 "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntRing", "ShuntCore", "ShuntTraffic", "CShunt", "ShuntPipeline",
-                "ShuntControl", "ShuntBench", "ShuntRuntime",
+                "ShuntControl", "ShuntBench", "ShuntRuntime", "ShuntTrafficEngines",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -3,9 +3,12 @@ import Foundation
 import ShuntCore
 import ShuntRuntime
 import ShuntTraffic
+import ShuntTrafficEngines
 
 // `shunt gen`: the traffic generator of the benchmarks (the receiver, `shunt sink`, is in
 // Sink.swift). It prints one JSON line when done, on stdout; errors are one line on stderr.
+// The command parses and checks the flags and prints; the engines are `Generator` in
+// ShuntTrafficEngines.
 
 struct Gen: ParsableCommand {
     static let name = "gen"

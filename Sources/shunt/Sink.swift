@@ -2,12 +2,14 @@ import ArgumentParser
 import ShuntRing
 import ShuntRuntime
 import ShuntTraffic
+import ShuntTrafficEngines
 
 // `shunt sink`: the receiver of test traffic, with two engines (docs/design/0008):
 // - xdp:  xdp_sink counts and times frames in the kernel, per CPU (fast, no per-packet state);
 // - ring: a TPACKET RX ring read in user space, with per-stream loss, duplicate and reorder
 //         accounting (StreamTable) and an HDR latency histogram (LatencyRecorder).
-// Text on stdout by default, JSON lines with --json; errors are one line on stderr.
+// Text on stdout by default, JSON lines with --json; errors are one line on stderr. The engines
+// (`XDPSink`, `RingSink`) are in ShuntTrafficEngines; this command picks one and prints.
 
 enum SinkEngine: String, CaseIterable, ExpressibleByArgument {
     case auto, xdp, ring
