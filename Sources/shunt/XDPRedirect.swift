@@ -1,7 +1,6 @@
 import ArgumentParser
 import ShuntBPF
 import ShuntRuntime
-import ShuntSystem
 
 /// The reference forwarder for benchmarks: a bare XDP redirect between port pairs.
 struct XDPRedirect: ParsableCommand {
@@ -31,37 +30,16 @@ struct XDPRedirect: ParsableCommand {
     }
 
     func run() throws {
-        var indexes: [Int32] = []
-        for p in ports {
-            guard let i = Sys.interfaceIndex(p) else {
-                printError("shunt xdp-redirect: no interface named '\(p)'")
-                throw ExitCode(2)
-            }
-            indexes.append(i)
-        }
         let supervisor = Supervisor()
-        let object: BPFObject
-        var attachments: [XDPAttachment] = []
-        do {
-            object = try BPFObject(embedded: "xdp_redirect")
-            let partners = try object.mapFD("partner_of")
-            let out = try object.mapFD("out_ports")
-            for (i, ifindex) in indexes.enumerated() {
-                try BPFMap.update(fd: out, key: UInt32(i), value: UInt32(ifindex))
-                try BPFMap.update(fd: partners, key: UInt32(ifindex), value: UInt32(i ^ 1))
-            }
-            for ifindex in indexes {
-                attachments.append(try object.attachXDP(program: "xdp_redirect", ifindex: ifindex))
-            }
-        } catch {
+        let redirect: XDPRedirectPairs
+        do throws(XDPRedirectPairs.SetupError) { redirect = try XDPRedirectPairs(ports: ports) } catch {
             printError("shunt xdp-redirect: \(error)")
             throw ExitCode(2)
         }
         emitLine("{\"type\":\"ready\",\"ports\":[\(ports.map { "\"\($0)\"" }.joined(separator: ","))]}")
         supervisor.begin(duration: duration)
         supervisor.run(tickNs: 1_000_000_000)
-        attachments.removeAll()
-        _ = object
+        redirect.detach()
         emitLine("{\"type\":\"final\"}")
     }
 }
