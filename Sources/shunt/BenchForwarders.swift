@@ -17,6 +17,7 @@ struct BenchContext {
     let forwarderCPU: Int
     let raw: String
     let pinning: Bool
+    let console: BenchConsole
 
     /// argv running `command` in `namespace`, pinned to `cpu` when taskset is there.
     func inNamespace(_ namespace: String, cpu: Int?, _ command: [String]) -> [String] {
@@ -185,7 +186,7 @@ final class ShuntProcessForwarder: BenchForwarder {
     func stop(_ c: BenchContext) {
         if let pid {
             let exit = c.runtime.stop(pid)
-            if exit.status != 0 { printError("shunt bench: \(name) exited with status \(exit.status)") }
+            if exit.status != 0 { c.console.note("\(name) exited with status \(exit.status)") }
         }
         pid = nil
         control = nil
@@ -277,7 +278,7 @@ final class TestpmdForwarder: BenchForwarder {
     func stop(_ c: BenchContext) {
         if let pid {
             let exit = c.runtime.stop(pid, signal: SIGINT, timeout: 15)
-            if exit.status != 0 { printError("shunt bench: testpmd exited with status \(exit.status)") }
+            if exit.status != 0 { c.console.note("testpmd exited with status \(exit.status)") }
         }
         pid = nil
         try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(Self.filePrefix)")
