@@ -60,6 +60,9 @@ let package = Package(
         // `shunt bench`'s pure side: the zero-loss search, statistics over repeats, the results
         // JSON, the Markdown table and the SVG charts. No syscalls.
         .target(name: "ShuntBench"),
+        // `shunt bench`'s run: the lab namespaces, the forwarders, the trials as child processes (shunt gen,
+        // shunt sink), the cleanup and the results files, through Sys and the Supervisor.
+        .target(name: "ShuntBenchRunner", dependencies: ["ShuntBench", "ShuntSystem", "ShuntRuntime"]),
         // Wiring: the checked plan (flags and the YAML configuration), ports, engines, worker
         // threads, statistics, lifecycle.
         .target(
@@ -72,6 +75,7 @@ let package = Package(
             dependencies: [
                 "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntRing", "ShuntCore", "ShuntTraffic", "CShunt", "ShuntPipeline",
                 "ShuntControl", "ShuntBench", "ShuntRuntime", "ShuntTrafficEngines",
+                "ShuntBenchRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]

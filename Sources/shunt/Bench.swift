@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ShuntBench
+import ShuntBenchRunner
 import ShuntRuntime
 
 // `shunt bench`: builds the gen -- fwd -- sink namespaces, runs each forwarder in turn between

@@ -8,9 +8,9 @@ import ShuntSystem
 // shunt and polled (sigtimedwait) between steps and while waiting, so an interruption always
 // reaches the cleanup (as `Supervisor.Stopped`, thrown once).
 
-struct BenchFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct BenchFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 final class BenchRuntime {
