@@ -84,7 +84,7 @@ public final class Supervisor: @unchecked Sendable {
     /// The earliest of `now + atMostNs`, the deadline and the next report: when a loop that
     /// sleeps should wake up.
     public func nextWake(after now: UInt64, atMostNs: UInt64) -> UInt64 {
-        var wake = now + atMostNs
+        var wake = atMostNs > UInt64.max - now ? UInt64.max : now + atMostNs
         if let deadlineNs { wake = min(wake, deadlineNs) }
         if let nextReportNs { wake = min(wake, nextReportNs) }
         return wake
