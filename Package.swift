@@ -55,14 +55,14 @@ let package = Package(
             name: "ShuntTrafficEngines",
             dependencies: ["CShunt", "ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF", "ShuntTraffic", "ShuntRuntime"]
         ),
+        // `shunt bench`'s run: the lab namespaces, the forwarders, the trials as child processes (shunt gen,
+        // shunt sink), the cleanup and the results files, through Sys and the Supervisor.
+        .target(name: "ShuntBenchRunner", dependencies: ["ShuntBench", "ShuntSystem", "ShuntRuntime"]),
         // The control socket (`shunt forward --control`) and its client (`shunt ctl`).
         .target(name: "ShuntControl", dependencies: ["ShuntSystem"]),
         // `shunt bench`'s pure side: the zero-loss search, statistics over repeats, the results
         // JSON, the Markdown table and the SVG charts. No syscalls.
         .target(name: "ShuntBench"),
-        // `shunt bench`'s run: the lab namespaces, the forwarders, the trials as child processes (shunt gen,
-        // shunt sink), the cleanup and the results files, through Sys and the Supervisor.
-        .target(name: "ShuntBenchRunner", dependencies: ["ShuntBench", "ShuntSystem", "ShuntRuntime"]),
         // Wiring: the checked plan (flags and the YAML configuration), ports, engines, worker
         // threads, statistics, lifecycle.
         .target(
