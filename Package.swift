@@ -83,28 +83,23 @@ let package = Package(
         // Compiles BPF/progs/*.bpf.c with the toolchain's clang and embeds the objects as Swift.
         .plugin(name: "BPFCompiler", capability: .buildTool()),
 
-        .testTarget(name: "ShuntCoreTests", dependencies: ["ShuntCore"]),
-        .testTarget(name: "ShuntSystemTests", dependencies: ["ShuntSystem"]),
+        // Helpers the test targets share (a library target: a test target cannot depend on
+        // another): the seeded generator, test frames, child processes.
+        .target(name: "ShuntTestSupport", dependencies: ["ShuntSystem"], path: "Tests/ShuntTestSupport"),
+        .testTarget(name: "ShuntCoreTests", dependencies: ["ShuntCore", "ShuntTestSupport"]),
+        .testTarget(name: "ShuntSystemTests", dependencies: ["ShuntSystem", "ShuntTestSupport"]),
         .testTarget(name: "ShuntRuntimeTests", dependencies: ["ShuntRuntime", "ShuntSystem"]),
         .testTarget(name: "ShuntRingTests", dependencies: ["ShuntRing", "CShunt"]),
-        .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore", "ShuntTraffic"]),
-        .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore"]),
+        .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore", "ShuntTraffic", "ShuntTestSupport"]),
+        .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore", "ShuntTestSupport"]),
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
-        .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt"]),
+        .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt", "ShuntTestSupport"]),
         .testTarget(name: "ShuntBenchTests", dependencies: ["ShuntBench"]),
         .testTarget(name: "ShuntForwarderTests", dependencies: ["ShuntForwarder", "ShuntBPF", "ShuntCore", "ShuntPipeline", "ShuntRing", "CShunt"]),
         .testTarget(
             name: "ShuntIntegrationTests",
-            dependencies: ["shunt", "ShuntSystem", "ShuntCore"]
+            dependencies: ["shunt", "ShuntSystem", "ShuntCore", "ShuntTestSupport"]
         ),
     ]
 )
 
-// Helpers shared by the test targets (Tests/ShuntTestSupport): the seeded generator, test frames,
-// child processes. A library target, since a test target cannot depend on another test target.
-package.targets.append(.target(name: "ShuntTestSupport", dependencies: ["ShuntSystem"], path: "Tests/ShuntTestSupport"))
-let testSupportUsers: Set = ["ShuntCoreTests", "ShuntSystemTests", "ShuntBPFTests", "ShuntPipelineTests",
-                             "ShuntTrafficTests", "ShuntIntegrationTests"]
-for target in package.targets where testSupportUsers.contains(target.name) {
-    target.dependencies.append("ShuntTestSupport")
-}

@@ -4,6 +4,7 @@ import ShuntControl
 import ShuntForwarder
 import ShuntPipeline
 import ShuntRing
+import ShuntRuntime
 import ShuntSystem
 
 extension ForwardingMode: ExpressibleByArgument {}
@@ -186,7 +187,7 @@ struct Forward: ParsableCommand {
         let version = plan.ring.version
         let tunnelNames = plan.tunnels.map(\.name)
         // Signals are taken synchronously by this thread; workers inherit the blocked mask.
-        Sys.blockTerminationSignals()
+        let supervisor = Supervisor()
         let forwarder: Forwarder
         switch Result(catching: { () throws(ForwarderError) -> Forwarder in
             let f = try Forwarder(plan: plan)
@@ -222,25 +223,13 @@ struct Forward: ParsableCommand {
             printError("shunt: forwarding \(description); Ctrl-C to stop")
         }
 
-        let start = Sys.monotonicNanoseconds()
-        let deadline = duration.map { start + UInt64($0 * 1e9) }
-        let intervalNs = statsInterval > 0 ? UInt64(statsInterval * 1e9) : nil
-        var nextStats = intervalNs.map { start + $0 }
+        supervisor.begin(duration: duration, reportEvery: statsInterval)
         var previous: StatsSnapshot? = nil
-        while true {
-            let now = Sys.monotonicNanoseconds()
-            if let deadline, now >= deadline { break }
-            var wake = now + 1_000_000_000  // housekeeping at least once a second
-            if let n = nextStats { wake = min(wake, n) }
-            if let deadline { wake = min(wake, deadline) }
-            if Sys.waitForTerminationSignal(timeoutNs: wake > now ? wake - now : 0) != nil { break }
-            forwarder.maintain()
-            if let n = nextStats, Sys.monotonicNanoseconds() >= n, let intervalNs {
-                let snap = forwarder.snapshot()
-                emitLine(json ? snap.json(since: previous) : snap.text(since: previous))
-                previous = snap
-                nextStats = n + intervalNs
-            }
+        // Housekeeping at least once a second; statistics every --stats-interval.
+        supervisor.run(tickNs: 1_000_000_000, tick: { forwarder.maintain() }) { _ in
+            let snap = forwarder.snapshot()
+            emitLine(json ? snap.json(since: previous) : snap.text(since: previous))
+            previous = snap
         }
         // No flow edits once the workers and the revalidator are gone.
         controlServer?.stop()
