@@ -46,6 +46,9 @@ let package = Package(
         // The OpenFlow-style pipeline: flow syntax (ovs-ofctl), tuple-space classifier, translation
         // of a packet's key into a flat datapath action list. Pure logic, no syscalls.
         .target(name: "ShuntPipeline", dependencies: ["ShuntCore", "CShunt"]),
+        // Network-namespace labs (namespaces, veth pairs, addresses) described once, built by `shunt lab`,
+        // the bench and the tests.
+        .target(name: "ShuntLab", dependencies: ["ShuntSystem"]),
         // The commands' process runtime: the Supervisor (termination signals, the stop flag, deadline,
         // periodic reports, child processes), through Sys.
         .target(name: "ShuntRuntime", dependencies: ["ShuntSystem"]),
@@ -57,7 +60,7 @@ let package = Package(
         ),
         // `shunt bench`'s run: the lab namespaces, the forwarders, the trials as child processes (shunt gen,
         // shunt sink), the cleanup and the results files, through Sys and the Supervisor.
-        .target(name: "ShuntBenchRunner", dependencies: ["ShuntBench", "ShuntSystem", "ShuntRuntime"]),
+        .target(name: "ShuntBenchRunner", dependencies: ["ShuntBench", "ShuntSystem", "ShuntRuntime", "ShuntLab"]),
         // The control socket (`shunt forward --control`) and its client (`shunt ctl`).
         .target(name: "ShuntControl", dependencies: ["ShuntSystem"]),
         // `shunt bench`'s pure side: the zero-loss search, statistics over repeats, the results
@@ -75,7 +78,7 @@ let package = Package(
             dependencies: [
                 "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntRing", "ShuntCore", "ShuntTraffic", "CShunt", "ShuntPipeline",
                 "ShuntControl", "ShuntBench", "ShuntRuntime", "ShuntTrafficEngines",
-                "ShuntBenchRunner",
+                "ShuntBenchRunner", "ShuntLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -95,10 +98,11 @@ let package = Package(
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
         .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt", "ShuntTestSupport"]),
         .testTarget(name: "ShuntBenchTests", dependencies: ["ShuntBench"]),
+        .testTarget(name: "ShuntLabTests", dependencies: ["ShuntLab"]),
         .testTarget(name: "ShuntForwarderTests", dependencies: ["ShuntForwarder", "ShuntBPF", "ShuntCore", "ShuntPipeline", "ShuntRing", "CShunt"]),
         .testTarget(
             name: "ShuntIntegrationTests",
-            dependencies: ["shunt", "ShuntSystem", "ShuntCore", "ShuntTestSupport"]
+            dependencies: ["shunt", "ShuntSystem", "ShuntCore", "ShuntTestSupport", "ShuntLab"]
         ),
     ]
 )

@@ -54,19 +54,13 @@ PREFIX="mib$$"
 FWD_PID=""
 cleanup() {
     [[ -n $FWD_PID ]] && kill "$FWD_PID" 2>/dev/null
-    ip netns del "${PREFIX}mon" 2>/dev/null
     lab_down "$PREFIX"
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 inns() { local ns=$1; shift; ip netns exec "$PREFIX$ns" "$@"; }
 
-lab_up "$PREFIX" || die "lab_up failed"
-ip netns add "${PREFIX}mon" || die "ip netns add failed"
-ip link add fwd2 netns "${PREFIX}fwd" type veth peer name mon0 netns "${PREFIX}mon"
-inns fwd ip link set fwd2 up
-inns mon ip link set mon0 up
-inns mon sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+lab_up "$PREFIX" --monitor-ports 1 || die "lab_up failed"
 for pair in gen:gen0 fwd:fwd0 fwd:fwd1 fwd:fwd2 sink:sink0 mon:mon0; do
     inns "${pair%%:*}" ethtool -K "${pair##*:}" gro on >/dev/null 2>&1
 done

@@ -3,36 +3,34 @@
 #
 #   [PREFIXgen] gen0 <-veth-> fwd0 [PREFIXfwd] fwd1 <-veth-> sink0 [PREFIXsink]
 #
-# Source this file, then: lab_up PREFIX ... lab_down PREFIX. Endpoints get 10.203.0.1/24 (gen0)
-# and 10.203.0.2/24 (sink0); fwd has no addresses. TX checksum offload stays on: Shunt completes
-# offloaded checksums itself.
+# Source this file, then: lab_up PREFIX [--monitor-ports N] ... lab_down PREFIX. A thin front for
+# `shunt lab` (the LabTopology that shunt bench and the tests build too): 10.203.0.1/24 on gen0,
+# 10.203.0.2/24 on sink0, IPv6 off, GRO on fwd0; fwd has no addresses. TX checksum offload stays
+# on: Shunt completes offloaded checksums itself. The shunt binary is $SHUNT (or $shunt), else
+# the release build, else the debug build of this checkout.
 set -u
 
-lab_up() {
-    local p=$1
-    lab_down "$p" 2>/dev/null || true
-    ip netns add "${p}gen"
-    ip netns add "${p}fwd"
-    ip netns add "${p}sink"
-    ip link add gen0 netns "${p}gen" type veth peer name fwd0 netns "${p}fwd"
-    ip link add fwd1 netns "${p}fwd" type veth peer name sink0 netns "${p}sink"
-    ip -n "${p}gen" addr add 10.203.0.1/24 dev gen0
-    ip -n "${p}sink" addr add 10.203.0.2/24 dev sink0
-    local ns dev
-    for ns in gen fwd sink; do ip -n "${p}${ns}" link set lo up; done
-    ip -n "${p}gen" link set gen0 up
-    ip -n "${p}fwd" link set fwd0 up
-    ip -n "${p}fwd" link set fwd1 up
-    ip -n "${p}sink" link set sink0 up
-    # No IPv6 autoconfiguration chatter in measurements.
-    for ns in gen fwd sink; do
-        ip netns exec "${p}${ns}" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
+lab_shunt() {
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    local candidate
+    for candidate in "${SHUNT:-}" "${shunt:-}" "$root/.build/release/shunt" "$root/.build/debug/shunt"; do
+        [[ -n $candidate && -x $candidate ]] && { echo "$candidate"; return 0; }
     done
+    echo "lab.sh: no shunt binary (set SHUNT, or run swift build)" >&2
+    return 1
+}
+
+lab_up() {
+    local p=$1 bin
+    shift
+    bin=$(lab_shunt) || return 1
+    "$bin" lab up --prefix "$p" "$@"
 }
 
 lab_down() {
-    local p=$1 ns
-    for ns in gen fwd sink; do
-        ip netns del "${p}${ns}" 2>/dev/null || true
-    done
+    local p=$1 bin
+    shift
+    bin=$(lab_shunt) || return 1
+    "$bin" lab down --prefix "$p" "$@"
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ShuntLab
 import ShuntRuntime
 import ShuntSystem
 
@@ -162,44 +163,23 @@ struct BenchLab {
     static func analysisPort(_ i: Int) -> String { "fwd\(2 + i)" }
     static func monitorPort(_ i: Int) -> String { "mon\(i)" }
 
+    /// The lab as every other lab is described (Sources/ShuntLab): GRO on fwd0, since xdp_gen's
+    /// XDP_TX frames reach it only through its NAPI, and on the monitor ports' peers, since the
+    /// XDP fast path's copies are redirects into the analysis ports (shunt forward checks its
+    /// ports' peers at start; the monitors' xdp_sink is attached only during trials).
+    var topology: LabTopology {
+        var t = LabTopology.genFwdSink(prefix: prefix, monitorPorts: monitorPorts)
+        t.disableIPv6 = BenchRuntime.which("sysctl") != nil
+        return t
+    }
+
     func up(_ rt: BenchRuntime) throws {
-        for ns in namespaces {
-            try rt.run(["ip", "netns", "add", ns])
-            try rt.run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        }
-        try rt.run(["ip", "link", "add", "gen0", "netns", gen, "type", "veth", "peer", "name", "fwd0", "netns", fwd])
-        try rt.run(["ip", "link", "add", "fwd1", "netns", fwd, "type", "veth", "peer", "name", "sink0", "netns", sink])
-        for i in 0..<monitorPorts {
-            try rt.run(["ip", "link", "add", Self.analysisPort(i), "netns", fwd, "type", "veth", "peer", "name", Self.monitorPort(i),
-                        "netns", mon])
-        }
-        if BenchRuntime.which("sysctl") != nil {
-            // No IPv6 autoconfiguration chatter in the measurements.
-            for ns in namespaces { try rt.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], check: false) }
-        }
-        try rt.run(["ip", "-n", gen, "addr", "add", "10.203.0.1/24", "dev", "gen0"])
-        try rt.run(["ip", "-n", sink, "addr", "add", "10.203.0.2/24", "dev", "sink0"])
-        try rt.run(["ip", "-n", gen, "link", "set", "gen0", "up"])
-        try rt.run(["ip", "-n", fwd, "link", "set", "fwd0", "up"])
-        try rt.run(["ip", "-n", fwd, "link", "set", "fwd1", "up"])
-        try rt.run(["ip", "-n", sink, "link", "set", "sink0", "up"])
-        // xdp_gen's XDP_TX frames reach fwd0 only through its NAPI: GRO on (no local UDP socket,
-        // so GRO merges none of these frames). sink0 has xdp_sink attached in every trial.
-        try rt.run(["ip", "netns", "exec", fwd, "ethtool", "-K", "fwd0", "gro", "on"])
-        for i in 0..<monitorPorts {
-            let a = Self.analysisPort(i), m = Self.monitorPort(i)
-            try rt.run(["ip", "-n", fwd, "link", "set", a, "up"])
-            try rt.run(["ip", "-n", mon, "link", "set", m, "up"])
-            // The XDP fast path's copies are redirects into the analysis port, which the kernel
-            // drops unless the peer has NAPI: GRO on. The monitor's xdp_sink would do too, but it
-            // is attached only during trials, and shunt forward checks its ports' peers at start.
-            try rt.run(["ip", "netns", "exec", mon, "ethtool", "-K", m, "gro", "on"])
-        }
+        try LabBuilder(topology) { try rt.run($0) }.up()
     }
 
     /// Removes the namespaces (their veths go with them). Never throws: used in cleanup.
     func down(_ rt: BenchRuntime) {
-        for ns in namespaces { _ = try? rt.run(["ip", "netns", "del", ns], check: false, timeout: 20) }
+        LabBuilder(topology) { _ = try rt.run($0, check: false, timeout: 20) }.down()
     }
 
     /// Namespaces with this prefix that still exist.

@@ -519,6 +519,18 @@ public enum Sys {
     @inline(never)
     public static func effectiveUserID() -> uid_t { geteuid() }
 
+    /// `name` as the shell would find it: a path with a slash as it is, else the first
+    /// executable file of that name on $PATH (default /usr/sbin:/usr/bin:/sbin:/bin); nil if none.
+    public static func findExecutable(_ name: String) -> String? {
+        if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+        for dir in path.split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/\(name)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
     /// The CPUs online now (`sysconf(_SC_NPROCESSORS_ONLN)`).
     @inline(never)
     public static func onlineCPUCount() -> Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }

@@ -1,4 +1,5 @@
 import Foundation
+import ShuntLab
 import ShuntSystem
 import ShuntTestSupport
 import Testing
@@ -22,8 +23,9 @@ enum LabError: Error, CustomStringConvertible {
     }
 }
 
-/// Namespaces joined by veths around one forwarder namespace, removed on deinit (also when a
-/// test fails). Each side namespace `n` holds interface `n`0, whose peer in `fwd` is `p`+index.
+/// Namespaces joined by veths around one forwarder namespace (`LabTopology.star`), removed on
+/// deinit (also when a test fails). Each side namespace `n` holds interface `n`0, whose peer in
+/// `fwd` is `p`+index.
 ///
 ///     [side0] side0_0 <-> p0 [fwd] p1 <-> side1_0 [side1] ...
 final class Lab {
@@ -32,6 +34,8 @@ final class Lab {
 
     let prefix: String
     let sides: [String]
+    /// The lab as every other lab is described (Sources/ShuntLab).
+    private let builder: LabBuilder
     /// Shared with every other lab, exclusive of flooding tests (see `TrafficGate`).
     private let traffic: TrafficGate.Hold
     var fwd: String { prefix + "fwd" }
@@ -49,38 +53,14 @@ final class Lab {
         Self.counter.unlock()
         prefix = "\(namePrefix)\(getpid())x\(n)-"
         self.sides = sides
+        builder = LabBuilder(.star(prefix: prefix, sides: sides, mtu: mtu, queues: queues)) { try run($0) }
         traffic = TrafficGate.shared()  // every stored property is set: a throw below still runs deinit
-        do {
-            try run(["ip", "netns", "add", fwd])
-            try run(["ip", "-n", fwd, "link", "set", "lo", "up"])
-            for (i, side) in sides.enumerated() {
-                let ns = prefix + side
-                try run(["ip", "netns", "add", ns])
-                let q = queues == 1 ? [] : ["numtxqueues", "\(queues)", "numrxqueues", "\(queues)"]
-                try run(["ip", "link", "add", "\(side)0", "netns", ns] + q + ["type", "veth", "peer", "name", "p\(i)", "netns", fwd] + q)
-                if let mtu {
-                    try run(["ip", "-n", ns, "link", "set", "\(side)0", "mtu", "\(mtu)"])
-                    try run(["ip", "-n", fwd, "link", "set", "p\(i)", "mtu", "\(mtu)"])
-                }
-                try run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
-                try run(["ip", "-n", ns, "link", "set", "\(side)0", "up"])
-                try run(["ip", "-n", fwd, "link", "set", "p\(i)", "up"])
-            }
-            try run(["ip", "netns", "exec", fwd, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
-        } catch {
-            teardown()
-            throw error
-        }
+        try builder.up()  // removes what it built when a step fails
     }
 
     deinit {
-        teardown()
+        builder.down()
         traffic.release()
-    }
-
-    private func teardown() {
-        _ = try? run(["ip", "netns", "del", fwd], check: false)
-        for side in sides { _ = try? run(["ip", "netns", "del", prefix + side], check: false) }
     }
 
     func ns(_ side: String) -> String { prefix + side }
