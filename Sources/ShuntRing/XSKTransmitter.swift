@@ -115,10 +115,7 @@ public final class XSKTransmitter {
         let queues = Self.transmitQueueCount(name)
         guard Int(queue) < queues else { throw .noSuchQueue(interface: name, queue: queue, queues: queues) }
         func step<T>(_ what: String, _ body: () throws(SystemError) -> T) throws(XSKSetupError) -> T {
-            do { return try body() } catch {
-                if error.errno == EPERM || error.errno == EACCES { throw .permission }
-                throw .system(step: what, interface: name, error)
-            }
+            try Self.step(what, interface: name, body)
         }
         let fd: Int32
         do throws(SystemError) { fd = try Sys.socket(domain: AF_XDP, type: Int32(SOCK_RAW.rawValue), protocol: 0) } catch {
@@ -131,40 +128,10 @@ public final class XSKTransmitter {
         do throws(XSKSetupError) {
             umem = try step("UMEM allocation") { () throws(SystemError) in try Sys.mmapAnonymous(length: umemLength) }
             cleanup.append { Sys.munmap(umem, length: umemLength) }
-            try step("XDP_UMEM_REG") { () throws(SystemError) in
-                var reg = xdp_umem_reg()
-                reg.addr = UInt64(UInt(bitPattern: umem))
-                reg.len = UInt64(umemLength)
-                reg.chunk_size = UInt32(frameSize)
-                reg.headroom = 0
-                try Sys.setsockopt(fd, level: SOL_XDP, name: XDP_UMEM_REG, value: reg)
-            }
-            // The kernel insists on a fill ring even for a socket that never receives (it is
-            // never mapped or used).
-            try step("XDP_UMEM_FILL_RING") { () throws(SystemError) in
-                try Sys.setsockopt(fd, level: SOL_XDP, name: XDP_UMEM_FILL_RING, value: Self.fillRingSize)
-            }
-            try step("XDP_UMEM_COMPLETION_RING") { () throws(SystemError) in
-                try Sys.setsockopt(fd, level: SOL_XDP, name: XDP_UMEM_COMPLETION_RING, value: UInt32(frameCount))
-            }
-            try step("XDP_TX_RING") { () throws(SystemError) in
-                try Sys.setsockopt(fd, level: SOL_XDP, name: XDP_TX_RING, value: Self.txRingSize)
-            }
-            var offsets = xdp_mmap_offsets()
-            try step("XDP_MMAP_OFFSETS") { () throws(SystemError) in
-                try Sys.getsockopt(fd, level: SOL_XDP, name: XDP_MMAP_OFFSETS, into: &offsets)
-            }
-            let txRing = try step("mmap TX ring") { () throws(SystemError) in
-                try MappedRing(fd: fd, offsets: offsets.tx, size: Self.txRingSize, entrySize: MemoryLayout<xdp_desc>.stride,
-                               pageOffset: Int64(XDP_PGOFF_TX_RING))
-            }
-            tx = txRing
+            (tx, completion) = try Self.mapRings(fd: fd, umem: umem, umemLength: umemLength, frameSize: frameSize,
+                                                 frameCount: frameCount, interface: name)
+            let (txRing, completionRing) = (tx, completion)
             cleanup.append { Sys.munmap(txRing.base, length: txRing.length) }
-            let completionRing = try step("mmap completion ring") { () throws(SystemError) in
-                try MappedRing(fd: fd, offsets: offsets.cr, size: UInt32(frameCount), entrySize: 8,
-                               pageOffset: Int64(bitPattern: XDP_UMEM_PGOFF_COMPLETION_RING))
-            }
-            completion = completionRing
             cleanup.append { Sys.munmap(completionRing.base, length: completionRing.length) }
             mode = try Self.bind(fd: fd, interface: interface, queue: queue, forceCopy: forceCopy)
         } catch {
@@ -187,6 +154,60 @@ public final class XSKTransmitter {
         txProducer = cshunt_load_acquire_u32(tx.producer)
         txConsumerSeen = cshunt_load_acquire_u32(tx.consumer)
         published = txProducer
+    }
+
+    /// A setup step's system error as the setup error it means (no permission, or which step).
+    static func step<T>(_ what: String, interface: String, _ body: () throws(SystemError) -> T) throws(XSKSetupError) -> T {
+        do { return try body() } catch {
+            if error.errno == EPERM || error.errno == EACCES { throw .permission }
+            throw .system(step: what, interface: interface, error)
+        }
+    }
+
+    /// Registers the UMEM and maps the TX and completion rings. On failure the caller unmaps
+    /// the UMEM and closes the socket; a ring mapped here before the failure is unmapped here.
+    private static func mapRings(fd: Int32, umem: UnsafeMutableRawPointer, umemLength: Int, frameSize: Int, frameCount: Int,
+                                 interface name: String) throws(XSKSetupError) -> (tx: MappedRing, completion: MappedRing) {
+        func step<T>(_ what: String, _ body: () throws(SystemError) -> T) throws(XSKSetupError) -> T {
+            try Self.step(what, interface: name, body)
+        }
+        try step("XDP_UMEM_REG") { () throws(SystemError) in
+            var reg = xdp_umem_reg()
+            reg.addr = UInt64(UInt(bitPattern: umem))
+            reg.len = UInt64(umemLength)
+            reg.chunk_size = UInt32(frameSize)
+            reg.headroom = 0
+            try Sys.setsockopt(fd, level: SOL_XDP, name: XDP_UMEM_REG, value: reg)
+        }
+        // The kernel insists on a fill ring even for a socket that never receives (it is
+        // never mapped or used).
+        try step("XDP_UMEM_FILL_RING") { () throws(SystemError) in
+            try Sys.setsockopt(fd, level: SOL_XDP, name: XDP_UMEM_FILL_RING, value: Self.fillRingSize)
+        }
+        try step("XDP_UMEM_COMPLETION_RING") { () throws(SystemError) in
+            try Sys.setsockopt(fd, level: SOL_XDP, name: XDP_UMEM_COMPLETION_RING, value: UInt32(frameCount))
+        }
+        try step("XDP_TX_RING") { () throws(SystemError) in
+            try Sys.setsockopt(fd, level: SOL_XDP, name: XDP_TX_RING, value: Self.txRingSize)
+        }
+        var offsets = xdp_mmap_offsets()
+        try step("XDP_MMAP_OFFSETS") { () throws(SystemError) in
+            try Sys.getsockopt(fd, level: SOL_XDP, name: XDP_MMAP_OFFSETS, into: &offsets)
+        }
+        let txRing = try step("mmap TX ring") { () throws(SystemError) in
+            try MappedRing(fd: fd, offsets: offsets.tx, size: Self.txRingSize, entrySize: MemoryLayout<xdp_desc>.stride,
+                           pageOffset: Int64(XDP_PGOFF_TX_RING))
+        }
+        do throws(XSKSetupError) {
+            let completionRing = try step("mmap completion ring") { () throws(SystemError) in
+                try MappedRing(fd: fd, offsets: offsets.cr, size: UInt32(frameCount), entrySize: 8,
+                               pageOffset: Int64(bitPattern: XDP_UMEM_PGOFF_COMPLETION_RING))
+            }
+            return (txRing, completionRing)
+        } catch {
+            Sys.munmap(txRing.base, length: txRing.length)
+            throw error
+        }
     }
 
     /// Binds zero-copy where the driver offers it (unless `forceCopy`), copy mode otherwise.
