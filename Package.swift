@@ -80,7 +80,6 @@ let package = Package(
                 "ShuntControl", "ShuntBench", "ShuntRuntime", "ShuntTrafficEngines",
                 "ShuntBenchRunner", "ShuntLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
         // Compiles BPF/progs/*.bpf.c with the toolchain's clang and embeds the objects as Swift.
