@@ -2,6 +2,11 @@
 // Shunt: a packet forwarder for Linux on AF_PACKET rings with an XDP fast path.
 import PackageDescription
 
+// Release builds of the packet-path modules skip the runtime exclusivity checks on class
+// properties (debug builds, which the tests use, keep them): on the flow worker's path they were
+// a quarter of the instructions per packet (callgrind, docs/benchmarks.md, issue 12).
+let packetPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "Shunt",
     products: [
@@ -28,9 +33,9 @@ let package = Package(
         // The only Swift module that makes system calls.
         .target(name: "ShuntSystem", dependencies: ["CShunt"]),
         // Pure packet logic: batches, forwarding stages, MAC learning, checksums. No syscalls.
-        .target(name: "ShuntCore", dependencies: ["CShunt"]),
+        .target(name: "ShuntCore", dependencies: ["CShunt"], swiftSettings: packetPath),
         // TPACKET ring mechanics: geometry, RX walkers, TX ring, socket setup.
-        .target(name: "ShuntRing", dependencies: ["CShunt", "ShuntSystem", "ShuntCore"]),
+        .target(name: "ShuntRing", dependencies: ["CShunt", "ShuntSystem", "ShuntCore"], swiftSettings: packetPath),
         // The Swift face of libbpf, with the BPF objects compiled from BPF/ embedded.
         .target(
             name: "ShuntBPF",
@@ -45,7 +50,7 @@ let package = Package(
         ),
         // The OpenFlow-style pipeline: flow syntax (ovs-ofctl), tuple-space classifier, translation
         // of a packet's key into a flat datapath action list. Pure logic, no syscalls.
-        .target(name: "ShuntPipeline", dependencies: ["ShuntCore", "CShunt"]),
+        .target(name: "ShuntPipeline", dependencies: ["ShuntCore", "CShunt"], swiftSettings: packetPath),
         // Network-namespace labs (namespaces, veth pairs, addresses) described once, built by `shunt lab`,
         // the bench and the tests.
         .target(name: "ShuntLab", dependencies: ["ShuntSystem"]),
@@ -71,7 +76,8 @@ let package = Package(
         .target(
             name: "ShuntForwarder",
             dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF", "ShuntPipeline", "ShuntControl",
-                           .product(name: "Yams", package: "Yams")]
+                           .product(name: "Yams", package: "Yams")],
+            swiftSettings: packetPath
         ),
         .executableTarget(
             name: "shunt",

@@ -105,32 +105,21 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 inns() { local ns=$1; shift; ip netns exec "$P$ns" "$@"; }
 
-for ns in "${NAMESPACES[@]}"; do
-    ip netns add "$P$ns" || die "ip netns add $P$ns failed"
-    inns "$ns" ip link set lo up
-    inns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-ip link add c1u netns "${P}c1" type veth peer name s1 netns "${P}srv" || die "ip link add failed"
-ip link add c2u netns "${P}c2" type veth peer name s2 netns "${P}srv" || die "ip link add failed"
+# The namespaces and veths, as every lab is described (shunt lab, docs/design/0020); the kernel
+# VTEPs on the clients come after.
+LINKS=(--link "c1:c1u@192.168.41.1/24=srv:s1" --link "c2:c2u@192.168.42.1/24=srv:s2")
 if [[ $VARIANT == shunt ]]; then
-    ip link add cap0 netns "${P}cap" type veth peer name s3 netns "${P}srv" || die "ip link add failed"
+    LINKS+=(--link "cap:cap0=srv:s3")
 else
-    ip link add o1 netns "${P}ovs" type veth peer name s3 netns "${P}srv" || die "ip link add failed"
-    ip link add cap0 netns "${P}cap" type veth peer name o2 netns "${P}ovs" || die "ip link add failed"
-    inns ovs ip link set o1 up
-    inns ovs ip link set o2 up
+    LINKS+=(--link "ovs:o1=srv:s3" --link "cap:cap0=ovs:o2")
 fi
+"$SHUNT" lab up --prefix "$P" "${LINKS[@]}" || die "shunt lab up failed"
 for i in 1 2; do
-    inns "c$i" ip addr add "192.168.4$i.1/24" dev "c${i}u"
-    inns "c$i" ip link set "c${i}u" up
     # Always dstport 4789: without it Linux uses 8472.
     inns "c$i" ip link add vx0 type vxlan id 4100 dstport 4789 local "192.168.4$i.1" remote "192.168.4$i.254" dev "c${i}u"
     inns "c$i" ip addr add "10.41.0.$i/24" dev vx0
     inns "c$i" ip link set vx0 up
-    inns srv ip link set "s$i" up
 done
-inns srv ip link set s3 up
-inns cap ip link set cap0 up
 
 # Open vSwitch, private: its own database, sockets, pids and logs in $OVSDIR; bridges' management
 # sockets there too (OVS_RUNDIR). br-phy holds the underlay (o1) and the VTEP address; br-int the

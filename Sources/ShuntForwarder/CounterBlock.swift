@@ -6,8 +6,9 @@ import CShunt
 /// path, and each row starts on its own 64-byte cache line, so two writers never share one.
 ///
 /// The typed counter sets (WorkerCounters, FlowPathCounters, MirrorCounters, RuleCounters) are
-/// thin views naming the columns.
-public final class CounterBlock: @unchecked Sendable {
+/// thin views naming the columns. A noncopyable struct, stored inline in them: a counter update
+/// is one load of the storage pointer from the owner, not a hop through another object.
+public struct CounterBlock: ~Copyable, @unchecked Sendable {
     public let rows: Int
     public let columns: Int
     /// Words from one row's start to the next: `columns` rounded up to a cache line.

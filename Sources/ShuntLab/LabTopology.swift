@@ -21,6 +21,34 @@ public struct LabTopology: Sendable, Equatable {
         public var aGRO = false
         public var bGRO = false
 
+        /// `NS:IF[@CIDR]=NS:IF[@CIDR]`, e.g. `c1:c1u@192.168.41.1/24=srv:s1`; a failure says what is wrong.
+        public static func parse(_ text: String) -> Result<Link, LabSpecError> {
+            let ends = text.split(separator: "=", omittingEmptySubsequences: false)
+            guard ends.count == 2 else { return .failure(LabSpecError("'\(text)': want NS:IF[@CIDR]=NS:IF[@CIDR]")) }
+            var parsed: [(ns: String, dev: String, address: String?)] = []
+            for end in ends {
+                let at = end.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
+                let names = at[0].split(separator: ":", omittingEmptySubsequences: false)
+                guard names.count == 2, names.allSatisfy({ !$0.isEmpty && $0.count <= 15 && $0.allSatisfy(Self.nameCharacter) }) else {
+                    return .failure(LabSpecError("'\(end)': want NS:IF, each 1 to 15 letters, digits, '-', '_' or '.'"))
+                }
+                let address = at.count == 2 ? String(at[1]) : nil
+                if let address, !Self.isCIDR(address) { return .failure(LabSpecError("'\(address)' is not an IPv4 address with a /prefix")) }
+                parsed.append((String(names[0]), String(names[1]), address))
+            }
+            return .success(Link(parsed[0].ns, parsed[0].dev, parsed[1].ns, parsed[1].dev,
+                                 aAddress: parsed[0].address, bAddress: parsed[1].address))
+        }
+
+        static func nameCharacter(_ c: Character) -> Bool { c.isASCII && (c.isLetter || c.isNumber || "-_.".contains(c)) }
+
+        static func isCIDR(_ s: String) -> Bool {
+            let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2, let bits = Int(parts[1]), (0...32).contains(bits) else { return false }
+            let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
+            return octets.count == 4 && octets.allSatisfy { Int($0).map { (0...255).contains($0) } ?? false }
+        }
+
         public init(_ aNamespace: String, _ a: String, _ bNamespace: String, _ b: String,
                     aAddress: String? = nil, bAddress: String? = nil, mtu: Int? = nil, queues: Int = 1) {
             (self.aNamespace, self.a, self.bNamespace, self.b) = (aNamespace, a, bNamespace, b)
@@ -66,6 +94,15 @@ public struct LabTopology: Sendable, Equatable {
         })
     }
 
+    /// A lab of the given links (`LabTopology.Link.parse`), its namespaces in order of first mention.
+    public static func links(prefix: String, _ links: [Link]) -> LabTopology {
+        var namespaces: [String] = []
+        for l in links {
+            for ns in [l.aNamespace, l.bNamespace] where !namespaces.contains(ns) { namespaces.append(ns) }
+        }
+        return LabTopology(prefix: prefix, namespaces: namespaces, links: links)
+    }
+
     public func namespace(_ name: String) -> String { prefix + name }
 
     /// The command lines that build the lab, in order.
@@ -95,4 +132,10 @@ public struct LabTopology: Sendable, Equatable {
 
     /// The command lines that remove the lab (the veths go with their namespaces).
     public func downCommands() -> [[String]] { namespaces.map { ["ip", "netns", "del", namespace($0)] } }
+}
+
+/// A lab description that does not parse: one line saying why.
+public struct LabSpecError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

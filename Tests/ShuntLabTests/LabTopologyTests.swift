@@ -47,4 +47,19 @@ struct LabTopologyTests {
         #expect(throws: Refused.self) { try builder.up() }
         #expect(Array(ran.suffix(3)) == ["ip netns del x-gen", "ip netns del x-fwd", "ip netns del x-sink"])
     }
+
+    /// `shunt lab --link`: any lab of veth pairs, namespaces in order of first mention.
+    @Test func linksFromTheirSpecs() throws {
+        let a = try LabTopology.Link.parse("c1:c1u@192.168.41.1/24=srv:s1").get()
+        #expect(a == LabTopology.Link("c1", "c1u", "srv", "s1", aAddress: "192.168.41.1/24"))
+        let lab = LabTopology.links(prefix: "m-", [a, try LabTopology.Link.parse("cap:cap0=srv:s3").get()])
+        #expect(lab.namespaces == ["c1", "srv", "cap"])
+        let up = lab.upCommands().map { $0.joined(separator: " ") }
+        #expect(up.contains("ip link add cap0 netns m-cap type veth peer name s3 netns m-srv"))
+        #expect(up.contains("ip -n m-c1 addr add 192.168.41.1/24 dev c1u"))
+        for bad in ["c1:c1u", "c1:c1u=srv", "c1:c1u@10.0.0.300/24=srv:s1", "c1:c1u@10.0.0.1=srv:s1", "c 1:x=srv:s1",
+                    "c1:averyveryverylongname=srv:s1", "a:b=c:d=e:f"] {
+            if case .success = LabTopology.Link.parse(bad) { Issue.record("'\(bad)' parsed") }
+        }
+    }
 }
