@@ -254,14 +254,18 @@ final class KernelDatapath: @unchecked Sendable {
     /// kernel refuses the new entry, the old one is removed; if that fails too, the key stays
     /// marked for repair and the next pass tries again.
     private func replace(_ flow: InstalledFlow, with plan: InstallPlan, in s: inout State) {
-        if case .found(let e) = read(plan.key, in: &s) { credit(flow, e) }
+        var kept = flow
+        if case .found(let e) = read(plan.key, in: &s), credit(flow, e) {
+            // Credited now: if the old entry stays, its next read must start from here.
+            kept.seenPackets = e.packets
+            kept.seenBytes = e.bytes
+        }
         s.counters.revalidationChanges += 1
         if let new = write(plan, in: &s) {
             s.installed[plan.key] = new
             s.needsRepair.remove(plan.key)
-        } else if remove(plan.key, in: &s) {
-            s.needsRepair.remove(plan.key)
-        } else {
+        } else if !remove(plan.key, in: &s) {
+            s.installed[plan.key] = kept
             s.needsRepair.insert(plan.key)
         }
     }
@@ -285,6 +289,7 @@ final class KernelDatapath: @unchecked Sendable {
                     case .found(let found): e = found
                     case .gone:
                         s.installed[key] = nil  // really gone (only we remove entries)
+                        s.needsRepair.remove(key)
                         continue
                     case .failed: continue  // counted; kept for the next sweep
                     }
@@ -369,6 +374,7 @@ final class KernelDatapath: @unchecked Sendable {
             return false
         }
         s.installed[key] = nil
+        s.needsRepair.remove(key)
         return true
     }
 

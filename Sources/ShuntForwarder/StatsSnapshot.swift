@@ -32,8 +32,10 @@ public struct StatsSnapshot: Sendable {
         let ports = totals.enumerated().map { p, c in
             var port = Self.port(name: self.ports[p], c)
             if seconds > 0 {
-                port.rxPps = Int((Double(c.rxPackets - (before?[p].rxPackets ?? 0)) / seconds).rounded())
-                port.txPps = Int((Double(c.txPackets - (before?[p].txPackets ?? 0)) / seconds).rounded())
+                port.rxRate = Double(c.rxPackets - (before?[p].rxPackets ?? 0)) / seconds
+                port.txRate = Double(c.txPackets - (before?[p].txPackets ?? 0)) / seconds
+                port.rxPps = port.rxRate.map { Int($0.rounded()) }
+                port.txPps = port.txRate.map { Int($0.rounded()) }
             }
             return port
         }

@@ -111,7 +111,8 @@ public struct LabTopology: Sendable, Equatable {
         for ns in namespaces {
             out.append(["ip", "netns", "add", namespace(ns)])
             out.append(["ip", "-n", namespace(ns), "link", "set", "lo", "up"])
-            if disableIPv6 { out.append(["ip", "netns", "exec", namespace(ns), "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]) }
+            // -e: a kernel booted without IPv6 has no such key, which is fine here.
+            if disableIPv6 { out.append(["ip", "netns", "exec", namespace(ns), "sysctl", "-qew", "net.ipv6.conf.all.disable_ipv6=1"]) }
         }
         for link in links { out += commands(link) }
         return out

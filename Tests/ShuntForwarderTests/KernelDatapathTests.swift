@@ -202,4 +202,23 @@ struct KernelDatapathTests {
         #expect(FlowCacheProgram.actions(of: f.map.entries[f.key(1)]!) == [.output(1)])
         #expect(f.kernel.installed(f.key(1))?.translation.ruleIDs == [4])
     }
+
+    /// A replacement that fails through credits the old entry's packets once, and a key marked
+    /// for repair stops asking for passes once its entry is gone.
+    @Test func aStuckEntryIsCreditedOnceAndForgottenWhenGone() {
+        let f = KernelFixture()
+        #expect(f.install(f.key(1), rule: 3) == .installed)
+        f.map.hit(f.key(1), packets: 5, bytes: 500, nowNs: f.clock.ns)
+        f.map.installError = EPERM
+        f.map.removeError = EIO
+        f.revalidate(to: [.output(1)], rule: 4)
+        #expect(f.rules.read(3) == (5, 500) && f.kernel.needsRepair)
+        f.kernel.creditCounters()
+        f.sweep()
+        #expect(f.rules.read(3) == (5, 500), "the same packets were credited twice")
+        f.map.removeError = nil
+        f.map.entries.removeAll()  // the kernel lost it (or an operator removed it)
+        f.sweep()
+        #expect(!f.kernel.needsRepair && f.kernel.installed(f.key(1)) == nil)
+    }
 }

@@ -336,6 +336,8 @@ public struct StatsStatus: Codable, Equatable, Sendable {
         public var kernelOffered, rxDecapsulated, txEncapsulated, rxLocal, txLocal: UInt64
         /// With rates: since the previous line.
         public var rxPps, txPps: Int?
+        /// The same rates unrounded, for the text form (not in JSON).
+        var rxRate, txRate: Double?
 
         enum CodingKeys: String, CodingKey {
             case port, rxPackets = "rx_packets", rxBytes = "rx_bytes", txPackets = "tx_packets", txBytes = "tx_bytes"

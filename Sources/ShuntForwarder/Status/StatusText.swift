@@ -103,7 +103,7 @@ extension StatsStatus {
         let header = type == "final" ? "final statistics after" : "statistics at"
         var lines = ["\(header) \(String(format1: elapsedS)) s"]
         for c in ports {
-            var line = "  \(c.port): rx \(c.rxPackets) pkts \(c.rxBytes) B (\(Self.rate(c.rxPps))) | tx \(c.txPackets) pkts \(c.txBytes) B (\(Self.rate(c.txPps)))"
+            var line = "  \(c.port): rx \(c.rxPackets) pkts \(c.rxBytes) B (\(Self.rate(c.rxRate ?? c.rxPps.map(Double.init)))) | tx \(c.txPackets) pkts \(c.txBytes) B (\(Self.rate(c.txRate ?? c.txPps.map(Double.init))))"
             if c.rxDecapsulated + c.txEncapsulated + c.rxLocal + c.txLocal > 0 {
                 line += " | decap \(c.rxDecapsulated) encap \(c.txEncapsulated) local rx \(c.rxLocal) tx \(c.txLocal)"
             }
@@ -122,9 +122,8 @@ extension StatsStatus {
         return lines.joined(separator: "\n")
     }
 
-    static func rate(_ pps: Int?) -> String {
-        guard let pps else { return "-" }
-        let v = Double(pps)
+    static func rate(_ pps: Double?) -> String {
+        guard let v = pps else { return "-" }
         if v >= 1e6 { return String(format1: v / 1e6) + " Mpps" }
         if v >= 1e3 { return String(format1: v / 1e3) + " kpps" }
         return String(format1: v) + " pps"
