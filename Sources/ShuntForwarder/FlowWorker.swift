@@ -55,8 +55,9 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     let mirrors: MirrorWorkerState
     /// The IPv4 identification of outer headers without DF (with DF it is 0): one counter for
     /// forwarded and remote-mirror copies, which leave with the same addresses and protocol
-    /// (FlowWorker+Encapsulation.swift).
-    var outerIdentification: UInt16 = 0
+    /// (FlowWorker+Encapsulation.swift). Worker i starts 1024 * i further on, so that workers
+    /// sending to one VTEP do not hand out the same values side by side (64 workers at most).
+    var outerIdentification: UInt16
     private var walkerDrops: WalkerDropAccounting
     private var pipeline: Pipeline
     private var pipelineGeneration: UInt64
@@ -91,6 +92,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         mirrors = MirrorWorkerState(registry: datapath.mirrors)
         scratch = .allocate(capacity: scratchCapacity)
         scratch.initialize(repeating: shunt_dp_action(), count: scratchCapacity)
+        outerIdentification = UInt16(truncatingIfNeeded: index << 10)
     }
 
     deinit { scratch.deallocate() }
