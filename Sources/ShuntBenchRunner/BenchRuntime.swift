@@ -26,15 +26,7 @@ final class BenchRuntime {
     }
 
     /// The absolute path of `tool` on PATH, or nil.
-    static func which(_ tool: String) -> String? {
-        if tool.contains("/") { return FileManager.default.isExecutableFile(atPath: tool) ? tool : nil }
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"
-        for dir in path.split(separator: ":") where !dir.isEmpty {
-            let candidate = "\(dir)/\(tool)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
+    static func which(_ tool: String) -> String? { Sys.findExecutable(tool) }
 
     /// Throws `Supervisor.Stopped` if SIGINT or SIGTERM is pending (only the first time: the
     /// cleanup that follows must not be cut short by a second Ctrl-C).

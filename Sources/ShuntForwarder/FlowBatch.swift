@@ -67,6 +67,7 @@ final class FlowBatch {
     @inline(__always)
     func append(_ packet: PacketDescriptor, inPort: Int, key: FlowKey, installable canInstall: Bool) {
         let i = count
+        assert(i < capacity, "a burst stages at most one frame per frame received")
         (packets + i).initialize(to: packet)
         keys[i] = key
         hashes[i] = key.hash64

@@ -268,11 +268,3 @@ extension PathStatus {
         return t
     }
 }
-
-/// Numbers in the text forms: at most two decimals, none when whole.
-enum TextNumber {
-    static func format(_ d: Double) -> String {
-        let r = (d * 100).rounded() / 100
-        return r == r.rounded() ? String(Int(r)) : String(r)
-    }
-}

@@ -141,3 +141,11 @@ extension StatsStatus.Port {
         return parts.joined(separator: " ")
     }
 }
+
+/// Numbers in the text forms: at most two decimals, none when whole.
+enum TextNumber {
+    static func format(_ d: Double) -> String {
+        let r = (d * 100).rounded() / 100
+        return r == r.rounded() ? String(Int(r)) : String(r)
+    }
+}
