@@ -44,6 +44,7 @@ public enum FlowTableError: Error, Equatable, Sendable, CustomStringConvertible 
 /// The tables as a value, so the control plane edits a copy and publishes it as a `Pipeline`.
 public struct FlowTables: Sendable {
     private struct Identity: Hashable {
+        var bridge: UInt16
         var table: UInt8
         var priority: UInt16
         var match: FlowMatch
@@ -71,7 +72,7 @@ public struct FlowTables: Sendable {
     /// Installs or replaces (same table, priority, match: same id); the caller zeroes the id's counters.
     @discardableResult
     public mutating func add(_ rule: FlowRule) throws(FlowTableError) -> FlowEntry {
-        let identity = Identity(table: rule.table, priority: rule.priority, match: rule.match)
+        let identity = Identity(bridge: rule.bridge, table: rule.table, priority: rule.priority, match: rule.match)
         if let old = byIdentity[identity] {
             let entry = FlowEntry(id: old.id, rule: rule)
             byIdentity[identity] = entry
@@ -86,29 +87,31 @@ public struct FlowTables: Sendable {
         return entry
     }
 
-    /// `ovs-ofctl del-flows [--strict]`; returns the removed rules so their counters can be read out.
+    /// `ovs-ofctl del-flows [--strict] BRIDGE`; returns the removed rules so their counters can be read out.
     // A nil table means every table. Non-strict: every rule whose match is at least as specific
     // as `match`, at any priority. Strict: exactly this match and priority (nil: the default).
     @discardableResult
-    public mutating func delete(table: UInt8?, match: FlowMatch, strict: Bool, priority: UInt16? = nil)
-        -> [FlowEntry]
+    public mutating func delete(bridge: UInt16 = 0, table: UInt8?, match: FlowMatch, strict: Bool,
+                                priority: UInt16? = nil) -> [FlowEntry]
     {
         var removed: [FlowEntry] = []
         if strict {
             let priority = priority ?? FlowRule.defaultPriority
             for t in table.map({ $0...$0 }) ?? 0...255 {
-                if let entry = byIdentity[Identity(table: t, priority: priority, match: match)] {
+                if let entry = byIdentity[Identity(bridge: bridge, table: t, priority: priority, match: match)] {
                     removed.append(entry)
                 }
             }
         } else {
             removed = byIdentity.values.filter {
-                (table == nil || $0.rule.table == table) && $0.rule.match.isAtLeastAsSpecific(as: match)
+                $0.rule.bridge == bridge && (table == nil || $0.rule.table == table)
+                    && $0.rule.match.isAtLeastAsSpecific(as: match)
             }
         }
         guard !removed.isEmpty else { return [] }
         for entry in removed {
-            byIdentity[Identity(table: entry.rule.table, priority: entry.rule.priority, match: entry.rule.match)] = nil
+            let rule = entry.rule
+            byIdentity[Identity(bridge: rule.bridge, table: rule.table, priority: rule.priority, match: rule.match)] = nil
             identityByID[entry.id] = nil
             freedIDs.append(entry.id)
         }
@@ -116,7 +119,7 @@ public struct FlowTables: Sendable {
         return Self.dumpOrder(removed)
     }
 
-    /// Every rule in dump-flows order: table, then priority (highest first), then id.
+    /// Every rule in dump-flows order: bridge, table, then priority (highest first), then id.
     public var entries: [FlowEntry] { Self.dumpOrder(Array(byIdentity.values)) }
 
     public var rules: [FlowRule] { entries.map(\.rule) }
@@ -125,6 +128,7 @@ public struct FlowTables: Sendable {
 
     private static func dumpOrder(_ entries: [FlowEntry]) -> [FlowEntry] {
         entries.sorted { a, b in
+            if a.rule.bridge != b.rule.bridge { return a.rule.bridge < b.rule.bridge }
             if a.rule.table != b.rule.table { return a.rule.table < b.rule.table }
             if a.rule.priority != b.rule.priority { return a.rule.priority > b.rule.priority }
             return a.id < b.id
@@ -176,23 +180,28 @@ struct Classifier: Sendable {
 
     let rules: [Rule]
     let subtables: [Subtable]
-    /// Table t's subtables are `subtables[tableBounds[t]..<tableBounds[t + 1]]`.
+    /// Table t of bridge b (index b << 8 | t) has the subtables
+    /// `subtables[tableBounds[index]..<tableBounds[index + 1]]`.
     let tableBounds: [Int]
     /// Open addressing with linear probing, at most half full; a slot rule of -1 is empty.
     let slotKeys: [FlowKey]
     let slotRules: [Int32]
 
-    init(_ entries: [FlowEntry]) {
+    /// The table index of table `table` of bridge `bridge`.
+    @inline(__always) static func index(bridge: Int, table: UInt8) -> Int { bridge << 8 | Int(table) }
+
+    init(_ entries: [FlowEntry], bridgeCount: Int = 1) {
         precondition(entries.count < Int(Int32.max))
+        let bridgeCount = max(bridgeCount, Int(entries.map(\.rule.bridge).max() ?? 0) + 1)
         var rules: [Rule] = []
         rules.reserveCapacity(entries.count)
-        var groups: [UInt8: [FlowKey: [(key: FlowKey, rule: Int)]]] = [:]
+        var groups: [Int: [FlowKey: [(key: FlowKey, rule: Int)]]] = [:]
         for entry in entries {
             var mask = entry.rule.match.mask
             // A later fragment has no L4 header (tp_src/tp_dst are 0 in its key): a rule on ports
             // must not match it, so it implicitly requires the "later fragment" bit to be clear.
             if mask.tpSrc != 0 || mask.tpDst != 0 { mask.nwFrag |= FlowKey.fragLater }
-            groups[entry.rule.table, default: [:]][mask, default: []].append(
+            groups[Self.index(bridge: Int(entry.rule.bridge), table: entry.rule.table), default: [:]][mask, default: []].append(
                 (entry.rule.match.key.masked(by: mask), rules.count))
             rules.append(Rule(id: entry.id, priority: entry.rule.priority, actions: entry.rule.actions))
         }
@@ -201,9 +210,9 @@ struct Classifier: Sendable {
         var tableBounds = [0]
         var slotKeys: [FlowKey] = []
         var slotRules: [Int32] = []
-        for table in 0...255 {
+        for table in 0..<(bridgeCount << 8) {
             defer { tableBounds.append(subtables.count) }
-            guard let byMask = groups[UInt8(table)] else { continue }
+            guard let byMask = groups[table] else { continue }
             let ordered = byMask.map { mask, members in
                 (mask: mask, members: members, maxPriority: members.map { rules[$0.rule].priority }.max()!)
             }.sorted { a, b in
@@ -252,11 +261,12 @@ struct Classifier: Sendable {
     }
 
     /// Index in `rules` of the best rule, or -1; ORs the probed masks into `dependencies` for the megaflow.
-    func lookup(_ key: FlowKey, table: UInt8, dependencies: inout FlowKey, probes: inout Int) -> Int {
+    func lookup(_ key: FlowKey, table: Int, dependencies: inout FlowKey, probes: inout Int) -> Int {
         var best = -1
         var bestPriority = -1
-        var s = tableBounds[Int(table)]
-        let end = tableBounds[Int(table) + 1]
+        guard table + 1 < tableBounds.count else { return -1 }
+        var s = tableBounds[table]
+        let end = tableBounds[table + 1]
         while s < end {
             let sub = subtables[s]
             if Int(sub.maxPriority) <= bestPriority { break }
@@ -282,5 +292,7 @@ struct Classifier: Sendable {
         return best
     }
 
-    func subtableCount(table: UInt8) -> Int { tableBounds[Int(table) + 1] - tableBounds[Int(table)] }
+    func subtableCount(table: Int) -> Int {
+        table + 1 < tableBounds.count ? tableBounds[table + 1] - tableBounds[table] : 0
+    }
 }

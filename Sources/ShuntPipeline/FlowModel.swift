@@ -5,37 +5,64 @@ import ShuntCore
 // (the `ip`/`tcp`/`arp` shorthands, `arp_spa` rather than `nw_src`) is derived from dl_type and
 // nw_proto when printing, as ovs-ofctl does, so two spellings of one match compare equal.
 
-/// The bridge's ports, numbered from 1 in the order given, so flows can name them.
+/// A bridge's port names and their OpenFlow numbers, so flows can name ports. Numbered from 1
+/// in the order given, or with numbers of the caller's choosing (`ofport` in a configuration).
 public struct PortNames: Sendable, Hashable {
+    /// The names, in the order given.
     public let names: [String]
     private let numbers: [String: UInt32]
+    /// Index: port number; nil where the bridge has no such port.
+    private let nameByNumber: [String?]
 
     /// Ports NORMAL leaves alone: underlays of tunnel ports carry the overlay's outer frames,
     /// so tenant traffic is never switched onto them (as an OVS bridge does not hold its
     /// tunnels' underlay interface). Flows may still name them.
     public let notSwitched: Set<UInt32>
 
-    /// A name given twice keeps its first number.
+    /// Ports 1...n in order. A name given twice keeps its first number.
     public init(_ names: [String], notSwitched: Set<UInt32> = []) {
-        self.names = names
+        self.init(numbered: names.enumerated().map { ($0.element, UInt32($0.offset + 1)) }, notSwitched: notSwitched)
+    }
+
+    /// Ports with the given numbers (at least 1, distinct: the caller checks). A name given
+    /// twice keeps its first number.
+    public init(numbered: [(name: String, number: UInt32)], notSwitched: Set<UInt32> = []) {
+        names = numbered.map(\.name)
         self.notSwitched = notSwitched
         var numbers: [String: UInt32] = [:]
-        for (i, name) in names.enumerated() where numbers[name] == nil {
-            numbers[name] = UInt32(i + 1)
+        var byNumber = [String?](repeating: nil, count: Int(numbered.map(\.number).max() ?? 0) + 1)
+        for (name, number) in numbered where numbers[name] == nil {
+            numbers[name] = number
+            byNumber[Int(number)] = name
         }
         self.numbers = numbers
+        nameByNumber = byNumber
     }
 
     public var count: Int { names.count }
 
+    /// Every port number, ascending.
+    public var allNumbers: [UInt32] { nameByNumber.indices.filter { nameByNumber[$0] != nil }.map { UInt32($0) } }
+
     public func number(of name: Substring) -> UInt32? { numbers[String(name)] }
 
     public func name(of number: UInt32) -> String? {
-        number >= 1 && Int(number) <= names.count ? names[Int(number) - 1] : nil
+        Int(number) < nameByNumber.count ? nameByNumber[Int(number)] : nil
     }
 
     /// Whether `number` is one of these ports (flows may name ports that do not exist yet).
-    public func contains(_ number: UInt32) -> Bool { number >= 1 && Int(number) <= names.count }
+    public func contains(_ number: UInt32) -> Bool {
+        Int(number) < nameByNumber.count && nameByNumber[Int(number)] != nil
+    }
+
+    public static func == (a: PortNames, b: PortNames) -> Bool {
+        a.names == b.names && a.numbers == b.numbers && a.notSwitched == b.notSwitched
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(names)
+        hasher.combine(notSwitched)
+    }
 }
 
 /// Only bits (`key` masked by `mask`), so equal matches compare equal however they were written.
@@ -88,6 +115,9 @@ public struct FlowRule: Hashable, Sendable {
     /// The priority of a flow that does not say (OpenFlow's OFP_DEFAULT_PRIORITY).
     public static let defaultPriority: UInt16 = 32768
 
+    /// The bridge the rule belongs to (an index into the `SwitchLayout`; flow text does not
+    /// carry it: `ovs-ofctl` names the bridge on its command line).
+    public var bridge: UInt16 = 0
     public var table: UInt8
     public var priority: UInt16
     public var match: FlowMatch

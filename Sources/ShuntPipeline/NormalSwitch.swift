@@ -10,8 +10,10 @@ public enum NormalResult: Hashable, Sendable {
 
 /// NORMAL's MAC learning, kept out of the pipeline so translation stays pure and tests can script it.
 public protocol NormalSwitch {
-    /// Decides for a packet as it is at the point NORMAL runs; ports are numbered 1...portCount.
-    mutating func normal(key: FlowKey, portCount: Int) -> NormalResult
+    /// Decides for a packet as it is at the point NORMAL runs, in VLAN `vlan` of bridge
+    /// `bridge`; `key.inPort` is the bridge's OpenFlow port number. The pipeline checks that an
+    /// `.output` port exists and carries the VLAN.
+    mutating func normal(key: FlowKey, bridge: Int, vlan: UInt16) -> NormalResult
 
     /// The key bits `normal` reads, so cache entries made with NORMAL are not too wide.
     var dependencies: FlowKey { get }
@@ -30,8 +32,8 @@ extension NormalSwitch {
 /// NORMAL over the forwarder's shared `MACLearningTable`, so both paths learn into one table.
 // The decision is the table's `switchFrame`, as for `--mode normal`: learns dl_src on in_port,
 // sends known unicast to its port, floods multicast and unknown destinations, drops what would
-// go back out of in_port. The table is not per VLAN. Results depend on the table's state
-// (`Translation.usedNormal`): callers re-translate such entries.
+// go back out of in_port. Stations are learned per bridge and VLAN. Results depend on the
+// table's state (`Translation.usedNormal`): callers re-translate such entries.
 public struct LearningNormalSwitch: NormalSwitch {
     public let table: MACLearningTable
     /// The clock for learning and aging, set by the caller before each translation.
@@ -46,17 +48,14 @@ public struct LearningNormalSwitch: NormalSwitch {
         self.learns = learns
     }
 
-    public mutating func normal(key: FlowKey, portCount: Int) -> NormalResult {
-        let inPort = key.inPort
-        // MACLearningTable stores 0-based UInt16 port indexes; Shunt ports start at 1.
-        let index = UInt16(exactly: inPort &- 1)
-        let learnable = learns && Int(inPort) <= min(portCount, Int(UInt16.max))
-        switch table.switchFrame(source: key.dlSrc, destination: key.dlDst, inPort: index, learns: learnable,
-                                 nowMs: nowMs) {
+    public mutating func normal(key: FlowKey, bridge: Int, vlan: UInt16) -> NormalResult {
+        // MACLearningTable stores 0-based UInt16 port indexes; OpenFlow ports start at 1.
+        let index = key.inPort >= 1 ? UInt16(exactly: key.inPort &- 1) : nil
+        switch table.switchFrame(source: key.dlSrc, destination: key.dlDst,
+                                 domain: MACLearningTable.domain(bridge: bridge, vlan: vlan), inPort: index,
+                                 learns: learns, nowMs: nowMs) {
         case .port(let i):
-            let port = UInt32(i) + 1
-            // Learned on a port the bridge no longer has: treat as unknown.
-            return Int(port) > portCount ? .flood : .output(port)
+            return .output(UInt32(i) + 1)
         case .flood:
             return .flood
         case .ingress:

@@ -1,15 +1,21 @@
 import CShunt
 import ShuntCore
 
-// Translation: the slow path's run of a packet key through the OpenFlow tables, reduced to the
-// flat action list a cache entry holds, plus what the result depended on (the megaflow mask).
+// Translation: the slow path's run of a packet key through the OpenFlow tables of one or more
+// bridges, reduced to the flat action list a cache entry holds, plus what the result depended
+// on (the megaflow mask).
 //
 // As in OVS: actions apply in order and later tables see the modified packet; resubmit runs a
 // table and then carries on with the remaining actions; output to the packet's own in_port is
 // dropped silently (the `in_port` action does that on purpose); a table miss drops. Outputs to
 // port numbers the bridge does not have (yet) are left out. dec_ttl is left out for non-IP
-// packets (OVS does the same). Modifications after the last output are trimmed, since they
-// change nothing that leaves; otherwise the list is kept literally, in order.
+// packets (OVS does the same). Output to a patch port runs the peer bridge from table 0 with
+// the peer as in_port, and the packet comes back unchanged for the actions after it.
+//
+// Field changes (MACs, VLAN, tunnel id) are committed as datapath actions only at an output,
+// and only where the packet as it leaves differs from the packet as the actions so far left it
+// (OVS's commit of odp actions): a VLAN pushed by one bridge and stripped by the next costs
+// nothing, and each output sees exactly the packet its bridge sent.
 
 /// The outcome of one translation: what a flow cache entry holds for the packet's megaflow.
 public struct Translation: Sendable, Equatable {
@@ -39,45 +45,88 @@ public struct Translation: Sendable, Equatable {
 
 /// An immutable, compiled snapshot, so any number of threads translate while the next one is built.
 public final class Pipeline: Sendable {
-    /// How deep resubmits may nest (SHUNT_MAX_RESUBMITS): deeper is a loop.
+    /// How deep resubmits (and patch ports) may nest (SHUNT_MAX_RESUBMITS): deeper is a loop.
     public static let maxResubmitDepth = Int(SHUNT_MAX_RESUBMITS)
     /// How many resubmits one translation may do in all, so wide trees end too (OVS's bound).
     public static let maxResubmits = maxResubmitDepth * maxResubmitDepth
 
     /// The `FlowTables.generation` this snapshot was built from.
     public let generation: UInt64
-    public let ports: PortNames
+    public let layout: SwitchLayout
     /// The rules, in dump order.
     public let entries: [FlowEntry]
     let classifier: Classifier
 
-    public init(_ tables: FlowTables, ports: PortNames) {
+    /// The first bridge's ports (the only bridge of a forwarder configured without bridges).
+    public var ports: PortNames { layout.bridges[0].portNames }
+
+    public init(_ tables: FlowTables, layout: SwitchLayout) {
+        precondition(!layout.bridges.isEmpty, "a pipeline needs a bridge")
         generation = tables.generation
-        self.ports = ports
+        self.layout = layout
         entries = tables.entries
-        classifier = Classifier(entries)
+        classifier = Classifier(entries, bridgeCount: layout.bridges.count)
+    }
+
+    /// One bridge whose ports are the datapath's ports.
+    public convenience init(_ tables: FlowTables, ports: PortNames) {
+        self.init(tables, layout: .single(ports))
     }
 
     /// One table's lookup alone, with its cost, for tests and diagnostics.
-    public func lookup(_ key: FlowKey, table: UInt8) -> ClassifierLookup {
+    public func lookup(_ key: FlowKey, table: UInt8, bridge: Int = 0) -> ClassifierLookup {
         var dependencies = FlowKey()
         var probes = 0
-        let r = classifier.lookup(key, table: table, dependencies: &dependencies, probes: &probes)
+        let r = classifier.lookup(key, table: Classifier.index(bridge: bridge, table: table),
+                                  dependencies: &dependencies, probes: &probes)
         let rule = r >= 0 ? classifier.rules[r] : nil
         return ClassifierLookup(
             ruleID: rule?.id, priority: rule?.priority, dependencies: dependencies, subtablesProbed: probes)
     }
 
     /// Distinct masks in a table: the most hash probes one lookup in it can cost.
-    public func subtableCount(table: UInt8) -> Int { classifier.subtableCount(table: table) }
+    public func subtableCount(table: UInt8, bridge: Int = 0) -> Int {
+        classifier.subtableCount(table: Classifier.index(bridge: bridge, table: table))
+    }
 
-    /// Runs a packet through the tables from table 0.
+    /// Runs a packet (`key.inPort` a datapath port) through its bridge's tables from table 0.
     public func translate<Normal: NormalSwitch>(_ key: FlowKey, normal: inout Normal) -> Translation {
         var state = State(key: key)
+        return translate(&state, &normal)
+    }
+
+    /// `translate`, recording every step (`shunt ctl trace`, as `ovs-appctl ofproto/trace`).
+    public func trace<Normal: NormalSwitch>(_ key: FlowKey, normal: inout Normal) -> (Translation, [TraceStep]) {
+        var state = State(key: key)
+        state.trace = []
+        let t = translate(&state, &normal)
+        return (t, state.trace ?? [])
+    }
+
+    /// `trace` of a packet entering `bridge` on its port `key.inPort` (an ofport: a patch
+    /// port too, as if the peer bridge had sent the packet).
+    public func trace<Normal: NormalSwitch>(_ key: FlowKey, bridge: Int, normal: inout Normal)
+        -> (Translation, [TraceStep])
+    {
+        var state = State(key: key)
+        state.trace = []
+        let t = translate(&state, &normal, start: (bridge, key.inPort))
+        return (t, state.trace ?? [])
+    }
+
+    private func translate<Normal: NormalSwitch>(_ state: inout State, _ normal: inout Normal,
+                                                 start: (bridge: Int, ofport: UInt32)? = nil) -> Translation {
         state.dependencies.inPort = .max
         state.dependencies.dlType = .max
-        run(table: 0, depth: 0, &state, &normal)
-
+        if let (bridge, ofport) = start ?? layout.owner(of: state.key.inPort) {
+            state.key.inPort = ofport
+            state.bridge = bridge
+            note(&state, 0, .bridge(name: layout.bridges[bridge].name, inPort: portName(bridge, ofport)))
+            run(table: 0, depth: 0, &state, &normal)
+        } else {
+            state.missed = true
+            note(&state, 0, .notInABridge)
+        }
         var result = Translation(
             actions: [], dropReason: nil, dependencies: state.dependencies, ruleIDs: state.ruleIDs,
             usedNormal: state.usedNormal)
@@ -96,8 +145,12 @@ public final class Pipeline: Sendable {
         return result
     }
 
-    private struct State {
+    struct State {
+        /// The packet as the current bridge sees it: in_port is an ofport of `bridge`.
         var key: FlowKey
+        /// The packet as the actions so far leave it on the wire.
+        var committed: FlowKey
+        var bridge = 0
         var actions: [DatapathAction] = []
         var dependencies = FlowKey()
         var ruleIDs: [UInt32] = []
@@ -106,81 +159,221 @@ public final class Pipeline: Sendable {
         var overLimit = false
         var resubmits = 0
         var usedNormal = false
+        var trace: [TraceStep]? = nil
 
-        init(key: FlowKey) { self.key = key }
+        init(key: FlowKey) {
+            self.key = key
+            committed = key
+        }
+    }
+
+    @inline(__always)
+    private func note(_ state: inout State, _ depth: Int, _ event: @autoclosure () -> TraceStep.Event) {
+        if state.trace != nil { state.trace!.append(TraceStep(depth: depth, event: event())) }
+    }
+
+    private func portName(_ bridge: Int, _ ofport: UInt32) -> String {
+        layout.bridges[bridge].port(ofport)?.name ?? "\(ofport)"
     }
 
     private func run<Normal: NormalSwitch>(table: UInt8, depth: Int, _ state: inout State, _ normal: inout Normal) {
         var probes = 0
-        let r = classifier.lookup(state.key, table: table, dependencies: &state.dependencies, probes: &probes)
+        let r = classifier.lookup(state.key, table: Classifier.index(bridge: state.bridge, table: table),
+                                  dependencies: &state.dependencies, probes: &probes)
         guard r >= 0 else {
             state.missed = true
+            note(&state, depth, .miss(table: table))
             return
         }
         let rule = classifier.rules[r]
         state.ruleIDs.append(rule.id)
+        note(&state, depth, .rule(table: table, ruleID: rule.id))
         for action in rule.actions {
-            switch action {
-            case .output(let port):
-                output(port, &state)
-            case .inPort:
-                if ports.contains(state.key.inPort) {
-                    state.actions.append(.output(state.key.inPort))
-                    state.outputs += 1
-                }
-            case .normal:
-                // An underlay port is not switched: NORMAL neither learns from it nor sends to it.
-                if ports.notSwitched.contains(state.key.inPort) { break }
-                state.usedNormal = true
-                state.dependencies = state.dependencies.union(normal.dependencies)
-                switch normal.normal(key: state.key, portCount: ports.count) {
-                case .output(let port):
-                    if !ports.notSwitched.contains(port) { output(port, &state) }
-                case .flood:
-                    for port in UInt32(1)..<UInt32(ports.count + 1) where !ports.notSwitched.contains(port) {
-                        output(port, &state)
-                    }
-                case .drop:
-                    break
-                }
-            case .resubmit(let port, let next):
-                guard depth < Self.maxResubmitDepth, state.resubmits < Self.maxResubmits else {
-                    state.overLimit = true
-                    return
-                }
-                state.resubmits += 1
-                let savedInPort = state.key.inPort
-                if let port { state.key.inPort = port }
-                run(table: next ?? table, depth: depth + 1, &state, &normal)
-                state.key.inPort = savedInPort
-                if state.overLimit { return }
-            case .setEthSrc(let mac):
-                state.key.dlSrc = mac
-                state.actions.append(.setEthSrc(mac))
-            case .setEthDst(let mac):
-                state.key.dlDst = mac
-                state.actions.append(.setEthDst(mac))
-            case .setVLANVID(let vid):
-                let tagged = state.key.vlanTCI & FlowKey.vlanPresent != 0
-                let pcp: UInt16 = tagged ? state.key.vlanTCI & 0xe000 : 0
-                state.key.vlanTCI = pcp | FlowKey.vlanPresent | (vid & 0x0fff)
-                state.actions.append(.setVLAN(vid & 0x0fff))
-            case .stripVLAN:
-                state.key.vlanTCI = 0
-                state.actions.append(.popVLAN)
-            case .decTTL:
-                if state.key.dlType == 0x0800 || state.key.dlType == 0x86dd { state.actions.append(.decTTL) }
-            case .setTunnel(let id):
-                state.key.tunID = id
-                state.actions.append(.setTunnel(id))
-            }
+            apply(action, table: table, depth: depth, &state, &normal)
+            if state.overLimit { return }
         }
     }
 
-    /// Output to an existing port other than the packet's in_port (which OpenFlow skips).
-    private func output(_ port: UInt32, _ state: inout State) {
-        guard port != state.key.inPort, ports.contains(port) else { return }
-        state.actions.append(.output(port))
-        state.outputs += 1
+    private func apply<Normal: NormalSwitch>(_ action: FlowAction, table: UInt8, depth: Int, _ state: inout State,
+                                             _ normal: inout Normal) {
+        switch action {
+        case .output(let port):
+            output(port, depth: depth, &state, &normal)
+        case .inPort:
+            output(state.key.inPort, depth: depth, allowInPort: true, &state, &normal)
+        case .normal:
+            switchNormally(depth: depth, &state, &normal)
+        case .resubmit(let port, let next):
+            guard enterNested(&state, depth) else { return }
+            let savedInPort = state.key.inPort
+            if let port { state.key.inPort = port }
+            run(table: next ?? table, depth: depth + 1, &state, &normal)
+            state.key.inPort = savedInPort
+        case .setEthSrc(let mac):
+            state.key.dlSrc = mac
+        case .setEthDst(let mac):
+            state.key.dlDst = mac
+        case .setVLANVID(let vid):
+            let tagged = state.key.vlanTCI & FlowKey.vlanPresent != 0
+            let pcp: UInt16 = tagged ? state.key.vlanTCI & 0xe000 : 0
+            state.key.vlanTCI = pcp | FlowKey.vlanPresent | (vid & 0x0fff)
+        case .stripVLAN:
+            state.key.vlanTCI = 0
+        case .decTTL:
+            if state.key.dlType == 0x0800 || state.key.dlType == 0x86dd { state.actions.append(.decTTL) }
+        case .setTunnel(let id):
+            state.key.tunID = id
+        }
     }
+
+    /// Counts one more nesting (resubmit or patch port); false, with the translation ended,
+    /// past the limits.
+    private func enterNested(_ state: inout State, _ depth: Int) -> Bool {
+        guard depth < Self.maxResubmitDepth, state.resubmits < Self.maxResubmits else {
+            state.overLimit = true
+            note(&state, depth, .limit)
+            return false
+        }
+        state.resubmits += 1
+        return true
+    }
+
+    /// Output to a port of the current bridge other than the packet's in_port (which OpenFlow
+    /// skips unless asked with `in_port`): a datapath port gets the pending changes committed
+    /// and an output action; a patch port runs the peer bridge.
+    private func output<Normal: NormalSwitch>(_ ofport: UInt32, depth: Int, allowInPort: Bool = false,
+                                              _ state: inout State, _ normal: inout Normal) {
+        guard allowInPort || ofport != state.key.inPort, let port = layout.bridges[state.bridge].port(ofport) else {
+            if state.trace != nil {
+                let (bridge, isInPort) = (state.bridge, ofport == state.key.inPort)
+                note(&state, depth, .skipped(port: portName(bridge, ofport), why: isInPort ? "it is the in_port" : "no such port"))
+            }
+            return
+        }
+        switch port.kind {
+        case .datapath(let dp):
+            commit(&state)
+            state.actions.append(.output(dp))
+            state.outputs += 1
+            note(&state, depth, .output(port: port.name, datapathPort: dp))
+        case .patch(let peerBridge, let peerPort):
+            guard enterNested(&state, depth) else { return }
+            let saved = (state.key, state.bridge)
+            state.key.inPort = peerPort
+            state.bridge = peerBridge
+            note(&state, depth + 1, .bridge(name: layout.bridges[peerBridge].name, inPort: portName(peerBridge, peerPort)))
+            run(table: 0, depth: depth + 1, &state, &normal)
+            (state.key, state.bridge) = saved
+        }
+    }
+
+    /// Emits the actions that turn the committed packet into the current one (VLAN, MACs,
+    /// tunnel id), before an output.
+    private func commit(_ state: inout State) {
+        let want = state.key, had = state.committed
+        if want.vlanTCI != had.vlanTCI {
+            let wantTagged = want.vlanTCI & FlowKey.vlanPresent != 0
+            let hadTagged = had.vlanTCI & FlowKey.vlanPresent != 0
+            // set_vlan keeps the PCP of a tag it rewrites and pushes PCP 0: pop first when the
+            // priority must change.
+            if !wantTagged || (hadTagged && want.vlanTCI & 0xe000 != had.vlanTCI & 0xe000) {
+                state.actions.append(.popVLAN)
+            }
+            if wantTagged { state.actions.append(.setVLAN(want.vlanTCI & 0x0fff)) }
+        }
+        if want.dlSrc != had.dlSrc { state.actions.append(.setEthSrc(want.dlSrc)) }
+        if want.dlDst != had.dlDst { state.actions.append(.setEthDst(want.dlDst)) }
+        if want.tunID != had.tunID { state.actions.append(.setTunnel(want.tunID)) }
+        state.committed.vlanTCI = want.vlanTCI
+        state.committed.dlSrc = want.dlSrc
+        state.committed.dlDst = want.dlDst
+        state.committed.tunID = want.tunID
+    }
+
+    /// NORMAL: MAC learning per VLAN of the current bridge. The frame's VLAN is its access
+    /// port's tag, or its own tag on a trunk (0 untagged); it goes out untagged on access
+    /// ports and tagged (untagged for VLAN 0) on trunks, only where the VLAN is carried.
+    private func switchNormally<Normal: NormalSwitch>(depth: Int, _ state: inout State, _ normal: inout Normal) {
+        let bridge = layout.bridges[state.bridge]
+        // An underlay port is not switched: NORMAL neither learns from it nor sends to it.
+        guard let inPort = bridge.port(state.key.inPort), inPort.switched else {
+            note(&state, depth, .normal("in_port is not switched: drop"))
+            return
+        }
+        state.dependencies.vlanTCI = 0x1fff
+        guard let vlan = Self.ingressVLAN(state.key.vlanTCI, port: inPort) else {
+            let vid = state.key.vlanTCI & 0x0fff
+            note(&state, depth, .normal("frame not admitted on \(inPort.name) (VLAN \(vid)): drop"))
+            return
+        }
+        state.usedNormal = true
+        state.dependencies = state.dependencies.union(normal.dependencies)
+        let decision = normal.normal(key: state.key, bridge: state.bridge, vlan: vlan)
+        var targets: [BridgePort] = []
+        switch decision {
+        case .output(let ofport):
+            if let p = bridge.port(ofport) {
+                if p.switched && p.carries(vlan) && ofport != inPort.ofport { targets = [p] }
+            } else {
+                // Learned on a port the bridge no longer has: treat as unknown.
+                targets = bridge.ports.filter { $0.switched && $0.ofport != inPort.ofport && $0.carries(vlan) }
+            }
+        case .flood:
+            targets = bridge.ports.filter { $0.switched && $0.ofport != inPort.ofport && $0.carries(vlan) }
+        case .drop:
+            break
+        }
+        note(&state, depth, .normal(Self.describe(decision, vlan: vlan, targets: targets)))
+        let received = state.key.vlanTCI
+        for p in targets {
+            let pcp = received & FlowKey.vlanPresent != 0 ? received & 0xe000 : 0
+            state.key.vlanTCI = p.tag != nil || vlan == 0 ? 0 : pcp | FlowKey.vlanPresent | vlan
+            output(p.ofport, depth: depth, &state, &normal)
+            if state.overLimit { return }
+        }
+        state.key.vlanTCI = received
+    }
+
+    /// The VLAN NORMAL switches a frame in, or nil when the port does not admit it.
+    static func ingressVLAN(_ tci: UInt16, port: BridgePort) -> UInt16? {
+        let vid = tci & FlowKey.vlanPresent != 0 ? tci & 0x0fff : 0
+        if let tag = port.tag { return vid == 0 ? tag : nil }
+        if let trunks = port.trunks, !trunks.contains(vid) { return nil }
+        return vid
+    }
+
+    private static func describe(_ d: NormalResult, vlan: UInt16, targets: [BridgePort]) -> String {
+        let names = targets.map(\.name).joined(separator: ", ")
+        switch d {
+        case .output(let p): return "VLAN \(vlan): learned on port \(p) -> \(names.isEmpty ? "nowhere" : names)"
+        case .flood: return "VLAN \(vlan): flood -> \(names.isEmpty ? "nowhere" : names)"
+        case .drop: return "VLAN \(vlan): destination is on the in_port: drop"
+        }
+    }
+}
+
+/// One step of a traced translation.
+public struct TraceStep: Sendable, Equatable {
+    public enum Event: Sendable, Equatable {
+        /// The packet enters a bridge (first, or through a patch port) on this port.
+        case bridge(name: String, inPort: String)
+        /// The rule that matched in `table` (its id, `Pipeline.entries` has the rule).
+        case rule(table: UInt8, ruleID: UInt32)
+        /// No rule matched in `table`: the packet is dropped there.
+        case miss(table: UInt8)
+        /// What NORMAL decided, in words.
+        case normal(String)
+        /// An output to a datapath port.
+        case output(port: String, datapathPort: UInt32)
+        /// An output that was left out.
+        case skipped(port: String, why: String)
+        /// The resubmit or patch nesting limit was reached.
+        case limit
+        /// The in_port belongs to no bridge (a tunnel's underlay).
+        case notInABridge
+    }
+
+    /// Nesting: 0 in the first bridge's table 0, one more per resubmit or patch port.
+    public var depth: Int
+    public var event: Event
 }

@@ -11,7 +11,7 @@ func loadTables(_ text: String, ports: PortNames, maxRules: Int = 65536) throws 
 /// A NormalSwitch that must not be reached.
 struct NoNormal: NormalSwitch {
     var calls = 0
-    mutating func normal(key: FlowKey, portCount: Int) -> NormalResult {
+    mutating func normal(key: FlowKey, bridge: Int, vlan: UInt16) -> NormalResult {
         calls += 1
         return .drop
     }
