@@ -66,18 +66,21 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var arguments: [String]
     public var flags: [String]
     public var json: Bool
+    /// The bridge a flow command is for (`shunt ctl --bridge NAME`); nil: the first bridge.
+    public var bridge: String?
 
     public init(command: String, arguments: [String] = [], flags: [String] = [], json: Bool = false,
-                version: Int = ControlProtocol.version) {
+                bridge: String? = nil, version: Int = ControlProtocol.version) {
         self.version = version
         self.command = command
         self.arguments = arguments
         self.flags = flags
         self.json = json
+        self.bridge = bridge
     }
 
     private enum CodingKeys: String, CodingKey {
-        case version, command, arguments, flags, json
+        case version, command, arguments, flags, json, bridge
     }
 
     public init(from decoder: any Decoder) throws {
@@ -87,6 +90,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         arguments = try c.decodeIfPresent([String].self, forKey: .arguments) ?? []
         flags = try c.decodeIfPresent([String].self, forKey: .flags) ?? []
         json = try c.decodeIfPresent(Bool.self, forKey: .json) ?? false
+        bridge = try c.decodeIfPresent(String.self, forKey: .bridge)
     }
 }
 

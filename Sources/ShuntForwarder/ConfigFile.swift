@@ -25,9 +25,24 @@ import Yams
 ///         sample: 100
 ///         snaplen: 128
 ///         match: tcp,tp_dst=80
+///
+/// Bridges (docs/design/0022-bridges.md) replace `--port`, `--flows` and `tunnels:`:
+///
+///     bridges:
+///       - name: br-int
+///         flows: br-int.flows        # relative to this file; default: priority=0,actions=NORMAL
+///         ports:
+///           - {name: tap1, ofport: 12, tag: 1}                 # an interface, access VLAN 1
+///           - {name: eth2, trunks: [1, 2]}                     # a trunk of VLANs 1 and 2
+///           - {name: patch-tun, type: patch, peer: patch-int}
+///       - name: br-tun
+///         ports:
+///           - {name: patch-int, ofport: 1, type: patch, peer: patch-tun}
+///           - {name: vx1, ofport: 4, type: vxlan, local: 192.0.2.1, remote: 192.0.2.2, dev: eth1, vni: flow}
 struct ConfigFile {
     var tunnels: [TunnelSpec] = []
     var mirrors: [MirrorSpec] = []
+    var bridges: [BridgeSpec] = []
 
     struct Invalid: Error, CustomStringConvertible {
         let description: String
@@ -41,11 +56,15 @@ struct ConfigFile {
         }
         guard let root else { return ConfigFile() }
         guard let top = root as? [String: Any] else { throw Invalid("the top level must be a mapping (e.g. `tunnels:`)") }
-        if let key = top.keys.sorted().first(where: { $0 != "tunnels" && $0 != "mirrors" }) {
-            throw Invalid("unknown setting '\(key)' (known: tunnels, mirrors)")
+        if let key = top.keys.sorted().first(where: { !["tunnels", "mirrors", "bridges"].contains($0) }) {
+            throw Invalid("unknown setting '\(key)' (known: bridges, tunnels, mirrors)")
         }
         var config = ConfigFile()
         config.mirrors = try parseMirrors(top["mirrors"])
+        config.bridges = try parseBridges(top["bridges"])
+        if !config.bridges.isEmpty && top["tunnels"] != nil {
+            throw Invalid("with bridges, tunnels are ports of a bridge (type: vxlan); move them there")
+        }
         guard let list = top["tunnels"] else { return config }
         guard let items = list as? [Any] else { throw Invalid("tunnels must be a list of mappings") }
         for (i, item) in items.enumerated() {
@@ -95,6 +114,92 @@ struct ConfigFile {
         return specs
     }
 
+    private static func parseBridges(_ list: Any?) throws(Invalid) -> [BridgeSpec] {
+        guard let list else { return [] }
+        guard let items = list as? [Any], !items.isEmpty else { throw Invalid("bridges must be a list of mappings") }
+        var bridges: [BridgeSpec] = []
+        for (i, item) in items.enumerated() {
+            guard let map = item as? [String: Any] else { throw Invalid("bridges[\(i)] must be a mapping") }
+            guard let name = map["name"].map(scalarText) ?? nil, !name.isEmpty else {
+                throw Invalid("bridges[\(i)]: name is missing")
+            }
+            if let key = map.keys.sorted().first(where: { !["name", "flows", "ports"].contains($0) }) {
+                throw Invalid("bridge \(name): unknown key '\(key)' (known: name, flows, ports)")
+            }
+            var bridge = BridgeSpec(name: name)
+            if let flows = map["flows"] {
+                guard let path = scalarText(flows), !path.isEmpty else { throw Invalid("bridge \(name): flows must be a file name") }
+                bridge.flowsPath = path
+            }
+            guard let ports = map["ports"] as? [Any], !ports.isEmpty else {
+                throw Invalid("bridge \(name): ports must be a non-empty list of mappings")
+            }
+            for (j, port) in ports.enumerated() {
+                guard let fields = port as? [String: Any] else { throw Invalid("bridge \(name): ports[\(j)] must be a mapping") }
+                bridge.ports.append(try parsePort(fields, bridge: name, index: j))
+            }
+            bridges.append(bridge)
+        }
+        return bridges
+    }
+
+    private static func parsePort(_ map: [String: Any], bridge: String, index: Int) throws(Invalid) -> BridgeSpec.Port {
+        guard let name = map["name"].map(scalarText) ?? nil, !name.isEmpty else {
+            throw Invalid("bridge \(bridge): ports[\(index)]: name is missing")
+        }
+        var port = BridgeSpec.Port(name: name)
+        let type = map["type"].flatMap(scalarText) ?? "interface"
+        if let n = map["ofport"] {
+            guard let v = n as? Int, (1...65279).contains(v) else { throw Invalid("port \(name): ofport must be 1...65279") }
+            port.ofport = UInt32(v)
+        }
+        if let t = map["tag"] {
+            guard let v = t as? Int, (0...4094).contains(v) else { throw Invalid("port \(name): tag must be a VLAN 0...4094") }
+            port.tag = UInt16(v)
+        }
+        if let t = map["trunks"] {
+            guard let list = t as? [Any], !list.isEmpty,
+                  case let vlans = list.compactMap({ $0 as? Int }), vlans.count == list.count,
+                  vlans.allSatisfy({ (0...4095).contains($0) }) else {
+                throw Invalid("port \(name): trunks must be a list of VLANs 0...4095")
+            }
+            guard port.tag == nil else { throw Invalid("port \(name): an access port (tag) is not a trunk; give tag or trunks") }
+            port.trunks = Set(vlans.map { UInt16($0) })
+        }
+        let common: Set<String> = ["name", "type", "ofport", "tag", "trunks"]
+        switch type {
+        case "interface":
+            if let key = map.keys.sorted().first(where: { !common.contains($0) }) {
+                throw Invalid("port \(name): unknown key '\(key)' for an interface port")
+            }
+        case "patch":
+            guard let peer = map["peer"].map(scalarText) ?? nil, !peer.isEmpty else {
+                throw Invalid("patch port \(name): peer is missing (the patch port on the other bridge)")
+            }
+            if let key = map.keys.sorted().first(where: { !common.contains($0) && $0 != "peer" }) {
+                throw Invalid("patch port \(name): unknown key '\(key)'")
+            }
+            port.kind = .patch(peer: peer)
+        case "vxlan":
+            var fields: [String: String] = [:]
+            for (key, value) in map where !common.contains(key) {
+                if let flag = value as? Bool {
+                    guard key == "df" || key == "udpcsum" else { throw Invalid("tunnel \(name): \(key) takes a value, not \(flag)") }
+                    if flag { fields[key] = "" }
+                    continue
+                }
+                guard let text = scalarText(value) else { throw Invalid("tunnel \(name): \(key) must be a single value") }
+                fields[key] = text
+            }
+            do throws(TunnelSpecError) { port.kind = .vxlan(try TunnelSpec.make(name: name, fields: fields)) } catch {
+                throw Invalid(error.description)
+            }
+        case let other:
+            throw Invalid("port \(name): type '\(other)' is not one of interface, patch, vxlan")
+        }
+        return port
+    }
+
     private static func scalarText(_ value: Any) -> String? {
         switch value {
         case let s as String: s
@@ -102,4 +207,26 @@ struct ConfigFile {
         default: nil
         }
     }
+}
+
+/// One bridge of a configuration file, as written.
+struct BridgeSpec: Equatable {
+    struct Port: Equatable {
+        enum Kind: Equatable {
+            case interface
+            case patch(peer: String)
+            case vxlan(TunnelSpec)
+        }
+
+        var name: String
+        var ofport: UInt32?
+        var tag: UInt16?
+        var trunks: Set<UInt16>?
+        var kind: Kind = .interface
+    }
+
+    var name: String
+    /// The flow file, relative to the configuration file's directory.
+    var flowsPath: String?
+    var ports: [Port] = []
 }

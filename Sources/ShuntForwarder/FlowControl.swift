@@ -18,18 +18,23 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         guard let datapath = forwarder.flowDatapath else {
             return .failure("this forwarder runs in \(forwarder.plan.mode.rawValue) mode, which has no flow tables; start it with --flows FILE or --datapath")
         }
+        guard let bridge = bridgeIndex(request.bridge, datapath) else {
+            let names = datapath.layout.bridges.map(\.name).joined(separator: ", ")
+            return .failure("no bridge \(request.bridge ?? "") (bridges: \(names))")
+        }
+        let ports = datapath.layout.bridges[bridge].portNames
         switch request.command {
         case "add-flow":
             guard request.arguments.count == 1 else { return .failure("add-flow takes one flow, e.g. 'table=0,priority=1,in_port=1,actions=output:2'") }
             return edit(datapath) { (tables) throws(FlowEditError) in
-                let rule = try parse { () throws(FlowParseError) in try FlowSyntax.parseFlow(request.arguments[0][...], ports: datapath.portNames) }
-                return try add([rule], to: &tables)
+                let rule = try parse { () throws(FlowParseError) in try FlowSyntax.parseFlow(request.arguments[0][...], ports: ports) }
+                return try add([rule], bridge: bridge, to: &tables)
             }
         case "add-flows":
             guard request.arguments.count == 1 else { return .failure("add-flows takes the text of a flow file") }
             return edit(datapath) { (tables) throws(FlowEditError) in
-                let rules = try parse { () throws(FlowParseError) in try FlowSyntax.parseFlowFile(request.arguments[0], ports: datapath.portNames) }
-                return try add(rules, to: &tables)
+                let rules = try parse { () throws(FlowParseError) in try FlowSyntax.parseFlowFile(request.arguments[0], ports: ports) }
+                return try add(rules, bridge: bridge, to: &tables)
             }
         case "del-flows":
             let args = request.arguments
@@ -37,12 +42,18 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             guard args.count <= 1 else { return .failure("del-flows takes at most one match") }
             return edit(datapath) { (tables) throws(FlowEditError) in
                 let text = args.first ?? ""
-                let m = try parse { () throws(FlowParseError) in try FlowSyntax.parseMatch(text[...], ports: datapath.portNames) }
-                let removed = tables.delete(table: m.table, match: m.match, strict: strict, priority: m.priority)
+                let m = try parse { () throws(FlowParseError) in try FlowSyntax.parseMatch(text[...], ports: ports) }
+                let removed = tables.delete(bridge: UInt16(bridge), table: m.table, match: m.match, strict: strict,
+                                            priority: m.priority)
                 return ("deleted \(removed.count) flow\(removed.count == 1 ? "" : "s")\n", [])
             }
         case "dump-flows":
-            return .success(dumpFlows(datapath, json: request.json))
+            return .success(dumpFlows(datapath, bridge: bridge, json: request.json))
+        case "trace":
+            guard request.arguments.count == 1 else {
+                return .failure("trace takes one packet as a flow match, e.g. 'in_port=p1,icmp,nw_src=10.0.0.1,nw_dst=10.0.0.2'")
+            }
+            return trace(request.arguments[0], bridge: bridge, datapath: datapath, json: request.json)
         case "dump-cache":
             return .success(dumpCache(datapath, json: request.json))
         case "mirror-add", "mirror-del", "mirror-list":
@@ -84,9 +95,18 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         do { return try body() } catch { throw FlowEditError(error.description) }
     }
 
-    private func add(_ rules: [FlowRule], to tables: inout FlowTables) throws(FlowEditError) -> (result: String, added: [UInt32]) {
+    /// The bridge a request names (nil: the first); nil when there is no such bridge.
+    private func bridgeIndex(_ name: String?, _ datapath: FlowDatapath) -> Int? {
+        guard let name else { return 0 }
+        return datapath.layout.bridgeIndex(named: name)
+    }
+
+    private func add(_ rules: [FlowRule], bridge: Int, to tables: inout FlowTables) throws(FlowEditError)
+        -> (result: String, added: [UInt32])
+    {
         var ids: [UInt32] = []
-        for rule in rules {
+        for var rule in rules {
+            rule.bridge = UInt16(bridge)
             do { ids.append(try tables.add(rule).id) } catch { throw FlowEditError("\(error)") }
         }
         return ("added \(rules.count) flow\(rules.count == 1 ? "" : "s")\n", ids)
@@ -112,16 +132,17 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
 
     // MARK: dump-flows
 
-    func dumpFlows(_ datapath: FlowDatapath, json: Bool) -> String {
-        render(flowDump(datapath), json: json, text: \.text)
+    func dumpFlows(_ datapath: FlowDatapath, bridge: Int = 0, json: Bool) -> String {
+        render(flowDump(datapath, bridge: bridge), json: json, text: \.text)
     }
 
-    func flowDump(_ datapath: FlowDatapath) -> FlowDumpStatus {
+    func flowDump(_ datapath: FlowDatapath, bridge: Int = 0) -> FlowDumpStatus {
         forwarder.creditKernelCounters()
-        return FlowDumpStatus(flows: datapath.dumpFlows().map { f in
+        let ports = datapath.layout.bridges[bridge].portNames
+        return FlowDumpStatus(flows: datapath.dumpFlows(bridge: bridge).map { f in
             FlowDumpStatus.Flow(table: f.rule.table, priority: f.rule.priority, cookie: f.rule.cookie, nPackets: f.packets,
-                                nBytes: f.bytes, flow: FlowSyntax.format(f.rule, ports: datapath.portNames),
-                                line: FlowSyntax.format(f.rule, ports: datapath.portNames, stats: (f.packets, f.bytes)))
+                                nBytes: f.bytes, flow: FlowSyntax.format(f.rule, ports: ports),
+                                line: FlowSyntax.format(f.rule, ports: ports, stats: (f.packets, f.bytes)))
         })
     }
 
@@ -153,9 +174,10 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         total.revalidations &+= user.revalidations
         total = PathStatus.common(total)
         return ShowStatus(
-            mode: "flows", datapath: datapath.config.kind.rawValue, workers: plan.workers, flows: datapath.dumpFlows().count,
-            generation: datapath.currentPipeline().generation,
+            mode: "flows", datapath: datapath.config.kind.rawValue, workers: plan.workers,
+            flows: datapath.currentPipeline().pipeline.entries.count, generation: datapath.currentPipeline().generation,
             ports: ports + forwarder.tunnels.map { tunnelStatus($0, datapath: datapath, fastPorts: fastPorts) },
+            bridges: datapath.layout.bridges.map { BridgeStatus($0, layout: datapath.layout, interfaces: forwarder.interfaces.count) },
             datapaths: .init(xdp: xdp, userspace: user), total: total)
     }
 
@@ -266,5 +288,24 @@ extension PathStatus {
         (t.fastPathHits, t.slowPathPackets, t.upcalls, t.lostUpcalls) = (p.fastPathHits, p.slowPathPackets, p.upcalls, p.lostUpcalls)
         (t.cacheEntries, t.revalidations, t.expirations, t.avgUpcallUs) = (p.cacheEntries, p.revalidations, p.expirations, p.avgUpcallUs)
         return t
+    }
+}
+
+extension BridgeStatus {
+    init(_ bridge: Bridge, layout: SwitchLayout, interfaces: Int) {
+        self.init(name: bridge.name, ports: bridge.ports.map { p in
+            var port = Port(name: p.name, ofport: p.ofport, type: "interface", tag: p.tag,
+                            trunks: p.trunks.map { $0.sorted() }, switched: p.switched)
+            switch p.kind {
+            case .datapath(let dp):
+                port.port = dp
+                if dp > UInt32(interfaces) { port.type = "vxlan" }
+            case .patch(let b, let peer):
+                port.type = "patch"
+                port.peerBridge = layout.bridges[b].name
+                port.peer = layout.bridges[b].port(peer)?.name
+            }
+            return port
+        })
     }
 }

@@ -45,8 +45,11 @@ public struct FlowEditError: Error, CustomStringConvertible {
 /// immutable `Pipeline`, so readers never lock and a bad edit changes nothing.
 public final class FlowDatapath: @unchecked Sendable {
     public let config: FlowDatapathConfig
+    /// The datapath's ports: interfaces, then tunnels.
     public let portNames: PortNames
     public let portCount: Int
+    /// The bridges over those ports.
+    public let layout: SwitchLayout
     public let macTable: MACLearningTable
     public let ruleCounters: RuleCounters
     /// The kernel flow cache (XDP datapath); nil on the afpacket datapath.
@@ -71,9 +74,10 @@ public final class FlowDatapath: @unchecked Sendable {
     ///     `kernelTunnelPorts` (bit n: port n) only.
     init(config: FlowDatapathConfig, ports: [String], tables: FlowTables, writers: Int,
          macTable: MACLearningTable, kernel: (any FlowCacheMap)?, kernelPortLimit: UInt32 = .max,
-         kernelTunnelPorts: UInt64 = 0, underlays: Set<UInt32> = []) {
+         kernelTunnelPorts: UInt64 = 0, underlays: Set<UInt32> = [], layout: SwitchLayout? = nil) {
         self.config = config
         portNames = PortNames(ports, notSwitched: underlays)
+        self.layout = layout ?? .single(portNames)
         portCount = ports.count
         self.macTable = macTable
         let ruleCounters = RuleCounters(writers: writers, maxRules: config.maxFlows)
@@ -84,7 +88,7 @@ public final class FlowDatapath: @unchecked Sendable {
             KernelDatapath(map: $0, mirrors: mirrors, ruleCounters: ruleCounters, counterRow: writers - 1, config: config,
                            portLimit: kernelPortLimit, tunnelPorts: kernelTunnelPorts)
         }
-        let pipeline = Pipeline(tables, ports: portNames)
+        let pipeline = Pipeline(tables, layout: self.layout)
         control = Mutex(ControlState(tables: tables, pipeline: pipeline, generation: 1))
         generationWord = .allocate(capacity: 1)
         generationWord.initialize(to: 1)
@@ -111,16 +115,16 @@ public final class FlowDatapath: @unchecked Sendable {
             let (result, added) = try edit(&tables)
             for id in added { ruleCounters.reset(id) }
             state.tables = tables
-            state.pipeline = Pipeline(tables, ports: portNames)
+            state.pipeline = Pipeline(tables, layout: layout)
             state.generation &+= 1
             cshunt_store_release_u64(generationWord, state.generation)
             return result
         }
     }
 
-    /// The rules in dump order, with their counters.
-    public func dumpFlows() -> [(rule: FlowRule, packets: UInt64, bytes: UInt64)] {
-        let entries = control.withLock { $0.tables.entries }
+    /// The rules of `bridge` in dump order, with their counters.
+    public func dumpFlows(bridge: Int = 0) -> [(rule: FlowRule, packets: UInt64, bytes: UInt64)] {
+        let entries = control.withLock { $0.tables.entries }.filter { Int($0.rule.bridge) == bridge }
         return entries.map { entry in
             let c = ruleCounters.read(entry.id)
             return (entry.rule, c.packets, c.bytes)

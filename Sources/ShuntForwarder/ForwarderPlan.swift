@@ -21,8 +21,11 @@ public struct ForwarderRequest: Sendable {
     public var mode: ForwardingMode?
     public var datapath: DatapathKind?
     public var flowFile: NamedText?
-    /// `--config FILE` (YAML: tunnels, mirrors).
+    /// `--config FILE` (YAML: bridges, tunnels, mirrors).
     public var configFile: NamedText?
+    /// The files the configuration names (bridges' flow files), by the name it gives them;
+    /// `ForwarderPlan.filesIncluded(by:)` says which to read.
+    public var includedFiles: [String: NamedText] = [:]
     public var vxlan: [String] = []
     public var mirrors: [String] = []
     public var fixPeers = false
@@ -74,15 +77,30 @@ public struct ForwarderPlan: Sendable {
     public var tunnels: [TunnelPort]
     /// Mirror sessions to start with (flow mode only).
     public var mirrors: [MirrorSpec]
+    /// Flow mode: the bridges over the ports (without `bridges:` in the configuration, one
+    /// bridge whose OpenFlow ports are the datapath's).
+    public var layout: SwitchLayout
 
     /// Interfaces, then tunnels: every port's name by number - 1.
     public var portNames: [String] { ports + tunnels.map(\.name) }
+
+    /// The files a configuration names, each as the configuration writes it and the path to
+    /// read it from (relative names are relative to the configuration's directory). Empty when
+    /// the configuration does not parse: `make` reports that.
+    public static func filesIncluded(by config: NamedText) -> [(name: String, path: String)] {
+        guard let file = try? ConfigFile.parse(config.text) else { return [] }
+        let directory = config.path.contains("/") ? String(config.path[..<config.path.lastIndex(of: "/")!]) : "."
+        return file.bridges.compactMap(\.flowsPath).map { name in
+            (name, name.hasPrefix("/") ? name : "\(directory)/\(name)")
+        }
+    }
 
     /// Checks `request` and builds the plan; the first problem is the error.
     public static func make(_ request: ForwarderRequest) throws(PlanError) -> ForwarderPlan {
         let r = request
         try checkFlags(r)
-        let (tunnelSpecs, mirrorSpecs) = try records(r)
+        let (tunnelSpecs, mirrorSpecs, bridgeSpecs) = try records(r)
+        if !bridgeSpecs.isEmpty { return try withBridges(r, bridgeSpecs, mirrors: mirrorSpecs) }
         let flowMode = r.mode == .flows || r.flowFile != nil || r.datapath != nil || !tunnelSpecs.isEmpty
             || r.configFile != nil || !mirrorSpecs.isEmpty
         let mode = flowMode ? .flows : (r.mode ?? (r.ports.count == 2 ? .xconnect : .normal))
@@ -95,26 +113,59 @@ public struct ForwarderPlan: Sendable {
             try MirrorControl.validate(mirrorSpecs, ports: PortNames(r.ports + tunnels.map(\.name)),
                                        interfaceCount: r.ports.count, tunnels: tunnels)
         } catch { throw PlanError(error.description) }
+        var tables: FlowTables? = nil
+        if flowMode, let file = r.flowFile {
+            tables = try flowTables(file, ports: r.ports + tunnels.map(\.name), maxFlows: r.maxFlows)
+        }
+        let names = PortNames(r.ports + tunnels.map(\.name), notSwitched: Set(tunnels.map(\.underlayPort)))
+        return ForwarderPlan(
+            ports: r.ports, workers: r.workers, mode: mode, fanout: r.fanout, ring: try ring(r),
+            idle: IdlePolicy(busyPollMicroseconds: r.busyPollMicroseconds), macAgingMs: UInt64(r.macAgingSeconds * 1000),
+            macTableSize: r.macTableSize, datapath: datapath(r), flowTables: tables, fixPeers: r.fixPeers, tunnels: tunnels,
+            mirrors: mirrorSpecs, layout: .single(names))
+    }
+
+    /// A configuration with `bridges:`: the ports, tunnels and flows all come from it.
+    static func withBridges(_ r: ForwarderRequest, _ specs: [BridgeSpec], mirrors: [MirrorSpec]) throws(PlanError)
+        -> ForwarderPlan
+    {
+        let path = r.configFile?.path ?? "--config"
+        if !r.ports.isEmpty { throw PlanError("\(path) has bridges: their ports replace --port; drop --port") }
+        if r.flowFile != nil { throw PlanError("\(path) has bridges: each names its flow file (flows:); drop --flows") }
+        if !r.vxlan.isEmpty { throw PlanError("\(path) has bridges: tunnels are bridge ports (type: vxlan); drop --vxlan") }
+        let bridged: BridgePlan
+        do throws(PlanError) { bridged = try BridgePlan.make(specs, flowFiles: r.includedFiles, maxFlows: r.maxFlows) } catch {
+            throw PlanError("\(path): \(error)")
+        }
+        if bridged.interfaces.count + bridged.tunnels.count > Int(SHUNT_MAX_PORTS) {
+            throw PlanError("at most \(SHUNT_MAX_PORTS) ports (interfaces and tunnels) are supported, got \(bridged.interfaces.count + bridged.tunnels.count)")
+        }
+        do throws(MirrorSpecError) {
+            try MirrorControl.validate(mirrors, ports: PortNames(bridged.interfaces + bridged.tunnels.map(\.name)),
+                                       interfaceCount: bridged.interfaces.count, tunnels: bridged.tunnels)
+        } catch { throw PlanError(error.description) }
+        return ForwarderPlan(
+            ports: bridged.interfaces, workers: r.workers, mode: .flows, fanout: r.fanout, ring: try ring(r),
+            idle: IdlePolicy(busyPollMicroseconds: r.busyPollMicroseconds), macAgingMs: UInt64(r.macAgingSeconds * 1000),
+            macTableSize: r.macTableSize, datapath: datapath(r), flowTables: bridged.tables, fixPeers: r.fixPeers,
+            tunnels: bridged.tunnels, mirrors: mirrors, layout: bridged.layout)
+    }
+
+    static func datapath(_ r: ForwarderRequest) -> FlowDatapathConfig {
         var datapath = FlowDatapathConfig()
         datapath.kind = r.datapath ?? .afpacket
         datapath.cacheSize = r.cacheSize
         datapath.maxFlows = r.maxFlows
         datapath.upcallBudgetPerSecond = r.upcallBudget
         datapath.idleTimeoutMs = UInt64(r.idleTimeoutSeconds * 1000)
-        var tables: FlowTables? = nil
-        if flowMode, let file = r.flowFile {
-            tables = try flowTables(file, ports: r.ports + tunnels.map(\.name), maxFlows: r.maxFlows)
-        }
-        return ForwarderPlan(
-            ports: r.ports, workers: r.workers, mode: mode, fanout: r.fanout, ring: try ring(r),
-            idle: IdlePolicy(busyPollMicroseconds: r.busyPollMicroseconds), macAgingMs: UInt64(r.macAgingSeconds * 1000),
-            macTableSize: r.macTableSize, datapath: datapath, flowTables: tables, fixPeers: r.fixPeers, tunnels: tunnels,
-            mirrors: mirrorSpecs)
+        return datapath
     }
 
     /// Flag values that are wrong on their own, or together.
     static func checkFlags(_ r: ForwarderRequest) throws(PlanError) {
-        if r.ports.isEmpty { throw PlanError("give the interfaces to forward between: --port IF --port IF") }
+        if r.ports.isEmpty && r.configFile == nil {
+            throw PlanError("give the interfaces to forward between: --port IF --port IF (or bridges in --config FILE)")
+        }
         guard (1...64).contains(r.workers) else { throw PlanError("--workers must be between 1 and 64, got \(r.workers)") }
         if r.macAgingSeconds <= 0 { throw PlanError("--mac-aging must be more than 0") }
         if r.txFrames < 1 { throw PlanError("--tx-frames must be at least 1") }
@@ -136,7 +187,7 @@ public struct ForwarderPlan: Sendable {
     }
 
     /// The tunnels and mirror sessions: the configuration file's first, then the flags'.
-    static func records(_ r: ForwarderRequest) throws(PlanError) -> ([TunnelSpec], [MirrorSpec]) {
+    static func records(_ r: ForwarderRequest) throws(PlanError) -> ([TunnelSpec], [MirrorSpec], [BridgeSpec]) {
         var file = ConfigFile()
         if let config = r.configFile {
             do throws(ConfigFile.Invalid) { file = try ConfigFile.parse(config.text) } catch {
@@ -155,7 +206,7 @@ public struct ForwarderPlan: Sendable {
                 throw PlanError(error.description)
             }
         }
-        return (tunnels, mirrors)
+        return (tunnels, mirrors, file.bridges)
     }
 
     /// Port counts the mode cannot use.

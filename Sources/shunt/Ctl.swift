@@ -22,8 +22,11 @@ struct Ctl: ParsableCommand {
             Examples:
               shunt ctl add-flow 'table=0,priority=10,in_port=1,actions=output:2'
               shunt ctl --control /run/shunt/lab.ctl dump-flows
+              shunt ctl --bridge br-tun dump-flows
+              shunt ctl trace 'in_port=tap-vm1,icmp,dl_src=fa:16:3e:da:75:6d,nw_src=10.0.1.5,nw_dst=10.0.2.5'
             """,
-        subcommands: [AddFlow.self, AddFlows.self, DelFlows.self, DumpFlows.self, Show.self, DumpCache.self, Mirror.self]
+        subcommands: [AddFlow.self, AddFlows.self, DelFlows.self, DumpFlows.self, Show.self, DumpCache.self, Trace.self,
+                      Mirror.self]
     )
 
     @OptionGroup var control: ControlOptions
@@ -38,12 +41,17 @@ struct ControlOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Give up after this many seconds.", valueName: "S"))
     var timeout: Int = 10
 
+    @Option(help: ArgumentHelp("The bridge add-flow(s), del-flows, dump-flows and trace are for, as ovs-ofctl's BRIDGE argument (default: the first bridge).", valueName: "NAME"))
+    var bridge: String?
+
     func validate() throws {
         if timeout < 1 { throw ValidationError("--timeout must be at least 1 second") }
     }
 
     /// Sends one request, prints the answer, and ends the process with the answer's exit code.
     func run(_ request: ControlRequest) throws {
+        var request = request
+        request.bridge = bridge
         let response: ControlResponse
         do {
             response = try ControlClient.send(request, to: path, timeoutSeconds: timeout)
@@ -177,6 +185,32 @@ extension Ctl {
 
         func run() throws {
             try control.run(ControlRequest(command: "dump-flows", json: json))
+        }
+    }
+
+    struct Trace: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "trace",
+            abstract: "Show how a packet would be forwarded: every bridge, table and rule it meets.",
+            discussion: """
+                As ovs-appctl ofproto/trace. PACKET is a flow match that describes the packet                 (fields left out are zero) and must give in_port, a port of --bridge (default:                 the first bridge). Prints the rules hit in every table of every bridge the packet                 crosses (patch ports included), NORMAL's decisions, the final datapath actions, and                 whether the XDP fast path can hold the result as one cache entry, or why not. The                 MAC table is read, not changed.
+
+                Examples:
+                  shunt ctl trace 'in_port=p1,dl_dst=02:00:00:00:00:02'
+                  shunt ctl --bridge br-int trace --json 'in_port=tap-vm1,icmp,dl_src=fa:16:3e:da:75:6d,dl_dst=fa:16:3e:66:13:af,nw_src=10.0.1.5,nw_dst=10.0.2.5'
+                """
+        )
+
+        @OptionGroup var control: ControlOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        @Argument(help: ArgumentHelp("The packet, in flow match syntax.", valueName: "PACKET"))
+        var packet: String
+
+        func run() throws {
+            try control.run(ControlRequest(command: "trace", arguments: [packet], json: json))
         }
     }
 

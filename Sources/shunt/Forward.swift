@@ -40,10 +40,13 @@ struct Forward: ParsableCommand {
             resolves the remote's MAC. More options: srcport=MIN-MAX, ttl=N, df, udpcsum, \
             remote_mac=MAC (no ARP). Tunnel ports imply flow tables.
 
+            Bridges: --config FILE with `bridges:` runs several bridges in one forwarder, as             ovs-vswitchd does: each has its ports (OpenFlow numbers from `ofport:` or from 1),             an optional flow file (default priority=0,actions=NORMAL), access ports (`tag: N`)             and trunks (`trunks: [..]`, or all VLANs); patch ports (`type: patch`, `peer:`) join             bridges inside one translation. `shunt ctl --bridge NAME` edits and dumps one bridge;             `shunt ctl trace` shows a packet's path. See docs/design/0022-bridges.md.
+
             Examples:
               shunt forward --port veth0 --port veth1 --workers 2 --stats-interval 1
               shunt forward --port p1 --port p2 --flows flows.txt --datapath xdp --fix-peers
               shunt forward --port tap0 --port eth1 --vxlan vx1,local=192.0.2.1,remote=192.0.2.2,dev=eth1,vni=4100
+              shunt forward --config Scripts/dvr/host1.yaml --datapath xdp --fix-peers
             """
     )
 
@@ -56,7 +59,7 @@ struct Forward: ParsableCommand {
     @Option(name: .customLong("mirror"), help: ArgumentHelp("A mirror session (repeat): NAME,src=PORT[+PORT...][,dir=in|out|both],to=PORT|pcap:FILE|TUNNELPORT[,sample=N][,snaplen=N][,match=FLOWMATCH] (match= last). Implies flow tables.", valueName: "SPEC"))
     var mirror: [String] = []
 
-    @Option(name: .customLong("config"), help: ArgumentHelp("A YAML configuration file: `tunnels:`, a list of tunnel ports with the --vxlan keys (name, local, remote, dev, vni, dstport, ...), and `mirrors:`, mirror sessions with the --mirror keys. Its entries come before those of --vxlan and --mirror.", valueName: "FILE"))
+    @Option(name: .customLong("config"), help: ArgumentHelp("A YAML configuration file: `bridges:`, bridges with their ports (interface, patch with peer, vxlan; ofport, tag, trunks) and flow files, which replace --port, --flows and --vxlan; `tunnels:`, tunnel ports with the --vxlan keys (name, local, remote, dev, vni, dstport, ...); `mirrors:`, mirror sessions with the --mirror keys. Its entries come before those of --vxlan and --mirror.", valueName: "FILE"))
     var configFile: String?
 
     @Option(help: "Worker threads; each has a ring on every port.")
@@ -166,6 +169,11 @@ struct Forward: ParsableCommand {
         r.macAgingSeconds = macAging
         r.flowFile = try flows.map { NamedText(path: $0, text: try read($0, what: "flow file")) }
         r.configFile = try configFile.map { NamedText(path: $0, text: try read($0, what: "configuration file")) }
+        if let config = r.configFile {
+            for (name, path) in ForwarderPlan.filesIncluded(by: config) {
+                r.includedFiles[name] = NamedText(path: path, text: try read(path, what: "flow file"))
+            }
+        }
         return r
     }
 

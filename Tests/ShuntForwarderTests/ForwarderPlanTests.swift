@@ -42,7 +42,7 @@ struct ForwarderPlanTests {
 
     @Test func flagMistakes() {
         let cases: [((inout ForwarderRequest) -> Void, String)] = [
-            ({ $0.ports = [] }, "give the interfaces to forward between: --port IF --port IF"),
+            ({ $0.ports = [] }, "give the interfaces to forward between: --port IF --port IF (or bridges in --config FILE)"),
             ({ $0.workers = 0 }, "--workers must be between 1 and 64, got 0"),
             ({ $0.workers = 65 }, "--workers must be between 1 and 64, got 65"),
             ({ $0.macAgingSeconds = 0 }, "--mac-aging must be more than 0"),
@@ -114,7 +114,8 @@ struct ForwarderPlanTests {
         let cases: [(String, String)] = [
             ("tunnels: [\n", "lab.yaml: not valid YAML"),
             ("- a\n", "lab.yaml: the top level must be a mapping (e.g. `tunnels:`)"),
-            ("bridges: []\n", "lab.yaml: unknown setting 'bridges' (known: tunnels, mirrors)"),
+            ("bridges: []\n", "lab.yaml: bridges must be a list of mappings"),
+            ("switches: []\n", "lab.yaml: unknown setting 'switches' (known: bridges, tunnels, mirrors)"),
             ("tunnels: 3\n", "lab.yaml: tunnels must be a list of mappings"),
             ("tunnels: [3]\n", "lab.yaml: tunnels[0] must be a mapping"),
             ("tunnels:\n  - local: 192.0.2.1\n", "lab.yaml: tunnels[0]: name is missing"),

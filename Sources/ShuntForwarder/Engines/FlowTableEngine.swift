@@ -18,10 +18,11 @@ enum FlowTableEngine: ForwardingEngine {
         let (tunnelRuntime, warnings) = tunnels(plan, interfaces: infos)
         let kernel = plan.datapath.kind == .xdp ? try loadFastPath(plan, interfaces: infos) : nil
         let datapath = FlowDatapath(
-            config: plan.datapath, ports: plan.portNames, tables: plan.flowTables ?? defaultFlowTables(maxFlows: plan.datapath.maxFlows),
+            config: plan.datapath, ports: plan.portNames,
+            tables: plan.flowTables ?? defaultFlowTables(bridges: plan.layout.bridges.count, maxFlows: plan.datapath.maxFlows),
             writers: plan.workers + 1, macTable: table, kernel: kernel, kernelPortLimit: UInt32(plan.ports.count),
             kernelTunnelPorts: kernel == nil ? 0 : TunnelFastPath.kernelTunnelPorts(plan.tunnels),
-            underlays: Set(plan.tunnels.map(\.underlayPort)))
+            underlays: Set(plan.tunnels.map(\.underlayPort)), layout: plan.layout)
         let ring = plan.ring
         let mirrorControl = MirrorControl(
             registry: datapath.mirrors, ports: datapath.portNames, interfaceCount: infos.count, tunnels: plan.tunnels,
@@ -136,11 +137,14 @@ enum FlowTableEngine: ForwardingEngine {
         }
     }
 
-    /// An OVS bridge's default table: every packet to NORMAL.
-    static func defaultFlowTables(maxFlows: Int) -> FlowTables {
+    /// An OVS bridge's default table, in every bridge: every packet to NORMAL.
+    static func defaultFlowTables(bridges: Int, maxFlows: Int) -> FlowTables {
         var tables = FlowTables(maxRules: maxFlows)
-        let rule = try! FlowSyntax.parseFlow("priority=0,actions=NORMAL", ports: PortNames([]))
-        _ = try! tables.add(rule)
+        for b in 0..<bridges {
+            var rule = try! FlowSyntax.parseFlow("priority=0,actions=NORMAL", ports: PortNames([]))
+            rule.bridge = UInt16(b)
+            _ = try! tables.add(rule)
+        }
         return tables
     }
 }

@@ -187,12 +187,73 @@ public struct ShowStatus: Codable, Equatable, Sendable {
     public var flows: Int?
     public var generation: UInt64?
     public var ports: [PortStatus]
+    /// Flow mode: the bridges over the ports.
+    public var bridges: [BridgeStatus]? = nil
     public var datapaths: Datapaths?
     public var total: PathStatus?
 
     public struct Datapaths: Codable, Equatable, Sendable {
         public var xdp: PathStatus?
         public var userspace: PathStatus
+    }
+}
+
+/// One bridge in `show`: its ports with their OpenFlow numbers.
+public struct BridgeStatus: Codable, Equatable, Sendable {
+    public var name: String
+    public var ports: [Port]
+
+    public struct Port: Codable, Equatable, Sendable {
+        public var name: String
+        public var ofport: UInt32
+        /// interface, vxlan or patch.
+        public var type: String
+        /// The datapath port (the `port N` of `show`); absent for patch ports.
+        public var port: UInt32?
+        /// Access VLAN.
+        public var tag: UInt16?
+        /// The VLANs a trunk carries; absent: all (or an access port).
+        public var trunks: [UInt16]?
+        /// Patch ports: the peer port and its bridge.
+        public var peer: String?
+        public var peerBridge: String?
+        /// False for a tunnel underlay NORMAL leaves alone.
+        public var switched: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case name, ofport, type, port, tag, trunks, peer, peerBridge = "peer_bridge", switched
+        }
+    }
+}
+
+/// `shunt ctl trace`: a packet's way through the bridges, as `ovs-appctl ofproto/trace`.
+public struct TraceStatus: Codable, Equatable, Sendable {
+    /// The packet, as its key prints.
+    public var packet: String
+    public var bridge: String
+    public var steps: [Step]
+    /// The flat action list a cache entry holds, in `dump-cache` syntax; "drop" when dropped.
+    public var datapathActions: String
+    public var dropReason: String?
+    /// Whether the XDP fast path can hold and execute the result as one cache entry.
+    public var cacheable: Bool
+    /// Why (not).
+    public var cacheNote: String
+
+    public struct Step: Codable, Equatable, Sendable {
+        public var depth: Int
+        /// bridge, rule, miss, normal, output, skipped, limit, no_bridge
+        public var kind: String
+        public var bridge: String?
+        public var table: UInt8?
+        /// The matched rule, in dump-flows syntax.
+        public var rule: String?
+        public var detail: String?
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case packet, bridge, steps, datapathActions = "datapath_actions", dropReason = "drop_reason", cacheable
+        case cacheNote = "cache_note"
     }
 }
 

@@ -16,11 +16,50 @@ extension ShowStatus {
         }
         var out = "shunt forwarder: datapath \(datapath), \(workers) worker(s), \(flows ?? 0) flow(s), tables generation \(generation ?? 0)\n"
         out += ports.map(\.text).joined()
+        for bridge in bridges ?? [] { out += bridge.text }
         if let xdp = datapaths.xdp { out += xdp.xdpText }
         let u = datapaths.userspace
         out += "  userspace: packets \(u.packets ?? 0), exact-match hits \(u.fastPathHits), pipeline runs \(u.upcalls) "
             + "(avg \(TextNumber.format(u.avgUpcallUs)) us), cache entries \(u.cacheEntries), invalidations \(u.revalidations)"
             + (datapaths.xdp != nil ? ", kept up for offloaded checksums \(u.checksumPending ?? 0)" : "") + "\n"
+        return out
+    }
+}
+
+extension BridgeStatus {
+    var text: String {
+        var out = "  bridge \(name):\n"
+        for p in ports {
+            var notes: [String] = []
+            if let port = p.port { notes.append("port \(port)") }
+            if p.type != "interface" { notes.append(p.type) }
+            if let peer = p.peer { notes.append("peer \(peer) on \(p.peerBridge ?? "?")") }
+            if let tag = p.tag { notes.append("tag \(tag)") }
+            if let trunks = p.trunks { notes.append("trunks \(trunks.map(String.init).joined(separator: ","))") }
+            if !p.switched { notes.append("underlay, not switched") }
+            out += "    ofport \(p.ofport): \(p.name) (\(notes.joined(separator: ", ")))\n"
+        }
+        return out
+    }
+}
+
+extension TraceStatus {
+    /// Indented like `ovs-appctl ofproto/trace`: one block per bridge, one line per step.
+    public var text: String {
+        var out = "Packet: \(packet)\n"
+        for s in steps {
+            let indent = String(repeating: "  ", count: s.depth + 1)
+            switch s.kind {
+            case "bridge": out += "\n\(indent)bridge(\"\(s.bridge ?? "")\") \(s.detail ?? "")\n"
+            case "rule": out += "\(indent)table \(s.table ?? 0): \(s.rule ?? "?")\n"
+            case "miss": out += "\(indent)table \(s.table ?? 0): \(s.detail ?? "")\n"
+            case "output": out += "\(indent)-> output \(s.detail ?? "")\n"
+            default: out += "\(indent)\(s.kind == "normal" ? "NORMAL: " : "")\(s.detail ?? "")\n"
+            }
+        }
+        out += "\nDatapath actions: \(datapathActions)\n"
+        if let dropReason { out += "Drop reason: \(dropReason)\n" }
+        out += "Fast path: \(cacheable ? "cacheable" : "not cacheable"): \(cacheNote)\n"
         return out
     }
 }
