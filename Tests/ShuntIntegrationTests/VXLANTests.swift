@@ -231,7 +231,8 @@ struct VXLANCommandLineTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let cases: [(String, String)] = [
             ("tunnels: [\n", "not valid YAML"),
-            ("bridges: []\n", "unknown setting 'bridges'"),
+            ("switches: []\n", "unknown setting 'switches'"),
+            ("bridges: [{name: a, ports: [{name: p0, type: patch}]}]\n", "patch port p0: peer is missing"),
             ("tunnels:\n  - local: 192.0.2.1\n", "tunnels[0]: name is missing"),
             ("tunnels:\n  - name: vx1\n    local: 192.0.2.1\n    remote: 192.0.2.2\n    dev: p1\n    vni: -1\n", "vni=-1 must be"),
             ("tunnels:\n  - name: vx1\n    local: 192.0.2.1\n    remote: 192.0.2.2\n    dev: p1\n    ttl: true\n", "ttl takes a value"),
