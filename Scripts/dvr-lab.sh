@@ -302,8 +302,10 @@ tail -2 "$WORK/ping21.txt"
 read -r P12_TX P12_RX < <(ping_counts "$WORK/ping12.txt")
 read -r P21_TX P21_RX < <(ping_counts "$WORK/ping21.txt")
 
-# UDP: VM2 echoes every datagram back; VM1 sends numbered datagrams, at most 32 in flight (a
-# window that stalls for a second gives its datagrams up as lost), and counts distinct echoes.
+# UDP: VM2 echoes every datagram back; VM1 sends numbered datagrams, the first alone (until its
+# echo is back the forwarders' caches are being set up, and a burst would all go to the slow
+# path), then at most 32 in flight (a window that stalls for a second gives its datagrams up as
+# lost), and counts distinct echoes.
 cat >"$WORK/udp.py" <<'EOF'
 import select, socket, sys, time
 mode, port = sys.argv[1], int(sys.argv[2])
@@ -332,7 +334,9 @@ else:
     sent, gone, echoed = 0, 0, set()
     last = last_echo = time.monotonic()
     while True:
-        while sent < n and sent - len(echoed) - gone < 32:
+        # One datagram alone until its echo is back (it sets the flow up on every hop), then
+        # up to 32 in flight.
+        while sent < n and sent - len(echoed) - gone < (32 if echoed else 1):
             try:
                 s.send(b"%08d" % sent + pad); sent += 1
             except (BlockingIOError, ConnectionRefusedError):
@@ -388,7 +392,7 @@ try:
 except ValueError:
     print("n/a - -"); sys.exit()
 hits, slow = h1 - h0, s1 - s0
-print("%s %d %d" % ("%.1f%%" % (100.0 * hits / (hits + slow)) if hits + slow > 0 else "n/a", hits, slow))' "$@"
+print("%s %d %d" % ("%.2f%%" % (100.0 * hits / (hits + slow)) if hits + slow > 0 else "n/a", hits, slow))' "$@"
 }
 read -r H1_FAST H1_HITS H1_SLOW < <(ratio "$H1_HITS0" "$H1_SLOW0" "$H1_HITS1" "$H1_SLOW1")
 read -r H2_FAST H2_HITS H2_SLOW < <(ratio "$H2_HITS0" "$H2_SLOW0" "$H2_HITS1" "$H2_SLOW1")
@@ -399,13 +403,32 @@ fi
 sleep 0.3
 
 # --- What the forwarders and the captures saw ------------------------------------------------------
+# How each host forwards the east-west packets (shunt ctl trace, as ovs-appctl ofproto/trace):
+# the routed frame leaving, the routed frame arriving, and a VM's ARP for its gateway.
+TRACES=(
+    "1 br-int in_port=qr2,icmp,dl_src=$NET2_GW_MAC,dl_dst=$VM2_MAC,nw_src=$VM1_IP,nw_dst=$VM2_IP"
+    "2 br-tun in_port=vxlan-host1,tun_id=0x3eb,icmp,dl_src=$DVR_MAC1,dl_dst=$VM2_MAC,nw_src=$VM1_IP,nw_dst=$VM2_IP"
+    "2 br-int in_port=qr1,icmp,dl_src=$NET1_GW_MAC,dl_dst=$VM1_MAC,nw_src=$VM2_IP,nw_dst=$VM1_IP"
+    "1 br-tun in_port=vxlan-host2,tun_id=0x3e9,icmp,dl_src=$DVR_MAC2,dl_dst=$VM1_MAC,nw_src=$VM2_IP,nw_dst=$VM1_IP"
+    "1 br-int in_port=tap-vm1,arp,dl_src=$VM1_MAC,dl_dst=ff:ff:ff:ff:ff:ff,arp_spa=$VM1_IP,arp_tpa=$NET1_GW"
+)
 if [[ $STANDIN == 0 ]]; then
     for i in 1 2; do
         echo
         echo "== host $i: shunt ctl show"
         ctl "$i" show 2>&1 | sed 's/^/  /'
         ctl "$i" show --json >"$WORK/show-host$i.json" 2>&1
-        ctl "$i" dump-flows >"$WORK/flows-host$i.txt" 2>&1
+        for br in br-int br-tun; do
+            ctl "$i" --bridge "$br" dump-flows >"$WORK/flows-host$i-$br.txt" 2>&1
+            echo "  $br flows that carried packets:"
+            grep -v 'n_packets=0,' "$WORK/flows-host$i-$br.txt" | sed -e 's/^ *cookie=0x0, //' -e 's/^/    /'
+        done
+    done
+    for t in "${TRACES[@]}"; do
+        read -r host br packet <<<"$t"
+        echo
+        echo "== host $host: shunt ctl --bridge $br trace '$packet'"
+        ctl "$host" --bridge "$br" trace "$packet" 2>&1 | sed -e '/^Packet:/d' -e '/^$/d' -e 's/^/  /'
     done
 fi
 for pid in "${AUX_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
