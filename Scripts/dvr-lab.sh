@@ -9,7 +9,8 @@
 #
 # Each host runs `shunt forward --config Scripts/dvr/hostN.yaml` (bridges br-int and br-tun joined
 # by patch ports, the flows of Scripts/dvr/hostN-br-*.flows: the reference's flows verbatim plus
-# what a working host also needs) with its control socket at /run/shunt/P-hostN.ctl. The routers
+# what a working host also needs) with its control socket at /run/shunt/P-hostN.ctl, on the
+# --datapath given (xdp adds --fix-peers: GRO on the veth peers XDP redirects into). The routers
 # are Linux namespaces with the same ports, IPs and MACs on both hosts, IP forwarding on, and the
 # static neighbours Neutron pre-populates. VM1 (fa:16:3e:da:75:6d) and VM2 (fa:16:3e:51:99:b8)
 # use their router as gateway. The network node (VTEP 172.16.0.3) is referenced, not built.
@@ -19,9 +20,12 @@
 # One run: captures start (tcpdump -U in P-fabric on h1 and h2, inbound only: what each host put
 # on the underlay; and in P-vm2 on eth0); a warm-up ping each way (until one is answered: the
 # first packets resolve the VTEPs' and the gateways' MACs); ping VM1 -> VM2 and VM2 -> VM1
-# (--count each); a UDP exchange VM1 -> VM2 (--udp datagrams, echoed back by VM2, at most 32
-# in flight), with each forwarder's fast-path counters (`shunt ctl show --json`) read before and
-# after it. Then the captures are read with tshark.
+# (--count each); a UDP exchange VM1 -> VM2 (--udp datagrams, echoed back by VM2; the first
+# alone until its echo is back, so that every hop has set the flow up, then at most 32 in
+# flight), with each forwarder's fast-path counters (`shunt ctl show --json`) read before and
+# after it. The report shows each host (shunt ctl show, the flows of br-int and br-tun that
+# carried packets, shunt ctl trace of the routed frames both ways and of VM1's ARP for its
+# gateway) and what the hosts put on the underlay; the captures are read with tshark.
 # RESULT keys: pings (echo replies/requests, both directions), udp (datagrams that reached
 # VM2/sent), udp_back (echoes back at VM1/sent), h1_inner_src / h2_inner_src (inner source MACs of
 # the VXLAN frames host 1 / host 2 sent: their DVR MACs), vni_to_vm2 / vni_to_vm1 (the VNI of the
@@ -47,10 +51,6 @@
 #   --prefix: namespace names start with P- (default dvr).
 #   --shunt: the binary (default .build/release/shunt if present, else .build/debug/shunt).
 #   --down P: stop the forwarders a kept lab of prefix P runs and remove its namespaces.
-#   --standin: a development aid, no Shunt: each host is Linux bridges (one per network) and
-#     kernel vxlan devices (the kernel then holds the VTEP addresses). Plain L2 over VXLAN, no
-#     DVR MAC rewriting and no gateway-ARP filter: the DVR checks fail by design, the plumbing,
-#     the routers, the traffic and the capture analysis are exercised.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,7 +60,6 @@ DATAPATH=afpacket
 P=dvr
 KEEP=0
 DOWN=""
-STANDIN=0
 COUNT=5
 UDP_COUNT=2000
 die() { echo "dvr-lab: $*" >&2; exit 2; }
@@ -73,7 +72,6 @@ while [[ $# -gt 0 ]]; do
         --down) DOWN=${2:?--down needs the prefix}; shift 2 ;;
         --count) COUNT=${2:?}; shift 2 ;;
         --udp) UDP_COUNT=${2:?}; shift 2 ;;
-        --standin) STANDIN=1; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option: $1 (see --help)" ;;
     esac
@@ -128,8 +126,6 @@ if [[ -z $SHUNT ]]; then
     SHUNT=$ROOT/.build/debug/shunt
     [[ -x $ROOT/.build/release/shunt ]] && SHUNT=$ROOT/.build/release/shunt
 fi
-[[ $STANDIN == 1 ]] && DATAPATH=standin
-# The lab is built with `shunt lab` (docs/design/0020), so the binary is needed by --standin too.
 [[ -x $SHUNT ]] || die "no shunt binary at $SHUNT (swift build, or --shunt PATH)"
 for tool in ip ethtool tcpdump tshark python3 ping; do
     command -v "$tool" >/dev/null || die "$tool not found (Scripts/install-deps.sh installs the Debian packages)"
@@ -225,43 +221,24 @@ done
 
 # --- The switches --------------------------------------------------------------------------------
 ctl() { local host=$1; shift; "$SHUNT" ctl --control "$(ctl_path "$P" "$host")" "$@"; }
-if [[ $STANDIN == 0 ]]; then
-    fwd_args=(--datapath "$DATAPATH")
-    [[ $DATAPATH == xdp ]] && fwd_args+=(--fix-peers)
-    for i in 1 2; do
-        # Not through inns: $! must be shunt's own PID (ip netns exec execs it).
-        ip netns exec "$P-host$i" "$SHUNT" forward --config "$DVR/host$i.yaml" "${fwd_args[@]}" \
-            --control "$(ctl_path "$P" "$i")" --json >"$WORK/shunt-host$i.out" 2>"$WORK/shunt-host$i.err" &
-        FWD_PIDS+=($!)
-        echo "$! --control $(ctl_path "$P" "$i")" >>"$WORK/pids"
+fwd_args=(--datapath "$DATAPATH")
+[[ $DATAPATH == xdp ]] && fwd_args+=(--fix-peers)
+for i in 1 2; do
+    # Not through inns: $! must be shunt's own PID (ip netns exec execs it).
+    ip netns exec "$P-host$i" "$SHUNT" forward --config "$DVR/host$i.yaml" "${fwd_args[@]}" \
+        --control "$(ctl_path "$P" "$i")" --json >"$WORK/shunt-host$i.out" 2>"$WORK/shunt-host$i.err" &
+    FWD_PIDS+=($!)
+    echo "$! --control $(ctl_path "$P" "$i")" >>"$WORK/pids"
+done
+for i in 1 2; do
+    for _ in $(seq 200); do
+        ctl "$i" show >/dev/null 2>&1 && break
+        kill -0 "${FWD_PIDS[$((i - 1))]}" 2>/dev/null || break
+        sleep 0.1
     done
-    for i in 1 2; do
-        for _ in $(seq 200); do
-            ctl "$i" show >/dev/null 2>&1 && break
-            kill -0 "${FWD_PIDS[$((i - 1))]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        ctl "$i" show >"$WORK/show-host$i.txt" 2>&1 \
-            || die "the forwarder of host $i did not start: $(tail -3 "$WORK/shunt-host$i.err")"
-    done
-else
-    # Stand-in: per network a Linux bridge with the VM/router ports and a kernel vxlan device
-    # to the other host (VNI of the network, dstport 4789).
-    for i in 1 2; do
-        other=$((3 - i))
-        step inns "host$i" ip addr add "172.16.0.$i/24" dev eth1
-        for net in "1 1001 qr1" "2 1003 qr2"; do
-            read -r n vni qr <<<"$net"
-            step inns "host$i" ip link add "br-net$n" type bridge
-            step inns "host$i" ip link add "vx$vni" mtu "$TENANT_MTU" type vxlan id "$vni" dstport 4789 \
-                local "172.16.0.$i" remote "172.16.0.$other" dev eth1
-            for dev in "$qr" "vx$vni"; do step inns "host$i" ip link set "$dev" master "br-net$n"; done
-            step inns "host$i" ip link set "vx$vni" up
-            step inns "host$i" ip link set "br-net$n" up
-        done
-        step inns "host$i" ip link set "tap-vm$i" master "br-net$i"
-    done
-fi
+    ctl "$i" show >"$WORK/show-host$i.txt" 2>&1 \
+        || die "the forwarder of host $i did not start: $(tail -3 "$WORK/shunt-host$i.err")"
+done
 LAB_UP=1
 
 # --- Captures ------------------------------------------------------------------------------------
@@ -412,25 +389,23 @@ TRACES=(
     "1 br-tun in_port=vxlan-host2,tun_id=0x3e9,icmp,dl_src=$DVR_MAC2,dl_dst=$VM1_MAC,nw_src=$VM2_IP,nw_dst=$VM1_IP"
     "1 br-int in_port=tap-vm1,arp,dl_src=$VM1_MAC,dl_dst=ff:ff:ff:ff:ff:ff,arp_spa=$VM1_IP,arp_tpa=$NET1_GW"
 )
-if [[ $STANDIN == 0 ]]; then
-    for i in 1 2; do
-        echo
-        echo "== host $i: shunt ctl show"
-        ctl "$i" show 2>&1 | sed 's/^/  /'
-        ctl "$i" show --json >"$WORK/show-host$i.json" 2>&1
-        for br in br-int br-tun; do
-            ctl "$i" --bridge "$br" dump-flows >"$WORK/flows-host$i-$br.txt" 2>&1
-            echo "  $br flows that carried packets:"
-            grep -v 'n_packets=0,' "$WORK/flows-host$i-$br.txt" | sed -e 's/^ *cookie=0x0, //' -e 's/^/    /'
-        done
+for i in 1 2; do
+    echo
+    echo "== host $i: shunt ctl show"
+    ctl "$i" show 2>&1 | sed 's/^/  /'
+    ctl "$i" show --json >"$WORK/show-host$i.json" 2>&1
+    for br in br-int br-tun; do
+        ctl "$i" --bridge "$br" dump-flows >"$WORK/flows-host$i-$br.txt" 2>&1
+        echo "  $br flows that carried packets:"
+        grep -v 'n_packets=0,' "$WORK/flows-host$i-$br.txt" | sed -e 's/^ *cookie=0x0, //' -e 's/^/    /'
     done
-    for t in "${TRACES[@]}"; do
-        read -r host br packet <<<"$t"
-        echo
-        echo "== host $host: shunt ctl --bridge $br trace '$packet'"
-        ctl "$host" --bridge "$br" trace "$packet" 2>&1 | sed -e '/^Packet:/d' -e '/^$/d' -e 's/^/  /'
-    done
-fi
+done
+for t in "${TRACES[@]}"; do
+    read -r host br packet <<<"$t"
+    echo
+    echo "== host $host: shunt ctl --bridge $br trace '$packet'"
+    ctl "$host" --bridge "$br" trace "$packet" 2>&1 | sed -e '/^Packet:/d' -e '/^$/d' -e 's/^/  /'
+done
 for pid in "${AUX_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
 wait "${AUX_PIDS[@]}" 2>/dev/null
 AUX_PIDS=()
