@@ -193,7 +193,12 @@ extension Ctl {
             commandName: "trace",
             abstract: "Show how a packet would be forwarded: every bridge, table and rule it meets.",
             discussion: """
-                As ovs-appctl ofproto/trace. PACKET is a flow match that describes the packet                 (fields left out are zero) and must give in_port, a port of --bridge (default:                 the first bridge). Prints the rules hit in every table of every bridge the packet                 crosses (patch ports included), NORMAL's decisions, the final datapath actions, and                 whether the XDP fast path can hold the result as one cache entry, or why not. The                 MAC table is read, not changed.
+                As ovs-appctl ofproto/trace. PACKET is a flow match that describes the packet \
+                (fields left out are zero) and must give in_port, a port of --bridge (default: \
+                the first bridge). Prints the rules hit in every table of every bridge the packet \
+                crosses (patch ports included), NORMAL's decisions, the final datapath actions, and \
+                whether the XDP fast path can hold the result as one cache entry, or why not. The \
+                MAC table is read, not changed.
 
                 Examples:
                   shunt ctl trace 'in_port=p1,dl_dst=02:00:00:00:00:02'

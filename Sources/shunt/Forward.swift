@@ -40,7 +40,12 @@ struct Forward: ParsableCommand {
             resolves the remote's MAC. More options: srcport=MIN-MAX, ttl=N, df, udpcsum, \
             remote_mac=MAC (no ARP). Tunnel ports imply flow tables.
 
-            Bridges: --config FILE with `bridges:` runs several bridges in one forwarder, as             ovs-vswitchd does: each has its ports (OpenFlow numbers from `ofport:` or from 1),             an optional flow file (default priority=0,actions=NORMAL), access ports (`tag: N`)             and trunks (`trunks: [..]`, or all VLANs); patch ports (`type: patch`, `peer:`) join             bridges inside one translation. `shunt ctl --bridge NAME` edits and dumps one bridge;             `shunt ctl trace` shows a packet's path. See docs/design/0022-bridges.md.
+            Bridges: --config FILE with `bridges:` runs several bridges in one forwarder, as \
+            ovs-vswitchd does: each has its ports (OpenFlow numbers from `ofport:` or from 1), \
+            an optional flow file (default priority=0,actions=NORMAL), access ports (`tag: N`) \
+            and trunks (`trunks: [..]`, or all VLANs); patch ports (`type: patch`, `peer:`) join \
+            bridges inside one translation. `shunt ctl --bridge NAME` edits and dumps one bridge; \
+            `shunt ctl trace` shows a packet's path. See docs/design/0022-bridges.md.
 
             Examples:
               shunt forward --port veth0 --port veth1 --workers 2 --stats-interval 1
@@ -222,7 +227,7 @@ struct Forward: ParsableCommand {
         defer { controlServer?.stop() }
         let modeText = plan.mode == .flows ? "flow tables on the \(plan.datapath.kind.rawValue) datapath" : plan.mode.rawValue
         for warning in forwarder.warnings { printError("shunt forward: warning: \(warning)") }
-        let allPorts = ports + tunnelNames
+        let allPorts = plan.portNames
         let description = "\(modeText) between \(allPorts.joined(separator: ", ")) with \(workers) worker\(workers == 1 ? "" : "s"), TPACKET_\(version.rawValue.uppercased()) rings"
         if json {
             let datapathField = plan.mode == .flows ? "\"datapath\":\"\(plan.datapath.kind.rawValue)\"," : ""

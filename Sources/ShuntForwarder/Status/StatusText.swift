@@ -72,7 +72,7 @@ extension PortStatus {
         case .flow: "flow"
         }
         return "  port \(number): \(name) (vxlan: local \(t.local), remote \(t.remote), dev \(t.dev), vni \(vni), "
-            + "dstport \(t.dstport), next hop \(t.nextHop ?? "unresolved") \(t.neighbour))\n"
+            + "dstport \(t.dstport), next hop \(t.nextHop.map { "\($0) \(t.neighbour)" } ?? "unresolved"))\n"
     }
 }
 
