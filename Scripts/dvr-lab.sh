@@ -18,9 +18,9 @@
 # so their frames leave with complete checksums and can stay in the XDP fast path.
 #
 # One run: captures start (tcpdump -U in P-fabric on h1 and h2, inbound only: what each host put
-# on the underlay; and in P-vm2 on eth0); a warm-up ping each way (until one is answered: the
-# first packets resolve the VTEPs' and the gateways' MACs); ping VM1 -> VM2 and VM2 -> VM1
-# (--count each); a UDP exchange VM1 -> VM2 (--udp datagrams, echoed back by VM2; the first
+# on the underlay; and in P-vm2 on eth0); ping VM1 -> VM2 and VM2 -> VM1 (--count each, from
+# cold: the first request makes VM1 ARP for its gateway and goes up to both slow paths; Shunt
+# resolved the remote VTEPs when it started); a UDP exchange VM1 -> VM2 (--udp datagrams, echoed back by VM2; the first
 # alone until its echo is back, so that every hop has set the flow up, then at most 32 in
 # flight), with each forwarder's fast-path counters (`shunt ctl show --json`) read before and
 # after it. The report shows each host (shunt ctl show, the flows of br-int and br-tun that
@@ -259,15 +259,6 @@ done
 sleep 0.2
 
 # --- Traffic -------------------------------------------------------------------------------------
-# Warm-up: the first packets make the VMs ARP for their gateways and Shunt resolve the remote
-# VTEPs (a packet to a VTEP not resolved yet is dropped, as tunnel_no_neighbour).
-warm_up() {
-    local from=$1 to=$2 n
-    for n in $(seq 10); do inns "$from" ping -c 1 -W 1 "$to" >/dev/null 2>&1 && { echo "$n"; return 0; }; done
-    echo "none"; return 1
-}
-echo "== warm-up: VM1 -> VM2 answered at attempt $(warm_up vm1 "$VM2_IP"), VM2 -> VM1 at attempt $(warm_up vm2 "$VM1_IP")"
-
 # ping's summary: "N packets transmitted, M received, ..." -> "N M".
 ping_counts() { awk '/packets transmitted/ { print $1, $4; found = 1 } END { if (!found) print 0, 0 }' "$1"; }
 echo "== VM1 -> VM2: ping -c $COUNT $VM2_IP"

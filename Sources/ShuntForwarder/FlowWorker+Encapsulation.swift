@@ -1,4 +1,5 @@
 import ShuntCore
+import ShuntSystem
 
 /// What goes behind the outer headers of an encapsulated copy.
 enum TunnelPayload {
@@ -74,5 +75,22 @@ extension FlowWorker {
             inner.copyMemory(from: data, byteCount: count)
             return count
         }
+    }
+
+    /// Asks for every remote VTEP's MAC at start (worker 0), so that a tunnel's first packet
+    /// finds its next hop: there is no queue for packets waiting on ARP, a packet without a next
+    /// hop is dropped as tunnel_no_neighbour. A remote that answers later is learned then;
+    /// one that asks first is learned from its request.
+    func resolveTunnelsAtStart() {
+        guard let tunnels else { return }
+        let nowMs = Sys.monotonicNanoseconds() / 1_000_000
+        for (t, tunnel) in tunnels.tunnels.enumerated() where tunnel.remoteMAC == nil {
+            let slot = tunnels.neighbourSlots[t]
+            guard tunnels.neighbours.lookup(slot: slot, nowMs: nowMs).mac == nil,
+                  tunnels.neighbours.takeRequest(slot: slot, nowMs: nowMs) else { continue }
+            sendARP(.request(from: tunnels.sourceMACs[t], ip: tunnel.local, for: tunnel.remote),
+                    on: Int(tunnel.underlayPort) - 1)
+        }
+        flushTransmitRings(ports)
     }
 }

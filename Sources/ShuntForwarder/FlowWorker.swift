@@ -99,6 +99,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
 
     func run(stop: StopFlag) {
         var batch = PacketBatch(capacity: maxBurst)
+        if index == 0 { resolveTunnelsAtStart() }
         runPollLoop(ports: ports, idle: idle, stop: stop) { pass(&batch) }
     }
 
