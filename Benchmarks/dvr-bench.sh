@@ -145,6 +145,7 @@ SINK_PID=""
 GEN_PID=""
 DUMP_PID=""
 OVSDIR=""
+SCRATCH=""
 NAPI_THREADED=0
 LAB_UP=0
 
@@ -179,7 +180,8 @@ vsctl() { ovs-vsctl --db="unix:$OVSDIR/db.sock" --timeout=30 "$@"; }
 appctl() { ip netns exec "$FWD_NS" env $(ovs_env) ovs-appctl -t "$OVSDIR/vswitchd.ctl" "$@"; }
 
 ovs_start() {
-    OVSDIR=$(mktemp -d "/tmp/${PREFIX}-ovs.XXXXXX") || return 1
+    OVSDIR=$SCRATCH/ovs
+    mkdir "$OVSDIR" || return 1
     local env
     read -r -a env <<<"$(ovs_env)"
     ovsdb-tool create "$OVSDIR/conf.db" "$OVS_SCHEMA" || return 1
@@ -251,7 +253,7 @@ forwarder_up() {
             napi_threaded 1 || return 1
             # Not through a function: $! must be shunt's own PID (ip netns exec and taskset exec).
             ip netns exec "$FWD_NS" taskset -c "$FWD_CPU" "$SHUNT" forward --datapath xdp --config "$RAW/host1.yaml" \
-                --workers 1 --fix-peers --control "$RAW/$tag.ctl" --json >"$RAW/$tag.fwd.out" 2>"$RAW/$tag.fwd.err" &
+                --workers 1 --fix-peers --control "$SCRATCH/$tag.ctl" --json >"$RAW/$tag.fwd.out" 2>"$RAW/$tag.fwd.err" &
             FWD_PID=$!
             wait_ready "$RAW/$tag.fwd.out" "$FWD_PID" || { log "shunt forward did not start: $(head -c 2000 "$RAW/$tag.fwd.err")"; return 1; }
             ;;
@@ -272,7 +274,7 @@ forwarder_up() {
 forwarder_report() {
     local name=$1 tag=$2
     case $name in
-        shunt) "$SHUNT" ctl --control "$RAW/$tag.ctl" show --json >"$RAW/$tag.show.json" 2>&1 ;;
+        shunt) "$SHUNT" ctl --control "$SCRATCH/$tag.ctl" show --json >"$RAW/$tag.show.json" 2>&1 ;;
         ovs)
             {
                 echo "## br-int"; ovs-ofctl dump-flows "unix:$OVSDIR/br-int.mgmt"
@@ -299,10 +301,12 @@ cleanup() {
     stop_pid "$SINK_PID"
     forwarder_down
     [[ $LAB_UP == 1 ]] && "$SHUNT" lab down --prefix "$PREFIX-" >/dev/null 2>&1
-    [[ -n $OVSDIR ]] && rm -rf "$OVSDIR"
+    [[ -n $SCRATCH ]] && rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
+# Sockets and OVS's database live in a short private directory (unix socket paths are limited).
+SCRATCH=$(mktemp -d "/tmp/$PREFIX.XXXXXX") || die "mktemp failed"
 
 # shunt gen with the DVR frame; extra options follow.
 gen() {
@@ -508,7 +512,7 @@ WALL=$(($(date +%s) - START))
 
 # --- results -------------------------------------------------------------------------------------
 python3 - "$TRIALS" "$CHECKS" "$OUT" "$SHUNT" "$ROOT" "$REPEATS" "$SECONDS_PER_RUN" "$FLOWS" "$GEN_ENGINE" "$PREFIX" "$ONLY" "$WALL" <<'PY'
-import json, os, platform, statistics, subprocess, sys, time
+import hashlib, json, os, platform, statistics, subprocess, sys, time
 trials_path, checks_path, out, shunt, root, repeats, seconds, flows, engine, prefix, only, wall = sys.argv[1:13]
 trials = [json.loads(l) for l in open(trials_path) if l.strip()]
 checks = [json.loads(l) for l in open(checks_path) if l.strip()]
@@ -547,6 +551,7 @@ dirty = cmd(["git", "-C", root, "status", "--porcelain"])
 ovs = cmd(["ovs-vswitchd", "--version"])
 manifest = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "kernel": platform.release(), "cpu_model": cpu_model(),
             "cpus": os.cpu_count(), "generator_cpu": 0, "forwarder_cpu": 1, "shunt_binary": shunt,
+            "shunt_binary_sha256": hashlib.sha256(open(shunt, "rb").read()).hexdigest(),
             "shunt_git_commit": commit, "shunt_git_dirty": bool(dirty) if dirty is not None else None,
             "ovs_version": ovs.splitlines()[0] if ovs else None, "wall_s": int(wall),
             "settings": {"repeats": int(repeats), "seconds": int(seconds), "flows": int(flows), "frame_size": 64,
