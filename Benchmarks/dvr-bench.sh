@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # dvr-bench.sh: packets per second of Neutron DVR's east-west egress path on one compute host
-# (docs: the "Host 1, br-tun" flows of the DVR reference), for three forwarders side by side.
+# (the DVR reference's "Host 1, br-tun" flows), for three forwarders side by side.
 #
 #   [gen] gen0 <-veth-> fwd0 [fwd: the forwarder; VTEP 172.16.0.1 on fwd1] fwd1 <-veth-> sink0 [sink]
 #
@@ -128,7 +128,8 @@ SINK_NS=${PREFIX}-sink
 GEN_CPU=0
 FWD_CPU=1
 
-# The DVR traffic and the host's addresses (the reference's lab).
+# The DVR traffic and the host's addresses (the reference's lab); exported for the frame check.
+export ROUTER_NET2_MAC VM2_MAC DVR_MAC SRC_IP DST_IP LOCAL_VTEP REMOTE_VTEP VNI
 ROUTER_NET2_MAC=fa:16:3e:69:b4:05
 VM2_MAC=fa:16:3e:51:99:b8
 DVR_MAC=fa:16:3f:fe:49:e9
@@ -337,8 +338,9 @@ check_frames() {
     local mode=vxlan
     [[ $name == redirect ]] && mode=plain
     python3 - "$pcap" "$mode" "$name" "$SINK_MAC" >>"$CHECKS" <<'PY' || return 1
-import json, struct, sys
+import json, os, struct, sys
 path, mode, name, sink_mac = sys.argv[1:5]
+E = os.environ
 mac = lambda b: ":".join(f"{x:02x}" for x in b)
 ip = lambda b: ".".join(map(str, b))
 frames = []
@@ -360,13 +362,13 @@ def inner(f):
         d.update(src_ip=ip(f[26:30]), dst_ip=ip(f[30:34]), proto=f[23])
     return d
 
-want_inner = {"dst_mac": "fa:16:3e:51:99:b8", "ethertype": "0x0800", "src_ip": "10.0.1.5", "dst_ip": "10.0.2.5", "proto": 17}
+want_inner = {"dst_mac": E["VM2_MAC"], "ethertype": "0x0800", "src_ip": E["SRC_IP"], "dst_ip": E["DST_IP"], "proto": 17}
 bad = []
 seen = None
 for i, f in enumerate(frames):
     if mode == "plain":
         got = inner(f)
-        want = dict(want_inner, src_mac="fa:16:3e:69:b4:05")
+        want = dict(want_inner, src_mac=E["ROUTER_NET2_MAC"])
     else:
         outer = inner(f)
         got = {"outer_dst_mac": outer["dst_mac"], "outer_src_mac": outer["src_mac"], "outer_ethertype": outer["ethertype"],
@@ -379,9 +381,9 @@ for i, f in enumerate(frames):
             got["vxlan_flags"] = f"0x{f[vx]:02x}"
             got["vni"] = int.from_bytes(f[vx + 4:vx + 7], "big")
             got.update({"inner_" + k: v for k, v in inner(f[vx + 8:]).items()})
-        want = {"outer_dst_mac": sink_mac, "outer_ethertype": "0x0800", "outer_src_ip": "172.16.0.1",
-                "outer_dst_ip": "172.16.0.2", "outer_proto": 17, "udp_dst": 4789, "vxlan_flags": "0x08", "vni": 0x3eb,
-                "inner_src_mac": "fa:16:3f:fe:49:e9"}
+        want = {"outer_dst_mac": sink_mac, "outer_ethertype": "0x0800", "outer_src_ip": E["LOCAL_VTEP"],
+                "outer_dst_ip": E["REMOTE_VTEP"], "outer_proto": 17, "udp_dst": 4789, "vxlan_flags": "0x08",
+                "vni": int(E["VNI"]), "inner_src_mac": E["DVR_MAC"]}
         want.update({"inner_" + k: v for k, v in want_inner.items()})
     wrong = {k: [got.get(k), v] for k, v in want.items() if got.get(k) != v}
     if wrong:
