@@ -39,8 +39,10 @@
 # frame that arrives in `received`, with a per-CPU counter in the kernel that drops the frame
 # afterwards. That count is exact, costs no copy to user space and keeps up with the XDP
 # forwarders, so it is the count used. Loss and latency are not measured. sink0's kernel rx
-# counter (ip -s link) is recorded beside it in the JSON as a cross-check. The sink starts after
-# the warm-up and stops 0.5 s after the generator, so only trial frames are counted.
+# counter (ip -s link) is recorded beside it in the JSON as a cross-check; in the test runs the
+# two were equal. So are the TX drops of gen0 and fwd1: frames the veth dropped because fwd0's or
+# sink0's receive ring was full, which shows where frames were lost. The sink starts after the
+# warm-up and stops 0.5 s after the generator, so only trial frames are counted.
 # Correctness: in the first repeat, each forwarder's frames are checked before its trial.
 # tcpdump captures 50 frames on sink0 (sent at 1 kpps, no sink attached) and every frame must be
 # right. For shunt and ovs that means: outer dst MAC sink0, IPv4 172.16.0.1 -> 172.16.0.2, UDP
@@ -400,8 +402,21 @@ print(f"{name}: {len(frames)} frames checked on sink0: {seen}", file=sys.stderr)
 PY
 }
 
-sink_rx_packets() {
-    ip -n "$SINK_NS" -s -j link show sink0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["packets"])'
+# Kernel counters as "sink0_rx fwd1_tx_dropped gen0_tx_dropped": frames sink0 received, and frames the
+# veths dropped on the way into sink0 and into fwd0 (the receiving end's ring was full).
+link_counters() {
+    local a b c
+    a=$(ip -n "$SINK_NS" -s -j link show sink0) || a=null
+    b=$(ip -n "$FWD_NS" -s -j link show fwd1) || b=null
+    c=$(ip -n "$GEN_NS" -s -j link show gen0) || c=null
+    python3 -c '
+import json, sys
+def get(text, d, k):
+    try:
+        return str(json.loads(text)[0]["stats64"][d][k])
+    except Exception:
+        return "-"
+print(get(sys.argv[1], "rx", "packets"), get(sys.argv[2], "tx", "dropped"), get(sys.argv[3], "tx", "dropped"))' "$a" "$b" "$c"
 }
 
 # One trial: forwarder up, [check], warm-up, sink, generator flat out, sink down, forwarder down.
@@ -417,19 +432,19 @@ run_trial() {
     ip netns exec "$SINK_NS" "$SHUNT" sink --port sink0 --engine xdp --json >"$RAW/$tag.sink.out" 2>"$RAW/$tag.sink.err" &
     SINK_PID=$!
     wait_ready "$RAW/$tag.sink.out" "$SINK_PID" || { log "shunt sink did not start: $(cat "$RAW/$tag.sink.err")"; return 1; }
-    local rx_before rx_after
-    rx_before=$(sink_rx_packets)
+    local before after
+    before=$(link_counters)
     gen "$RAW/$tag.gen.out" "$RAW/$tag.gen.err" "$GEN_CPU" --duration "$SECONDS_PER_RUN" ||
         { log "shunt gen failed: $(cat "$RAW/$tag.gen.err")"; return 1; }
     sleep 0.5
     stop_pid "$SINK_PID"
     SINK_PID=""
-    rx_after=$(sink_rx_packets)
+    after=$(link_counters)
     forwarder_report "$name" "$tag"
     forwarder_down
-    python3 - "$name" "$repeat" "$RAW/$tag.gen.out" "$RAW/$tag.sink.out" "$rx_before" "$rx_after" >>"$TRIALS" <<'PY' || return 1
+    python3 - "$name" "$repeat" "$RAW/$tag.gen.out" "$RAW/$tag.sink.out" "$before" "$after" >>"$TRIALS" <<'PY' || return 1
 import json, sys
-name, repeat, gen_path, sink_path, rx0, rx1 = sys.argv[1:7]
+name, repeat, gen_path, sink_path, before, after = sys.argv[1:7]
 def final(path):
     last = {}
     for line in open(path):
@@ -446,10 +461,11 @@ received = s.get("received")
 if not secs or received is None:
     print(f"dvr-bench: {name}: no final report from the generator or the sink ({gen_path}, {sink_path})", file=sys.stderr)
     sys.exit(1)
-rx = int(rx1) - int(rx0) if rx0.isdigit() and rx1.isdigit() else None
+delta = [int(b) - int(a) if a.isdigit() and b.isdigit() else None for a, b in zip(before.split(), after.split())]
 print(json.dumps({"forwarder": name, "repeat": int(repeat), "sent": g.get("sent"), "generator_s": secs,
                   "generator_engine": g.get("engine"), "offered_pps": g.get("sent", 0) / secs,
-                  "received": received, "sink_probes": s.get("probes"), "sink0_rx_packets": rx,
+                  "received": received, "sink_probes": s.get("probes"), "sink0_rx_packets": delta[0],
+                  "veth_drops": {"fwd1_to_sink0": delta[1], "gen0_to_fwd0": delta[2]},
                   "delivered_pps": received / secs}, sort_keys=True))
 PY
 }
@@ -505,8 +521,8 @@ for ((r = 1; r <= REPEATS; r++)); do
         tag="r$r-$name"
         run_trial "$name" "$r" "$tag" || die "$name failed in repeat $r (raw output in $RAW)"
         line=$(tail -1 "$TRIALS")
-        read -r received pps offered < <(python3 -c 'import json,sys; t=json.loads(sys.argv[1]); print(t["received"], round(t["delivered_pps"]), round(t["offered_pps"]))' "$line")
-        log "repeat $r $name: $pps pps delivered ($received frames; generator offered $offered pps)"
+        read -r received pps offered drops < <(python3 -c 'import json,sys; t=json.loads(sys.argv[1]); print(t["received"], round(t["delivered_pps"]), round(t["offered_pps"]), t["veth_drops"]["gen0_to_fwd0"])' "$line")
+        log "repeat $r $name: $pps pps delivered ($received frames; generator offered $offered pps; $drops dropped entering fwd0)"
         [[ $received -gt 0 ]] || die "$name forwarded nothing in repeat $r: 0 frames reached sink0 (raw output in $RAW/$tag.*)"
     done
 done
