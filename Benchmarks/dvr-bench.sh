@@ -31,7 +31,9 @@
 # that refuse XDP live frames (about 0.9 Mpps); `--gen-engine pump` offers about 2 Mpps.
 # CPUs: the generator runs on CPU 0 and the forwarder on CPU 1, as in `shunt bench`. For shunt and
 # redirect, fwd0 has threaded NAPI with its thread pinned to CPU 1, because their XDP programs run
-# in fwd0's receive path. ovs-vswitchd is pinned to CPU 1.
+# in fwd0's receive path. ovs-vswitchd is pinned to CPU 1. For ovs, fwd0's receive processing
+# (the skb for OVS's AF_PACKET socket) stays on the generator's CPU, as in `shunt bench`, so the
+# generator offers less in ovs trials (about 0.9 against 1.6 Mpps with afxdp in the test runs).
 #
 # Counting: the sink receives VXLAN frames. `shunt sink` looks for its probe at byte 42 of the
 # frame, which here is the outer UDP payload (the VXLAN header); the probe is 50 bytes further in.
