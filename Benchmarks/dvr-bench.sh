@@ -27,8 +27,9 @@
 # the generator's seconds. Repeats are interleaved (A B C A B C ...). The table gives medians
 # with min-max and each median's ratio to xdp-redirect's median. A result is marked † when the
 # generator offered less than 1.1x what the forwarder delivered: the forwarder was not
-# saturated, so the figure is a lower bound. `shunt gen --engine auto` takes afxdp on kernels
-# that refuse XDP live frames (about 0.9 Mpps); `--gen-engine pump` offers about 2 Mpps.
+# saturated, so the figure is a lower bound, and a ratio to a marked xdp-redirect says little.
+# `shunt gen --engine auto` takes afxdp on kernels that refuse XDP live frames (it offered 0.9
+# to 1.9 Mpps in the test runs); `--gen-engine pump` offered up to 2.5 Mpps.
 # CPUs: the generator runs on CPU 0 and the forwarder on CPU 1, as in `shunt bench`. For shunt and
 # redirect, fwd0 has threaded NAPI with its thread pinned to CPU 1, because their XDP programs run
 # in fwd0's receive path. ovs-vswitchd is pinned to CPU 1. For ovs, fwd0's receive processing
