@@ -280,7 +280,10 @@ forwarder_up() {
 forwarder_report() {
     local name=$1 tag=$2
     case $name in
-        shunt) "$SHUNT" ctl --control "$SCRATCH/$tag.ctl" show --json >"$RAW/$tag.show.json" 2>&1 ;;
+        shunt)
+            "$SHUNT" ctl --control "$SCRATCH/$tag.ctl" show --json >"$RAW/$tag.show.json" 2>&1
+            "$SHUNT" ctl --control "$SCRATCH/$tag.ctl" dump-cache >"$RAW/$tag.dump-cache.txt" 2>&1
+            ;;
         ovs)
             {
                 echo "## br-int"; ovs-ofctl dump-flows "unix:$OVSDIR/br-int.mgmt"
