@@ -44,7 +44,7 @@ struct StatusModelTests {
         let text = Self.show().text
         #expect(text.hasPrefix("shunt forwarder: datapath xdp, 2 worker(s), 3 flow(s), tables generation 7\n"))
         #expect(text.contains("  port 1: p0 (xdp native)\n"))
-        #expect(text.contains("  port 3: vx1 (vxlan: local 192.0.2.1, remote 192.0.2.2, dev p1, vni flow, dstport 4789, next hop unresolved unresolved)\n"))
+        #expect(text.contains("  port 3: vx1 (vxlan: local 192.0.2.1, remote 192.0.2.2, dev p1, vni flow, dstport 4789, next hop unresolved)\n"))
         #expect(text.contains("drops flow_drop 3\n") && text.contains("(limit 65536)") && text.contains(", map errors 2 (retried)\n"))
         #expect(text.hasSuffix("  userspace: packets 100, exact-match hits 90, pipeline runs 10 (avg 1.25 us), cache entries 0, invalidations 0, kept up for offloaded checksums 0\n"))
         let plain = ShowStatus(mode: "xconnect", workers: 1, ports: [PortStatus(number: 1, name: "a"), PortStatus(number: 2, name: "b")])
