@@ -51,7 +51,11 @@ extension FlowControl {
             case .rule(let table, let id):
                 let rule = rules[id]
                 let ports = pipeline.layout.bridges[Int(rule?.bridge ?? 0)].portNames
-                (s.kind, s.table, s.rule) = ("rule", table, rule.map { FlowSyntax.format($0, ports: ports) })
+                // The table is printed beside the rule already.
+                let text = rule.map { FlowSyntax.format($0, ports: ports) }
+                (s.kind, s.table, s.rule) = ("rule", table, text.map { t in
+                    t.hasPrefix("table=\(table),") ? String(t.dropFirst("table=\(table),".count)) : t
+                })
             case .miss(let table): (s.kind, s.table, s.detail) = ("miss", table, "no rule matched: drop")
             case .normal(let text): (s.kind, s.detail) = ("normal", text)
             case .output(let port, let dp): (s.kind, s.detail) = ("output", "\(port) (datapath port \(dp))")
