@@ -487,24 +487,10 @@ ip netns exec "$FWD_NS" ethtool -K fwd1 gro on >/dev/null || die "ethtool fwd1"
 ip netns exec "$SINK_NS" ethtool -K sink0 gro on >/dev/null || die "ethtool sink0"
 SINK_MAC=$(ip netns exec "$SINK_NS" cat /sys/class/net/sink0/address) || die "no sink0"
 
-# The reference's br-tun flows for host 1, verbatim (port 1 = patch to br-int, 3 and 4 = VXLAN,
-# 4 = to host 2).
-cat >"$RAW/br-tun.flows" <<'EOF'
-table=0,priority=1,in_port=1 actions=resubmit(,1)
-table=0,priority=1,in_port=3 actions=resubmit(,4)
-table=0,priority=1,in_port=4 actions=resubmit(,4)
-table=0,priority=0 actions=drop
-table=1,priority=3,arp,dl_vlan=1,arp_tpa=10.0.1.1 actions=drop
-table=1,priority=3,arp,dl_vlan=2,arp_tpa=10.0.2.1 actions=drop
-table=1,priority=2,dl_vlan=1,dl_dst=fa:16:3e:66:13:af actions=drop
-table=1,priority=2,dl_vlan=2,dl_dst=fa:16:3e:69:b4:05 actions=drop
-table=1,priority=1,dl_vlan=1,dl_src=fa:16:3e:66:13:af actions=mod_dl_src:fa:16:3f:fe:49:e9,resubmit(,2)
-table=1,priority=1,dl_vlan=2,dl_src=fa:16:3e:69:b4:05 actions=mod_dl_src:fa:16:3f:fe:49:e9,resubmit(,2)
-table=1,priority=0 actions=resubmit(,2)
-table=2,priority=0,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00 actions=resubmit(,20)
-table=2,priority=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=resubmit(,22)
-table=20,priority=2,dl_vlan=2,dl_dst=fa:16:3e:51:99:b8 actions=strip_vlan,set_tunnel:0x3eb,output:4
-EOF
+# Host 1's br-tun flows from the DVR lab (Scripts/dvr/host1-br-tun.flows): the reference's
+# verbatim (port 1 = patch to br-int, 3 and 4 = VXLAN, 4 = to host 2) and the ingress side the
+# lab adds. Port 3 (the network node) does not exist here: outputs to it go nowhere.
+cp "$ROOT/Scripts/dvr/host1-br-tun.flows" "$RAW/br-tun.flows" || die "no Scripts/dvr/host1-br-tun.flows"
 # Shunt's configuration of the same host: br-int and br-tun joined by patch ports; the underlay
 # fwd1 is in no bridge; sink0's MAC is the static next hop towards host 2's VTEP.
 cat >"$RAW/host1.yaml" <<EOF

@@ -70,21 +70,26 @@ struct ConfigFile {
         for (i, item) in items.enumerated() {
             guard let map = item as? [String: Any] else { throw Invalid("tunnels[\(i)] must be a mapping") }
             guard let name = map["name"].map(scalarText) ?? nil else { throw Invalid("tunnels[\(i)]: name is missing") }
-            var fields: [String: String] = [:]
-            for (key, value) in map where key != "name" {
-                if let flag = value as? Bool {
-                    guard key == "df" || key == "udpcsum" else { throw Invalid("tunnel \(name): \(key) takes a value, not \(flag)") }
-                    if flag { fields[key] = "" }
-                    continue
-                }
-                guard let text = scalarText(value) else { throw Invalid("tunnel \(name): \(key) must be a single value") }
-                fields[key] = text
-            }
-            do throws(TunnelSpecError) {
-                config.tunnels.append(try TunnelSpec.make(name: name, fields: fields))
-            } catch { throw Invalid(error.description) }
+            config.tunnels.append(try tunnel(name, map, skipping: ["name"]))
         }
         return config
+    }
+
+    /// A tunnel's keys (those of `--vxlan`, flags as booleans) checked by `TunnelSpec.make`.
+    private static func tunnel(_ name: String, _ map: [String: Any], skipping: Set<String>) throws(Invalid) -> TunnelSpec {
+        var fields: [String: String] = [:]
+        for (key, value) in map where !skipping.contains(key) {
+            if let flag = value as? Bool {
+                guard key == "df" || key == "udpcsum" else { throw Invalid("tunnel \(name): \(key) takes a value, not \(flag)") }
+                if flag { fields[key] = "" }
+                continue
+            }
+            guard let text = scalarText(value) else { throw Invalid("tunnel \(name): \(key) must be a single value") }
+            fields[key] = text
+        }
+        do throws(TunnelSpecError) { return try TunnelSpec.make(name: name, fields: fields) } catch {
+            throw Invalid(error.description)
+        }
     }
 
     private static func parseMirrors(_ list: Any?) throws(Invalid) -> [MirrorSpec] {
@@ -181,19 +186,7 @@ struct ConfigFile {
             }
             port.kind = .patch(peer: peer)
         case "vxlan":
-            var fields: [String: String] = [:]
-            for (key, value) in map where !common.contains(key) {
-                if let flag = value as? Bool {
-                    guard key == "df" || key == "udpcsum" else { throw Invalid("tunnel \(name): \(key) takes a value, not \(flag)") }
-                    if flag { fields[key] = "" }
-                    continue
-                }
-                guard let text = scalarText(value) else { throw Invalid("tunnel \(name): \(key) must be a single value") }
-                fields[key] = text
-            }
-            do throws(TunnelSpecError) { port.kind = .vxlan(try TunnelSpec.make(name: name, fields: fields)) } catch {
-                throw Invalid(error.description)
-            }
+            port.kind = .vxlan(try tunnel(name, map, skipping: common))
         case let other:
             throw Invalid("port \(name): type '\(other)' is not one of interface, patch, vxlan")
         }

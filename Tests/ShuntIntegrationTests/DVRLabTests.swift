@@ -24,13 +24,7 @@ struct DVRLabTests {
         defer { traffic.release() }
         let r = try run(["env", "TMPDIR=\(tmp)", "timeout", "-k", "10", "120", "bash", Self.script, "--datapath", datapath,
                          "--count", "5", "--udp", "1000", "--shunt", shuntExecutable, "--prefix", prefix], check: false)
-        var result: [String: String] = [:]
-        if let line = r.out.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }) {
-            for pair in line.split(separator: " ").dropFirst() {
-                let kv = pair.split(separator: "=", maxSplits: 1)
-                if kv.count == 2 { result[String(kv[0])] = String(kv[1]) }
-            }
-        }
+        let result = resultFields(r.out)
         var leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
             .filter { $0.hasPrefix(prefix + "-") }
         leftovers += ((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []).map { "\(tmp)/\($0)" }

@@ -8,6 +8,18 @@ let tcpdumpInstalled: Bool = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].contains 
     FileManager.default.isExecutableFile(atPath: $0)
 }
 
+/// The `key=value` fields of a lab script's last `RESULT ...` line.
+func resultFields(_ output: String) -> [String: String] {
+    var result: [String: String] = [:]
+    if let line = output.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }) {
+        for pair in line.split(separator: " ").dropFirst() {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { result[String(kv[0])] = String(kv[1]) }
+        }
+    }
+    return result
+}
+
 /// `Scripts/mirror-lab.sh` run as a user would, both variants with a small `--count`: the test
 /// reads what the script printed (its `RESULT key=value ...` line) and checks that the lab left
 /// nothing behind.
@@ -39,13 +51,7 @@ struct MirrorLabTests {
         defer { traffic.release() }
         let r = try run(["TMPDIR=\(tmp)", "timeout", "-k", "10", "60", "bash", Self.script, "--variant", variant,
                          "--count", "\(count)", "--shunt", shuntExecutable, "--prefix", prefix], check: false)
-        var result: [String: String] = [:]
-        if let line = r.out.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }) {
-            for pair in line.split(separator: " ").dropFirst() {
-                let kv = pair.split(separator: "=", maxSplits: 1)
-                if kv.count == 2 { result[String(kv[0])] = String(kv[1]) }
-            }
-        }
+        let result = resultFields(r.out)
         var leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
             .filter { $0.hasPrefix(prefix) }
         leftovers += ((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []).map { "\(tmp)/\($0)" }
