@@ -56,6 +56,17 @@ public final class Pipeline: Sendable {
     /// The rules, in dump order.
     public let entries: [FlowEntry]
     let classifier: Classifier
+    /// Where an output goes, flat and trivially copyable (outputs are the hot part of
+    /// translation): bridge b's ofport n is `targets[targetBase[b] + n]` when n < `targetCount[b]`.
+    private let targets: [OutputTarget]
+    private let targetBase: [Int]
+    private let targetCount: [Int]
+
+    enum OutputTarget {
+        case none
+        case datapath(UInt32)
+        case patch(bridge: Int, port: UInt32)
+    }
 
     /// The first bridge's ports (the only bridge of a forwarder configured without bridges).
     public var ports: PortNames { layout.bridges[0].portNames }
@@ -66,6 +77,24 @@ public final class Pipeline: Sendable {
         self.layout = layout
         entries = tables.entries
         classifier = Classifier(entries, bridgeCount: layout.bridges.count)
+        var targets: [OutputTarget] = [], base: [Int] = [], count: [Int] = []
+        for bridge in layout.bridges {
+            let n = Int(bridge.ports.last?.ofport ?? 0) + 1
+            base.append(targets.count)
+            count.append(n)
+            targets += Array(repeating: .none, count: n)
+            for port in bridge.ports {
+                switch port.kind {
+                case .datapath(let dp): targets[base.last! + Int(port.ofport)] = .datapath(dp)
+                case .patch(let b, let peer): targets[base.last! + Int(port.ofport)] = .patch(bridge: b, port: peer)
+                }
+            }
+        }
+        (self.targets, targetBase, targetCount) = (targets, base, count)
+    }
+
+    @inline(__always) private func target(_ bridge: Int, _ ofport: UInt32) -> OutputTarget {
+        Int(ofport) < targetCount[bridge] ? targets[targetBase[bridge] + Int(ofport)] : .none
     }
 
     /// One bridge whose ports are the datapath's ports.
@@ -243,19 +272,21 @@ public final class Pipeline: Sendable {
     /// and an output action; a patch port runs the peer bridge.
     private func output<Normal: NormalSwitch>(_ ofport: UInt32, depth: Int, allowInPort: Bool = false,
                                               _ state: inout State, _ normal: inout Normal) {
-        guard allowInPort || ofport != state.key.inPort, let port = layout.bridges[state.bridge].port(ofport) else {
+        let target = allowInPort || ofport != state.key.inPort ? self.target(state.bridge, ofport) : .none
+        switch target {
+        case .none:
             if state.trace != nil {
                 let (bridge, isInPort) = (state.bridge, ofport == state.key.inPort)
                 note(&state, depth, .skipped(port: portName(bridge, ofport), why: isInPort ? "it is the in_port" : "no such port"))
             }
-            return
-        }
-        switch port.kind {
         case .datapath(let dp):
             commit(&state)
             state.actions.append(.output(dp))
             state.outputs += 1
-            note(&state, depth, .output(port: port.name, datapathPort: dp))
+            if state.trace != nil {
+                let bridge = state.bridge
+                note(&state, depth, .output(port: portName(bridge, ofport), datapathPort: dp))
+            }
         case .patch(let peerBridge, let peerPort):
             guard enterNested(&state, depth) else { return }
             let saved = (state.key, state.bridge)
