@@ -113,6 +113,16 @@ struct BridgeLabTests {
         #expect(atB.count == 50 && atB.allSatisfy { vlan($0) == nil })
         let dump = try fwd.ctl(["--bridge", "br-b", "dump-flows"]).out
         #expect(dump.contains("n_packets=50") && dump.contains("dl_vlan=30") && !dump.contains("in_port=p0"), "\(dump)")
+        // Flow edits go to the bridge named: br-b now sends VLAN 10 to c instead of d.
+        try fwd.ctl(["--bridge", "br-b", "add-flow", "priority=40000,in_port=pb,dl_vlan=10 actions=strip_vlan,output:p2"])
+        let c = try RawPort(namespace: lab.ns("c"), interface: lab.interface("c"))
+        for i in 0..<20 { try a.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(200 + i))) }
+        let atC = c.receiveAny(count: 20, timeout: 5)
+        #expect(atC.count == 20 && atC.allSatisfy { vlan($0) == nil } && d.receiveAny(timeout: 0.3).isEmpty)
+        #expect(try fwd.ctl(["--bridge", "br-a", "dump-flows"]).out.split(separator: "\n").count == 2)
+        #expect(try fwd.ctl(["--bridge", "br-b", "del-flows", "in_port=pb"]).out == "deleted 2 flows\n")
+        let unknown = try fwd.ctl(["--bridge", "br-x", "dump-flows"], check: false)
+        #expect(unknown.status == 2 && unknown.err.contains("no bridge br-x (bridges: br-a, br-b)"), "\(unknown)")
         _ = try fwd.stop()
     }
 }
