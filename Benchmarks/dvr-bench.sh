@@ -335,7 +335,7 @@ gen() {
 check_frames() {
     local name=$1 tag=$2
     local pcap=$RAW/$tag.check.pcap
-    ip netns exec "$SINK_NS" tcpdump -i sink0 -nn -U -c 50 -w "$pcap" >"$RAW/$tag.tcpdump.out" 2>"$RAW/$tag.tcpdump.err" &
+    ip netns exec "$SINK_NS" tcpdump -i sink0 -nn -U --immediate-mode -c 50 -w "$pcap" >"$RAW/$tag.tcpdump.out" 2>"$RAW/$tag.tcpdump.err" &
     DUMP_PID=$!
     for _ in $(seq 100); do grep -q "listening on" "$RAW/$tag.tcpdump.err" 2>/dev/null && break; sleep 0.05; done
     gen "$RAW/$tag.check-gen.out" "$RAW/$tag.check-gen.err" "$GEN_CPU" --count 50 --rate 1000 ||

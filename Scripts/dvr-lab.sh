@@ -245,7 +245,7 @@ LAB_UP=1
 # Not through inns: $! must be tcpdump's own PID.
 capture() {
     local ns=$1 dev=$2 name=$3; shift 3
-    ip netns exec "$P-$ns" tcpdump -i "$dev" -n -U -w "$WORK/$name.pcap" "$@" >/dev/null 2>"$WORK/tcpdump-$name.err" &
+    ip netns exec "$P-$ns" tcpdump -i "$dev" -n -U --immediate-mode -w "$WORK/$name.pcap" "$@" >/dev/null 2>"$WORK/tcpdump-$name.err" &
     AUX_PIDS+=($!)
     echo "$! $WORK/$name.pcap" >>"$WORK/pids"
 }

@@ -151,8 +151,10 @@ if [[ $VARIANT == ovs ]]; then
     ovs_start >"$WORK/ovs-start.log" 2>&1 || die "Open vSwitch did not start: $(tail -3 "$WORK/ovs-start.log")"
 fi
 
-# Not through inns: $! must be tcpdump's own PID (ip netns exec execs it).
-ip netns exec "${P}cap" tcpdump -i cap0 -Q in -w "$WORK/cap.pcap" -U >/dev/null 2>"$WORK/tcpdump.err" &
+# Not through inns: $! must be tcpdump's own PID (ip netns exec execs it). --immediate-mode: without
+# it libpcap hands packets over when a ring block retires (up to a second later), and the last
+# ones are lost when tcpdump is stopped.
+ip netns exec "${P}cap" tcpdump -i cap0 -Q in -w "$WORK/cap.pcap" -U --immediate-mode >/dev/null 2>"$WORK/tcpdump.err" &
 DUMP_PID=$!
 args=(--port s1 --port s2 --port s3
       --vxlan vxc1,local=192.168.41.254,remote=192.168.41.1,dev=s1,vni=4100
