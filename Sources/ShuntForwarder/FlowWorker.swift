@@ -25,9 +25,29 @@ final class FlowPathCounters: @unchecked Sendable {
         /// XDP datapath: packets kept in the slow path because their checksum was left to
         /// offload (the fast path could not complete it).
         case checksumPending
+        /// Time spent setting flows up: translation, and on the XDP datapath the kernel install
+        /// (the sum of the setup-time histogram).
+        case setupNs
     }
 
+    /// Upper bounds of the flow setup-time histogram's buckets, in nanoseconds; one more bucket
+    /// counts what is above the last.
+    static let setupBucketBoundsNs: [UInt64] = [5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+                                                 1_000_000, 2_500_000, 10_000_000]
+
     private let block = CounterBlock(rows: 1, columns: Field.allCases.count)
+    /// Setups per bucket of `setupBucketBoundsNs` (not cumulative).
+    private let setupBuckets = CounterBlock(rows: 1, columns: setupBucketBoundsNs.count + 1)
+
+    func recordSetup(ns: UInt64) {
+        var b = 0
+        while b < Self.setupBucketBoundsNs.count && ns > Self.setupBucketBoundsNs[b] { b += 1 }
+        setupBuckets.add(0, b, 1)
+        add(.setupNs, ns)
+    }
+
+    /// Setups per bucket (the last one: above every bound).
+    func setupHistogram() -> [UInt64] { (0...Self.setupBucketBoundsNs.count).map { setupBuckets.value(0, $0) } }
 
     @inline(__always) func add(_ f: Field, _ n: UInt64 = 1) { block.add(0, f.rawValue, n) }
 
@@ -394,6 +414,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             case .overBudget, .cacheFull, .failed, .stale: break
             }
         }
+        flowCounters.recordSetup(ns: Sys.monotonicNanoseconds() &- t0)
         let slot = emc.insert(key, hash: flows.hashes[i], generation: cacheGeneration, nowMs: nowMs,
                               actions: translation.actions, ruleIDs: translation.ruleIDs,
                               dropReason: translation.dropReason, flags: flags)

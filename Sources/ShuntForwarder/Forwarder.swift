@@ -5,6 +5,7 @@ import ShuntCore
 import ShuntPipeline
 import ShuntRing
 import ShuntSystem
+import Synchronization
 
 /// How frames choose their output.
 public enum ForwardingMode: String, CaseIterable, Sendable {
@@ -64,6 +65,7 @@ public final class Forwarder {
     private let workers: [any WorkerLoop]
     private let stop = StopFlag()
     private var threads: [WorkerThread] = []
+    private let snapshotLock = Mutex(())
     /// Kernel counters per worker and port, accumulated here (reading them resets the kernel's).
     private var kernelOffered: [[UInt64]]
     private var kernelRingFull: [[UInt64]]
@@ -170,8 +172,14 @@ public final class Forwarder {
         }
     }
 
-    /// Current counters, per worker and per port. Call from one control thread.
+    /// Current counters, per worker and per port. Any thread (the statistics loop and the
+    /// metrics endpoint both read them): one at a time, since reading the kernel's per-socket
+    /// statistics resets them.
     public func snapshot() -> StatsSnapshot {
+        snapshotLock.withLock { _ in lockedSnapshot() }
+    }
+
+    private func lockedSnapshot() -> StatsSnapshot {
         collectKernelStatistics()
         var perWorker: [[PortCounters]] = []
         for (w, worker) in workers.enumerated() {
@@ -210,7 +218,7 @@ public final class Forwarder {
             threads.forEach { $0.join() }
             threads.removeAll()
             mirrorControl?.closeOutputs()
-            stopped = true
+            snapshotLock.withLock { _ in stopped = true }
         }
         return snapshot()
     }

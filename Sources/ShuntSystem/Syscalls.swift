@@ -237,6 +237,37 @@ public enum Sys {
         return addr
     }
 
+    // MARK: TCP (the metrics endpoint)
+
+    /// Binds an AF_INET socket to `address` (host order; 0 for any) and `port` (0: the kernel
+    /// picks one, see `boundInetPort`), with SO_REUSEADDR so a restart can take the port at once.
+    @inline(never)
+    public static func bindInet(_ fd: Int32, address: UInt32, port: UInt16) throws(SystemError) {
+        try setsockopt(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: Int32(1))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = address.bigEndian
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        _ = try check(rc, "bind")
+    }
+
+    /// The port an AF_INET socket is bound to (getsockname).
+    @inline(never)
+    public static func boundInetPort(_ fd: Int32) throws(SystemError) -> UInt16 {
+        var addr = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.getsockname(fd, $0, &length) }
+        }
+        _ = try check(rc, "getsockname")
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
     @inline(never)
     public static func listen(_ fd: Int32, backlog: Int32) throws(SystemError) {
         _ = try check(Glibc.listen(fd, backlog), "listen")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import ShuntControl
+import ShuntCore
 import ShuntForwarder
 import ShuntPipeline
 import ShuntRing
@@ -85,6 +86,9 @@ struct Forward: ParsableCommand {
     @Flag(help: "Do not open a control socket.")
     var noControl = false
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics (a bare PORT listens on 127.0.0.1 only; 0.0.0.0:PORT on every address; port 0 lets the kernel choose, see the ready line).", valueName: "[ADDR:]PORT"))
+    var metrics: String?
+
     @Flag(help: "XDP datapath: enable GRO on veth peers of the ports so redirected frames are not dropped (otherwise shunt refuses to start when a peer is not ready).")
     var fixPeers = false
 
@@ -145,6 +149,19 @@ struct Forward: ParsableCommand {
     func validate() throws {
         if statsInterval < 0 { throw ValidationError("--stats-interval must be 0 or more") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be more than 0") }
+        if let metrics, metricsEndpoint == nil {
+            throw ValidationError("--metrics \(metrics): give PORT (127.0.0.1 only) or ADDR:PORT, e.g. 9464 or 0.0.0.0:9464")
+        }
+    }
+
+    /// `--metrics`: the address (host order) and port; a bare port is loopback only.
+    var metricsEndpoint: (address: UInt32, port: UInt16)? {
+        guard let metrics else { return nil }
+        let parts = metrics.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let port = UInt16(parts.last!) else { return nil }
+        guard parts.count == 2 else { return (0x7f00_0001, port) }
+        guard let address = IPv4Text.parse(parts[0]) else { return nil }
+        return (address, port)
     }
 
     /// The flags as the forwarder's request, with the files they name read (once).
@@ -225,15 +242,34 @@ struct Forward: ParsableCommand {
             }
         }
         defer { controlServer?.stop() }
+        var metricsServer: MetricsServer? = nil
+        if let (address, port) = metricsEndpoint {
+            do throws(SystemError) {
+                let source = FlowControl(forwarder: forwarder)
+                let server = try MetricsServer(address: address, port: port) { source.prometheusText() }
+                try server.start()
+                metricsServer = server
+            } catch {
+                controlServer?.stop()
+                _ = forwarder.stopAndCollect()
+                printError("shunt forward: --metrics \(metrics ?? ""): \(error)")
+                throw ExitCode(2)
+            }
+        }
+        defer { metricsServer?.stop() }
         let modeText = plan.mode == .flows ? "flow tables on the \(plan.datapath.kind.rawValue) datapath" : plan.mode.rawValue
         for warning in forwarder.warnings { printError("shunt forward: warning: \(warning)") }
         let allPorts = plan.portNames
         let description = "\(modeText) between \(allPorts.joined(separator: ", ")) with \(workers) worker\(workers == 1 ? "" : "s"), TPACKET_\(version.rawValue.uppercased()) rings"
         if json {
             let datapathField = plan.mode == .flows ? "\"datapath\":\"\(plan.datapath.kind.rawValue)\"," : ""
-            emitLine("{\"type\":\"ready\",\"mode\":\"\(plan.mode.rawValue)\",\(datapathField)\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(allPorts.map { "\"\($0)\"" }.joined(separator: ","))]}")
+            let metricsField = metricsServer.map { ",\"metrics\":\"\(IPv4Text.format(metricsEndpoint!.address)):\($0.port)\"" } ?? ""
+            emitLine("{\"type\":\"ready\",\"mode\":\"\(plan.mode.rawValue)\",\(datapathField)\"workers\":\(workers),\"ring\":\"\(version.rawValue)\",\"ports\":[\(allPorts.map { "\"\($0)\"" }.joined(separator: ","))]\(metricsField)}")
         } else {
             printError("shunt: forwarding \(description); Ctrl-C to stop")
+            if let metricsServer, let (address, _) = metricsEndpoint {
+                printError("shunt: metrics at http://\(IPv4Text.format(address)):\(metricsServer.port)/metrics")
+            }
         }
 
         supervisor.begin(duration: duration, reportEvery: statsInterval)

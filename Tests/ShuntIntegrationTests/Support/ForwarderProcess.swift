@@ -44,6 +44,9 @@ final class ForwarderProcess {
         return try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
     }
 
+    /// The `{"type":"ready",...}` line the forwarder printed when it started.
+    var readyLine: String { (try? command.waitForLine(timeout: 0) { $0.contains("\"type\":\"ready\"") }) ?? "" }
+
     /// SIGINT, then the final statistics as per-port dictionaries keyed by port name.
     func stop() throws -> FinalStats {
         let (final, status) = try command.stop()
