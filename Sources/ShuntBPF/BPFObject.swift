@@ -9,6 +9,8 @@ public enum BPFError: Error, CustomStringConvertible, Equatable {
     case missingMap(String)
     /// The flow cache map has no room for another entry (the kernel's E2BIG / ENOSPC).
     case cacheFull(maxEntries: UInt32)
+    /// Another XDP program is attached to the interface; Shunt never replaces one.
+    case xdpOccupied(interface: String, occupant: XDPOccupant)
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum BPFError: Error, CustomStringConvertible, Equatable {
             "\(step): \(String(cString: strerror(e)))" + (e == EPERM ? " (loading BPF needs CAP_BPF and CAP_NET_ADMIN: run as root)" : "")
         case .missingMap(let n): "the BPF object has no map named \(n)"
         case .cacheFull(let n): "the flow cache is full (\(n) entries)"
+        case .xdpOccupied(let interface, let o): o.explanation(interface: interface)
         }
     }
 }
@@ -99,7 +102,11 @@ public final class BPFObject {
     public func attachXDP(program: String, ifindex: Int32) throws -> XDPAttachment {
         guard let prog = bpf_object__find_program_by_name(handle, program) else { throw BPFError.noSuchProgram(program) }
         guard let link = bpf_program__attach_xdp(prog, ifindex) else {
-            throw BPFError.libbpf(step: "attaching \(program) to XDP of ifindex \(ifindex)", errno: errno)
+            let e = errno
+            if e == EBUSY || e == EEXIST, let occupant = XDPOccupant.query(ifindex: ifindex) {
+                throw BPFError.xdpOccupied(interface: Self.interfaceName(ifindex), occupant: occupant)
+            }
+            throw BPFError.libbpf(step: "attaching \(program) to XDP of ifindex \(ifindex)", errno: e)
         }
         return XDPAttachment(link: .libbpf(link), mode: nil, owner: self)
     }
@@ -114,9 +121,18 @@ public final class BPFObject {
         opts.flags = mode.flags
         let rc = bpf_link_create(fd, ifindex, BPF_XDP, &opts)
         if rc < 0 {
+            if -rc == EBUSY || -rc == EEXIST, let occupant = XDPOccupant.query(ifindex: ifindex) {
+                throw BPFError.xdpOccupied(interface: Self.interfaceName(ifindex), occupant: occupant)
+            }
             throw BPFError.libbpf(step: "attaching \(program) to XDP of ifindex \(ifindex) (\(mode))", errno: -rc)
         }
         return XDPAttachment(link: .fd(rc), mode: mode, owner: self)
+    }
+
+    static func interfaceName(_ ifindex: Int32) -> String {
+        var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+        guard if_indextoname(UInt32(bitPattern: ifindex), &name) != nil else { return "ifindex \(ifindex)" }
+        return String(cString: name)
     }
 
     nonisolated(unsafe) private static var logsRouted = false
@@ -228,5 +244,57 @@ public enum ProgramTestRun {
             }
         }
         if rc != 0 { throw BPFError.libbpf(step: "BPF_PROG_TEST_RUN (live frames)", errno: -rc) }
+    }
+}
+
+/// The XDP program already attached to an interface, as the kernel reports it.
+public struct XDPOccupant: Sendable, Equatable {
+    public var programID: UInt32
+    /// The program's name (up to 15 characters, as the kernel keeps it); empty if unknown.
+    public var programName: String
+    /// Attached through a bpf_link, which a process holds (it goes when that process ends):
+    /// `ip link set ... xdp off` cannot remove it.
+    public var throughLink: Bool
+
+    /// What occupies `ifindex`'s XDP hook, or nil when nothing does (or the query failed).
+    public static func query(ifindex: Int32) -> XDPOccupant? {
+        var opts = bpf_xdp_query_opts()
+        opts.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        guard bpf_xdp_query(ifindex, 0, &opts) == 0, opts.prog_id != 0 else { return nil }
+        var occupant = XDPOccupant(programID: opts.prog_id, programName: "", throughLink: false)
+        let fd = bpf_prog_get_fd_by_id(opts.prog_id)
+        if fd >= 0 {
+            defer { close(fd) }
+            var info = bpf_prog_info()
+            var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+            if bpf_obj_get_info_by_fd(fd, &info, &length) == 0 {
+                occupant.programName = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            }
+        }
+        occupant.throughLink = Self.linkHolds(programID: opts.prog_id)
+        return occupant
+    }
+
+    /// Whether some bpf_link holds the program (links are listed by id; few exist).
+    private static func linkHolds(programID: UInt32) -> Bool {
+        var id: UInt32 = 0
+        while bpf_link_get_next_id(id, &id) == 0 {
+            let fd = bpf_link_get_fd_by_id(id)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var info = bpf_link_info()
+            var length = UInt32(MemoryLayout<bpf_link_info>.size)
+            if bpf_obj_get_info_by_fd(fd, &info, &length) == 0 && info.prog_id == programID { return true }
+        }
+        return false
+    }
+
+    /// One line: who is there and how to free the hook.
+    func explanation(interface: String) -> String {
+        let who = "XDP program \(programName.isEmpty ? "" : "'\(programName)' ")(id \(programID))"
+        let fix = throughLink
+            ? "it is held by a bpf_link of another process (`bpftool link show` names it with its pid): stop that process"
+            : "remove it with `ip link set dev \(interface) xdp off` if nothing needs it"
+        return "\(interface) already has \(who); shunt does not replace another program: \(fix); or do without XDP (shunt forward --datapath afpacket, shunt sink --engine ring)"
     }
 }

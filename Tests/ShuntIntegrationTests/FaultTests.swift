@@ -1,0 +1,36 @@
+import Foundation
+import ShuntTestSupport
+import Testing
+
+@testable import ShuntBPF
+
+/// Faults a user meets: each one refused or reported with what to do, and nothing left behind.
+@Suite("Faults", .serialized, .enabled(if: canRunNetnsTests, netnsSkipReason))
+struct FaultTests {
+    /// Another program on a port's XDP hook is never replaced: the forwarder refuses to start,
+    /// names the program and says how to free the hook; the other program keeps running.
+    @Test func anotherXDPProgramOnAPortIsNamedNotReplaced() throws {
+        let lab = try Lab()
+        let other = try ShuntCommandProcess(namespace: lab.fwd, arguments: [
+            "xdp-redirect", "--port", lab.port(0), "--port", lab.port(1)])
+        let r = try run(["ip", "netns", "exec", lab.fwd, shuntExecutable, "forward", "--port", lab.port(0),
+                         "--port", lab.port(1), "--datapath", "xdp", "--fix-peers", "--no-control", "--duration", "1"],
+                        check: false)
+        let still = try run(["ip", "-n", lab.fwd, "-d", "link", "show", lab.port(0)]).out
+        _ = try other.stop()
+        #expect(r.status == 2, "\(r)")
+        #expect(r.err.contains("p0 already has XDP program 'xdp_redirect' (id "), "\(r.err)")
+        #expect(r.err.contains("held by a bpf_link of another process") && r.err.contains("--datapath afpacket"), "\(r.err)")
+        #expect(still.contains("xdp_redirect") || still.contains("prog/xdp"), "the other program must stay: \(still)")
+        let after = try run(["ip", "-n", lab.fwd, "-d", "link", "show", lab.port(0)]).out
+        #expect(!after.contains("prog/xdp"), "\(after)")
+    }
+
+    /// The same for a program attached over netlink (`ip link set ... xdp obj ...`), whose fix is
+    /// `ip link set ... xdp off`.
+    @Test func aNetlinkAttachedProgramGetsTheIPLinkFix() {
+        let o = XDPOccupant(programID: 42, programName: "xdp_prog", throughLink: false)
+        #expect(o.explanation(interface: "eth0")
+            == "eth0 already has XDP program 'xdp_prog' (id 42); shunt does not replace another program: remove it with `ip link set dev eth0 xdp off` if nothing needs it; or do without XDP (shunt forward --datapath afpacket, shunt sink --engine ring)")
+    }
+}
