@@ -25,6 +25,8 @@ public enum ForwarderError: Error, CustomStringConvertible {
     case xdp(String)
     case peerNotReady(port: String, detail: String)
     case mirror(String)
+    /// The rings asked for would not fit in memory.
+    case ringMemory(String)
 
     public var description: String {
         switch self {
@@ -36,6 +38,7 @@ public enum ForwarderError: Error, CustomStringConvertible {
         case .peerNotReady(let port, let detail):
             "XDP redirect into port \(port) would drop frames silently: \(detail)"
         case .mirror(let message): message
+        case .ringMemory(let message): message
         }
     }
 }

@@ -11,6 +11,7 @@ struct PortSet {
 
     static func open(_ plan: ForwarderPlan) throws(ForwarderError) -> PortSet {
         let interfaces = try lookUp(plan)
+        try checkMemory(plan, interfaces: interfaces.count, available: availableMemory())
         var rings: [[RingPort]] = Array(repeating: [], count: plan.workers)
         do throws(RingSetupError) {
             for info in interfaces {
@@ -28,6 +29,30 @@ struct PortSet {
             }
         } catch { throw .setup(error) }
         return PortSet(interfaces: interfaces, rings: rings)
+    }
+
+    /// The rings' memory (pinned kernel pages, one RX and one TX ring per worker and interface)
+    /// must stay under half of what the machine has available: asking for more gets the process
+    /// killed by the OOM killer while the kernel allocates, instead of a message.
+    static func checkMemory(_ plan: ForwarderPlan, interfaces: Int, available: UInt64?) throws(ForwarderError) {
+        guard let available else { return }
+        let perSocket = UInt64(plan.ring.rx.byteCount + plan.ring.tx.byteCount)
+        let sockets = UInt64(plan.workers * interfaces)
+        let (total, overflow) = perSocket.multipliedReportingOverflow(by: sockets)
+        guard overflow || total > available / 2 else { return }
+        func mib(_ b: UInt64) -> String { "\(b >> 20) MiB" }
+        throw .ringMemory("the rings would take \(overflow ? "more than 16 EiB" : mib(total)) (\(sockets) sockets of \(mib(perSocket)): --block-size \(plan.ring.rx.blockSize) x --block-count \(plan.ring.rx.blockCount) for RX, plus TX), more than half of the \(mib(available)) this machine has available; lower --block-count or --block-size")
+    }
+
+    /// MemAvailable from /proc/meminfo, in bytes; nil when it cannot be read.
+    static func availableMemory() -> UInt64? {
+        guard let bytes = try? Sys.readWholeFile("/proc/meminfo") else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 2, let kib = UInt64(fields[1]) else { return nil }
+            return kib * 1024
+        }
+        return nil
     }
 
     /// Every interface exists, is up, and its largest frame fits a ring frame.

@@ -112,3 +112,26 @@ struct BridgePlanTests {
         }
     }
 }
+
+/// Rings that would not fit in memory are refused with the numbers, before the kernel is asked
+/// (which got the process OOM-killed).
+@Suite("Forwarder plan: ring memory")
+struct RingMemoryTests {
+    @Test func ringsOverHalfTheAvailableMemoryAreRefused() throws {
+        var r = ForwarderRequest()
+        r.ports = ["p0", "p1"]
+        r.blockSize = 1 << 22
+        r.blockCount = 200_000
+        let plan = try ForwarderPlan.make(r)
+        #expect(throws: Never.self) { try PortSet.checkMemory(plan, interfaces: 2, available: nil) }
+        do throws(ForwarderError) {
+            try PortSet.checkMemory(plan, interfaces: 2, available: 8 << 30)
+            Issue.record("800 GB of rings were accepted")
+        } catch {
+            #expect(error.description.hasPrefix("the rings would take 1600004 MiB (2 sockets of 800002 MiB"), "\(error)")
+            #expect(error.description.hasSuffix("more than half of the 8192 MiB this machine has available; lower --block-count or --block-size"))
+        }
+        r.blockCount = 64
+        try PortSet.checkMemory(try ForwarderPlan.make(r), interfaces: 2, available: 8 << 30)
+    }
+}

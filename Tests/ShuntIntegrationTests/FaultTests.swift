@@ -33,4 +33,28 @@ struct FaultTests {
         #expect(o.explanation(interface: "eth0")
             == "eth0 already has XDP program 'xdp_prog' (id 42); shunt does not replace another program: remove it with `ip link set dev eth0 xdp off` if nothing needs it; or do without XDP (shunt forward --datapath afpacket, shunt sink --engine ring)")
     }
+
+    /// Rings larger than the machine can hold: a message and exit 2, not the OOM killer.
+    @Test func ringsTooLargeForMemoryAreRefused() throws {
+        let lab = try Lab()
+        let r = try run(["ip", "netns", "exec", lab.fwd, shuntExecutable, "forward", "--port", lab.port(0), "--port",
+                         lab.port(1), "--block-size", "4194304", "--block-count", "200000", "--no-control", "--duration", "1"],
+                        check: false)
+        #expect(r.status == 2 && r.err.contains("the rings would take") && r.err.contains("lower --block-count"), "\(r)")
+    }
+
+    /// Nothing of Shunt needs bpffs: the XDP datapath runs where /sys/fs/bpf is not mounted (as
+    /// inside `ip netns exec`, which mounts a fresh sysfs).
+    @Test func theXDPDatapathNeedsNoBPFFS() throws {
+        let lab = try Lab()
+        let fs = try run(["ip", "netns", "exec", lab.fwd, "stat", "-f", "-c", "%T", "/sys/fs/bpf"], check: false)
+        #expect(!fs.out.contains("bpf_fs"), "bpffs is mounted here: \(fs.out)")
+        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: ["--port", lab.port(0), "--port", lab.port(1),
+                                                                        "--datapath", "xdp", "--fix-peers"])
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+        for i in 0..<20 { try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(i))) }
+        #expect(sink.receiveAny(count: 20, timeout: 3).count == 20)
+        _ = try fwd.stop()
+    }
 }
