@@ -49,6 +49,8 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             }
         case "dump-flows":
             return .success(dumpFlows(datapath, bridge: bridge, json: request.json))
+        case "fdb-show":
+            return .success(fdbShow(datapath, bridge: bridge, json: request.json))
         case "trace":
             guard request.arguments.count == 1 else {
                 return .failure("trace takes one packet as a flow match, e.g. 'in_port=p1,icmp,nw_src=10.0.0.1,nw_dst=10.0.0.2'")
@@ -144,6 +146,25 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
                                 nBytes: f.bytes, flow: FlowSyntax.format(f.rule, ports: ports),
                                 line: FlowSyntax.format(f.rule, ports: ports, stats: (f.packets, f.bytes)))
         })
+    }
+
+    // MARK: fdb-show
+
+    func fdbShow(_ datapath: FlowDatapath, bridge: Int, json: Bool) -> String {
+        render(fdbStatus(datapath, bridge: bridge), json: json, text: \.text)
+    }
+
+    /// `ovs-appctl fdb/show BRIDGE`: the stations NORMAL learned on one bridge, by VLAN.
+    func fdbStatus(_ datapath: FlowDatapath, bridge: Int) -> FDBStatus {
+        let b = datapath.layout.bridges[bridge]
+        let nowMs = Sys.monotonicNanoseconds() / 1_000_000
+        let entries = datapath.macTable.entries(nowMs: nowMs).compactMap { e -> FDBStatus.Entry? in
+            guard Int(e.domain >> 12) == bridge else { return nil }
+            let ofport = UInt32(e.port) + 1
+            return FDBStatus.Entry(port: b.port(ofport)?.name ?? "\(ofport)", ofport: ofport, vlan: UInt16(e.domain & 0xfff),
+                                   mac: "\(e.mac)", ageS: e.ageMs / 1000)
+        }.sorted { ($0.vlan, $0.ofport, $0.mac) < ($1.vlan, $1.ofport, $1.mac) }
+        return FDBStatus(bridge: b.name, entries: entries)
     }
 
     // MARK: show

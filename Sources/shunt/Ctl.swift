@@ -26,7 +26,7 @@ struct Ctl: ParsableCommand {
               shunt ctl trace 'in_port=tap-vm1,icmp,dl_src=fa:16:3e:da:75:6d,nw_src=10.0.1.5,nw_dst=10.0.2.5'
             """,
         subcommands: [AddFlow.self, AddFlows.self, DelFlows.self, DumpFlows.self, Show.self, DumpCache.self, Trace.self,
-                      Mirror.self]
+                      FDBShow.self, Mirror.self]
     )
 
     @OptionGroup var control: ControlOptions
@@ -216,6 +216,23 @@ extension Ctl {
 
         func run() throws {
             try control.run(ControlRequest(command: "trace", arguments: [packet], json: json))
+        }
+    }
+
+    struct FDBShow: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fdb-show",
+            abstract: "Print the MAC addresses NORMAL learned on a bridge, per VLAN.",
+            discussion: "As ovs-appctl fdb/show: port (OpenFlow number and name), VLAN, MAC, seconds since last seen.\n\nExample: shunt ctl --bridge br-int fdb-show"
+        )
+
+        @OptionGroup var control: ControlOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            try control.run(ControlRequest(command: "fdb-show", json: json))
         }
     }
 

@@ -79,6 +79,9 @@ struct BridgeLabTests {
         try a.send(ipv4UDPFrame(dst: Self.macC, src: macA, sequence: 999, vlan: 10))
         #expect(c.receiveAny(timeout: 0.5).isEmpty)
 
+        let fdb = try fwd.ctl(["--bridge", "br-a", "fdb-show"]).out
+        #expect(fdb.contains("    1     10  02:00:00:00:00:0a") && fdb.contains("    7     10  02:00:00:00:00:0c"), "\(fdb)")
+        #expect(fdb.contains("    2     20  02:00:00:00:00:0b") && fdb.contains("(pa)"), "\(fdb)")
         let show = try fwd.show()
         let bridges = show["bridges"] as? [[String: Any]] ?? []
         #expect(bridges.map { $0["name"] as? String } == ["br-a", "br-b"])

@@ -226,6 +226,23 @@ public struct BridgeStatus: Codable, Equatable, Sendable {
     }
 }
 
+/// `shunt ctl fdb-show`: the MAC table of one bridge, as `ovs-appctl fdb/show`.
+public struct FDBStatus: Codable, Equatable, Sendable {
+    public var bridge: String
+    public var entries: [Entry]
+
+    public struct Entry: Codable, Equatable, Sendable {
+        public var port: String
+        public var ofport: UInt32
+        public var vlan: UInt16
+        public var mac: String
+        /// Seconds since the station was last seen (refreshed at most once a second).
+        public var ageS: UInt64
+
+        enum CodingKeys: String, CodingKey { case port, ofport, vlan, mac, ageS = "age_s" }
+    }
+}
+
 /// `shunt ctl trace`: a packet's way through the bridges, as `ovs-appctl ofproto/trace`.
 public struct TraceStatus: Codable, Equatable, Sendable {
     /// The packet, as its key prints.

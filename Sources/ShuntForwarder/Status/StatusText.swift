@@ -43,6 +43,20 @@ extension BridgeStatus {
     }
 }
 
+extension FDBStatus {
+    /// As `ovs-appctl fdb/show`: one line per station.
+    public var text: String {
+        " port  VLAN  MAC                Age\n" + entries.map { e in
+            let port = "\(e.ofport)".leftPadded(5), vlan = "\(e.vlan)".leftPadded(5)
+            return "\(port)  \(vlan)  \(e.mac)  \(e.ageS)  (\(e.port))\n"
+        }.joined()
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}
+
 extension TraceStatus {
     /// Indented like `ovs-appctl ofproto/trace`: one block per bridge, one line per step.
     public var text: String {
