@@ -45,7 +45,7 @@ extension FlowWorker {
         guard let nextHop else { return .noNeighbour }
         let port = ports[underlay]
         guard let frame = port.claimTransmitFrame() else { return .txRingFull }
-        let inner = Self.write(payload, to: frame + VXLAN.overhead, capacity: port.tx.maxFrameLength - VXLAN.overhead)
+        let inner = Self.write(payload, to: frame + VXLAN.overhead, capacity: port.maxTransmitLength - VXLAN.overhead)
         // Not committed: the claimed frame stays free.
         guard inner > 0, VXLAN.fits(innerLength: inner, underlayMTU: tunnels.underlayMTUs[t]) else { return .tooLarge }
         var identification: UInt16 = 0

@@ -127,7 +127,7 @@ extension FlowWorker {
     @inline(__always)
     private func mirrorToPort(_ o: Int, _ data: UnsafeRawPointer, captured: Int) -> MirrorDrop? {
         let port = ports[o]
-        guard captured <= port.tx.maxFrameLength else { return .tooLarge }
+        guard captured <= port.maxTransmitLength else { return .tooLarge }
         guard let frame = port.claimTransmitFrame() else { return .txRingFull }
         frame.copyMemory(from: data, byteCount: captured)
         port.tx.commit(length: captured)

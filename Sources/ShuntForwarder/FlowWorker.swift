@@ -257,7 +257,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             return
         }
         let n = ICMPEcho.writeReply(to: UnsafeRawPointer(request.data), from: mac, into: frame,
-                                    capacity: ports[p].tx.maxFrameLength)
+                                    capacity: ports[p].maxTransmitLength)
         guard n > 0 else {
             counters.addTxDrop(p, .tooLarge)
             return
@@ -274,7 +274,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             return
         }
         let n = ICMPFragmentationNeeded.write(replyTo: UnsafeRawPointer(packet.data), length: Int(packet.capturedLength),
-                                              mtu: mtu, into: frame, capacity: ports[p].tx.maxFrameLength)
+                                              mtu: mtu, into: frame, capacity: ports[p].maxTransmitLength)
         guard n > 0 else { return }  // none due: the claimed frame stays free
         ports[p].tx.commit(length: n)
         counters.add(p, .txLocal, 1)
@@ -532,7 +532,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             counters.addTxDrop(out, .txRingFull)
             return
         }
-        let written = FrameRewrite.write(packet, edits: edits, to: frame, capacity: port.tx.maxFrameLength)
+        let written = FrameRewrite.write(packet, edits: edits, to: frame, capacity: port.maxTransmitLength)
         guard written > 0 else {
             counters.addTxDrop(out, .tooLarge)
             return

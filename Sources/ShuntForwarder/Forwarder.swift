@@ -69,6 +69,8 @@ public final class Forwarder {
     private let stop = StopFlag()
     private var threads: [WorkerThread] = []
     private let snapshotLock = Mutex(())
+    /// The interfaces' MTUs as last seen by `maintain`.
+    private var currentMTUs: [Int] = []
     /// Kernel counters per worker and port, accumulated here (reading them resets the kernel's).
     private var kernelOffered: [[UInt64]]
     private var kernelRingFull: [[UInt64]]
@@ -83,6 +85,7 @@ public final class Forwarder {
         let ports = try PortSet.open(plan)
         let parts = try ForwardingEngines.engine(for: plan.mode).build(plan, ports: ports)
         interfaces = ports.interfaces
+        currentMTUs = ports.interfaces.map(\.mtu)
         workers = parts.workers
         macTable = parts.macTable
         flowDatapath = parts.flowDatapath
@@ -160,9 +163,19 @@ public final class Forwarder {
         }
     }
 
-    /// Housekeeping for the control thread: ages the MAC table.
-    public func maintain() {
+    /// Housekeeping for the control thread: ages the MAC table and follows the ports' MTUs
+    /// (a frame over an interface's MTU now is dropped as too_large, counted, rather than left
+    /// for the kernel to skip silently). Returns a line for each MTU that changed.
+    public func maintain() -> [String] {
         macTable?.sweep(nowMs: Sys.monotonicNanoseconds() / 1_000_000)
+        var notices: [String] = []
+        for (i, info) in interfaces.enumerated() {
+            guard let mtu = try? InterfaceInfo.currentMTU(info.name), mtu != currentMTUs[i] else { continue }
+            for worker in workers where i < worker.ports.count { worker.ports[i].updateMTU(mtu) }
+            notices.append("port \(info.name): MTU changed from \(currentMTUs[i]) to \(mtu); frames over \(mtu + 18) bytes are dropped as too_large")
+            currentMTUs[i] = mtu
+        }
+        return notices
     }
 
     private func collectKernelStatistics() {

@@ -185,7 +185,7 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
             counters.addTxDrop(out, .runt)
             return
         }
-        if length > port.tx.maxFrameLength {
+        if length > port.maxTransmitLength {
             counters.addTxDrop(out, .tooLarge)
             return
         }

@@ -77,6 +77,13 @@ public struct InterfaceInfo: Sendable {
     /// The hardware address, in the low 48 bits (0 for interfaces without one).
     public let hardwareAddress: UInt64
 
+    /// The interface's MTU now (SIOCGIFMTU on a throwaway UDP socket, which receives nothing).
+    public static func currentMTU(_ name: String) throws(SystemError) -> Int {
+        let fd = try Sys.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), protocol: 0)
+        defer { Sys.close(fd) }
+        return try Sys.interfaceMTU(name, using: fd)
+    }
+
     public static func lookup(_ name: String) throws(RingSetupError) -> InterfaceInfo {
         guard name.utf8.count < IFNAMSIZ, let index = Sys.interfaceIndex(name) else { throw .noSuchInterface(name) }
         do {
@@ -105,8 +112,25 @@ public final class RingPort {
     let region: MappedRegion
     public var rx: RxRing
     public var tx: TxRing
+    /// The longest frame the interface takes now: its MTU can change while forwarding, and the
+    /// kernel silently skips a TX ring frame over it (PACKET_LOSS), so outputs check this first.
+    private let transmitLimit: UnsafeMutablePointer<UInt64>
 
     public var fd: Int32 { socket.fd }
+
+    /// The longest frame to write for this port now (`tx.maxFrameLength`, lowered when the
+    /// interface's MTU went down after start).
+    @inline(__always) public var maxTransmitLength: Int {
+        min(tx.maxFrameLength, Int(truncatingIfNeeded: cshunt_load_relaxed_u64(transmitLimit)))
+    }
+
+    /// Records the interface's MTU now (any thread; the worker sees it at its next output).
+    public func updateMTU(_ mtu: Int) {
+        // As tpacket_snd: the MTU plus the link header and one VLAN tag.
+        cshunt_store_relaxed_u64(transmitLimit, UInt64(max(0, mtu + 14 + 4)))
+    }
+
+    deinit { transmitLimit.deallocate() }
 
     /// - Parameter fanoutGroup: join this PACKET_FANOUT group id; with `.some(nil)` create a new
     ///   unique group (read it back with `fanoutGroupID`); with nil join none.
@@ -176,6 +200,8 @@ public final class RingPort {
         let (rxBase, txBase) = region.withUnsafeMutableBytes { ($0.baseAddress!, $0.baseAddress! + rxGeometry.byteCount) }
         rx = RxRing(version: config.version, geometry: rxGeometry, base: rxBase)
         tx = TxRing(version: config.version, geometry: txGeometry, base: txBase, mtu: interface.mtu)
+        transmitLimit = .allocate(capacity: 1)
+        transmitLimit.initialize(to: UInt64(interface.mtu + 14 + 4))
         self.socket = socket
         self.region = region
     }

@@ -275,7 +275,9 @@ struct Forward: ParsableCommand {
         supervisor.begin(duration: duration, reportEvery: statsInterval)
         var previous: StatsSnapshot? = nil
         // Housekeeping at least once a second; statistics every --stats-interval.
-        supervisor.run(tickNs: 1_000_000_000, tick: { forwarder.maintain() }) { _ in
+        supervisor.run(tickNs: 1_000_000_000, tick: {
+            for notice in forwarder.maintain() { printError("shunt forward: \(notice)") }
+        }) { _ in
             let snap = forwarder.snapshot()
             emitLine(json ? snap.json(since: previous) : snap.text(since: previous))
             previous = snap

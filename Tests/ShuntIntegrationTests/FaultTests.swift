@@ -57,4 +57,30 @@ struct FaultTests {
         #expect(sink.receiveAny(count: 20, timeout: 3).count == 20)
         _ = try fwd.stop()
     }
+
+    /// An output port's MTU lowered while forwarding: larger frames are counted as too_large on
+    /// that port (the kernel would skip them silently), smaller ones keep flowing, and the
+    /// forwarder says what changed.
+    @Test(arguments: ["xconnect", "flows"])
+    func aLoweredMTUIsFollowedAndCounted(mode: String) throws {
+        let lab = try Lab()
+        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: ["--port", lab.port(0), "--port", lab.port(1),
+                                                                        "--mode", mode])
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+        for i in 0..<20 { try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(i), size: 1400)) }
+        #expect(sink.receiveAny(count: 20, timeout: 3).count == 20)
+        try run(["ip", "-n", lab.fwd, "link", "set", lab.port(1), "mtu", "1000"])
+        Thread.sleep(forTimeInterval: 1.5)  // the forwarder looks once a second
+        for i in 0..<30 { try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(100 + i), size: 1400)) }
+        for i in 0..<10 { try gen.send(ipv4UDPFrame(dst: macB, src: macA, sequence: UInt32(200 + i), size: 500)) }
+        let after = sink.receiveAny(count: 40, timeout: 3)
+        let stderr = fwd.stderr
+        let stats = try fwd.stop()
+        #expect(after.count == 10 && after.allSatisfy { $0.count < 600 }, "only the small frames pass: \(after.count)")
+        #expect(stats.drop(lab.port(1), "tx_drops", "too_large") == 30, "\(stats.ports[lab.port(1)] ?? [:])")
+        #expect(stats.value(lab.port(0), "rx_packets") == 60 && stats.value(lab.port(1), "tx_packets") == 30)
+        #expect(stderr.contains("port p1: MTU changed from 1500 to 1000; frames over 1018 bytes are dropped as too_large"),
+                "\(stderr)")
+    }
 }

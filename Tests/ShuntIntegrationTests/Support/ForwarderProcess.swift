@@ -44,6 +44,9 @@ final class ForwarderProcess {
         return try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
     }
 
+    /// What the forwarder wrote to stderr so far.
+    var stderr: String { command.child.stderr }
+
     /// The `{"type":"ready",...}` line the forwarder printed when it started.
     var readyLine: String { (try? command.waitForLine(timeout: 0) { $0.contains("\"type\":\"ready\"") }) ?? "" }
 
