@@ -1,6 +1,8 @@
 import ArgumentParser
 import ShuntRing
 import ShuntRuntime
+import ShuntSystem
+import Synchronization
 import ShuntTraffic
 import ShuntTrafficEngines
 
@@ -90,6 +92,13 @@ struct Sink: ParsableCommand {
 
     func run() throws {
         let supervisor = Supervisor()
+        let watch = try PortWatch(port, supervisor: supervisor)
+        defer { watch.stop() }
+        try runEngine(supervisor)
+        if watch.vanished { throw ExitCode(1) }
+    }
+
+    private func runEngine(_ supervisor: Supervisor) throws {
         // Ring options name the ring engine under auto; otherwise the kernel counter where it attaches.
         if engine == .ring || (engine == .auto && (ringVersion != nil || blockTimeoutMs != nil)) { return try runRing(supervisor) }
         let sink: XDPSink
@@ -151,5 +160,37 @@ struct Sink: ParsableCommand {
             printError("shunt sink: \(error.message)")
             throw ExitCode(error.status)
         }
+    }
+}
+
+/// Stops the sink when its port goes away (deleted, or moved to another namespace): the kernel
+/// then delivers nothing more, so the sink says so and reports what it received, instead of
+/// waiting for a Ctrl-C that may never come.
+final class PortWatch: @unchecked Sendable {
+    private let done = Atomic<Bool>(false)
+    private let gone = Atomic<Bool>(false)
+    private var thread: WorkerThread?
+
+    init(_ port: String, supervisor: Supervisor) throws {
+        guard let index = Sys.interfaceIndex(port) else { return }  // the engines say it is missing
+        thread = try WorkerThread(name: "shunt-portwatch") { [self] in
+            while !done.load(ordering: .acquiring) {
+                Sys.sleep(nanoseconds: 100_000_000)
+                if Sys.interfaceIndex(port) != index {
+                    printError("shunt sink: port \(port) disappeared (deleted, or moved to another namespace); stopping with what was received")
+                    gone.store(true, ordering: .releasing)
+                    supervisor.requestStop()
+                    return
+                }
+            }
+        }
+    }
+
+    var vanished: Bool { gone.load(ordering: .acquiring) }
+
+    func stop() {
+        done.store(true, ordering: .releasing)
+        thread?.join()
+        thread = nil
     }
 }

@@ -83,4 +83,27 @@ struct FaultTests {
         #expect(stderr.contains("port p1: MTU changed from 1500 to 1000; frames over 1018 bytes are dropped as too_large"),
                 "\(stderr)")
     }
+
+    /// The sink's port deleted under traffic: the sink says so, stops, and reports what it
+    /// received (exit 1), on both engines, instead of waiting for a Ctrl-C.
+    @Test(arguments: ["ring", "xdp"])
+    func theSinksPortRemovedUnderTraffic(engine: String) throws {
+        let lab = try Lab(["gen"])
+        try run(["ip", "netns", "exec", lab.fwd, "ethtool", "-K", lab.port(0), "gro", "on"])
+        let sink = try SpawnedProcess(["timeout", "-s", "KILL", "20", "ip", "netns", "exec", lab.fwd, shuntExecutable, "sink",
+                                       "--port", lab.port(0), "--engine", engine, "--json"])
+        Thread.sleep(forTimeInterval: 0.5)
+        let gen = try SpawnedProcess(["timeout", "-s", "KILL", "20", "ip", "netns", "exec", lab.ns("gen"), shuntExecutable,
+                                      "gen", "--port", lab.interface("gen"), "--rate", "2000", "--duration", "3", "--engine", "ring"])
+        Thread.sleep(forTimeInterval: 1.0)
+        try run(["ip", "-n", lab.fwd, "link", "del", lab.port(0)])
+        let status = sink.wait(timeout: 10)
+        _ = gen.wait(timeout: 10)
+        #expect(status == 1, "sink exit status \(status): \(sink.stderr)")
+        #expect(sink.stderr.contains("shunt sink: port p0 disappeared (deleted, or moved to another namespace); stopping with what was received"),
+                "\(sink.stderr)")
+        let final = try #require(sink.stdout.split(separator: "\n").last { $0.contains("\"type\":\"final\"") }, "\(sink.stdout)")
+        let report = try JSONSerialization.jsonObject(with: Data(final.utf8)) as! [String: Any]
+        #expect(jsonNumber(report, "received") >= 1000, "about a second of 2 kpps arrived before the port went: \(report)")
+    }
 }
