@@ -26,12 +26,14 @@ import Foundation
 ///
 ///    Missing `version`, `arguments`, `flags` and `json` default to 1, `[]`, `[]` and false, so
 ///    `echo '{"command":"show"}' | socat - UNIX-CONNECT:/run/shunt/shunt.ctl` works.
-///    A request is at most `ControlProtocol.maxRequestBytes` (16 MiB); the server answers a
-///    larger one with an error response (after reading and dropping the rest).
+///    A request is at most `ControlProtocol.maxRequestBytes` (16 MiB).
 ///    Keys are written sorted; readers must not depend on the order.
 ///
-/// 2. The server reads the request to the end of the stream (within a time limit, 5 s by
-///    default), writes one JSON object followed by a newline, and closes the connection:
+/// 2. The server reads until the `}` that closes the request's object (so a client that does
+///    not shut down its side is answered too; what follows the object is read and dropped),
+///    within a time limit (5 s by default, from connecting), writes one JSON object followed by
+///    a newline, shuts down its side, and closes the connection once the client has closed
+///    its side (or the time to take the answer, 5 s by default, is up):
 ///
 ///        {"exit_code":0,"ok":true,"output":"table=0, priority=10, ...\n","version":1}
 ///        {"error":"no such table: 300","exit_code":2,"ok":false,"output":"","version":1}
@@ -40,7 +42,19 @@ import Foundation
 ///    - `output`: what `shunt ctl` prints on standard output (text, or JSON text with `json`).
 ///    - `error`: present when `ok` is false: the one-line message `shunt ctl` prints on
 ///      standard error.
-///    - `exit_code`: the exit code of `shunt ctl`: 0 success, 2 bad input or a failed command.
+///    - `exit_code`: the exit code of `shunt ctl`: 0 success, 2 bad input or a failed command,
+///      1 when the server is too busy to take the request.
+///
+///    A request the server cannot take gets an error response of its own, as soon as the
+///    server can tell: a stream whose first byte that is not blank is not `{` ("malformed
+///    request: not a JSON object; ..."), one larger than the limit ("request too large: ..."),
+///    one that ends inside its object, lacks `command`, has a field of the wrong type or
+///    another `version`, one not complete in time ("timed out after ... ms waiting for ..."),
+///    and a connection over the server's limit of open ones ("too many control connections:
+///    ...", exit code 1). After an error answer the server reads and drops what the client
+///    still sends, until the client ends its side or the time to take the answer is up, so the
+///    client can still read the answer (a refused connection is closed at once: `ControlClient`
+///    takes the answer line even if the connection is reset after it).
 ///
 /// A connection that closes without sending anything gets no response (that is how a starting
 /// server tests whether another one is still alive on the path).

@@ -8,18 +8,21 @@ import ShuntSystem
 import Synchronization
 
 /// The forwarder's end of the control channel: a UNIX stream socket at `path`, served by one
-/// thread that takes one connection at a time (wire format: `ControlProtocol`).
+/// thread that polls every connection without blocking on any (wire format: `ControlProtocol`).
 ///
 /// `init` claims the path: it refuses a path where another server answers, replaces a stale
 /// socket file, and leaves the socket mode 0600 (root only). `start()` starts the thread;
 /// `stop()` (or deinit) ends it and removes the socket file.
 ///
-/// A client has `requestTimeoutMilliseconds` to send its request (and again to take the
-/// response), so a stuck client holds the others up for at most that long. Nothing a client
-/// sends or fails to send stops the server; the handler is the only code that can.
+/// Each connection has `requestTimeoutMilliseconds` to send its request and
+/// `responseTimeoutMilliseconds` to take the answer; a client that is slow, stops halfway or
+/// never reads holds only its own connection, and only that long. Malformed, oversized and late
+/// requests get an error response, then the connection is closed. At most `maxConnections` are
+/// served at once; one more is answered "too many control connections" at once. The handler runs
+/// on the server thread, one request at a time: it is the only code that can hold the others up.
 public final class ControlServer: Sendable {
     public let path: String
-    private let loop: AcceptLoop
+    private let loop: ServeLoop
     private let state = Mutex(State())
 
     private struct State: ~Copyable {
@@ -31,12 +34,17 @@ public final class ControlServer: Sendable {
     /// Claims `path` and listens on it; call `start()` to serve.
     ///
     /// - Parameters:
-    ///   - requestTimeoutMilliseconds: how long a client may take to send its request, and to
-    ///     take the response.
+    ///   - requestTimeoutMilliseconds: how long a client may take to send its whole request,
+    ///     from connecting.
+    ///   - responseTimeoutMilliseconds: how long a client may take to read the whole response.
+    ///   - maxConnections: connections served at once (each may hold a request up to
+    ///     `maxRequestBytes`); more are refused with an error response.
     ///   - maxRequestBytes: larger requests get an error response.
     public init(path: String, handler: some ControlHandler, requestTimeoutMilliseconds: Int = 5000,
+                responseTimeoutMilliseconds: Int = 5000, maxConnections: Int = 64,
                 maxRequestBytes: Int = ControlProtocol.maxRequestBytes) throws(ControlError) {
-        precondition(requestTimeoutMilliseconds > 0 && maxRequestBytes > 0)
+        precondition(requestTimeoutMilliseconds > 0 && responseTimeoutMilliseconds > 0 && maxConnections > 0
+                     && maxRequestBytes > 0)
         guard path.utf8.count < Sys.unixPathCapacity, !path.isEmpty else { throw .pathTooLong(path: path) }
         self.path = path
 
@@ -71,9 +79,11 @@ public final class ControlServer: Sendable {
             try? Sys.unlink(path)
             throw ControlError(error, path: path)
         }
-        loop = AcceptLoop(listenFD: listenFD, wakeReader: wake.0, wakeWriter: wake.1, socketIdentity: identity,
-                          handler: handler, timeoutNs: UInt64(requestTimeoutMilliseconds) * 1_000_000,
-                          maxRequestBytes: maxRequestBytes)
+        let limits = ConnectionLimits(requestTimeoutNs: UInt64(requestTimeoutMilliseconds) * 1_000_000,
+                                      responseTimeoutNs: UInt64(responseTimeoutMilliseconds) * 1_000_000,
+                                      maxRequestBytes: maxRequestBytes, maxConnections: maxConnections)
+        loop = ServeLoop(listenFD: listenFD, wakeReader: wake.0, wakeWriter: wake.1, socketIdentity: identity,
+                         handler: handler, limits: limits, status: ServeLoopStatus())
     }
 
     /// Starts the thread that serves requests. Once; not after `stop()`.
@@ -90,9 +100,9 @@ public final class ControlServer: Sendable {
         if case .failure(let error) = started { throw .system(error, path: path) }
     }
 
-    /// Ends the thread (a request in progress is abandoned, unless the handler is running: that
-    /// one finishes), closes the socket and removes its file if it is still ours. Idempotent.
-    /// Not from the handler: it would wait for itself.
+    /// Ends the thread (open connections are closed without an answer, unless the handler is
+    /// running: that request finishes first), closes the socket and removes its file if it is
+    /// still ours. Idempotent. Not from the handler: it would wait for itself.
     public func stop() {
         let thread: WorkerThread?? = state.withLock { s in
             if s.stopped { return nil }
@@ -114,6 +124,11 @@ public final class ControlServer: Sendable {
     }
 
     deinit { stop() }
+
+    /// Connections being served (as of the server thread's last pass over them).
+    var openConnections: Int { loop.status.openConnections.load(ordering: .relaxed) }
+    /// Connections refused so far because `maxConnections` were open.
+    var refusedConnections: Int { loop.status.refusedConnections.load(ordering: .relaxed) }
 
     // MARK: claiming the path
 
@@ -173,99 +188,5 @@ public final class ControlServer: Sendable {
         } catch {
             throw ControlError(error, path: path)
         }
-    }
-
-}
-
-/// What the server thread owns: descriptors, the handler, the limits. Descriptors are closed by
-/// `ControlServer.stop()` after the thread has ended.
-private struct AcceptLoop: Sendable {
-    let listenFD: Int32
-    let wakeReader: Int32
-    let wakeWriter: Int32
-    let socketIdentity: FileStatus
-    let handler: any ControlHandler
-    let timeoutNs: UInt64
-    let maxRequestBytes: Int
-
-    func run() {
-        while true {
-            let accepted: IOResult<Int32>
-            do {
-                if try StreamSocket.wait(fd: listenFD, for: Int16(POLLIN), deadline: nil, wake: wakeReader) == .woken {
-                    return
-                }
-                accepted = try Sys.accept(listenFD)
-            } catch {
-                // Out of descriptors or memory: back off instead of spinning, and stay stoppable.
-                if backOff() == .woken { return }
-                continue
-            }
-            guard case .processed(let fd) = accepted else { continue }  // the client left already
-            if serve(StreamSocket(adopting: fd)) == .woken { return }
-        }
-    }
-
-    /// Waits 100 ms, or less if the server is stopping.
-    private func backOff() -> Outcome {
-        let outcome = try? StreamSocket.wait(fd: -1, for: 0, deadline: Sys.monotonicNanoseconds() + 100_000_000,
-                                             wake: wakeReader)
-        return outcome == .woken ? .woken : .done
-    }
-
-    private enum Outcome { case done, woken }
-
-    /// One connection: read the request, answer, close.
-    private func serve(_ connection: consuming StreamSocket) -> Outcome {
-        let response: ControlResponse
-        do {
-            // Excess bytes are read and dropped: closing with unread data would make the client's
-            // socket report ECONNRESET before it can read the answer.
-            switch try connection.readToEnd(limit: maxRequestBytes, discardingExcess: true,
-                                            deadline: Sys.monotonicNanoseconds() + timeoutNs, wake: wakeReader) {
-            case .woken:
-                return .woken
-            case .complete(let bytes) where bytes.isEmpty:
-                return .done  // a liveness probe (see ControlServer.removeStaleSocket)
-            case .complete(let bytes):
-                response = answer(bytes)
-            case .tooLarge:
-                response = .failure("request too large: more than \(maxRequestBytes) bytes (\(Self.mebibytes(maxRequestBytes))); split it into smaller parts")
-            case .timedOut:
-                response = .failure("timed out after \(timeoutNs / 1_000_000) ms waiting for the request (one JSON line, then end of stream)")
-            }
-        } catch {
-            return .done  // the client reset the connection: nobody to answer
-        }
-        let written = try? connection.writeAll(WireCoding.encode(response), deadline: Sys.monotonicNanoseconds() + timeoutNs,
-                                               wake: wakeReader)
-        return written == .woken ? .woken : .done
-    }
-
-    private func answer(_ bytes: [UInt8]) -> ControlResponse {
-        let request: ControlRequest
-        do {
-            request = try WireCoding.decode(ControlRequest.self, from: bytes)
-        } catch {
-            return .failure("malformed request: \(Self.explain(error)); expected one JSON object such as {\"version\":\(ControlProtocol.version),\"command\":\"show\"}")
-        }
-        guard request.version == ControlProtocol.version else {
-            return .failure("unsupported control protocol version \(request.version): this forwarder speaks version \(ControlProtocol.version) (are shunt forward and shunt ctl the same build?)")
-        }
-        return handler.handle(request)
-    }
-
-    private static func explain(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, _): "\"\(key.stringValue)\" is missing"
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            "\"\(context.codingPath.map(\.stringValue).joined(separator: "."))\" has the wrong type"
-        case DecodingError.dataCorrupted: "not a JSON object"
-        default: "\(error)"
-        }
-    }
-
-    private static func mebibytes(_ bytes: Int) -> String {
-        bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : "\(bytes) bytes"
     }
 }
