@@ -38,20 +38,22 @@ public enum ControlClient {
             }
 
             switch try socket.writeAll(message, deadline: deadline) {
-            case .complete, .woken:
+            case .complete:
                 try? Sys.shutdown(socket.fd, how: Int32(SHUT_WR))
             case .peerClosed:
-                break  // the server stopped reading (e.g. request too large): its answer says why
+                break  // the server stopped reading (e.g. too many connections): its answer says why
             case .timedOut:
                 throw ControlError.timedOut(path: path, seconds: timeoutSeconds)
             }
 
             let answer: [UInt8]
-            switch try socket.readToEnd(limit: ControlProtocol.maxResponseBytes, deadline: deadline) {
+            // The answer is one line: it is whole at its newline, even if the server then resets
+            // the connection (it does when it refused this one before reading all of the request).
+            switch try socket.readToEnd(limit: ControlProtocol.maxResponseBytes, endingAtNewline: true, deadline: deadline) {
             case .complete(let bytes): answer = bytes
             case .tooLarge:
                 throw ControlError.malformedResponse(path: path, detail: "more than \(ControlProtocol.maxResponseBytes) bytes")
-            case .timedOut, .woken:
+            case .timedOut:
                 throw ControlError.timedOut(path: path, seconds: timeoutSeconds)
             }
             guard !answer.isEmpty else {

@@ -1,12 +1,12 @@
 import Glibc
 import ShuntSystem
 
-/// An owned UNIX stream socket with deadline-bounded whole-message reads and writes. Closed when
-/// the owner goes away.
+/// An owned UNIX stream socket with deadline-bounded whole-message reads and writes (the
+/// client's end, and the server's liveness probe; the server itself polls all its connections
+/// at once: `ServeLoop`). Closed when the owner goes away.
 ///
-/// Every wait is a `poll` on the socket and, on the server, on its wake-up line, so that
-/// `ControlServer.stop()` never waits for a slow client. The socket itself may be blocking:
-/// reads and writes are `MSG_DONTWAIT`.
+/// Every wait is a `poll` on the socket. The socket itself may be blocking: reads and writes are
+/// `MSG_DONTWAIT`.
 struct StreamSocket: ~Copyable {
     let fd: Int32
 
@@ -21,14 +21,12 @@ struct StreamSocket: ~Copyable {
 
     deinit { Sys.close(fd) }
 
-    enum ReadOutcome {
-        /// Everything up to the end of the stream.
+    enum ReadOutcome: Equatable {
+        /// Everything up to the end of the stream (or up to the first newline, when asked).
         case complete([UInt8])
         /// More than `limit` bytes came; the rest was not read.
         case tooLarge
         case timedOut
-        /// The wake-up line fired (the server is stopping).
-        case woken
     }
 
     enum WriteOutcome {
@@ -36,43 +34,37 @@ struct StreamSocket: ~Copyable {
         /// The peer closed its side (EPIPE/ECONNRESET) before taking everything.
         case peerClosed
         case timedOut
-        case woken
     }
 
     /// Reads until the peer shuts down its write side, at most `limit` bytes, before `deadline`
-    /// (CLOCK_MONOTONIC ns). Past the limit, returns `.tooLarge` at once, or with
-    /// `discardingExcess` reads on to the end (or the deadline) dropping the rest first.
-    func readToEnd(limit: Int, discardingExcess: Bool = false, deadline: UInt64,
-                   wake: Int32? = nil) throws(SystemError) -> ReadOutcome {
+    /// (CLOCK_MONOTONIC ns). With `endingAtNewline`, returns as soon as a newline comes, with the
+    /// bytes up to and including it (what follows is not read): a control message is one line,
+    /// so the answer is whole even if the peer then resets the connection.
+    func readToEnd(limit: Int, endingAtNewline: Bool = false, deadline: UInt64) throws(SystemError) -> ReadOutcome {
         var message: [UInt8] = []
-        var tooLarge = false
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
         defer { chunk.deallocate() }
         while true {
             switch try Sys.receive(fd, into: chunk) {
             case .processed(0):
-                return tooLarge ? .tooLarge : .complete(message)
+                return .complete(message)
             case .processed(let n):
-                if tooLarge { continue }
-                if message.count + n > limit {
-                    guard discardingExcess else { return .tooLarge }
-                    tooLarge = true
-                    message = []
-                    continue
+                let received = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+                if endingAtNewline, let newline = received.firstIndex(of: UInt8(ascii: "\n")) {
+                    guard message.count + newline + 1 <= limit else { return .tooLarge }
+                    message.append(contentsOf: received[...newline])
+                    return .complete(message)
                 }
-                message.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+                guard message.count + n <= limit else { return .tooLarge }
+                message.append(contentsOf: received)
             case .wouldBlock:
-                switch try wait(for: Int16(POLLIN), deadline: deadline, wake: wake) {
-                case .ready: continue
-                case .timedOut: return tooLarge ? .tooLarge : .timedOut
-                case .woken: return .woken
-                }
+                if try wait(for: Int16(POLLIN), deadline: deadline) == .timedOut { return .timedOut }
             }
         }
     }
 
     /// Writes all of `bytes` before `deadline` (CLOCK_MONOTONIC ns).
-    func writeAll(_ bytes: [UInt8], deadline: UInt64, wake: Int32? = nil) throws(SystemError) -> WriteOutcome {
+    func writeAll(_ bytes: [UInt8], deadline: UInt64) throws(SystemError) -> WriteOutcome {
         var offset = 0
         while offset < bytes.count {
             let attempt = bytes.withUnsafeBytes { buffer in
@@ -90,40 +82,24 @@ struct StreamSocket: ~Copyable {
             case .processed(let n):
                 offset += n
             case .wouldBlock:
-                switch try wait(for: Int16(POLLOUT), deadline: deadline, wake: wake) {
-                case .ready: continue
-                case .timedOut: return .timedOut
-                case .woken: return .woken
-                }
+                if try wait(for: Int16(POLLOUT), deadline: deadline) == .timedOut { return .timedOut }
             }
         }
         return .complete
     }
 
-    enum WaitOutcome { case ready, timedOut, woken }
+    enum WaitOutcome { case ready, timedOut }
 
-    /// Waits until the socket has `events` (or an error or hang-up, which the next call reports),
-    /// the wake-up line fires, or the deadline passes.
-    func wait(for events: Int16, deadline: UInt64?, wake: Int32?) throws(SystemError) -> WaitOutcome {
-        try Self.wait(fd: fd, for: events, deadline: deadline, wake: wake)
-    }
-
-    static func wait(fd: Int32, for events: Int16, deadline: UInt64?, wake: Int32?) throws(SystemError) -> WaitOutcome {
-        var fds = [pollfd(fd: fd, events: events, revents: 0), pollfd(fd: wake ?? -1, events: Int16(POLLIN), revents: 0)]
+    /// Waits until the socket has `events` (or an error or hang-up, which the next call reports)
+    /// or the deadline passes.
+    func wait(for events: Int16, deadline: UInt64) throws(SystemError) -> WaitOutcome {
+        var entry = pollfd(fd: fd, events: events, revents: 0)
         while true {
-            var timeoutMs: Int32 = -1
-            if let deadline {
-                let now = Sys.monotonicNanoseconds()
-                if now >= deadline { return .timedOut }
-                timeoutMs = Int32(clamping: (deadline - now + 999_999) / 1_000_000)
-            }
-            // poll ignores entries with a negative fd: without a wake-up line only the socket counts.
-            let ready = try fds.withUnsafeMutableBufferPointer { (p) throws(SystemError) -> Int in
-                try Sys.poll(p.baseAddress!, count: p.count, timeoutMs: timeoutMs)
-            }
-            if ready == 0 { continue }  // timeout or signal: the deadline check above decides
-            if fds[1].revents != 0 { return .woken }
-            if fds[0].revents != 0 { return .ready }
+            let now = Sys.monotonicNanoseconds()
+            if now >= deadline { return .timedOut }
+            let timeoutMs = Int32(clamping: (deadline - now + 999_999) / 1_000_000)
+            // 0: timeout or signal; the deadline check above decides.
+            if try Sys.poll(&entry, count: 1, timeoutMs: timeoutMs) > 0 { return .ready }
         }
     }
 }
