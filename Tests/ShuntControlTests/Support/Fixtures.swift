@@ -24,6 +24,8 @@ final class EchoHandler: ControlHandler {
             return .success("slow done\n")
         case "size":
             return .success("\(request.arguments.map(\.utf8.count).reduce(0, +))")
+        case "big":
+            return .success(String(repeating: "x", count: Int(request.arguments.first ?? "") ?? 0))
         default:
             return .success(Self.echo(request))
         }
