@@ -71,6 +71,13 @@ let package = Package(
         // `shunt bench`'s pure side: the zero-loss search, statistics over repeats, the results
         // JSON, the Markdown table and the SVG charts. No syscalls.
         .target(name: "ShuntBench"),
+        // `shunt doctor`: reads the host's and the ports' settings (XDPPeers' readiness, offloads,
+        // vxlan devices, bridge netfilter, bpffs, the generator's engines) and judges them; the
+        // judging (`Diagnosis`) is pure and unit-tested.
+        .target(
+            name: "ShuntDoctor",
+            dependencies: ["ShuntSystem", "ShuntCore", "ShuntBPF", "ShuntRuntime", "ShuntTrafficEngines"]
+        ),
         // Wiring: the checked plan (flags and the YAML configuration), ports, engines, worker
         // threads, statistics, lifecycle.
         .target(
@@ -84,7 +91,7 @@ let package = Package(
             dependencies: [
                 "ShuntForwarder", "ShuntBPF", "ShuntSystem", "ShuntRing", "ShuntCore", "ShuntTraffic", "CShunt", "ShuntPipeline",
                 "ShuntControl", "ShuntBench", "ShuntRuntime", "ShuntTrafficEngines",
-                "ShuntBenchRunner", "ShuntLab",
+                "ShuntBenchRunner", "ShuntLab", "ShuntDoctor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -104,6 +111,7 @@ let package = Package(
         .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt", "ShuntTestSupport"]),
         .testTarget(name: "ShuntBenchTests", dependencies: ["ShuntBench"]),
         .testTarget(name: "ShuntLabTests", dependencies: ["ShuntLab"]),
+        .testTarget(name: "ShuntDoctorTests", dependencies: ["ShuntDoctor", "ShuntSystem"]),
         .testTarget(name: "ShuntForwarderTests", dependencies: ["ShuntForwarder", "ShuntBPF", "ShuntCore", "ShuntPipeline", "ShuntRing", "CShunt"]),
         .testTarget(
             name: "ShuntIntegrationTests",
