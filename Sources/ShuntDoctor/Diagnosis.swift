@@ -45,8 +45,12 @@ public enum Diagnosis {
     static func xdpNative(_ p: PortFacts, _ here: String?) -> Check {
         let driver = driverPhrase(p)
         if p.hasXDP {
-            return Check("xdp_native", port: p.name, .warning,
-                         "an XDP program is already attached to \(p.name): shunt forward --datapath xdp and shunt xdp-redirect cannot attach theirs beside it (another forwarder on this port?); a program held by a bpf_link goes when its process ends, one attached through netlink goes with the fix",
+            let what = "XDP program \(p.xdpProgram.map { $0 + " " } ?? "")is already attached to \(p.name): shunt forward --datapath xdp, shunt xdp-redirect and shunt sink's xdp engine cannot attach theirs while it is there"
+            guard !p.xdpProgramThroughLink else {
+                return Check("xdp_native", port: p.name, .warning,
+                             "\(what); a bpf_link of another process holds it (`bpftool link show` names the pid): it goes when that process ends")
+            }
+            return Check("xdp_native", port: p.name, .warning, "\(what); remove it if nothing needs it",
                          fix: Shell.run("ip link set dev \(p.name) xdp off", in: here))
         }
         if let error = p.featuresError {

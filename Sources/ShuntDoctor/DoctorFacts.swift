@@ -39,6 +39,10 @@ public struct PortFacts: Sendable {
     public var isVeth = false
     /// Some XDP program is attached to the port itself.
     public var hasXDP = false
+    /// That program, as "'name' (id N)", when the kernel names it.
+    public var xdpProgram: String?
+    /// A bpf_link of some process holds that program: `ip link ... xdp off` cannot remove it.
+    public var xdpProgramThroughLink = false
     /// nil when unreadable.
     public var offloads: Offloads?
     /// NETDEV_A_DEV_XDP_FEATURES; nil when the kernel does not report them (before Linux 6.3).

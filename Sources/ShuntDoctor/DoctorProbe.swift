@@ -61,6 +61,10 @@ public enum DoctorProbe {
         p.driver = own.driver
         p.isVeth = own.link.kind == "veth"
         p.hasXDP = own.link.hasXDP
+        if p.hasXDP, let occupant = XDPOccupant.query(ifindex: own.link.index) {
+            let name = occupant.programName.isEmpty ? "" : "'\(occupant.programName)' "
+            (p.xdpProgram, p.xdpProgramThroughLink) = ("\(name)(id \(occupant.programID))", occupant.throughLink)
+        }
         p.offloads = own.offloads
         let readiness: RedirectReadiness
         do throws(SystemError) { readiness = try XDPPeers.readiness(of: name) } catch {

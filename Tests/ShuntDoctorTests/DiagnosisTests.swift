@@ -78,6 +78,18 @@ struct DiagnosisTests {
         #expect(try check(report, "xdp_native", "p0").status == .warning)
     }
 
+    /// Another program on the port: removable through netlink, or held by a process's bpf_link.
+    @Test func occupiedXDPHook() throws {
+        var p = Self.vethPort(gro: true)
+        (p.hasXDP, p.xdpProgram) = (true, "'xdp_redirect' (id 42)")
+        var c = try check(Diagnosis.report(Self.facts([p])), "xdp_native", "p0")
+        #expect(c.status == .warning && c.detail.contains("'xdp_redirect' (id 42)"))
+        #expect(c.fix == "ip netns exec fwd ip link set dev p0 xdp off")
+        p.xdpProgramThroughLink = true
+        c = try check(Diagnosis.report(Self.facts([p])), "xdp_native", "p0")
+        #expect(c.fix == nil && c.detail.contains("bpf_link"))
+    }
+
     @Test func nicWithoutNativeXDPOrRedirect() throws {
         var p = PortFacts(name: "eth1")
         (p.driver, p.offloads, p.xdpFeatures) = ("e1000e", Offloads(txChecksum: true, tso: true, gro: false, lro: false), [])
