@@ -69,11 +69,8 @@ public enum Diagnosis {
 
     /// Whether frames an XDP program redirects into the port arrive (for a veth: the peer's NAPI).
     static func xdpRedirect(_ p: PortFacts) -> Check {
-        if let error = p.readinessError {
-            return Check("xdp_redirect", port: p.name, .warning, "could not check whether redirects into \(p.name) arrive: \(error)")
-        }
         guard p.isVeth else { return deviceRedirect(p) }
-        guard let peer = p.peer else { return unnamedPeerRedirect(p) }
+        guard let peer = p.peer else { return unreadPeerRedirect(p) }
         let state = "its veth peer \(peer.name)\(Shell.namespaceNote(peer.namespace)) is \(peer.isUp ? "up" : "down"), GRO \(peer.gro ? "on" : "off"), \(peer.hasXDP ? "an XDP program attached" : "no XDP program")"
         let ready = p.acceptsRedirect ?? (peer.isUp && (peer.gro || peer.hasXDP))
         let gro = { (on: Bool) in Shell.run("ethtool -K \(peer.name) gro \(on ? "on" : "off")", in: peer.namespace) }
@@ -101,18 +98,24 @@ public enum Diagnosis {
     /// "the veth driver", or "the driver of eth1" when its name is unknown.
     static func driverPhrase(_ p: PortFacts) -> String { p.driver.map { "the \($0) driver" } ?? "the driver of \(p.name)" }
 
-    /// A veth whose peer is in a namespace without a name: only the veth's own bit is known.
-    static func unnamedPeerRedirect(_ p: PortFacts) -> Check {
-        let why = "its veth peer is in a namespace without a name under /run/netns (\(p.peerError ?? "not found")), so doctor cannot read or name it"
+    /// Why the kernel's answer (NDO_XMIT) is unknown.
+    static func featuresUnknown(_ p: PortFacts) -> String {
+        p.featuresError.map { "its xdp-features could not be read (\($0))" } ?? "this kernel does not report xdp-features"
+    }
+
+    /// A veth whose peer could not be read (a namespace without a name under /run/netns, or no
+    /// permission to enter it): only the veth's own bit is known.
+    static func unreadPeerRedirect(_ p: PortFacts) -> Check {
+        let why = "its veth peer cannot be read (\(p.peerError ?? "not found"))"
         switch p.acceptsRedirect {
         case true?:
             return Check("xdp_redirect", port: p.name, .ok, "redirects into \(p.name) arrive (the veth advertises ndo_xdp_xmit); \(why)")
         case false?:
             return Check("xdp_redirect", port: p.name, .problem,
-                         "redirects into \(p.name) are dropped: \(why); turn GRO on for the peer (ethtool -K PEER gro on, in its namespace) or attach an XDP program to it")
+                         "redirects into \(p.name) are dropped: the veth does not advertise ndo_xdp_xmit and \(why), so doctor cannot name the fix: turn GRO on for the peer (ethtool -K PEER gro on, in its namespace) or attach an XDP program to it")
         case nil:
             return Check("xdp_redirect", port: p.name, .warning,
-                         "cannot tell whether redirects into \(p.name) arrive: this kernel does not report xdp-features and \(why)")
+                         "cannot tell whether redirects into \(p.name) arrive: \(featuresUnknown(p)), and \(why)")
         }
     }
 
@@ -127,7 +130,7 @@ public enum Diagnosis {
                          "\(driver) does not take redirected frames (no ndo_xdp_xmit): shunt forward --datapath xdp refuses \(p.name); use --datapath afpacket for it")
         case nil:
             return Check("xdp_redirect", port: p.name, .warning,
-                         "cannot tell whether redirects into \(p.name) arrive: this kernel does not report xdp-features")
+                         "cannot tell whether redirects into \(p.name) arrive: \(featuresUnknown(p))")
         }
     }
 

@@ -47,11 +47,10 @@ public struct PortFacts: Sendable {
     public var offloads: Offloads?
     /// NETDEV_A_DEV_XDP_FEATURES; nil when the kernel does not report them (before Linux 6.3).
     public var xdpFeatures: XDPFeatures?
-    /// Why XDPPeers' readiness check could not run, if it could not.
-    public var readinessError: String?
     /// Why `xdpFeatures` could not be read, if it could not (nil also when the kernel has none).
     public var featuresError: String?
-    /// The veth's peer; nil for other devices or when it could not be found (`peerError`).
+    /// The veth's peer; nil for other devices or when it could not be read (`peerError`: say
+    /// XDPPeers' readiness check could not enter its namespace).
     public var peer: PeerFacts?
     public var peerError: String?
 

@@ -69,7 +69,6 @@ public enum DoctorProbe {
         let readiness: RedirectReadiness
         do throws(SystemError) { readiness = try XDPPeers.readiness(of: name) } catch {
             // Say entering the peer's namespace was refused: the port's own features still tell.
-            p.readinessError = "\(error)"
             if p.isVeth { p.peerError = "\(error)" }
             do throws(SystemError) { p.xdpFeatures = try InterfaceSurvey.xdpFeatures(ifindex: own.link.index) } catch {
                 p.featuresError = "\(error)"

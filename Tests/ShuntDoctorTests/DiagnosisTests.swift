@@ -78,6 +78,22 @@ struct DiagnosisTests {
         #expect(try check(report, "xdp_native", "p0").status == .warning)
     }
 
+    /// A peer doctor could not read (no name under /run/netns, or setns refused): the veth's own
+    /// NDO_XMIT bit still decides, without a fix to name; the peer's offloads are unknown.
+    @Test func unreadPeer() throws {
+        var p = Self.vethPort(gro: false)
+        (p.peer, p.peerError) = (nil, "setns: Operation not permitted")
+        var report = Diagnosis.report(Self.facts([p]))
+        let c = try check(report, "xdp_redirect", "p0")
+        #expect(c.status == .problem && c.fix == nil && c.detail.contains("Operation not permitted"))
+        #expect(try check(report, "offloads", "p0").status == .warning)
+        p.xdpFeatures = nil
+        p.featuresError = "NETDEV_CMD_DEV_GET: Operation not permitted"
+        report = Diagnosis.report(Self.facts([p]))
+        #expect(try check(report, "xdp_redirect", "p0").status == .warning)
+        #expect(try check(report, "xdp_native", "p0").detail.contains("could not read"))
+    }
+
     /// Another program on the port: removable through netlink, or held by a process's bpf_link.
     @Test func occupiedXDPHook() throws {
         var p = Self.vethPort(gro: true)
