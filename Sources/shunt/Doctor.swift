@@ -21,7 +21,7 @@ struct Doctor: ParsableCommand {
 
             One line per check (ok, warning or problem) with the fix command indented below it; \
             --json prints {"checks":[{"name","port","status","detail","fix"}],"problems",\
-            "ready","warnings"} on one line. Nothing is changed. Exit status: 0 when no check \
+            "ready","warnings"} on one line. No setting is changed. Exit status: 0 when no check \
             found a problem (warnings allowed), 1 when one did, 2 for bad usage (an unknown \
             interface, say).
             """
