@@ -4,8 +4,9 @@
 set -euo pipefail
 # openvswitch-switch: the VXLAN interop tests run OVS's userspace datapath as a peer; tshark
 # reads back the mirror tests' pcapng files; tcpdump is Scripts/mirror-lab.sh's capture.
+# nftables: the NAT of the DVR north-south lab's router, fip and snat namespaces (nft).
 packages=(libbpf-dev libelf-dev pkg-config iproute2 ethtool iputils-ping util-linux gcc libc6-dev openvswitch-switch tshark curl
-          tcpdump)
+          tcpdump nftables)
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(dpdk-dev coreutils jq)
 fi
