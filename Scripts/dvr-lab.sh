@@ -40,17 +40,54 @@
 # otherwise exit 1 after a line naming the failed checks. Exit 2: bad usage, or the lab could
 # not be built or started.
 #
-# Namespaces (P-host1 P-host2 P-fabric P-vm1 P-vm2 P-router1 P-router2), the forwarders and the
+# --north-south adds the north-south half of the reference page (issue 15), on the same run:
+#
+#   [P-ext] eth0 172.24.4.1 --- e0 [P-fabric: br1, the external network physnet1, flat] e1/e2/e3 --- eth2 of host1/host2/net
+#   [P-net: shunt, br-int + br-tun + br-ex] eth1 (VTEP 172.16.0.3) --- h3 [P-fabric: br0]
+#       sg1 --- sg-7d2f9c11-40 10.0.1.6 fa:16:3e:9f:55:67 [P-snat] qg-2b8e44a0-c3 172.24.4.4 --- qg1 [P-net]
+#   [P-fip1] fg-4c2e5a17-9b 172.24.4.6 --- fg1 [P-host1]; fpr-6a3e1b2c-d 169.254.31.29/31 --- rfp-6a3e1b2c-d .28/31 [P-router1]
+#   [P-vm3] eth0 10.0.1.4 fa:16:3e:da:e3:6e --- tap-vm3 [P-host2] (Net1, no floating IP)
+#
+# Every Shunt node then runs Scripts/dvr/host1-ns.yaml, host2-ns.yaml or net.yaml: br-ex, the
+# provider bridge (eth2 and phy-br-ex), linked to br-int's int-br-ex by a patch port pair, or
+# with --ext-link veth by a veth pair of those names (both ends Shunt ports); the hosts get the
+# north-south additions to their east-west flows (Scripts/dvr/hostN-ns-br-*.flows) through
+# `shunt ctl add-flows`. NAT and policy routing are Linux's, as in Neutron: router 1 sends
+# 10.0.1.5 to the fip namespace (rule "from 10.0.1.5 lookup 16") with SNAT/DNAT to the floating
+# IP 172.24.4.5 (nft); the fip namespace proxy-ARPs for it on fg-; both routers send the rest of
+# Net1 to the SNAT port 10.0.1.6 (rule "from 10.0.1.0/24"), the snat namespace SNATs it to
+# 172.24.4.4. Before the east-west captures VM1 pings VM3 (Net1, switched), so that host 2
+# learns VM1's MAC (see there why). After the east-west part, two phases with their own
+# captures (the nodes' external ports e1/e2/e3 and the underlay ports in P-fabric, inbound;
+# the outside's eth0; the ARP the fip and snat namespaces send): the outside pings the floating
+# IP, VM1 pings the outside, a UDP exchange outside -> VM1; then VM3 pings the outside and a UDP
+# exchange VM3 -> outside. Added RESULT keys: l2_ping (VM1 -> VM3), fip_ping (outside -> 172.24.4.5
+# and VM1 -> outside), fip_udp / fip_udp_back, ext_sees_src (IPv4 sources the outside received
+# in the floating-IP phase), fip_via (the Shunt nodes that put frames from 172.24.4.5 on the
+# external network), proxy_arp_mac (sender MAC of the ARP replies for 172.24.4.5 the outside
+# got), proxy_arp_from (the namespaces, fip1 or snat, that sent such replies), snat_ping,
+# snat_udp / snat_udp_back, ext_sees_snat_src, snat_via, snat_tunnel_inner_src / snat_tunnel_vni
+# (inner source MAC and VNI of VM3's frames host 2 tunnelled to the network node),
+# h1_fip_fastpath / h2_snat_fastpath / net_fastpath (XDP hit ratio of host 1 during the
+# floating-IP UDP phase, of host 2 and the network node during the SNAT one), ext_link. Checks:
+# all answered and echoed, ext_sees_src 172.24.4.5, fip_via host1, proxy_arp_mac the fg- MAC
+# fa:16:3e:3b:8e:21, proxy_arp_from fip1, ext_sees_snat_src 172.24.4.4, snat_via net,
+# snat_tunnel_inner_src host 2's DVR MAC, snat_tunnel_vni 0x3e9, and on xdp the three ratios >= 99%.
+#
+# Namespaces (P-host1 P-host2 P-fabric P-vm1 P-vm2 P-router1 P-router2, with --north-south also
+# P-net P-vm3 P-fip1 P-snat P-ext), the forwarders and the
 # captures (stopped by their PIDs) and the work dir (${TMPDIR:-/tmp}/shunt-dvr-lab.P: logs,
 # pcaps) are removed at the end, on failure and on interrupt, unless --keep and the lab came up
 # (the script then prints how to remove it: --down P).
 #
 # Run as root. Usage: Scripts/dvr-lab.sh [--prefix P] [--datapath afpacket|xdp] [--keep]
-#                     [--shunt PATH] [--count N] [--udp N]
+#                     [--shunt PATH] [--count N] [--udp N] [--north-south [--ext-link patch|veth]]
 #                     Scripts/dvr-lab.sh --down P
 #   --prefix: namespace names start with P- (default dvr).
 #   --shunt: the binary (default .build/release/shunt if present, else .build/debug/shunt).
 #   --down P: stop the forwarders a kept lab of prefix P runs and remove its namespaces.
+#   --north-south: add the network node, the external network, the floating IP and the SNAT.
+#   --ext-link: how br-int and br-ex are joined (default patch).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -359,7 +396,7 @@ if [[ $NORTH_SOUTH == 1 && $EXT_LINK == veth ]]; then
     CONF=$WORK/config
     mkdir -p "$CONF" && cp "$DVR"/*.flows "$CONF"/ || die "cannot copy the configuration to $CONF"
     for f in host1-ns.yaml host2-ns.yaml net.yaml; do
-        sed -E 's/(name: (int|phy)-br-ex, ofport: [0-9]+), type: patch, peer: [a-z-]+/\1/' "$DVR/$f" >"$CONF/$f"
+        sed -E 's/, type: patch, peer: (int|phy)-br-ex//' "$DVR/$f" >"$CONF/$f"
     done
 fi
 config_of() {
