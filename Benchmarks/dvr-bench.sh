@@ -14,6 +14,10 @@
 #   shunt     shunt forward --datapath xdp --config host1.yaml: two bridges, br-int (fwd0 tag 2,
 #             patch-tun) and br-tun (patch-int, vxlan-host2 over fwd1), br-tun loaded with the
 #             reference's flows. The YAML and the flow file are written to OUT/raw/.
+#   shunt-ext the north-south external path of host 1 (issue 15): br-int (fwd0 as the fip
+#             namespace's fg- port, tag 3) and br-ex (fwd1 as the external interface) joined by
+#             the int-br-ex/phy-br-ex patch pair, br-ex with the lab's flat-network flows: the
+#             frame is switched, not encapsulated, and leaves as it came.
 #   redirect  shunt xdp-redirect fwd0 <-> fwd1: a bare XDP redirect of the untouched frame. It
 #             does no DVR work; it is the ceiling of these two veths.
 #   ovs       Open vSwitch's userspace datapath (datapath_type=netdev), started privately in fwd
@@ -71,7 +75,7 @@ REPEATS=5
 SECONDS_PER_RUN=5
 OUT=""
 PREFIX="dvb$$"
-ONLY="shunt,redirect,ovs"
+ONLY="shunt,shunt-ext,redirect,ovs"
 GEN_ENGINE=auto
 FLOWS=1
 BUILD=1
@@ -103,7 +107,7 @@ case $GEN_ENGINE in auto|xdp|afxdp|ring|pump) ;; *) die "--gen-engine: auto, xdp
 IFS=, read -r -a FWDS <<<"$ONLY"
 [[ ${#FWDS[@]} -ge 1 ]] || die "--only names no forwarder"
 for f in "${FWDS[@]}"; do
-    case $f in shunt|redirect|ovs) ;; *) die "unknown forwarder in --only: '$f' (shunt, redirect, ovs)" ;; esac
+    case $f in shunt|shunt-ext|redirect|ovs) ;; *) die "unknown forwarder in --only: '$f' (shunt, shunt-ext, redirect, ovs)" ;; esac
 done
 [[ $EUID -eq 0 ]] || die "run as root"
 if [[ " ${FWDS[*]} " == *" ovs "* ]]; then
@@ -263,6 +267,13 @@ forwarder_up() {
             FWD_PID=$!
             wait_ready "$RAW/$tag.fwd.out" "$FWD_PID" || { log "shunt forward did not start: $(head -c 2000 "$RAW/$tag.fwd.err")"; return 1; }
             ;;
+        shunt-ext)
+            napi_threaded 1 || return 1
+            ip netns exec "$FWD_NS" taskset -c "$FWD_CPU" "$SHUNT" forward --datapath xdp --config "$RAW/host1-ext.yaml" \
+                --workers 1 --fix-peers --control "$SCRATCH/$tag.ctl" --json >"$RAW/$tag.fwd.out" 2>"$RAW/$tag.fwd.err" &
+            FWD_PID=$!
+            wait_ready "$RAW/$tag.fwd.out" "$FWD_PID" || { log "shunt forward did not start: $(head -c 2000 "$RAW/$tag.fwd.err")"; return 1; }
+            ;;
         redirect)
             napi_threaded 1 || return 1
             ip netns exec "$FWD_NS" "$SHUNT" xdp-redirect --port fwd0 --port fwd1 >"$RAW/$tag.fwd.out" 2>"$RAW/$tag.fwd.err" &
@@ -280,7 +291,7 @@ forwarder_up() {
 forwarder_report() {
     local name=$1 tag=$2
     case $name in
-        shunt)
+        shunt|shunt-ext)
             "$SHUNT" ctl --control "$SCRATCH/$tag.ctl" show --json >"$RAW/$tag.show.json" 2>&1
             "$SHUNT" ctl --control "$SCRATCH/$tag.ctl" dump-cache >"$RAW/$tag.dump-cache.txt" 2>&1
             ;;
@@ -344,7 +355,7 @@ check_frames() {
     stop_pid "$DUMP_PID"
     DUMP_PID=""
     local mode=vxlan
-    [[ $name == redirect ]] && mode=plain
+    [[ $name == redirect || $name == shunt-ext ]] && mode=plain
     python3 - "$pcap" "$mode" "$name" "$SINK_MAC" >>"$CHECKS" <<'PY' || return 1
 import json, os, struct, sys
 path, mode, name, sink_mac = sys.argv[1:5]
@@ -506,6 +517,32 @@ bridges:
       - {name: vxlan-host2, ofport: 4, type: vxlan, local: $LOCAL_VTEP, remote: $REMOTE_VTEP, dev: fwd1, vni: flow, dstport: 4789, remote_mac: $SINK_MAC}
 EOF
 
+# shunt-ext: the north-south external path of the DVR lab's host 1 instead (Scripts/dvr/
+# host1-ns.yaml): fwd0 is the fip namespace's fg- port (br-int, the external network's local
+# VLAN 3), NORMAL sends the frame over the int-br-ex/phy-br-ex patch pair to br-ex, which strips
+# the VLAN (flat network) and switches it out of its external interface fwd1: the frame leaves
+# as it came. The same generator frames, switched instead of routed into a tunnel.
+cp "$ROOT/Scripts/dvr/host1-br-ex.flows" "$RAW/br-ex.flows" || die "no Scripts/dvr/host1-br-ex.flows"
+cat >"$RAW/br-int-ext.flows" <<EOF
+# Host 1's br-int flows for the link to br-ex (Scripts/dvr/host1-ns-br-int.flows), then NORMAL.
+table=0,priority=3,in_port=int-br-ex,vlan_tci=0x0000/0x1fff actions=mod_vlan_vid:3,NORMAL
+table=0,priority=2,in_port=int-br-ex actions=drop
+table=0,priority=1 actions=NORMAL
+EOF
+cat >"$RAW/host1-ext.yaml" <<EOF
+bridges:
+  - name: br-int
+    flows: br-int-ext.flows
+    ports:
+      - {name: fwd0, ofport: 15, tag: 3}
+      - {name: int-br-ex, ofport: 20, trunks: [3], type: patch, peer: phy-br-ex}
+  - name: br-ex
+    flows: br-ex.flows
+    ports:
+      - {name: fwd1, ofport: 1}
+      - {name: phy-br-ex, ofport: 2, type: patch, peer: int-br-ex}
+EOF
+
 # --- the trials ----------------------------------------------------------------------------------
 START=$(date +%s)
 for ((r = 1; r <= REPEATS; r++)); do
@@ -527,7 +564,8 @@ trials_path, checks_path, out, shunt, root, repeats, seconds, flows, engine, pre
 trials = [json.loads(l) for l in open(trials_path) if l.strip()]
 checks = [json.loads(l) for l in open(checks_path) if l.strip()]
 order = only.split(",")
-label = {"shunt": "shunt forward --datapath xdp (br-int + br-tun)", "redirect": "xdp-redirect (ceiling)",
+label = {"shunt": "shunt forward --datapath xdp (br-int + br-tun)",
+         "shunt-ext": "shunt forward --datapath xdp, external path (br-int + br-ex)", "redirect": "xdp-redirect (ceiling)",
          "ovs": "Open vSwitch userspace (netdev)"}
 
 def cmd(args):
