@@ -82,7 +82,8 @@ struct MalformedCorpusTests {
     // MARK: Malformed IPv4
 
     /// IHL 0 to 15 against total lengths around the header, the L4 header and the frame, with
-    /// and without bytes after the IP packet; every version nibble; options at the 40-byte limit.
+    /// and without bytes after the IP packet; headers longer than the packet; every version
+    /// nibble; options at the 40-byte limit; the flags and fragment offset.
     @Test func ipv4HeaderAndTotalLengths() throws {
         let h = try CorpusHarness.shared(tunnels: false)
         let body = F.udp(1111, 2222, payload: [UInt8](repeating: 0x5A, count: 52))  // 60 bytes after a 20-byte header
@@ -96,6 +97,19 @@ struct MalformedCorpusTests {
                         let frame = F.ethernet(type: 0x0800, payload: ip + [UInt8](repeating: 0, count: padding), pad: false)
                         h.check(frame, "IHL \(ihl) proto \(proto) tot_len \(total) padding \(padding)", category: "IPv4 IHL x total length")
                     }
+                }
+            }
+        }
+        // Headers longer than the whole packet: IHL 6 to 15 over 0 to 12 bytes after the fixed
+        // header, tot_len the packet's or the header's.
+        for ihl in 6...15 {
+            for after in [0, 4, 8, 12] where after < ihl * 4 - 20 {
+                for headerLength in [false, true] {
+                    let total = headerLength ? ihl * 4 : 20 + after
+                    let ip = F.ipv4(proto: 17, payload: Array(F.udp(3, 4, payload: [1, 2, 3, 4]).prefix(after)), totalLength: total,
+                                    versionIHL: 0x40 | UInt8(ihl))
+                    h.check(F.ethernet(type: 0x0800, payload: ip, pad: false), "IHL \(ihl) over \(20 + after) bytes, tot_len \(total)",
+                            category: "IPv4 IHL beyond the packet")
                 }
             }
         }
@@ -139,7 +153,7 @@ struct MalformedCorpusTests {
             }
         }
         h.settle()
-        h.summary(["IPv4 IHL x total length", "IPv4 version", "IPv4 options at the 40-byte limit", "IPv4 fragment fields"])
+        h.summary(["IPv4 IHL x total length", "IPv4 IHL beyond the packet", "IPv4 version", "IPv4 options at the 40-byte limit", "IPv4 fragment fields"])
     }
 
     // MARK: IPv6 extension headers
