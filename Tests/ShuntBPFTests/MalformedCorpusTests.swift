@@ -642,7 +642,7 @@ final class CorpusHarness {
             do {
                 _ = try ProgramTestRun.xdp(programFD: cache.programFD, packet: frame)
                 problems.append("BPF_PROG_TEST_RUN took a \(frame.count)-byte frame")
-            } catch BPFError.libbpf(_, let errno) where errno == EINVAL {
+            } catch BPFError.libbpf(_, let code) where code == EINVAL {
             } catch {
                 problems.append("\(error) instead of EINVAL")
             }
