@@ -433,6 +433,14 @@ if [[ $NORTH_SOUTH == 1 ]]; then
     done
 fi
 
+# ping_run FROM TO NAME: --count pings from namespace FROM to TO, the summary shown, the output
+# kept in $WORK/NAME.txt; ping_counts of that file: "transmitted received".
+ping_run() {
+    inns "$1" ping -c "$COUNT" -i 0.2 -W 2 "$2" >"$WORK/$3.txt" 2>&1
+    tail -2 "$WORK/$3.txt"
+}
+ping_counts() { awk '/packets transmitted/ { print $1, $4; found = 1 } END { if (!found) print 0, 0 }' "$1"; }
+
 if [[ $NORTH_SOUTH == 1 ]]; then
     # Net1 switched across the tunnel (same subnet: no router), before the east-west captures
     # (the VMs' own MACs cross the underlay here): VM1's frames for VM3 reach host 2's br-int
@@ -449,9 +457,8 @@ if [[ $NORTH_SOUTH == 1 ]]; then
     # DVR MACs only.
     inns vm1 ip neigh replace "$VM3_IP" lladdr "$VM3_MAC" dev eth0 nud permanent
     inns vm3 ip neigh replace "$VM1_IP" lladdr "$VM1_MAC" dev eth0 nud permanent
-    inns vm1 ping -c "$COUNT" -i 0.2 -W 2 "$VM3_IP" >"$WORK/ping13.txt" 2>&1
-    tail -2 "$WORK/ping13.txt"
-    read -r P13_TX P13_RX < <(awk '/packets transmitted/ { print $1, $4; found = 1 } END { if (!found) print 0, 0 }' "$WORK/ping13.txt")
+    ping_run vm1 "$VM3_IP" ping13
+    read -r P13_TX P13_RX < <(ping_counts "$WORK/ping13.txt")
 fi
 
 # --- Captures ------------------------------------------------------------------------------------
@@ -472,14 +479,10 @@ done
 sleep 0.2
 
 # --- Traffic -------------------------------------------------------------------------------------
-# ping's summary: "N packets transmitted, M received, ..." -> "N M".
-ping_counts() { awk '/packets transmitted/ { print $1, $4; found = 1 } END { if (!found) print 0, 0 }' "$1"; }
 echo "== VM1 -> VM2: ping -c $COUNT $VM2_IP"
-inns vm1 ping -c "$COUNT" -i 0.2 -W 2 "$VM2_IP" >"$WORK/ping12.txt" 2>&1
-tail -2 "$WORK/ping12.txt"
+ping_run vm1 "$VM2_IP" ping12
 echo "== VM2 -> VM1: ping -c $COUNT $VM1_IP"
-inns vm2 ping -c "$COUNT" -i 0.2 -W 2 "$VM1_IP" >"$WORK/ping21.txt" 2>&1
-tail -2 "$WORK/ping21.txt"
+ping_run vm2 "$VM1_IP" ping21
 read -r P12_TX P12_RX < <(ping_counts "$WORK/ping12.txt")
 read -r P21_TX P21_RX < <(ping_counts "$WORK/ping21.txt")
 
@@ -693,11 +696,9 @@ if [[ $NORTH_SOUTH == 1 ]]; then
     capture snat "$QG_DEV" fip-qg -Q out arp
     wait_captures fip-e1 fip-e2 fip-e3 fip-ext fip-fg fip-qg
     echo "== outside -> VM1's floating IP: ping -c $COUNT $FIP"
-    inns ext ping -c "$COUNT" -i 0.2 -W 2 "$FIP" >"$WORK/ping-fip-in.txt" 2>&1
-    tail -2 "$WORK/ping-fip-in.txt"
+    ping_run ext "$FIP" ping-fip-in
     echo "== VM1 -> outside: ping -c $COUNT $EXT_IP"
-    inns vm1 ping -c "$COUNT" -i 0.2 -W 2 "$EXT_IP" >"$WORK/ping-fip-out.txt" 2>&1
-    tail -2 "$WORK/ping-fip-out.txt"
+    ping_run vm1 "$EXT_IP" ping-fip-out
     read -r FI_TX FI_RX < <(ping_counts "$WORK/ping-fip-in.txt")
     read -r FO_TX FO_RX < <(ping_counts "$WORK/ping-fip-out.txt")
     echo "== UDP: $UDP_COUNT datagrams outside -> $FIP:5002 (VM1), echoed back"
@@ -717,8 +718,7 @@ if [[ $NORTH_SOUTH == 1 ]]; then
     capture fabric h3 snat-h3 -Q in
     wait_captures snat-e1 snat-e2 snat-e3 snat-ext snat-h2 snat-h3
     echo "== VM3 -> outside: ping -c $COUNT $EXT_IP"
-    inns vm3 ping -c "$COUNT" -i 0.2 -W 2 "$EXT_IP" >"$WORK/ping-snat.txt" 2>&1
-    tail -2 "$WORK/ping-snat.txt"
+    ping_run vm3 "$EXT_IP" ping-snat
     read -r SN_TX SN_RX < <(ping_counts "$WORK/ping-snat.txt")
     echo "== UDP: $UDP_COUNT datagrams VM3 -> $EXT_IP:5003 (outside), echoed back"
     read -r N2_HITS0 N2_SLOW0 < <(xdp_counts 2)
