@@ -5,7 +5,11 @@
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzControl(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    _ = try? WireCoding.decode(ControlRequest.self, from: bytes)
+    // What decodes must encode and decode back to itself.
+    if let request = try? WireCoding.decode(ControlRequest.self, from: bytes) {
+        let again = try? WireCoding.decode(ControlRequest.self, from: WireCoding.encode(request))
+        guard again == request else { fatalError("request round trip: \(request) came back as \(String(describing: again))") }
+    }
     // Frame the same bytes in one go and in chunks (the first byte picks the chunk size): the
     // status must not depend on how the stream was cut.
     var whole = RequestFramer()
