@@ -49,9 +49,37 @@ struct ConfigFile {
         init(_ description: String) { self.description = description }
     }
 
+    /// The first mapping key in `node` that is a mapping or a list, if any.
+    private static func complexKey(in node: Node) -> Node? {
+        switch node {
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                switch key {
+                case .mapping, .sequence: return key
+                case .scalar, .alias: break
+                }
+                if let bad = complexKey(in: value) { return bad }
+            }
+        case .sequence(let sequence):
+            for item in sequence { if let bad = complexKey(in: item) { return bad } }
+        case .scalar, .alias:
+            break
+        }
+        return nil
+    }
+
     static func parse(_ text: String) throws(Invalid) -> ConfigFile {
         let root: Any?
-        do { root = try Yams.load(yaml: text) } catch {
+        do {
+            // Yams.load traps on a mapping key that is not a scalar (`{a: 1}: 2`, found by
+            // fuzzing, issue 17): look at the node tree first and refuse such a key.
+            if let node = try Yams.compose(yaml: text), let key = complexKey(in: node) {
+                throw Invalid("line \(key.mark?.line ?? 0): a mapping key must be a plain value, not a mapping or a list")
+            }
+            root = try Yams.load(yaml: text)
+        } catch let error as Invalid {
+            throw error
+        } catch {
             throw Invalid("not valid YAML: \(String(describing: error).split(separator: "\n").joined(separator: " "))")
         }
         guard let root else { return ConfigFile() }
