@@ -77,12 +77,12 @@ command -v tcpdump >/dev/null || die "tcpdump is needed (the per-flow order capt
 SECONDS_RUN=$(python3 -c 'import sys; print(max(10, round(float(sys.argv[1]) * 60)))' "$MINUTES")
 [[ $RATE =~ ^[1-9][0-9]*$ && $RATE -le 1000000 ]] || die "--rate must be 1..1000000"
 case $DATAPATH in afpacket) DPS=(afpacket) ;; xdp) DPS=(xdp) ;; both) DPS=(afpacket xdp) ;; *) die "--datapath afpacket|xdp|both" ;; esac
-[[ $PREFIX =~ ^[a-z0-9]{1,9}$ ]] || die "--prefix: 1-9 lower-case letters or digits"
+[[ $PREFIX =~ ^[A-Za-z0-9_]{1,24}$ ]] || die "--prefix: 1-24 letters, digits or _"
 : "${SHUNT:=$ROOT/.build/release/shunt}"
 [[ -x $SHUNT ]] || die "no shunt binary at $SHUNT (swift build -c release, or --shunt PATH)"
 : "${OUT:=$ROOT/bench-results/soak-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT" || die "cannot create $OUT"
-WORK=$(mktemp -d /tmp/skt-soak.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")
 LAB="$PREFIX-"
 CAPTURE_S=$(( SECONDS_RUN < 40 ? SECONDS_RUN / 2 : 20 ))
 
