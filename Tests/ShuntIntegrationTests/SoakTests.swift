@@ -57,7 +57,7 @@ struct SoakTests {
         #expect(int(r, "max_interval_dev").map { $0 <= 2000 } == true, "\(r)")
         #expect((int(r, "rss_growth_kb") ?? .max) < 5 * 1024, "\(r)")
         #expect(int(r, "rss_start_kb").map { $0 > 0 } == true && int(r, "rss_end_kb").map { $0 > 0 } == true, "\(r)")
-        let fds = (int(r, "fds_start") ?? 0, int(r, "fds_end") ?? .max)
+        let fds = (int(r, "fds_start") ?? 0, int(r, "fds_end") ?? .max)  // peaks over 10 s windows
         #expect(fds.0 > 0 && fds.1 <= fds.0 + 2, "\(r)")
         #expect(int(r, "max_cache").map { (16...64).contains($0) } == true, "\(r)")
         #expect(r["ctl_errors"] == "0" && r["mirror_unbalanced"] == "0", "\(r)")
