@@ -194,9 +194,11 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         total.cacheEntries &+= user.cacheEntries
         total.revalidations &+= user.revalidations
         total = PathStatus.common(total)
+        // One snapshot, so the flow count and the generation describe the same tables.
+        let (pipeline, generation) = datapath.currentPipeline()
         return ShowStatus(
             mode: "flows", datapath: datapath.config.kind.rawValue, workers: plan.workers,
-            flows: datapath.currentPipeline().pipeline.entries.count, generation: datapath.currentPipeline().generation,
+            flows: pipeline.entries.count, generation: generation,
             ports: ports + forwarder.tunnels.map { tunnelStatus($0, datapath: datapath, fastPorts: fastPorts) },
             bridges: datapath.layout.bridges.map { BridgeStatus($0, layout: datapath.layout, interfaces: forwarder.interfaces.count) },
             datapaths: .init(xdp: xdp, userspace: user), total: total)
