@@ -2,13 +2,16 @@
 # soak.sh: a long run at a fixed, modest rate while the control plane churns; checks that
 # nothing is lost, leaks or drifts.
 #
-#   [P-gen] gen0 <-veth-> fwd0 [P-fwd: shunt forward] fwd1 <-veth-> sink0 [P-sink: shunt sink]
+#   [P-gen] gen0 <-veth-> fwd0 [P-fwd: shunt forward, tunnel vt over fwd1] fwd1 <-veth->
+#       sink0 = 10.203.0.2 [P-sink: kernel vxlan0 (VNI 77) over sink0; shunt sink on vxlan0]
 #
 # Per datapath (--datapath afpacket, xdp or both, one after the other, --minutes each):
-# `shunt forward --port fwd0 --port fwd1 --flows F --json --stats-interval 1`, F being
-# in_port=1 -> output:2 and in_port=2 -> output:1 (priority 1). `shunt gen` (ring engine) sends
-# 16 steady UDP flows (source ports 1024-1039, destination port 5001) at --rate for the whole
-# run; `shunt sink` (ring engine) counts them per stream (lost, duplicated, out of order).
+# `shunt forward --port fwd0 --port fwd1 --vxlan vt,local=10.203.0.254,remote=SINK0,dev=fwd1,vni=77
+# --neigh-reachable 2 --flows F --json --stats-interval 1`, F being in_port=1 -> output:3 (the
+# tunnel) and in_port=2 -> output:1 (priority 1). `shunt gen` (ring engine) sends 16 steady UDP
+# flows (source ports 1024-1039, destination port 5001) at --rate for the whole run; the sink
+# namespace's kernel decapsulates them and `shunt sink` (ring engine) on vxlan0 counts them per
+# stream (lost, duplicated, out of order).
 # --rate is not measured here: give half the zero-loss rate `shunt bench` found for this
 # machine and datapath (the default, 20 kpps, is well under it here and leaves room for other
 # work on the machine).
@@ -20,15 +23,21 @@
 #   - every other second add a mirror session (the steady traffic of fwd0, to a pcapng file in
 #     the work directory, snaplen 64), the next second check its accounting (selected =
 #     mirrored + sampled_out + dropped), delete it and delete its file.
-#   - VXLAN tunnel neighbours expiring and re-resolving are left out (no tunnel port here).
+#   - the tunnel's neighbour (the remote VTEP's MAC) is reachable for 2 s after each ARP
+#     answer (--neigh-reachable 2), then stale: the next frame for it asks again by ARP while
+#     the known MAC is still used, and the answer makes it reachable again. On xdp the kernel's
+#     tunnel entry loses its next hop while stale, so those frames go up to the slow path until
+#     the answer comes. The ARP requests are counted (neigh_requests, fwd1's tx_local) and must
+#     number at least one per 5 s.
 # Every second: /proc/PID/status VmRSS, /proc/PID/fd count, `shunt ctl show --json` (cache
 # entries of the datapath, flow count).
 #
 # Checks (exit 0 only when all hold):
-#   - accounting per direction, rx(A) = tx(B) + rx_dropped(A) + tx_dropped(B): exactly on the
-#     final statistics, within max(256, rate/10) on every stats line (frames in flight);
+#   - accounting per direction, fwd0 -> vt and fwd1 -> fwd0, rx(A) - rx_local(A) = tx(B) +
+#     rx_dropped(A) + tx_dropped(B) (ARP answers from the remote VTEP are rx_local): exactly on
+#     the final statistics, within max(256, rate/10) on every stats line (frames in flight);
 #   - drop reasons: none expected (every rx/tx drop reason seen is reported and fails the run);
-#   - the generator's sent = fwd0 rx = fwd1 tx = the sink's received; the sink's lost,
+#   - the generator's sent = fwd0 rx = vt tx = fwd1 tx_encapsulated = the sink's received; the sink's lost,
 #     duplicated and ring_dropped are 0. Its out_of_order is reported, not checked: the 16 flows
 #     share one stream, and frames of different flows may pass each other (a flow's first frame
 #     after a cache invalidation goes through the pipeline). Order within each flow is checked
@@ -46,7 +55,7 @@
 # Prints a table, writes it to OUT/summary.md and prints one line per datapath:
 #   RESULT datapath=.. minutes=.. rate=.. churn_ops=.. sent=.. received=.. lost=.. duplicated=..
 #          out_of_order=.. flow_order_checked=.. flow_reordered=.. invariant=ok|.. max_interval_dev=.. drops=none|.. rss_start_kb=..
-#          rss_end_kb=.. rss_growth_kb=.. fds_start=.. fds_end=.. max_cache=.. ctl_errors=..
+#          rss_end_kb=.. rss_growth_kb=.. fds_start=.. fds_end=.. max_cache=.. neigh_requests=.. ctl_errors=..
 #          mirror_unbalanced=.. status=ok|fail
 #
 # Run as root. Usage: Benchmarks/soak.sh --minutes N [--datapath afpacket|xdp|both] [--rate PPS]
@@ -116,11 +125,17 @@ run_dp() {
     "$SHUNT" lab up --prefix "$LAB" >"$raw/lab.out" 2>&1 || { cat "$raw/lab.out" >&2; return 1; }
     inns gen ethtool -K gen0 gro on >/dev/null 2>&1
     inns sink ethtool -K sink0 gro on >/dev/null 2>&1
-    printf '%s\n' 'table=0,priority=1,in_port=1,actions=output:2' 'table=0,priority=1,in_port=2,actions=output:1' >"$raw/flows.txt"
-    local extra=()
+    # The remote VTEP: the sink namespace's kernel, on sink0's address.
+    local vtep
+    vtep=$(inns sink ip -4 -o addr show dev sink0 | awk '{print $4}' | cut -d/ -f1 | head -1)
+    [[ -n $vtep ]] || { log "sink0 has no IPv4 address"; return 1; }
+    inns sink ip link add vxlan0 type vxlan id 77 dstport 4789 local "$vtep" dev sink0 &&
+        inns sink ip link set vxlan0 up || { log "cannot create the kernel vxlan device"; return 1; }
+    printf '%s\n' 'table=0,priority=1,in_port=1,actions=output:3' 'table=0,priority=1,in_port=2,actions=output:1' >"$raw/flows.txt"
+    local extra=(--vxlan "vt,local=10.203.0.254,remote=$vtep,dev=fwd1,vni=77" --neigh-reachable 2)
     [[ $dp == xdp ]] && extra+=(--fix-peers)
     # Not through a function: $! must be the process that becomes shunt (ip netns exec execs it).
-    ip netns exec "${LAB}sink" "$SHUNT" sink --port sink0 --engine ring --json --interval 1 \
+    ip netns exec "${LAB}sink" "$SHUNT" sink --port vxlan0 --engine ring --json --interval 1 \
         >"$raw/sink.out" 2>"$raw/sink.err" &
     SINK_PID=$!
     ip netns exec "${LAB}fwd" "$SHUNT" forward --port fwd0 --port fwd1 --flows "$raw/flows.txt" --datapath "$dp" \
@@ -134,7 +149,7 @@ run_dp() {
     grep -q '"type":"ready"' "$raw/sink.out" || { log "shunt sink did not start: $(cat "$raw/sink.err")"; return 1; }
     # Per-flow order: the sink's sequences are per stream and the 16 flows share one, so a
     # capture of the first CAPTURE_S seconds at the sink is checked flow by flow.
-    ip netns exec "${LAB}sink" timeout "$CAPTURE_S" tcpdump -i sink0 -s 64 -U -w "$WORK/$dp.pcap" \
+    ip netns exec "${LAB}sink" timeout "$CAPTURE_S" tcpdump -i vxlan0 -s 64 -U -w "$WORK/$dp.pcap" \
         udp dst port 5001 >"$raw/tcpdump.out" 2>&1 &
     CAP_PID=$!
     sleep 1
@@ -264,9 +279,9 @@ def ports(doc):
 def deviations(doc):
     p = ports(doc)
     out = []
-    for a, b in (("fwd0", "fwd1"), ("fwd1", "fwd0")):
+    for a, b in (("fwd0", "vt"), ("fwd1", "fwd0")):
         if a in p and b in p:
-            out.append(p[a]["rx_packets"] - p[b]["tx_packets"] - p[a]["rx_dropped"] - p[b]["tx_dropped"])
+            out.append(p[a]["rx_packets"] - p[a]["rx_local"] - p[b]["tx_packets"] - p[a]["rx_dropped"] - p[b]["tx_dropped"])
     return out
 tol = max(256, rate // 10)
 max_dev = 0
@@ -296,9 +311,16 @@ fp = ports(fin)
 sent = gen.get("sent", -1)
 received = sink.get("received", -1)
 fwd0_rx = fp.get("fwd0", {}).get("rx_packets", -1)
-fwd1_tx = fp.get("fwd1", {}).get("tx_packets", -1)
-if not (sent == fwd0_rx == fwd1_tx == received):
-    fails.append(f"sent {sent}, fwd0 rx {fwd0_rx}, fwd1 tx {fwd1_tx}, sink received {received}: not all equal")
+vt_tx = fp.get("vt", {}).get("tx_packets", -1)
+fwd1_encap = fp.get("fwd1", {}).get("tx_encapsulated", -1)
+if not (sent == fwd0_rx == vt_tx == fwd1_encap == received):
+    fails.append(f"sent {sent}, fwd0 rx {fwd0_rx}, vt tx {vt_tx}, fwd1 tx_encapsulated {fwd1_encap}, "
+                 f"sink received {received}: not all equal")
+# The tunnel's neighbour goes stale 2 s after each answer and is asked again: at least one
+# request per 5 s shows it expired and re-resolved all along (fwd1's tx_local is its ARP requests).
+neigh_requests = fp.get("fwd1", {}).get("tx_local", -1)
+if neigh_requests < seconds // 5:
+    fails.append(f"{neigh_requests} ARP requests for the tunnel's neighbour in {seconds} s (at least {seconds // 5} expected)")
 cap_frames, cap_flows, flow_reordered = map(int, (open(f"{raw}/flow-order.txt").readline().split() or ["0", "0", "0"]))
 if cap_frames < rate or cap_flows != 16:
     fails.append(f"per-flow order capture: {cap_frames} frames of {cap_flows} flows (tcpdump: see tcpdump.out)")
@@ -348,7 +370,8 @@ r = dict(datapath=dp, minutes=minutes, rate=rate, churn_ops=ops, sent=sent, rece
          invariant=invariant, max_interval_dev=max_dev,
          drops="none" if not drops else ",".join(f"{k}:{v}" for k, v in sorted(drops.items())),
          rss_start_kb=samples[0][1], rss_warm_kb=base_rss, rss_end_kb=max(s[1] for s in end_window), rss_growth_kb=rss_growth,
-         fds_start=base_fds, fds_end=max(s[2] for s in end_window), max_cache=max_cache, ctl_errors=errs,
+         fds_start=base_fds, fds_end=max(s[2] for s in end_window), max_cache=max_cache,
+         neigh_requests=neigh_requests, ctl_errors=errs,
          mirror_unbalanced=unbalanced, status="ok" if not fails else "fail")
 for f in fails:
     print(f"soak: {dp}: FAIL: {f}", file=sys.stderr)
@@ -361,21 +384,21 @@ for dp in "${DPS[@]}"; do
     run_dp "$dp" || { log "$dp: run failed"; status=1; }
 done
 {
-    echo "| datapath | minutes | rate (pps) | churn ops | packets (sent / received) | lost | dup | ooo | final invariant | max interval dev | drops | RSS kB start / after warm-up / end | fds start / end | max cache entries |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| datapath | minutes | rate (pps) | churn ops | neighbour ARP requests | packets (sent / received) | lost | dup | ooo | final invariant | max interval dev | drops | RSS kB start / after warm-up / end | fds start / end | max cache entries |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for dp in "${DPS[@]}"; do
         [[ -f $OUT/$dp/result.json ]] || { echo "| $dp | (no result) |"; continue; }
         python3 - "$OUT/$dp/result.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-cells = [r["datapath"], r["minutes"], r["rate"], r["churn_ops"], f'{r["sent"]} / {r["received"]}', r["lost"],
+cells = [r["datapath"], r["minutes"], r["rate"], r["churn_ops"], r["neigh_requests"], f'{r["sent"]} / {r["received"]}', r["lost"],
          r["duplicated"], r["out_of_order"], r["invariant"], r["max_interval_dev"], r["drops"],
          f'{r["rss_start_kb"]} / {r["rss_warm_kb"]} / {r["rss_end_kb"]}', f'{r["fds_start"]} / {r["fds_end"]}', r["max_cache"]]
 print("| " + " | ".join(map(str, cells)) + " |")
 PY
     done
     echo
-    echo "kernel $(uname -r), $(nproc) CPUs; ring generator and sink; churn about once a second (flows in tables 0 and 7, a pcapng mirror session every other second)."
+    echo "kernel $(uname -r), $(nproc) CPUs; ring generator and sink; churn about once a second (flows in tables 0 and 7, a pcapng mirror session every other second); the steady flows cross a VXLAN tunnel whose neighbour goes stale every 2 s."
 } | tee "$OUT/summary.md"
 for dp in "${DPS[@]}"; do
     if [[ -f $OUT/$dp/result.json ]]; then

@@ -45,6 +45,8 @@ public struct ForwarderRequest: Sendable {
     public var busyPollMicroseconds: UInt64 = 200
     public var macAgingSeconds = 300.0
     public var macTableSize = 8192
+    /// `--neigh-reachable`: nil when not given.
+    public var neighbourReachableSeconds: Double?
 
     public init() {}
 }
@@ -75,6 +77,8 @@ public struct ForwarderPlan: Sendable {
     public var fixPeers: Bool
     /// VXLAN tunnel ports, numbered after the interfaces in this order (flow mode only).
     public var tunnels: [TunnelPort]
+    /// How long a remote VTEP's MAC counts as reachable after an ARP answer.
+    public var neighbourReachableMs: UInt64 = 30_000
     /// Mirror sessions to start with (flow mode only).
     public var mirrors: [MirrorSpec]
     /// Flow mode: the bridges over the ports (without `bridges:` in the configuration, one
@@ -118,11 +122,13 @@ public struct ForwarderPlan: Sendable {
             tables = try flowTables(file, ports: r.ports + tunnels.map(\.name), maxFlows: r.maxFlows)
         }
         let names = PortNames(r.ports + tunnels.map(\.name), notSwitched: Set(tunnels.map(\.underlayPort)))
-        return ForwarderPlan(
+        var plan = ForwarderPlan(
             ports: r.ports, workers: r.workers, mode: mode, fanout: r.fanout, ring: try ring(r),
             idle: IdlePolicy(busyPollMicroseconds: r.busyPollMicroseconds), macAgingMs: UInt64(r.macAgingSeconds * 1000),
             macTableSize: r.macTableSize, datapath: datapath(r), flowTables: tables, fixPeers: r.fixPeers, tunnels: tunnels,
             mirrors: mirrorSpecs, layout: .single(names))
+        try plan.setNeighbourReachable(r)
+        return plan
     }
 
     /// A configuration with `bridges:`: the ports, tunnels and flows all come from it.
@@ -144,11 +150,25 @@ public struct ForwarderPlan: Sendable {
             try MirrorControl.validate(mirrors, ports: PortNames(bridged.interfaces + bridged.tunnels.map(\.name)),
                                        interfaceCount: bridged.interfaces.count, tunnels: bridged.tunnels)
         } catch { throw PlanError(error.description) }
-        return ForwarderPlan(
+        var plan = ForwarderPlan(
             ports: bridged.interfaces, workers: r.workers, mode: .flows, fanout: r.fanout, ring: try ring(r),
             idle: IdlePolicy(busyPollMicroseconds: r.busyPollMicroseconds), macAgingMs: UInt64(r.macAgingSeconds * 1000),
             macTableSize: r.macTableSize, datapath: datapath(r), flowTables: bridged.tables, fixPeers: r.fixPeers,
             tunnels: bridged.tunnels, mirrors: mirrors, layout: bridged.layout)
+        try plan.setNeighbourReachable(r)
+        return plan
+    }
+
+    /// `--neigh-reachable`, which only tunnels use.
+    mutating func setNeighbourReachable(_ r: ForwarderRequest) throws(PlanError) {
+        guard let seconds = r.neighbourReachableSeconds else { return }
+        guard seconds >= 0.1 && seconds <= 3600 else {
+            throw PlanError("--neigh-reachable must be between 0.1 and 3600 seconds, got \(seconds)")
+        }
+        if tunnels.isEmpty {
+            throw PlanError("--neigh-reachable is for tunnel ports (--vxlan, or vxlan ports in --config); there are none")
+        }
+        neighbourReachableMs = UInt64(seconds * 1000)
     }
 
     static func datapath(_ r: ForwarderRequest) -> FlowDatapathConfig {

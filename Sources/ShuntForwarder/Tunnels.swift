@@ -1,4 +1,5 @@
 import ShuntCore
+import Synchronization
 
 /// A VXLAN tunnel port as configured (`--vxlan NAME,local=IP,remote=IP,dev=IFACE,...`), before
 /// its underlay interface is resolved to a port number.
@@ -175,15 +176,18 @@ final class TunnelRuntime: Sendable {
     let underlayMTUs: [Int]
     /// Per interface port index: the local VTEP addresses and its MAC (for ARP).
     let interfaceMACs: [MACAddress]
+    /// Tunnels (bit i: `tunnels[i]`, the first 64) whose stale next hop the XDP fast path keeps
+    /// using: worker 0 asks for them again by ARP, since no frame of theirs reaches a worker.
+    let refreshWanted = Atomic<UInt64>(0)
 
-    init(tunnels: [TunnelPort], interfaceMACs: [MACAddress], interfaceMTUs: [Int]) {
+    init(tunnels: [TunnelPort], interfaceMACs: [MACAddress], interfaceMTUs: [Int], neighbourReachableMs: UInt64 = 30_000) {
         self.tunnels = tunnels
         firstPortIndex = interfaceMACs.count
         classifiers = (0..<interfaceMACs.count).map { p in
             let over = tunnels.filter { Int($0.underlayPort) == p + 1 }
             return over.isEmpty ? nil : UnderlayClassifier(tunnels: over)
         }
-        let table = NeighbourTable(addresses: tunnels.map(\.remote))
+        let table = NeighbourTable(addresses: tunnels.map(\.remote), reachableMs: neighbourReachableMs)
         neighbours = table
         neighbourSlots = tunnels.map { table.slot(of: $0.remote)! }
         sourceMACs = tunnels.map { interfaceMACs[Int($0.underlayPort) - 1] }

@@ -137,6 +137,9 @@ struct Forward: ParsableCommand {
     @Option(help: "normal mode: seconds after which an unrefreshed MAC entry is forgotten.")
     var macAging: Double = 300
 
+    @Option(help: ArgumentHelp("Tunnels: seconds a remote VTEP's MAC counts as reachable after an ARP answer (as the kernel's base_reachable_time); after that it is asked again by ARP while the known MAC is still used, for up to 120 s.", valueName: "S"))
+    var neighReachable: Double?
+
     @Option(help: "Print statistics every S seconds (0: only the final statistics).")
     var statsInterval: Double = 0
 
@@ -189,6 +192,7 @@ struct Forward: ParsableCommand {
         r.qdiscBypass = !noQdiscBypass
         r.busyPollMicroseconds = busyPollUs
         r.macAgingSeconds = macAging
+        r.neighbourReachableSeconds = neighReachable
         r.flowFile = try flows.map { NamedText(path: $0, text: try read($0, what: "flow file")) }
         r.configFile = try configFile.map { NamedText(path: $0, text: try read($0, what: "configuration file")) }
         if let config = r.configFile {

@@ -103,6 +103,19 @@ struct ForwarderPlanTests {
             .hasPrefix("lab.yaml: tunnel vx1: dev=eth9"))
     }
 
+    /// `--neigh-reachable`: a tunnel setting, in range; 30 s when not given.
+    @Test func neighbourReachableTime() throws {
+        #expect(try ForwarderPlan.make(Self.request { $0.vxlan = [Self.tunnel] }).neighbourReachableMs == 30_000)
+        #expect(try ForwarderPlan.make(Self.request { $0.vxlan = [Self.tunnel]; $0.neighbourReachableSeconds = 2 })
+            .neighbourReachableMs == 2000)
+        #expect(Self.problem { $0.neighbourReachableSeconds = 2 }
+            == "--neigh-reachable is for tunnel ports (--vxlan, or vxlan ports in --config); there are none")
+        #expect(Self.problem { $0.vxlan = [Self.tunnel]; $0.neighbourReachableSeconds = 0 }
+            == "--neigh-reachable must be between 0.1 and 3600 seconds, got 0.0")
+        #expect(Self.problem { $0.vxlan = [Self.tunnel]; $0.neighbourReachableSeconds = 7200 }
+            == "--neigh-reachable must be between 0.1 and 3600 seconds, got 7200.0")
+    }
+
     @Test func mirrorMistakes() {
         #expect(Self.problem { $0.mirrors = ["m,src=p7,to=p1"] }.contains("p7"))
         #expect(Self.problem { $0.mirrors = ["m,to=p1"] }.contains("src"))

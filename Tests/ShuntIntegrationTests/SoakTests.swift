@@ -4,8 +4,9 @@ import ShuntTestSupport
 import Testing
 
 /// `Benchmarks/soak.sh` for one minute per datapath, as a user runs it: 16 steady flows at
-/// 20 kpps through `shunt forward` while flows and a pcapng mirror session come and go every
-/// second. Every field of its RESULT line is checked here, not only its exit code.
+/// 20 kpps through `shunt forward` into a VXLAN tunnel (a kernel vxlan device at the far end)
+/// while flows and a pcapng mirror session come and go every second and the tunnel's neighbour
+/// goes stale every 2 s. Every field of its RESULT line is checked here, not only its exit code.
 @Suite("Benchmarks/soak.sh (one minute)", .serialized, .enabled(if: canRunNetnsTests, netnsSkipReason),
        .enabled(if: tcpdumpInstalled, "tcpdump is needed: install it (Scripts/install-deps.sh)"))
 struct SoakTests {
@@ -60,6 +61,8 @@ struct SoakTests {
         let fds = (int(r, "fds_start") ?? 0, int(r, "fds_end") ?? .max)  // peaks over 10 s windows
         #expect(fds.0 > 0 && fds.1 <= fds.0 + 2, "\(r)")
         #expect(int(r, "max_cache").map { (16...64).contains($0) } == true, "\(r)")
+        // The tunnel's neighbour went stale every 2 s and was asked again (ARP requests counted).
+        #expect((int(r, "neigh_requests") ?? 0) >= 12, "\(r)")
         #expect(r["ctl_errors"] == "0" && r["mirror_unbalanced"] == "0", "\(r)")
         #expect(leftovers.isEmpty, "\(leftovers)")
     }

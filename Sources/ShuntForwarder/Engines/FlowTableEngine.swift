@@ -58,7 +58,7 @@ enum FlowTableEngine: ForwardingEngine {
         let tunnels = plan.tunnels
         guard !tunnels.isEmpty else { return (nil, []) }
         let runtime = TunnelRuntime(tunnels: tunnels, interfaceMACs: infos.map { MACAddress(value: $0.hardwareAddress) },
-                                    interfaceMTUs: infos.map(\.mtu))
+                                    interfaceMTUs: infos.map(\.mtu), neighbourReachableMs: plan.neighbourReachableMs)
         // An inner frame as large as a tenant port's MTU allows must fit the underlay after
         // the 50 bytes of encapsulation; otherwise the largest frames drop as tunnel_mtu.
         let tenantMTU = infos.enumerated().filter { i, _ in !tunnels.contains { Int($0.underlayPort) == i + 1 } }
