@@ -77,6 +77,21 @@ extension FlowWorker {
         }
     }
 
+    /// Asks again for the stale next hops the XDP fast path keeps using (worker 0; see
+    /// `TunnelFastPath.sync`). The neighbour table's retry interval still bounds the requests.
+    @inline(never)
+    func refreshStaleNeighbours(_ tunnels: TunnelRuntime) {
+        let wanted = tunnels.refreshWanted.exchange(0, ordering: .acquiring)
+        let nowMs = Sys.monotonicNanoseconds() / 1_000_000
+        for (t, tunnel) in tunnels.tunnels.enumerated() where t < 64 && wanted & 1 << UInt64(t) != 0 {
+            let slot = tunnels.neighbourSlots[t]
+            guard tunnels.neighbours.lookup(slot: slot, nowMs: nowMs).state != .reachable,
+                  tunnels.neighbours.takeRequest(slot: slot, nowMs: nowMs) else { continue }
+            sendARP(.request(from: tunnels.sourceMACs[t], ip: tunnel.local, for: tunnel.remote),
+                    on: Int(tunnel.underlayPort) - 1)
+        }
+    }
+
     /// Asks for every remote VTEP's MAC at start (worker 0), so that a tunnel's first packet
     /// finds its next hop: there is no queue for packets waiting on ARP, a packet without a next
     /// hop is dropped as tunnel_no_neighbour. A remote that answers later is learned then;

@@ -128,6 +128,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     private func pass(_ batch: inout PacketBatch) -> Int {
         refreshGeneration()
         if dumpRequested.isSet { answerDump() }
+        if index == 0, let tunnels, tunnels.refreshWanted.load(ordering: .relaxed) != 0 { refreshStaleNeighbours(tunnels) }
         var moved = 0
         let nowMs = Sys.monotonicNanoseconds() / 1_000_000
         for p in 0..<ports.count {

@@ -14,6 +14,11 @@ final class TunnelFastPath: @unchecked Sendable {
     private let entries: [shunt_tunnel_port]
     /// Per tunnel: the next hop last written (MAC | 1 << 48), 0 for none.
     private var written: [UInt64]
+    /// Per tunnel: the fast path's tx_packets for its port at the last use check.
+    private var lastTransmitted: [UInt64]
+    private var lastUseCheckMs: UInt64 = 0
+    /// How often stale tunnels are checked for use (a read of the per-CPU counters).
+    static let useCheckIntervalMs: UInt64 = 250
 
     /// The tunnel ports the fast path encapsulates for (bit n: port n): all of them.
     static func kernelTunnelPorts(_ tunnels: [TunnelPort]) -> UInt64 {
@@ -29,17 +34,24 @@ final class TunnelFastPath: @unchecked Sendable {
             return e
         }
         written = Array(repeating: 0, count: entries.count)
+        lastTransmitted = Array(repeating: 0, count: entries.count)
         for e in entries { try kernel.addTunnel(e) }
         sync(nowMs: Sys.monotonicNanoseconds() / 1_000_000)
     }
 
-    /// Gives the fast path a tunnel's next hop while the neighbour table holds it reachable
-    /// (or static), and takes it away otherwise: then the packets go up, and the worker that
-    /// sees them stale asks again by ARP, as it does on the afpacket datapath.
+    /// Gives the fast path a tunnel's next hop while the neighbour table has one (reachable,
+    /// static or stale) and takes it away when it expired: then the packets go up, and the
+    /// worker that sees them asks again by ARP. A stale next hop stays in use, as the kernel's
+    /// neighbour table uses a STALE entry while it probes: taking it away would send every frame
+    /// of the tunnel up to the slow path until the answer, and those frames could arrive behind
+    /// later ones the kernel forwarded. Since a stale tunnel's frames no longer reach a worker,
+    /// a tunnel the fast path used since the last check is handed to worker 0 to ask for.
     func sync(nowMs: UInt64) {
+        var stale: UInt64 = 0
         for i in entries.indices {
             let (mac, state) = runtime.neighbours.lookup(slot: runtime.neighbourSlots[i], nowMs: nowMs)
-            let want: UInt64 = state == .reachable ? (mac.map { $0.value | 1 << 48 } ?? 0) : 0
+            if state == .stale && i < 64 { stale |= 1 << UInt64(i) }
+            let want: UInt64 = mac.map { $0.value | 1 << 48 } ?? 0
             guard want != written[i] else { continue }
             var e = entries[i]
             if want != 0, let mac {
@@ -51,5 +63,16 @@ final class TunnelFastPath: @unchecked Sendable {
             // A failed write is tried again next pass.
             if (try? kernel.updateTunnel(e)) != nil { written[i] = want }
         }
+        guard nowMs &- lastUseCheckMs >= Self.useCheckIntervalMs else { return }
+        lastUseCheckMs = nowMs
+        guard let stats = try? kernel.stats() else { return }
+        let counters = Forwarder.fastPathPortCounters(stats, ports: entries.map { Int($0.port) }.max() ?? 0)
+        var used: UInt64 = 0
+        for i in entries.indices {
+            let tx = counters[Int(entries[i].port) - 1].txPackets
+            if tx != lastTransmitted[i] && i < 64 { used |= 1 << UInt64(i) }
+            lastTransmitted[i] = tx
+        }
+        if stale & used != 0 { runtime.refreshWanted.bitwiseOr(stale & used, ordering: .releasing) }
     }
 }

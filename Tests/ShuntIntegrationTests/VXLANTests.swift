@@ -108,6 +108,29 @@ struct VXLANInteropTests {
         #expect(unresolved <= 2 && stats.value("vx1", "tx_dropped") == unresolved, "\(stats.ports["vx1"] ?? [:])")
     }
 
+    /// The remote VTEP's MAC goes stale after `--neigh-reachable` and is asked again by ARP
+    /// while it stays in use: no ping is lost, and on XDP the kernel keeps encapsulating (a
+    /// stale next hop is kept in the fast path and worker 0 asks for it; before, every frame
+    /// of a stale tunnel went up to the slow path until the answer).
+    @Test(arguments: ["afpacket", "xdp"])
+    func staleNeighbourIsAskedAgainWhileInUse(datapath: String) throws {
+        let lab = try makeLab()
+        let fwd = try start(lab, datapath: datapath, flows: Self.explicitFlows, extra: ["--neigh-reachable", "0.3"])
+        // 16 pings over 3 s: the neighbour goes stale between most of them.
+        #expect(try ping(lab, from: "tenant", to: "10.77.0.2", count: 16), "tenant -> kernel vxlan")
+        let show = try fwd.show()
+        let stats = try fwd.stop()
+        #expect(stats.exitStatus == 0)
+        // One request at start, then one per stale period in use (at most one a second).
+        #expect(stats.value("p1", "tx_local") >= 3, "ARP requests for the stale neighbour: \(stats.ports["p1"] ?? [:])")
+        #expect(stats.value("vx1", "tx_dropped") <= 1, "\(stats.ports["vx1"] ?? [:])")
+        if datapath == "xdp" {
+            let vx1 = (show["ports"] as! [[String: Any]]).first { $0["name"] as? String == "vx1" }
+            let fast = vx1?["fast_path"] as? [String: Any] ?? [:]
+            #expect(jsonNumber(fast, "tx_packets") >= 12, "the kernel kept encapsulating while stale: \(fast)")
+        }
+    }
+
     /// The same tunnel from a YAML configuration file (`--config`) instead of `--vxlan`.
     @Test func tunnelFromConfigurationFile() throws {
         let lab = try makeLab()
