@@ -15,6 +15,7 @@ enum RingSocketSetup {
     static func openSocket(interface name: String) throws(RingSetupError) -> PacketSocket {
         do throws(SystemError) { return try PacketSocket() } catch {
             if error.errno == EPERM || error.errno == EACCES { throw .permission("opening an AF_PACKET socket") }
+            if error.errno == EMFILE || error.errno == ENFILE { throw .outOfFileDescriptors(interface: name, error) }
             throw .system(step: "socket", interface: name, error)
         }
     }

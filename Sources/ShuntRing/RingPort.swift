@@ -49,6 +49,10 @@ public enum RingSetupError: Error, CustomStringConvertible {
     case permission(String)
     case invalidGeometry(String, RingGeometry.Invalid)
     case system(step: String, interface: String, SystemError)
+    /// socket() refused for want of file descriptors (EMFILE, ENFILE).
+    case outOfFileDescriptors(interface: String, SystemError)
+    /// mmap of the rings refused (ENOMEM: the address-space limit or the memory map count).
+    case mappingRefused(interface: String, bytes: Int, SystemError)
 
     public var description: String {
         switch self {
@@ -64,8 +68,17 @@ public enum RingSetupError: Error, CustomStringConvertible {
             "invalid \(which) ring: \(why)"
         case .system(let step, let n, let err):
             "setting up '\(n)' failed at \(step): \(err)"
+        case .outOfFileDescriptors(let n, let err):
+            "opening a socket for '\(n)' failed: \(err); shunt needs a socket per port and worker (and a few more): raise the open-file limit (`ulimit -n`, now \(Self.openFileLimit())) or use fewer --workers"
+        case .mappingRefused(let n, let bytes, let err):
+            "mapping the rings of '\(n)' (\(bytes >> 20) MiB) failed: \(err); the process's address-space limit (`ulimit -v`, now \(Self.addressSpaceLimit())) or the system's memory is too small for them: lower --block-count, --block-size or --tx-frames, or raise the limit"
         }
     }
+}
+
+extension RingSetupError {
+    static func openFileLimit() -> String { Sys.softLimit(.openFiles).map { "\($0)" } ?? "unlimited" }
+    static func addressSpaceLimit() -> String { Sys.softLimit(.addressSpace).map { "\($0 >> 10) kB" } ?? "unlimited" }
 }
 
 /// Facts about an interface, read once at setup.
@@ -182,6 +195,9 @@ public final class RingPort {
         do throws(SystemError) {
             region = try MappedRegion(fd: fd, length: rxGeometry.byteCount + txGeometry.byteCount)
         } catch {
+            if error.errno == ENOMEM {
+                throw .mappingRefused(interface: name, bytes: rxGeometry.byteCount + txGeometry.byteCount, error)
+            }
             throw .system(step: "mmap", interface: name, error)
         }
         try step("bind") { () throws(SystemError) in

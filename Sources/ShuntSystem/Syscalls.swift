@@ -356,6 +356,24 @@ public enum Sys {
         _ = try check(Glibc.unlink(path), "unlink")
     }
 
+    // MARK: resource limits
+
+    /// Which soft limit `softLimit` reads.
+    public enum Limit: Sendable { case openFiles, addressSpace }
+
+    /// The process's soft limit (getrlimit): nil when unlimited or unreadable.
+    @inline(never)
+    public static func softLimit(_ which: Limit) -> UInt64? {
+        var r = rlimit()
+        let resource = switch which {
+        case .openFiles: __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        case .addressSpace: __rlimit_resource_t(RLIMIT_AS.rawValue)
+        }
+        // RLIM_INFINITY is all ones (its C macro does not import).
+        guard getrlimit(resource, &r) == 0, r.rlim_cur != rlim_t.max else { return nil }
+        return UInt64(r.rlim_cur)
+    }
+
     // MARK: interfaces
 
     @inline(never)

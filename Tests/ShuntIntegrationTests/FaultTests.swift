@@ -43,6 +43,33 @@ struct FaultTests {
         #expect(r.status == 2 && r.err.contains("the rings would take") && r.err.contains("lower --block-count"), "\(r)")
     }
 
+    /// Ring setup failures other than memory, injected with resource limits: no file
+    /// descriptor for a port's socket (`ulimit -n`), and the rings' mapping refused by the
+    /// address-space limit (`ulimit -v`). Each is one line naming the port, the limit and what
+    /// to change, exit 2, and on the XDP datapath no program left attached.
+    @Test(arguments: ["afpacket", "xdp"])
+    func ringSetupFailuresSayWhatToChange(datapath: String) throws {
+        let lab = try Lab()
+        let base = [shuntExecutable, "forward", "--port", lab.port(0), "--port", lab.port(1), "--no-control",
+                    "--duration", "1", "--datapath", datapath] + (datapath == "xdp" ? ["--fix-peers"] : [])
+        let files = try run(["ip", "netns", "exec", lab.fwd, "prlimit", "--nofile=4"] + base, check: false)
+        #expect(files.status == 2, "\(files)")
+        #expect(files.err.contains("opening a socket for '\(lab.port(0))'") || files.err.contains("opening a socket for '\(lab.port(1))'"),
+                "\(files.err)")
+        #expect(files.err.contains("Too many open files") && files.err.contains("(`ulimit -n`, now 4)"), "\(files.err)")
+        // 8192 blocks of 64 KiB: 512 MiB of RX ring per port, past a 700 MB address space.
+        let mapping = try run(["ip", "netns", "exec", lab.fwd, "prlimit", "--as=700000000"] + base + ["--block-count", "8192"],
+                              check: false)
+        #expect(mapping.status == 2, "\(mapping)")
+        #expect(mapping.err.contains("mapping the rings of '") && mapping.err.contains("(514 MiB) failed")
+                && mapping.err.contains("`ulimit -v`, now 683593 kB") && mapping.err.contains("lower --block-count"),
+                "\(mapping.err)")
+        for port in [lab.port(0), lab.port(1)] {
+            let link = try run(["ip", "-n", lab.fwd, "-d", "link", "show", port]).out
+            #expect(!link.contains("prog/xdp"), "\(link)")
+        }
+    }
+
     /// Nothing of Shunt needs bpffs: the XDP datapath runs where /sys/fs/bpf is not mounted (as
     /// inside `ip netns exec`, which mounts a fresh sysfs).
     @Test func theXDPDatapathNeedsNoBPFFS() throws {
