@@ -58,6 +58,7 @@ extension FlowControl {
                 })
             case .miss(let table): (s.kind, s.table, s.detail) = ("miss", table, "no rule matched: drop")
             case .normal(let text): (s.kind, s.detail) = ("normal", text)
+            case .group(let text): (s.kind, s.detail) = ("group", text)
             case .output(let port, let dp): (s.kind, s.detail) = ("output", "\(port) (datapath port \(dp))")
             case .skipped(let port, let why): (s.kind, s.detail) = ("skipped", "output to \(port) left out: \(why)")
             case .limit: (s.kind, s.detail) = ("limit", "resubmit or patch nesting limit reached: drop")

@@ -60,6 +60,8 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             return .success(dumpCache(datapath, json: request.json))
         case "mirror-add", "mirror-del", "mirror-list":
             return mirror(request)
+        case "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats":
+            return groupCommand(request, datapath: datapath, bridge: bridge)
         default:
             return .failure("unknown command '\(request.command)'; see shunt ctl --help")
         }
@@ -112,6 +114,11 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
             do { ids.append(try tables.add(rule).id) } catch { throw FlowEditError("\(error)") }
         }
         return ("added \(rules.count) flow\(rules.count == 1 ? "" : "s")\n", ids)
+    }
+
+    func editTables(_ datapath: FlowDatapath,
+                    _ body: (inout FlowTables) throws(FlowEditError) -> (result: String, added: [UInt32])) -> ControlResponse {
+        edit(datapath, body)
     }
 
     private func edit(_ datapath: FlowDatapath,

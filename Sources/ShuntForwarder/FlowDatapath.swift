@@ -61,6 +61,8 @@ public final class FlowDatapath: @unchecked Sendable {
         var tables: FlowTables
         var pipeline: Pipeline
         var generation: UInt64
+        /// Datapath ports whose link is down (groups' watch ports, bonds).
+        var downPorts: Set<UInt32> = []
     }
 
     private let generationWord: UnsafeMutablePointer<UInt64>
@@ -115,10 +117,37 @@ public final class FlowDatapath: @unchecked Sendable {
             let (result, added) = try edit(&tables)
             for id in added { ruleCounters.reset(id) }
             state.tables = tables
-            state.pipeline = Pipeline(tables, layout: layout)
-            state.generation &+= 1
-            cshunt_store_release_u64(generationWord, state.generation)
+            publish(&state)
             return result
+        }
+    }
+
+    private func publish(_ state: inout ControlState) {
+        state.pipeline = Pipeline(state.tables, layout: layout, downPorts: state.downPorts)
+        state.generation &+= 1
+        cshunt_store_release_u64(generationWord, state.generation)
+    }
+
+    /// Records which datapath ports are down; a change re-translates everything (buckets that
+    /// watch a port choose again), as a flow edit does.
+    public func setDownPorts(_ down: Set<UInt32>) {
+        control.withLock { state in
+            guard state.downPorts != down else { return }
+            state.downPorts = down
+            publish(&state)
+        }
+    }
+
+    public var downPorts: Set<UInt32> { control.withLock { $0.downPorts } }
+
+    /// The groups of `bridge` by id, with their counters (group first, then per bucket).
+    public func dumpGroups(bridge: Int = 0) -> [(group: FlowGroup, counters: [(packets: UInt64, bytes: UInt64)])] {
+        let groups = control.withLock { $0.tables.groups }.filter { Int($0.group.bridge) == bridge }
+        return groups.map { entry in
+            (entry.group, entry.counterIDs.map { id in
+                let c = ruleCounters.read(id)
+                return (c.packets, c.bytes)
+            })
         }
     }
 

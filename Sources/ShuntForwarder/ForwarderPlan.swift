@@ -21,6 +21,8 @@ public struct ForwarderRequest: Sendable {
     public var mode: ForwardingMode?
     public var datapath: DatapathKind?
     public var flowFile: NamedText?
+    /// `--groups FILE`: OpenFlow groups, one per line, loaded before the flows.
+    public var groupFile: NamedText?
     /// `--config FILE` (YAML: bridges, tunnels, mirrors).
     public var configFile: NamedText?
     /// The files the configuration names (bridges' flow files), by the name it gives them;
@@ -105,7 +107,7 @@ public struct ForwarderPlan: Sendable {
         try checkFlags(r)
         let (tunnelSpecs, mirrorSpecs, bridgeSpecs) = try records(r)
         if !bridgeSpecs.isEmpty { return try withBridges(r, bridgeSpecs, mirrors: mirrorSpecs) }
-        let flowMode = r.mode == .flows || r.flowFile != nil || r.datapath != nil || !tunnelSpecs.isEmpty
+        let flowMode = r.mode == .flows || r.flowFile != nil || r.groupFile != nil || r.datapath != nil || !tunnelSpecs.isEmpty
             || r.configFile != nil || !mirrorSpecs.isEmpty
         let mode = flowMode ? .flows : (r.mode ?? (r.ports.count == 2 ? .xconnect : .normal))
         try checkPorts(r.ports, mode: mode, tunnels: tunnelSpecs.count)
@@ -118,8 +120,12 @@ public struct ForwarderPlan: Sendable {
                                        interfaceCount: r.ports.count, tunnels: tunnels)
         } catch { throw PlanError(error.description) }
         var tables: FlowTables? = nil
-        if flowMode, let file = r.flowFile {
-            tables = try flowTables(file, ports: r.ports + tunnels.map(\.name), maxFlows: r.maxFlows)
+        if flowMode, r.flowFile != nil || r.groupFile != nil {
+            tables = try flowTables(r.flowFile, groups: r.groupFile, ports: r.ports + tunnels.map(\.name), maxFlows: r.maxFlows)
+            // Groups alone: the default flow stays.
+            if r.flowFile == nil {
+                _ = try? tables!.add(FlowRule(priority: 0, actions: [.normal]))
+            }
         }
         let names = PortNames(r.ports + tunnels.map(\.name), notSwitched: Set(tunnels.map(\.underlayPort)))
         var plan = ForwarderPlan(
@@ -139,6 +145,7 @@ public struct ForwarderPlan: Sendable {
         if !r.ports.isEmpty { throw PlanError("\(path) has bridges: their ports replace --port; drop --port") }
         if r.flowFile != nil { throw PlanError("\(path) has bridges: each names its flow file (flows:); drop --flows") }
         if !r.vxlan.isEmpty { throw PlanError("\(path) has bridges: tunnels are bridge ports (type: vxlan); drop --vxlan") }
+        if r.groupFile != nil { throw PlanError("\(path) has bridges: give each bridge's groups with shunt ctl --bridge NAME add-groups; drop --groups") }
         let bridged: BridgePlan
         do throws(PlanError) { bridged = try BridgePlan.make(specs, flowFiles: r.includedFiles, maxFlows: r.maxFlows) } catch {
             throw PlanError("\(path): \(error)")
@@ -190,8 +197,8 @@ public struct ForwarderPlan: Sendable {
         if r.macAgingSeconds <= 0 { throw PlanError("--mac-aging must be more than 0") }
         if r.txFrames < 1 { throw PlanError("--tx-frames must be at least 1") }
         if r.lowLatency && r.ringVersion == .v3 { throw PlanError("--low-latency uses TPACKET_V2 rings; drop --ring-version v3") }
-        if let mode = r.mode, mode != .flows && (r.flowFile != nil || r.datapath != nil) {
-            throw PlanError("--flows and --datapath run flow tables; they cannot be combined with --mode \(mode.rawValue)")
+        if let mode = r.mode, mode != .flows && (r.flowFile != nil || r.groupFile != nil || r.datapath != nil) {
+            throw PlanError("--flows, --groups and --datapath run flow tables; they cannot be combined with --mode \(mode.rawValue)")
         }
         if r.cacheSize < 1 || r.cacheSize > 16_777_216 { throw PlanError("--cache-size must be between 1 and 16777216") }
         if r.maxFlows < 1 || r.maxFlows > 1_048_576 { throw PlanError("--max-flows must be between 1 and 1048576") }
@@ -264,10 +271,23 @@ public struct ForwarderPlan: Sendable {
     }
 
     /// A flow file's rules as tables; an error names the file, line and column.
-    static func flowTables(_ file: NamedText, ports: [String], maxFlows: Int) throws(PlanError) -> FlowTables {
+    /// The tables of a flow file, after the groups of a group file (flows may use them).
+    static func flowTables(_ file: NamedText?, groups: NamedText?, ports: [String], maxFlows: Int) throws(PlanError)
+        -> FlowTables
+    {
+        var tables = FlowTables(maxRules: maxFlows)
+        if let groups {
+            do {
+                for group in try GroupSyntax.parseGroupFile(groups.text, ports: PortNames(ports)) {
+                    try tables.addGroup(group, replace: false)
+                }
+            } catch {
+                throw PlanError("\(groups.path): \(error)")
+            }
+        }
+        guard let file else { return tables }
         do {
             let rules = try FlowSyntax.parseFlowFile(file.text, ports: PortNames(ports))
-            var tables = FlowTables(maxRules: maxFlows)
             for rule in rules { _ = try tables.add(rule) }
             return tables
         } catch {

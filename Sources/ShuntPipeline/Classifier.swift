@@ -33,12 +33,26 @@ public struct FlowEntry: Hashable, Sendable {
 
 public enum FlowTableError: Error, Equatable, Sendable, CustomStringConvertible {
     case full(maxRules: Int)
+    case groupExists(UInt32)
+    case noSuchGroup(UInt32)
+    case groupLoop(UInt32)
 
     public var description: String {
         switch self {
-        case .full(let maxRules): "the flow tables are full (\(maxRules) rules): delete flows first"
+        case .full(let maxRules): "the flow tables are full (\(maxRules) rules and group counters): delete flows or groups first"
+        case .groupExists(let id): "group \(id) exists already (replace it with mod-group)"
+        case .noSuchGroup(let id): "group \(id) does not exist (add it first with add-group)"
+        case .groupLoop(let id): "group \(id) would reach itself through its buckets' group actions"
         }
     }
+}
+
+/// A group in the tables, with the ids of its counters (shared with the rules' id space, so the
+/// datapaths credit groups and buckets as they credit rules).
+public struct GroupEntry: Sendable, Hashable {
+    public let group: FlowGroup
+    /// The group's counter, then one per bucket in order.
+    public let counterIDs: [UInt32]
 }
 
 /// The tables as a value, so the control plane edits a copy and publishes it as a `Pipeline`.
@@ -69,9 +83,105 @@ public struct FlowTables: Sendable {
     public var count: Int { byIdentity.count }
     public var isEmpty: Bool { byIdentity.isEmpty }
 
+    private var groupsByKey: [UInt64: GroupEntry] = [:]
+
+    @inline(__always) static func groupKey(bridge: UInt16, id: UInt32) -> UInt64 { UInt64(bridge) << 32 | UInt64(id) }
+
+    /// The groups of every bridge, by bridge then id.
+    public var groups: [GroupEntry] {
+        groupsByKey.values.sorted { ($0.group.bridge, $0.group.id) < ($1.group.bridge, $1.group.id) }
+    }
+
+    public func group(bridge: UInt16, id: UInt32) -> GroupEntry? { groupsByKey[Self.groupKey(bridge: bridge, id: id)] }
+
+    /// `add-group` (`replace` false: the id must be free) or `mod-group` (`replace` true: it
+    /// must exist). Every group its buckets name must exist, and none may lead back to it.
+    /// Returns the group's counter ids (all fresh: the caller zeroes them).
+    @discardableResult
+    public mutating func addGroup(_ group: FlowGroup, replace: Bool) throws(FlowTableError) -> [UInt32] {
+        let key = Self.groupKey(bridge: group.bridge, id: group.id)
+        let old = groupsByKey[key]
+        if replace && old == nil { throw .noSuchGroup(group.id) }
+        if !replace && old != nil { throw .groupExists(group.id) }
+        for bucket in group.buckets {
+            for case .group(let next) in bucket.actions {
+                if next == group.id || reaches(from: next, to: group.id, bridge: group.bridge) { throw .groupLoop(group.id) }
+                if groupsByKey[Self.groupKey(bridge: group.bridge, id: next)] == nil { throw .noSuchGroup(next) }
+            }
+        }
+        var ids: [UInt32] = []
+        for _ in 0...group.buckets.count {
+            guard let id = allocateID() else {
+                freedIDs.append(contentsOf: ids)
+                throw .full(maxRules: maxRules)
+            }
+            ids.append(id)
+        }
+        if let old { freedIDs.append(contentsOf: old.counterIDs) }
+        groupsByKey[key] = GroupEntry(group: group, counterIDs: ids)
+        generation += 1
+        return ids
+    }
+
+    /// Whether group `from`'s buckets lead to group `to` (through group actions).
+    private func reaches(from: UInt32, to: UInt32, bridge: UInt16) -> Bool {
+        var seen: Set<UInt32> = []
+        var todo = [from]
+        while let g = todo.popLast() {
+            guard seen.insert(g).inserted, let entry = groupsByKey[Self.groupKey(bridge: bridge, id: g)] else { continue }
+            for bucket in entry.group.buckets {
+                for case .group(let next) in bucket.actions {
+                    if next == to { return true }
+                    todo.append(next)
+                }
+            }
+        }
+        return false
+    }
+
+    /// `del-groups [group_id=N]`: the group (or every group of the bridge) and, as in OVS, the
+    /// flows whose actions use a deleted group. Returns the groups and the flows removed.
+    @discardableResult
+    public mutating func deleteGroups(bridge: UInt16, id: UInt32?) -> (groups: [GroupEntry], flows: [FlowEntry]) {
+        let doomed = groupsByKey.values.filter { $0.group.bridge == bridge && (id == nil || $0.group.id == id) }
+        guard !doomed.isEmpty else { return ([], []) }
+        var ids = Set(doomed.map(\.group.id))
+        // Groups whose buckets use a deleted group go too (their actions would dangle).
+        var grew = true
+        while grew {
+            grew = false
+            for e in groupsByKey.values where e.group.bridge == bridge && !ids.contains(e.group.id) {
+                if e.group.buckets.contains(where: { $0.actions.contains { if case .group(let g) = $0 { ids.contains(g) } else { false } } }) {
+                    ids.insert(e.group.id)
+                    grew = true
+                }
+            }
+        }
+        let removedGroups = groupsByKey.values.filter { $0.group.bridge == bridge && ids.contains($0.group.id) }
+        for e in removedGroups {
+            groupsByKey[Self.groupKey(bridge: bridge, id: e.group.id)] = nil
+            freedIDs.append(contentsOf: e.counterIDs)
+        }
+        let flows = byIdentity.values.filter { entry in
+            entry.rule.bridge == bridge
+                && entry.rule.actions.contains { if case .group(let g) = $0 { ids.contains(g) } else { false } }
+        }
+        for entry in flows {
+            let rule = entry.rule
+            byIdentity[Identity(bridge: rule.bridge, table: rule.table, priority: rule.priority, match: rule.match)] = nil
+            identityByID[entry.id] = nil
+            freedIDs.append(entry.id)
+        }
+        generation += 1
+        return (removedGroups.sorted { $0.group.id < $1.group.id }, Self.dumpOrder(flows))
+    }
+
     /// Installs or replaces (same table, priority, match: same id); the caller zeroes the id's counters.
     @discardableResult
     public mutating func add(_ rule: FlowRule) throws(FlowTableError) -> FlowEntry {
+        for case .group(let g) in rule.actions where groupsByKey[Self.groupKey(bridge: rule.bridge, id: g)] == nil {
+            throw .noSuchGroup(g)
+        }
         let identity = Identity(bridge: rule.bridge, table: rule.table, priority: rule.priority, match: rule.match)
         if let old = byIdentity[identity] {
             let entry = FlowEntry(id: old.id, rule: rule)

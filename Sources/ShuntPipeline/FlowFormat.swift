@@ -45,6 +45,7 @@ extension FlowSyntax {
             case .stripVLAN: "strip_vlan"
             case .decTTL: "dec_ttl"
             case .setTunnel(let id): (id > UInt32.max ? "set_tunnel64:" : "set_tunnel:") + alternateHex(id)
+            case .group(let id): "group:\(id)"
             }
         }.joined(separator: ",")
     }

@@ -108,6 +108,8 @@ public enum FlowAction: Hashable, Sendable {
     case stripVLAN
     case decTTL
     case setTunnel(UInt64)
+    /// Hand the packet to a group of the bridge (`group:N`, Group.swift).
+    case group(UInt32)
 }
 
 /// One flow as `ovs-ofctl add-flow` states it; an empty action list is `drop`.

@@ -453,7 +453,7 @@ struct FlowTextParser {
 
     // MARK: Values
 
-    private func number(
+    func number(
         _ s: Substring, at: Substring.Index, field: String, in range: ClosedRange<UInt64>
     ) throws(FlowParseError) -> UInt64 {
         switch NumberText(s) {
@@ -526,7 +526,7 @@ struct FlowTextParser {
     }
 
     /// A port number (which need not exist yet) or the name of an existing port.
-    private func port(_ s: Substring, at: Substring.Index) throws(FlowParseError) -> UInt32 {
+    func port(_ s: Substring, at: Substring.Index) throws(FlowParseError) -> UInt32 {
         if let first = s.utf8.first, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) {
             switch NumberText(s) {
             case .value(let v) where (1...maxPortNumber).contains(v): return UInt32(v)
@@ -540,7 +540,7 @@ struct FlowTextParser {
 
     // MARK: Actions
 
-    private func parseActions(_ s: Substring, at: Substring.Index) throws(FlowParseError) -> [FlowAction] {
+    func parseActions(_ s: Substring, at: Substring.Index) throws(FlowParseError) -> [FlowAction] {
         // Parentheses first, so the error points at the culprit rather than at a token cut in two.
         var opens: [Substring.Index] = []
         for i in s.indices {
@@ -658,6 +658,9 @@ struct FlowTextParser {
         case "set_tunnel", "set_tunnel64":
             let arg = try requiredArgument(a)
             return .setTunnel(try number(arg, at: arg.startIndex, field: String(name), in: 0...UInt64.max))
+        case "group":
+            let arg = try requiredArgument(a)
+            return .group(UInt32(try number(arg, at: arg.startIndex, field: "group", in: 0...UInt64(FlowGroup.maxID))))
         case "drop":
             throw fail(name.startIndex, "'drop' takes no argument")
         default:

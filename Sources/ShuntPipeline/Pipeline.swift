@@ -61,6 +61,10 @@ public final class Pipeline: Sendable {
     private let targets: [OutputTarget]
     private let targetBase: [Int]
     private let targetCount: [Int]
+    /// The groups, by `FlowTables.groupKey`.
+    let groups: [UInt64: GroupEntry]
+    /// Datapath ports whose link is down: buckets watching them are not live.
+    public let downPorts: Set<UInt32>
 
     enum OutputTarget {
         case none
@@ -71,10 +75,14 @@ public final class Pipeline: Sendable {
     /// The first bridge's ports (the only bridge of a forwarder configured without bridges).
     public var ports: PortNames { layout.bridges[0].portNames }
 
-    public init(_ tables: FlowTables, layout: SwitchLayout) {
+    public init(_ tables: FlowTables, layout: SwitchLayout, downPorts: Set<UInt32> = []) {
         precondition(!layout.bridges.isEmpty, "a pipeline needs a bridge")
         generation = tables.generation
         self.layout = layout
+        self.downPorts = downPorts
+        groups = Dictionary(uniqueKeysWithValues: tables.groups.map {
+            (FlowTables.groupKey(bridge: $0.group.bridge, id: $0.group.id), $0)
+        })
         entries = tables.entries
         classifier = Classifier(entries, bridgeCount: layout.bridges.count)
         var targets: [OutputTarget] = [], base: [Int] = [], count: [Int] = []
@@ -252,6 +260,66 @@ public final class Pipeline: Sendable {
             if state.key.dlType == 0x0800 || state.key.dlType == 0x86dd { state.actions.append(.decTTL) }
         case .setTunnel(let id):
             state.key.tunID = id
+        case .group(let id):
+            runGroup(id, table: table, depth: depth, &state, &normal)
+        }
+    }
+
+    /// `group:N`: the buckets the group's type picks, each on the packet as it was here.
+    private func runGroup<Normal: NormalSwitch>(_ id: UInt32, table: UInt8, depth: Int, _ state: inout State,
+                                                _ normal: inout Normal) {
+        guard let entry = groups[FlowTables.groupKey(bridge: UInt16(state.bridge), id: id)] else {
+            note(&state, depth, .group("group \(id): no such group: drop"))
+            return
+        }
+        guard enterNested(&state, depth) else { return }
+        state.ruleIDs.append(entry.counterIDs[0])
+        let g = entry.group
+        var chosen: [Int] = []
+        var why = ""
+        switch g.type {
+        case .all:
+            chosen = Array(g.buckets.indices)
+        case .indirect:
+            chosen = g.buckets.isEmpty ? [] : [0]
+        case .select:
+            let (hash, read) = GroupSelection.hash(state.key, fields: g.hashedFields)
+            state.dependencies = state.dependencies.union(read)
+            let bridge = state.bridge
+            if let i = GroupSelection.choose(hash: hash, buckets: g.buckets, isLive: { isLive($0, bridge: bridge) }) {
+                chosen = [i]
+            } else {
+                why = ": no live bucket: drop"
+            }
+        case .fastFailover:
+            if let i = g.buckets.firstIndex(where: { isLive($0, bridge: state.bridge) }) {
+                chosen = [i]
+            } else {
+                why = ": no live bucket: drop"
+            }
+        }
+        if state.trace != nil {
+            let picked = chosen.map { "bucket \(g.buckets[$0].id)" }.joined(separator: ", ")
+            note(&state, depth, .group("group \(id) (\(g.type.rawValue))\(why.isEmpty ? " -> " + picked : why)"))
+        }
+        for i in chosen {
+            state.ruleIDs.append(entry.counterIDs[1 + i])
+            let saved = state.key
+            for action in g.buckets[i].actions {
+                apply(action, table: table, depth: depth + 1, &state, &normal)
+                if state.overLimit { return }
+            }
+            state.key = saved
+        }
+    }
+
+    /// A bucket is live unless it watches a port that is down or that the bridge does not have.
+    private func isLive(_ bucket: GroupBucket, bridge: Int) -> Bool {
+        guard let watched = bucket.watchPort else { return true }
+        switch target(bridge, watched) {
+        case .none: return false
+        case .datapath(let dp): return !downPorts.contains(dp)
+        case .patch: return true
         }
     }
 
@@ -394,6 +462,8 @@ public struct TraceStep: Sendable, Equatable {
         case miss(table: UInt8)
         /// What NORMAL decided, in words.
         case normal(String)
+        /// What a group chose, in words.
+        case group(String)
         /// An output to a datapath port.
         case output(port: String, datapathPort: UInt32)
         /// An output that was left out.

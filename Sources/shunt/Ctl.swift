@@ -26,7 +26,8 @@ struct Ctl: ParsableCommand {
               shunt ctl trace 'in_port=tap-vm1,icmp,dl_src=fa:16:3e:da:75:6d,nw_src=10.0.1.5,nw_dst=10.0.2.5'
             """,
         subcommands: [AddFlow.self, AddFlows.self, DelFlows.self, DumpFlows.self, Show.self, DumpCache.self, Trace.self,
-                      FDBShow.self, Mirror.self]
+                      FDBShow.self, Mirror.self, AddGroup.self, AddGroups.self, ModGroup.self, DelGroups.self,
+                      DumpGroups.self, DumpGroupStats.self]
     )
 
     @OptionGroup var control: ControlOptions
@@ -131,7 +132,7 @@ extension Ctl {
         }
 
         /// The whole file, or standard input for "-". Errors name the cause (errno text).
-        private static func read(_ file: String) throws -> Data {
+        static func read(_ file: String) throws -> Data {
             if file == "-" { return try FileHandle.standardInput.readToEnd() ?? Data() }
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), isDirectory.boolValue {

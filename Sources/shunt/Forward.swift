@@ -77,6 +77,9 @@ struct Forward: ParsableCommand {
     @Option(help: ArgumentHelp("Flow tables in ovs-ofctl syntax, one flow per line (implies --mode flows).", valueName: "FILE"))
     var flows: String?
 
+    @Option(help: ArgumentHelp("OpenFlow groups in ovs-ofctl syntax, one per line, for the flows' group:N actions (implies --mode flows).", valueName: "FILE"))
+    var groups: String?
+
     @Option(help: "Flow mode datapath: afpacket (Swift workers only) or xdp (XDP fast path + Swift slow path).")
     var datapath: DatapathKind?
 
@@ -194,6 +197,7 @@ struct Forward: ParsableCommand {
         r.macAgingSeconds = macAging
         r.neighbourReachableSeconds = neighReachable
         r.flowFile = try flows.map { NamedText(path: $0, text: try read($0, what: "flow file")) }
+        r.groupFile = try groups.map { NamedText(path: $0, text: try read($0, what: "group file")) }
         r.configFile = try configFile.map { NamedText(path: $0, text: try read($0, what: "configuration file")) }
         if let config = r.configFile {
             for (name, path) in ForwarderPlan.filesIncluded(by: config) {

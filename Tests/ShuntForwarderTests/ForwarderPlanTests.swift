@@ -49,7 +49,7 @@ struct ForwarderPlanTests {
             ({ $0.txFrames = 0 }, "--tx-frames must be at least 1"),
             ({ $0.lowLatency = true; $0.ringVersion = .v3 }, "--low-latency uses TPACKET_V2 rings; drop --ring-version v3"),
             ({ $0.mode = .xconnect; $0.datapath = .afpacket },
-             "--flows and --datapath run flow tables; they cannot be combined with --mode xconnect"),
+             "--flows, --groups and --datapath run flow tables; they cannot be combined with --mode xconnect"),
             ({ $0.cacheSize = 0 }, "--cache-size must be between 1 and 16777216"),
             ({ $0.maxFlows = 2_000_000 }, "--max-flows must be between 1 and 1048576"),
             ({ $0.upcallBudget = 0 }, "--upcall-budget must be at least 1 per second"),

@@ -112,7 +112,7 @@ import Testing
         let c = try tables.add(rule("in_port=3 actions=drop"))
         #expect([a.id, b.id, c.id] == [0, 1, 2])
         #expect(throws: FlowTableError.full(maxRules: 3)) { try tables.add(rule("in_port=4 actions=drop")) }
-        #expect(FlowTableError.full(maxRules: 3).description.contains("full (3 rules)"))
+        #expect(FlowTableError.full(maxRules: 3).description.contains("full (3 rules and group counters)"))
         // Replacing needs no new slot.
         #expect(try tables.add(rule("in_port=2 actions=output:1")).id == b.id)
 

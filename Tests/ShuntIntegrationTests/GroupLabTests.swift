@@ -1,0 +1,115 @@
+import Foundation
+import Glibc
+import ShuntTestSupport
+import Testing
+
+/// Select groups on the wire, both datapaths: 10,000 UDP flows (each sent twice) from gen into
+/// `group:1`, whose buckets output to a and b with weights W1:W2. Captures on a and b count the
+/// frames and show which flows went where.
+///
+///     [gen] gen0 <-> p0 [fwd: shunt, group 1 = select(p1 x W1, p2 x W2)] p1 <-> a0 [a]
+///                                                                         p2 <-> b0 [b]
+@Suite("Select groups across veths", .serialized, .enabled(if: canRunNetnsTests, netnsSkipReason),
+       .enabled(if: tcpdumpInstalled, "tcpdump is needed: install it (Scripts/install-deps.sh)"))
+struct GroupLabTests {
+    /// The UDP source ports of the frames in a classic pcap file (Ethernet, IPv4, UDP).
+    static func sourcePorts(pcap path: String) throws -> [UInt16] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard data.count >= 24 else { return [] }
+        let swapped = data[0] == 0xd4  // little-endian writer (tcpdump on x86)
+        func u32(_ at: Int) -> UInt32 {
+            let v = data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) }
+            return swapped ? UInt32(littleEndian: v) : UInt32(bigEndian: v)
+        }
+        var ports: [UInt16] = []
+        var off = 24
+        while off + 16 <= data.count {
+            let captured = Int(u32(off + 8))
+            let frame = off + 16
+            off = frame + captured
+            guard captured >= 38, off <= data.count, data[frame + 12] == 0x08, data[frame + 13] == 0x00,
+                  data[frame + 23] == 17 else { continue }
+            ports.append(UInt16(data[frame + 34]) << 8 | UInt16(data[frame + 35]))
+        }
+        return ports
+    }
+
+    static let cases: [(datapath: String, weights: [Int])] = [
+        ("afpacket", [1, 1]), ("afpacket", [1, 3]), ("xdp", [1, 1]), ("xdp", [1, 3]),
+    ]
+
+    @Test(arguments: cases)
+    func tenThousandFlowsSpreadByWeightAndStick(datapath: String, weights: [Int]) throws {
+        let lab = try Lab(["gen", "a", "b"])
+        let tmp = NSTemporaryDirectory() + "shuntt-group-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        try "group_id=1,type=select,bucket=weight:\(weights[0]),actions=output:2,bucket=weight:\(weights[1]),actions=output:3\n"
+            .write(toFile: tmp + "/groups", atomically: true, encoding: .utf8)
+        try "in_port=1,actions=group:1\n".write(toFile: tmp + "/flows", atomically: true, encoding: .utf8)
+        var args = ["--port", "p0", "--port", "p1", "--port", "p2", "--groups", tmp + "/groups", "--flows", tmp + "/flows",
+                    "--datapath", datapath]
+        if datapath == "xdp" { args.append("--fix-peers") }
+        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: args)
+        let traffic = TrafficGate.shared()
+        defer { traffic.release() }
+        var captures: [SpawnedProcess] = []
+        for side in ["a", "b"] {
+            captures.append(try SpawnedProcess(["ip", "netns", "exec", lab.ns(side), "tcpdump", "-i", lab.interface(side),
+                                                "-n", "-U", "--immediate-mode", "-B", "65536", "-w", "\(tmp)/\(side).pcap", "udp"]))
+        }
+        // tcpdump captures once it says it is listening.
+        for c in captures {
+            for _ in 0..<100 where !c.stderr.contains("listening on") { usleep(50_000) }
+        }
+        usleep(200_000)
+        // Frame s is flow s mod 10000: every flow twice, the second time (on xdp) from the cache.
+        let gen = try run(["ip", "netns", "exec", lab.ns("gen"), shuntExecutable, "gen", "--port", lab.interface("gen"),
+                           "--engine", "ring", "--flows", "10000", "--count", "20000", "--rate", "10000"], check: false)
+        #expect(gen.status == 0, "\(gen)")
+        // tcpdump writes behind the kernel: wait until both files stop growing.
+        func sizes() -> [Int] {
+            ["a", "b"].map { ((try? FileManager.default.attributesOfItem(atPath: "\(tmp)/\($0).pcap"))?[.size] as? Int) ?? 0 }
+        }
+        var last = sizes()
+        for _ in 0..<60 {
+            usleep(500_000)
+            let now = sizes()
+            if now == last { break }
+            last = now
+        }
+        let groupStats = try fwd.ctl(["dump-group-stats", "--json"]).out
+        let show = try fwd.show()
+        for c in captures { c.signal(SIGINT) }
+        for c in captures { _ = c.wait(timeout: 5) }
+        let stats = try fwd.stop()
+        #expect(stats.exitStatus == 0)
+
+        let a = try Self.sourcePorts(pcap: tmp + "/a.pcap")
+        let b = try Self.sourcePorts(pcap: tmp + "/b.pcap")
+        #expect(a.count + b.count == 20_000, "every frame left once: a \(a.count), b \(b.count); tx \(stats.value("p1", "tx_packets")) \(stats.value("p2", "tx_packets")) txd \(stats.value("p1", "tx_dropped")) \(stats.value("p2", "tx_dropped")) rxd \(stats.value("p0", "rx_dropped")); tcpdump: \(captures.map(\.stderr))")
+        let total = Double(weights.reduce(0, +))
+        for (count, w, name) in [(a.count, weights[0], "a"), (b.count, weights[1], "b")] {
+            let expected = Double(w) / total
+            let share = Double(count) / 20_000
+            #expect(abs(share - expected) <= 0.05 * expected, "\(name): \(share) of the frames, expected \(expected)")
+        }
+        // Each flow (its source port) left on one port only, both times.
+        let onA = Set(a), onB = Set(b)
+        #expect(onA.isDisjoint(with: onB), "\(onA.intersection(onB).count) flows went out of both ports")
+        #expect(onA.count + onB.count == 10_000)
+        // The group's counters agree with the wire.
+        let doc = try JSONSerialization.jsonObject(with: Data(groupStats.utf8)) as! [String: Any]
+        let group = (doc["groups"] as! [[String: Any]])[0]
+        let buckets = group["buckets"] as! [[String: Any]]
+        #expect(jsonNumber(group, "packet_count") == 20_000, "\(group)")
+        #expect(jsonNumber(buckets[0], "packet_count") == UInt64(a.count) && jsonNumber(buckets[1], "packet_count") == UInt64(b.count),
+                "\(buckets)")
+        if datapath == "xdp" {
+            // The second frame of every flow was a kernel cache hit: one entry per flow, one bucket.
+            let hits = jsonNumber(show, "datapaths", "xdp", "fast_path_hits")
+            #expect(hits >= 9_000, "fast-path hits \(hits): \(show)")
+        }
+        #expect(stats.value("p0", "rx_packets") == 20_000 && stats.value("p0", "rx_dropped") == 0)
+    }
+}
