@@ -22,6 +22,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case tunnelRemote = 17
     case tunnelMalformed = 18
     case tunnelNotVXLAN = 19
+    case outputDown = 20
 
     public static let slotCount = Int(SHUNT_DROP__MAX.rawValue)
 
@@ -46,6 +47,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .tunnelRemote: "tunnel_remote"
         case .tunnelMalformed: "tunnel_malformed"
         case .tunnelNotVXLAN: "tunnel_not_vxlan"
+        case .outputDown: "output_down"
         }
     }
 
@@ -71,6 +73,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .tunnelRemote: SHUNT_DROP_TUNNEL_REMOTE.rawValue
         case .tunnelMalformed: SHUNT_DROP_TUNNEL_MALFORMED.rawValue
         case .tunnelNotVXLAN: SHUNT_DROP_TUNNEL_NOT_VXLAN.rawValue
+        case .outputDown: SHUNT_DROP_OUTPUT_DOWN.rawValue
         }
     }
 }

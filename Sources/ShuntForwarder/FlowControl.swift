@@ -180,9 +180,12 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
 
     func showStatus() -> ShowStatus {
         let plan = forwarder.plan
+        let links = forwarder.linkWatcher?.states
         let ports = forwarder.interfaces.enumerated().map { i, info in
-            PortStatus(number: UInt32(i + 1), name: info.name, ifindex: info.index,
-                       xdpMode: i < forwarder.xdpModes.count ? forwarder.xdpModes[i] : nil)
+            var p = PortStatus(number: UInt32(i + 1), name: info.name, ifindex: info.index,
+                               xdpMode: i < forwarder.xdpModes.count ? forwarder.xdpModes[i] : nil)
+            if let links, i < links.count { p.link = links[i] == .up ? "up" : links[i].rawValue }
+            return p
         }
         guard let datapath = forwarder.flowDatapath else {
             return ShowStatus(mode: plan.mode.rawValue, workers: plan.workers,

@@ -27,6 +27,7 @@ public enum ForwarderError: Error, CustomStringConvertible {
     case mirror(String)
     /// The rings asked for would not fit in memory.
     case ringMemory(String)
+    case linkState(SystemError)
 
     public var description: String {
         switch self {
@@ -39,6 +40,7 @@ public enum ForwarderError: Error, CustomStringConvertible {
             "XDP redirect into port \(port) would drop frames silently: \(detail)"
         case .mirror(let message): message
         case .ringMemory(let message): message
+        case .linkState(let e): "following the ports' link state (rtnetlink) failed: \(e)"
         }
     }
 }
@@ -60,6 +62,8 @@ public final class Forwarder {
     /// XDP datapath: the loaded flow cache program (its counters, attachments).
     private let fastPath: FlowCacheProgram?
     private let revalidator: Revalidator?
+    /// Flow mode: the ports' link state, followed from rtnetlink.
+    let linkWatcher: LinkWatcher?
     /// Flow mode: the mirror sessions.
     public let mirrorControl: MirrorControl?
     private var xdpAttachments: [XDPAttachment]
@@ -98,6 +102,15 @@ public final class Forwarder {
         xdpModes = parts.xdpAttachments.map { $0.mode.map { "\($0)" } ?? "unknown" }
         kernelOffered = Array(repeating: Array(repeating: 0, count: interfaces.count), count: plan.workers)
         kernelRingFull = kernelOffered
+        if let datapath = parts.flowDatapath {
+            do throws(SystemError) {
+                linkWatcher = try LinkWatcher(interfaces: ports.interfaces) { down in datapath.setDownPorts(down) }
+            } catch {
+                throw .linkState(error)
+            }
+        } else {
+            linkWatcher = nil
+        }
     }
 
     /// The flow-mode workers (for the control socket).
@@ -149,6 +162,13 @@ public final class Forwarder {
                 throw .thread(error)
             }
         }
+        if let linkWatcher {
+            do throws(SystemError) {
+                threads.append(try WorkerThread(name: "shunt-links") { linkWatcher.run(stop: stop) })
+            } catch {
+                throw .thread(error)
+            }
+        }
         for worker in workers {
             do throws(SystemError) {
                 threads.append(try WorkerThread(name: "shunt-w\(worker.index)") { worker.run(stop: stop) })
@@ -168,7 +188,7 @@ public final class Forwarder {
     /// for the kernel to skip silently). Returns a line for each MTU that changed.
     public func maintain() -> [String] {
         macTable?.sweep(nowMs: Sys.monotonicNanoseconds() / 1_000_000)
-        var notices: [String] = []
+        var notices: [String] = linkWatcher?.takeNotices() ?? []
         for (i, info) in interfaces.enumerated() {
             guard let mtu = try? InterfaceInfo.currentMTU(info.name), mtu != currentMTUs[i] else { continue }
             for worker in workers where i < worker.ports.count { worker.ports[i].updateMTU(mtu) }

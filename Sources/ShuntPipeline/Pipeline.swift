@@ -170,7 +170,7 @@ public final class Pipeline: Sendable {
         if state.overLimit {
             result.dropReason = .resubmitLimit
         } else if state.outputs == 0 {
-            result.dropReason = state.missed ? .noMatch : .flowDrop
+            result.dropReason = state.skippedDown ? .outputDown : state.missed ? .noMatch : .flowDrop
         } else {
             var actions = state.actions
             while let last = actions.last {
@@ -196,6 +196,8 @@ public final class Pipeline: Sendable {
         var overLimit = false
         var resubmits = 0
         var usedNormal = false
+        /// An output was left out because its port is down.
+        var skippedDown = false
         var trace: [TraceStep]? = nil
 
         init(key: FlowKey) {
@@ -346,6 +348,12 @@ public final class Pipeline: Sendable {
             if state.trace != nil {
                 let (bridge, isInPort) = (state.bridge, ofport == state.key.inPort)
                 note(&state, depth, .skipped(port: portName(bridge, ofport), why: isInPort ? "it is the in_port" : "no such port"))
+            }
+        case .datapath(let dp) where downPorts.contains(dp):
+            state.skippedDown = true
+            if state.trace != nil {
+                let bridge = state.bridge
+                note(&state, depth, .skipped(port: portName(bridge, ofport), why: "its link is down"))
             }
         case .datapath(let dp):
             commit(&state)

@@ -33,7 +33,9 @@ public struct NetlinkSocket: ~Copyable {
     public static let receiveBufferSize = 64 * 1024
 
     /// Opens and binds a socket; replies that take longer than `timeoutSeconds` fail with EAGAIN.
-    public init(_ netlinkProtocol: NetlinkProtocol, timeoutSeconds: Int = 5) throws(SystemError) {
+    ///
+    /// - Parameter groups: multicast groups to join (e.g. RTMGRP_LINK), read with `notifications`.
+    public init(_ netlinkProtocol: NetlinkProtocol, timeoutSeconds: Int = 5, groups: UInt32 = 0) throws(SystemError) {
         let type = Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = try Sys.socket(domain: AF_NETLINK, type: type, protocol: netlinkProtocol.rawValue)
         do throws(SystemError) {
@@ -43,7 +45,7 @@ public struct NetlinkSocket: ~Copyable {
             // request. Both are optional: an older kernel just sends plain errors.
             try? Sys.setsockopt(fd, level: SOL_NETLINK, name: NETLINK_EXT_ACK, value: Int32(1))
             try? Sys.setsockopt(fd, level: SOL_NETLINK, name: NETLINK_CAP_ACK, value: Int32(1))
-            try Sys.bindNetlink(fd)
+            try Sys.bindNetlink(fd, groups: groups)
         } catch {
             Sys.close(fd)
             throw error
@@ -83,6 +85,39 @@ public struct NetlinkSocket: ~Copyable {
             }
         }
         return collector.messages
+    }
+
+    /// The multicast messages (of the groups joined at init) that arrive within `timeoutMs`:
+    /// one datagram's worth, or none. `overrun` says the kernel dropped some (ENOBUFS): the
+    /// caller must read the state afresh.
+    public mutating func notifications(timeoutMs: Int32) throws(SystemError) -> (messages: [NetlinkMessage], overrun: Bool) {
+        var poll = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard try Sys.poll(&poll, count: 1, timeoutMs: timeoutMs) > 0 else { return ([], false) }
+        let fd = self.fd
+        var messages: [NetlinkMessage] = []
+        var overrun = false
+        try Self.lend(&receiveBuffer) { (buffer) throws(SystemError) in
+            let length: Int
+            do throws(SystemError) {
+                length = try Sys.receiveNetlink(fd, into: buffer, wait: false)
+            } catch {
+                if error.errno == ENOBUFS { overrun = true; return }
+                if error.errno == EAGAIN || error.errno == EWOULDBLOCK { return }
+                throw error
+            }
+            let datagram = UnsafeRawBufferPointer(rebasing: buffer[..<min(length, buffer.count)])
+            let headerSize = MemoryLayout<nlmsghdr>.size
+            var offset = 0
+            while datagram.count - offset >= headerSize {
+                let header = datagram.loadUnaligned(fromByteOffset: offset, as: nlmsghdr.self)
+                let size = Int(header.nlmsg_len)
+                guard size >= headerSize, size <= datagram.count - offset else { break }
+                messages.append(NetlinkMessage(type: header.nlmsg_type, flags: header.nlmsg_flags,
+                                               payload: Array(datagram[(offset + headerSize)..<(offset + size)])))
+                offset += min(netlinkAlign(size), datagram.count - offset)
+            }
+        }
+        return (messages, overrun)
     }
 
     /// Adds the request to a send or receive error ("recv(netlink) for RTM_GETLINK ...").

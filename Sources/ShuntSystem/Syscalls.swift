@@ -429,9 +429,10 @@ public enum Sys {
 
     /// Binds a netlink socket to a port id the kernel chooses, with no multicast groups.
     @inline(never)
-    public static func bindNetlink(_ fd: Int32) throws(SystemError) {
+    public static func bindNetlink(_ fd: Int32, groups: UInt32 = 0) throws(SystemError) {
         var address = sockaddr_nl()
         address.nl_family = sa_family_t(AF_NETLINK)
+        address.nl_groups = groups
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
@@ -452,9 +453,10 @@ public enum Sys {
     /// running out of time throws EAGAIN.
     @inline(never)
     public static func receiveNetlink(
-        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer
+        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, wait: Bool = true
     ) throws(SystemError) -> Int {
-        Int(try retrying("recv(netlink)") { Int32(Glibc.recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC))) })
+        let flags = Int32(MSG_TRUNC) | (wait ? 0 : Int32(MSG_DONTWAIT))
+        return Int(try retrying("recv(netlink)") { Int32(Glibc.recv(fd, buffer.baseAddress, buffer.count, flags)) })
     }
 
     // MARK: files

@@ -117,6 +117,8 @@ public struct PortStatus: Codable, Equatable, Sendable {
     public var ifindex: Int32?
     /// XDP datapath: how the program is attached ("native", "generic").
     public var xdpMode: String?
+    /// Flow mode, interfaces: "up", or why the port is down ("down (no carrier)", ...).
+    public var link: String?
     public var tunnel: TunnelStatus?
 
     public struct TunnelStatus: Equatable, Sendable {
@@ -133,7 +135,7 @@ public struct PortStatus: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case number, name, ifindex, xdpMode = "xdp_mode", type, local, remote, dev, vni, dstport
+        case number, name, ifindex, xdpMode = "xdp_mode", link, type, local, remote, dev, vni, dstport
         case nextHop = "next_hop", neighbour, fastPath = "fast_path"
     }
 
@@ -143,6 +145,7 @@ public struct PortStatus: Codable, Equatable, Sendable {
         try c.encode(name, forKey: .name)
         try c.encodeIfPresent(ifindex, forKey: .ifindex)
         try c.encodeIfPresent(xdpMode, forKey: .xdpMode)
+        try c.encodeIfPresent(link, forKey: .link)
         guard let t = tunnel else { return }
         try c.encode("vxlan", forKey: .type)
         try c.encode(t.local, forKey: .local)
@@ -169,6 +172,7 @@ public struct PortStatus: Codable, Equatable, Sendable {
         name = try c.decode(String.self, forKey: .name)
         ifindex = try c.decodeIfPresent(Int32.self, forKey: .ifindex)
         xdpMode = try c.decodeIfPresent(String.self, forKey: .xdpMode)
+        link = try c.decodeIfPresent(String.self, forKey: .link)
         guard try c.decodeIfPresent(String.self, forKey: .type) == "vxlan" else { return }
         tunnel = TunnelStatus(
             local: try c.decode(String.self, forKey: .local), remote: try c.decode(String.self, forKey: .remote),

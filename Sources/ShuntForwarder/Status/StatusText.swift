@@ -80,7 +80,10 @@ extension TraceStatus {
 
 extension PortStatus {
     var text: String {
-        guard let t = tunnel else { return "  port \(number): \(name)" + (xdpMode.map { " (xdp \($0))" } ?? "") + "\n" }
+        guard let t = tunnel else {
+            let notes = [xdpMode.map { "xdp \($0)" }, link.flatMap { $0 == "up" ? nil : "link \($0)" }].compactMap { $0 }
+            return "  port \(number): \(name)" + (notes.isEmpty ? "" : " (\(notes.joined(separator: ", ")))") + "\n"
+        }
         let vni = switch t.vni {
         case .fixed(let v): "\(v)"
         case .flow: "flow"
