@@ -23,6 +23,7 @@ struct BridgePlan {
             switch port.kind {
             case .interface: interfaces.append(port.name)
             case .vxlan(let spec): tunnelSpecs.append(spec)
+            case .bond(let members, _): interfaces += members
             case .patch: break
             }
         }
@@ -43,6 +44,11 @@ struct BridgePlan {
                 case .interface: kind = .datapath(UInt32(interfaces.firstIndex(of: port.name)! + 1))
                 case .vxlan: kind = .datapath(tunnels.first { $0.name == port.name }!.port)
                 case .patch(let peer): kind = try patchTarget(port.name, peer: peer, bridge: b, specs, ofports)
+                case .bond(let members, let mode):
+                    if let underlay = members.first(where: { underlays.contains($0) }) {
+                        throw PlanError("bond \(port.name): member \(underlay) is a tunnel's underlay")
+                    }
+                    kind = .bond(members: members.map { UInt32(interfaces.firstIndex(of: $0)! + 1) }, mode: mode)
                 }
                 ports.append(BridgePort(name: port.name, ofport: ofports[b][j], kind: kind, tag: port.tag,
                                         trunks: port.trunks, switched: !underlays.contains(port.name)))
@@ -65,6 +71,13 @@ struct BridgePlan {
                     throw PlanError("port \(port.name) is in bridge \(other) and in \(spec.name); a port belongs to one bridge")
                 }
                 ports[port.name] = spec.name
+                guard case .bond(let members, _) = port.kind else { continue }
+                for member in members {
+                    if let other = ports[member] {
+                        throw PlanError("bond \(port.name): member \(member) is a port of bridge \(other) already")
+                    }
+                    ports[member] = spec.name
+                }
             }
         }
     }

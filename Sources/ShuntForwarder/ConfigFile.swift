@@ -215,10 +215,41 @@ struct ConfigFile {
             port.kind = .patch(peer: peer)
         case "vxlan":
             port.kind = .vxlan(try tunnel(name, map, skipping: common))
+        case "bond":
+            port.kind = try bond(name, map, skipping: common)
         case let other:
-            throw Invalid("port \(name): type '\(other)' is not one of interface, patch, vxlan")
+            throw Invalid("port \(name): type '\(other)' is not one of interface, patch, vxlan, bond")
         }
         return port
+    }
+
+    /// `type: bond`: `members` (two or more interfaces), `bond_mode` (balance-xor, the default,
+    /// or active-backup) and for balance-xor `xmit_hash_policy` (layer2, the default, layer2+3,
+    /// layer3+4; or l2, l2+l3, l3+l4).
+    private static func bond(_ name: String, _ map: [String: Any], skipping common: Set<String>) throws(Invalid)
+        -> BridgeSpec.Port.Kind
+    {
+        if let key = map.keys.sorted().first(where: { !common.contains($0) && !["members", "bond_mode", "xmit_hash_policy"].contains($0) }) {
+            throw Invalid("bond \(name): unknown key '\(key)' (known: members, bond_mode, xmit_hash_policy)")
+        }
+        guard let list = map["members"] as? [Any], case let members = list.compactMap(scalarText),
+              members.count == list.count, members.count >= 2, Set(members).count == members.count else {
+            throw Invalid("bond \(name): members must be a list of two or more distinct interfaces")
+        }
+        let mode = map["bond_mode"].flatMap(scalarText) ?? "balance-xor"
+        let policy = map["xmit_hash_policy"].flatMap(scalarText)
+        switch mode {
+        case "active-backup":
+            if policy != nil { throw Invalid("bond \(name): xmit_hash_policy is for bond_mode balance-xor") }
+            return .bond(members: members, mode: .activeBackup)
+        case "balance-xor":
+            guard let fields = BondMode.hashPolicy(policy ?? "layer2") else {
+                throw Invalid("bond \(name): xmit_hash_policy '\(policy ?? "")' is not one of layer2, layer2+3, layer3+4")
+            }
+            return .bond(members: members, mode: .balance(fields: fields))
+        default:
+            throw Invalid("bond \(name): bond_mode '\(mode)' is not one of balance-xor, active-backup")
+        }
     }
 
     private static func scalarText(_ value: Any) -> String? {
@@ -237,6 +268,7 @@ struct BridgeSpec: Equatable {
             case interface
             case patch(peer: String)
             case vxlan(TunnelSpec)
+            case bond(members: [String], mode: BondMode)
         }
 
         var name: String

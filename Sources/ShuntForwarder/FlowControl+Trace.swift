@@ -30,6 +30,9 @@ extension FlowControl {
         case .datapath(let dp):
             key.inPort = dp
             (translation, steps) = pipeline.trace(key, normal: &normal)
+        case .bond(let members, _):
+            key.inPort = members[0]
+            (translation, steps) = pipeline.trace(key, normal: &normal)
         case .patch:
             (translation, steps) = pipeline.trace(key, bridge: bridge, normal: &normal)
         }

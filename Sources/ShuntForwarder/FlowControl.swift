@@ -337,6 +337,13 @@ extension BridgeStatus {
                 port.type = "patch"
                 port.peerBridge = layout.bridges[b].name
                 port.peer = layout.bridges[b].port(peer)?.name
+            case .bond(let members, let mode):
+                port.type = "bond"
+                port.members = members
+                port.bondMode = switch mode {
+                case .activeBackup: "active-backup"
+                case .balance(let fields): "balance(\(fields.map(\.rawValue).joined(separator: ",")))"
+                }
             }
             return port
         })

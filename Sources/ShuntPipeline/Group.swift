@@ -151,6 +151,21 @@ public enum GroupSelection {
         return best
     }
 
+    /// One of `members` (not empty) by rendezvous hashing with equal weights: a flow stays on
+    /// its member until that member leaves.
+    public static func chooseMember(hash: UInt64, _ members: [UInt32]) -> UInt32 {
+        var best = members[0]
+        var bestScore: UInt64 = 0
+        for m in members {
+            let score = splitmix(hash ^ splitmix(UInt64(m) &+ 0x6a09_e667))
+            if score >= bestScore {
+                bestScore = score
+                best = m
+            }
+        }
+        return best
+    }
+
     @inline(__always)
     static func splitmix(_ x: UInt64) -> UInt64 {
         var z = x &+ 0x9e37_79b9_7f4a_7c15

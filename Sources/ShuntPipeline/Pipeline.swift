@@ -70,7 +70,12 @@ public final class Pipeline: Sendable {
         case none
         case datapath(UInt32)
         case patch(bridge: Int, port: UInt32)
+        /// An index into `bonds`.
+        case bond(Int)
     }
+
+    /// The bonds of every bridge, for `OutputTarget.bond`.
+    private let bonds: [(members: [UInt32], mode: BondMode)]
 
     /// The first bridge's ports (the only bridge of a forwarder configured without bridges).
     public var ports: PortNames { layout.bridges[0].portNames }
@@ -86,6 +91,7 @@ public final class Pipeline: Sendable {
         entries = tables.entries
         classifier = Classifier(entries, bridgeCount: layout.bridges.count)
         var targets: [OutputTarget] = [], base: [Int] = [], count: [Int] = []
+        var bonds: [(members: [UInt32], mode: BondMode)] = []
         for bridge in layout.bridges {
             let n = Int(bridge.ports.last?.ofport ?? 0) + 1
             base.append(targets.count)
@@ -95,10 +101,14 @@ public final class Pipeline: Sendable {
                 switch port.kind {
                 case .datapath(let dp): targets[base.last! + Int(port.ofport)] = .datapath(dp)
                 case .patch(let b, let peer): targets[base.last! + Int(port.ofport)] = .patch(bridge: b, port: peer)
+                case .bond(let members, let mode):
+                    targets[base.last! + Int(port.ofport)] = .bond(bonds.count)
+                    bonds.append((members, mode))
                 }
             }
         }
         (self.targets, targetBase, targetCount) = (targets, base, count)
+        self.bonds = bonds
     }
 
     @inline(__always) private func target(_ bridge: Int, _ ofport: UInt32) -> OutputTarget {
@@ -322,6 +332,7 @@ public final class Pipeline: Sendable {
         case .none: return false
         case .datapath(let dp): return !downPorts.contains(dp)
         case .patch: return true
+        case .bond(let i): return bonds[i].members.contains { !downPorts.contains($0) }
         }
     }
 
@@ -362,6 +373,34 @@ public final class Pipeline: Sendable {
             if state.trace != nil {
                 let bridge = state.bridge
                 note(&state, depth, .output(port: portName(bridge, ofport), datapathPort: dp))
+            }
+        case .bond(let i):
+            let bond = bonds[i]
+            var live = bond.members
+            if !downPorts.isEmpty { live.removeAll { downPorts.contains($0) } }
+            guard !live.isEmpty else {
+                state.skippedDown = true
+                if state.trace != nil {
+                    let bridge = state.bridge
+                    note(&state, depth, .skipped(port: portName(bridge, ofport), why: "every member's link is down"))
+                }
+                return
+            }
+            let member: UInt32
+            switch bond.mode {
+            case .activeBackup:
+                member = live[0]
+            case .balance(let fields):
+                let (hash, read) = GroupSelection.hash(state.key, fields: fields)
+                state.dependencies = state.dependencies.union(read)
+                member = GroupSelection.chooseMember(hash: hash, live)
+            }
+            commit(&state)
+            state.actions.append(.output(member))
+            state.outputs += 1
+            if state.trace != nil {
+                let bridge = state.bridge
+                note(&state, depth, .output(port: "\(portName(bridge, ofport)) member \(member)", datapathPort: member))
             }
         case .patch(let peerBridge, let peerPort):
             guard enterNested(&state, depth) else { return }

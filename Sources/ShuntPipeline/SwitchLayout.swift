@@ -15,6 +15,28 @@ public enum BridgePortKind: Sendable, Hashable {
     case datapath(UInt32)
     /// A patch port: a packet sent to it enters bridge `bridge` on that bridge's port `port`.
     case patch(bridge: Int, port: UInt32)
+    /// A bond over datapath ports (interfaces): frames from any member enter as this port, and
+    /// a frame sent to it leaves on one live member, chosen by `mode`.
+    case bond(members: [UInt32], mode: BondMode)
+}
+
+/// How a bond picks the member a frame leaves on.
+public enum BondMode: Sendable, Hashable {
+    /// A hash of `fields` over the live members (Linux bonding's balance-xor with an
+    /// `xmit_hash_policy`): a flow stays on its member while that member is up.
+    case balance(fields: [GroupHashField])
+    /// The first live member, in the order given (Linux bonding's active-backup).
+    case activeBackup
+
+    /// Linux bonding's `xmit_hash_policy` names (and the short forms), as hashed fields.
+    public static func hashPolicy(_ name: String) -> [GroupHashField]? {
+        switch name {
+        case "layer2", "l2": [.ethSrc, .ethDst]
+        case "layer2+3", "l2+l3": [.ethSrc, .ethDst, .ipSrc, .ipDst]
+        case "layer3+4", "l3+l4": [.ipSrc, .ipDst, .ipProto, .tpSrc, .tpDst]
+        default: nil
+        }
+    }
 }
 
 /// One port of a bridge.
@@ -89,9 +111,16 @@ public struct SwitchLayout: Sendable {
         var owners: [(bridge: Int, ofport: UInt32)?] = []
         for (b, bridge) in bridges.enumerated() {
             for port in bridge.ports {
-                guard case .datapath(let dp) = port.kind else { continue }
-                if owners.count <= Int(dp) { owners += Array(repeating: nil, count: Int(dp) + 1 - owners.count) }
-                owners[Int(dp)] = (b, port.ofport)
+                let datapathPorts: [UInt32]
+                switch port.kind {
+                case .datapath(let dp): datapathPorts = [dp]
+                case .bond(let members, _): datapathPorts = members
+                case .patch: continue
+                }
+                for dp in datapathPorts {
+                    if owners.count <= Int(dp) { owners += Array(repeating: nil, count: Int(dp) + 1 - owners.count) }
+                    owners[Int(dp)] = (b, port.ofport)
+                }
             }
         }
         self.owners = owners

@@ -43,6 +43,37 @@ struct BridgePlanTests {
         } catch { return error.description }
     }
 
+    /// `type: bond`: its members become datapath ports that enter as the bond.
+    @Test func bondsAreOnePortOverTheirMembers() throws {
+        let yaml = """
+            bridges:
+              - name: br0
+                ports:
+                  - {name: tap0}
+                  - {name: bond0, type: bond, members: [eth1, eth2], xmit_hash_policy: layer3+4}
+                  - {name: bond1, type: bond, members: [eth3, eth4], bond_mode: active-backup}
+            """
+        let plan = try ForwarderPlan.make(Self.request(yaml, flows: [:]))
+        #expect(plan.ports == ["tap0", "eth1", "eth2", "eth3", "eth4"])
+        let br = plan.layout.bridges[0]
+        #expect(br.port(2)?.kind == .bond(members: [2, 3], mode: .balance(fields: [.ipSrc, .ipDst, .ipProto, .tpSrc, .tpDst])))
+        #expect(br.port(3)?.kind == .bond(members: [4, 5], mode: .activeBackup))
+        #expect(plan.layout.owner(of: 3)! == (0, 2) && plan.layout.owner(of: 5)! == (0, 3))
+        func bondProblem(_ port: String) -> String {
+            Self.problem("bridges:\n  - name: br0\n    ports:\n      - {name: tap0}\n      - \(port)\n")
+        }
+        #expect(bondProblem("{name: b, type: bond, members: [eth1]}")
+            == "/etc/shunt/host1.yaml: bond b: members must be a list of two or more distinct interfaces")
+        #expect(bondProblem("{name: b, type: bond, members: [eth1, eth2], xmit_hash_policy: layer5}")
+            == "/etc/shunt/host1.yaml: bond b: xmit_hash_policy 'layer5' is not one of layer2, layer2+3, layer3+4")
+        #expect(bondProblem("{name: b, type: bond, members: [eth1, eth2], bond_mode: balance-rr}")
+            == "/etc/shunt/host1.yaml: bond b: bond_mode 'balance-rr' is not one of balance-xor, active-backup")
+        #expect(bondProblem("{name: b, type: bond, members: [eth1, eth2], bond_mode: active-backup, xmit_hash_policy: l2}")
+            == "/etc/shunt/host1.yaml: bond b: xmit_hash_policy is for bond_mode balance-xor")
+        #expect(bondProblem("{name: b, type: bond, members: [tap0, eth2]}")
+            == "/etc/shunt/host1.yaml: bond b: member tap0 is a port of bridge br0 already")
+    }
+
     @Test func bridgesBecomeDatapathPortsAndALayout() throws {
         let plan = try ForwarderPlan.make(Self.request(Self.host1))
         // Interfaces in order, then the underlay (in no bridge), then the tunnels.

@@ -174,5 +174,47 @@ struct GroupLabTests {
         }
         #expect(stats.exitStatus == 0)
     }
-}
 
+    /// A bond (`type: bond`, balance-xor, layer3+4) over p1 and p2: 16 flows spread over both
+    /// members; with a's link down every flow leaves on b, and nothing else is lost.
+    @Test(arguments: ["afpacket", "xdp"])
+    func bondSpreadsFlowsAndFailsOver(datapath: String) throws {
+        let lab = try Lab(["gen", "a", "b"])
+        let tmp = NSTemporaryDirectory() + "shuntt-bond-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        try """
+            bridges:
+              - name: br0
+                flows: br0.flows
+                ports:
+                  - {name: p0}
+                  - {name: bond0, type: bond, members: [p1, p2], xmit_hash_policy: layer3+4}
+            """.write(toFile: tmp + "/bond.yaml", atomically: true, encoding: .utf8)
+        try "in_port=p0,actions=output:bond0\n".write(toFile: tmp + "/br0.flows", atomically: true, encoding: .utf8)
+        var args = ["--config", tmp + "/bond.yaml", "--datapath", datapath]
+        if datapath == "xdp" { args.append("--fix-peers") }
+        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: args)
+        let sinkA = try ShuntCommandProcess(namespace: lab.ns("a"), arguments: ["sink", "--port", lab.interface("a"), "--engine", "ring", "--json"])
+        let sinkB = try ShuntCommandProcess(namespace: lab.ns("b"), arguments: ["sink", "--port", lab.interface("b"), "--engine", "ring", "--json"])
+        let gen = try SpawnedProcess(["ip", "netns", "exec", lab.ns("gen"), shuntExecutable, "gen", "--port", lab.interface("gen"),
+                                      "--engine", "ring", "--flows", "16", "--rate", "20000", "--duration", "3"])
+        usleep(1_000_000)
+        try run(["ip", "-n", lab.ns("a"), "link", "set", lab.interface("a"), "down"])
+        _ = gen.wait(timeout: 10)
+        usleep(300_000)
+        let show = try fwd.show()
+        let a = try sinkA.stop().final, b = try sinkB.stop().final
+        let stats = try fwd.stop()
+        #expect(stats.exitStatus == 0)
+        let lost = 60_000 - Int(jsonNumber(a, "received") + jsonNumber(b, "received"))
+        #expect(lost >= 0 && lost <= 2000, "lost \(lost); a \(a); b \(b)")
+        // Both members carried flows before a went down (a received nothing after).
+        #expect(jsonNumber(a, "received") > 1_000, "\(a)")
+        let bridge = (show["bridges"] as? [[String: Any]])?.first
+        let bond = (bridge?["ports"] as? [[String: Any]])?.first { $0["name"] as? String == "bond0" }
+        #expect(bond?["type"] as? String == "bond" && (bond?["members"] as? [Int]) == [2, 3], "\(bond ?? [:])")
+        // After the failover everything left on b: b got more than its share.
+        #expect(jsonNumber(b, "received") > 30_000, "\(b)")
+    }
+}

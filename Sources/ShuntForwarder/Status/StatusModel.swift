@@ -223,9 +223,13 @@ public struct BridgeStatus: Codable, Equatable, Sendable {
         public var peerBridge: String?
         /// False for a tunnel underlay NORMAL leaves alone.
         public var switched: Bool
+        /// Bonds: the members' datapath ports, and "balance" or "active-backup".
+        public var members: [UInt32]? = nil
+        public var bondMode: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case name, ofport, type, port, tag, trunks, peer, peerBridge = "peer_bridge", switched
+            case name, ofport, type, port, tag, trunks, peer, peerBridge = "peer_bridge", switched, members
+            case bondMode = "bond_mode"
         }
     }
 }

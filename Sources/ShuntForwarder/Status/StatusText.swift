@@ -34,6 +34,9 @@ extension BridgeStatus {
             if let port = p.port { notes.append("port \(port)") }
             if p.type != "interface" { notes.append(p.type) }
             if let peer = p.peer { notes.append("peer \(peer) on \(p.peerBridge ?? "?")") }
+            if let members = p.members {
+                notes.append("\(p.bondMode ?? "") over ports \(members.map(String.init).joined(separator: "+"))")
+            }
             if let tag = p.tag { notes.append("tag \(tag)") }
             if let trunks = p.trunks { notes.append("trunks \(trunks.map(String.init).joined(separator: ","))") }
             if !p.switched { notes.append("underlay, not switched") }
