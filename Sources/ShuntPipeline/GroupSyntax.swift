@@ -90,15 +90,19 @@ struct GroupTextParser {
         return out.map { trimmed($0) }
     }
 
-    func parseGroup() throws(FlowParseError) -> FlowGroup {
+    /// What the group line says outside its buckets.
+    struct Header {
         var id: UInt32?
         var type: GroupType?
         var fields: [GroupHashField] = []
         var fieldsAt: Substring.Index?
+    }
+
+    func parseGroup() throws(FlowParseError) -> FlowGroup {
+        var header = Header()
         var buckets: [GroupBucket] = []
         let all = try pieces()
         var i = 0
-        let p = flowParser
         while i < all.count {
             let piece = all[i]
             i += 1
@@ -110,50 +114,60 @@ struct GroupTextParser {
                     i += 1
                 }
                 buckets.append(try bucket(bucketPieces, position: buckets.count))
-                continue
-            }
-            if piece.hasPrefix("fields(") || piece.hasPrefix("fields=") {
-                fieldsAt = piece.startIndex
-                let body = piece.hasPrefix("fields(") ? piece.dropFirst("fields(".count).dropLast() : piece.dropFirst("fields=".count)
-                if piece.hasPrefix("fields("), piece.last != ")" { throw fail(piece.startIndex, "fields(...) must end with ')'") }
-                for name in body.split(separator: ",") {
-                    let n = trimmed(name)
-                    guard let f = GroupHashField.named(n) else {
-                        throw fail(n.startIndex, "unknown hash field '\(n)' (fields: \(GroupHashField.allCases.map(\.rawValue).joined(separator: ", ")))")
-                    }
-                    if !fields.contains(f) { fields.append(f) }
-                }
-                if fields.isEmpty { throw fail(piece.startIndex, "fields() names no field") }
-                continue
-            }
-            guard let eq = piece.firstIndex(of: "=") else {
-                throw fail(piece.startIndex, "unknown group field '\(piece)' (group_id=, type=, selection_method=, fields(...), bucket=)")
-            }
-            let name = piece[..<eq]
-            let value = piece[piece.index(after: eq)...]
-            guard !value.isEmpty else { throw fail(piece.startIndex, "missing value after '\(name)='") }
-            switch name {
-            case "group_id":
-                id = UInt32(try p.number(value, at: value.startIndex, field: "group_id", in: 0...UInt64(FlowGroup.maxID)))
-            case "type":
-                guard let t = GroupType(rawValue: String(value)) else {
-                    throw fail(value.startIndex, "unknown group type '\(value)' (all, select, indirect, fast_failover)")
-                }
-                type = t
-            case "selection_method":
-                guard value == "hash" else {
-                    throw fail(value.startIndex, "selection_method=\(value) is not supported: use hash (with fields(...) or the default 5-tuple)")
-                }
-            case "selection_method_param":
-                throw fail(piece.startIndex, "selection_method_param is not supported")
-            default:
-                throw fail(piece.startIndex, "unknown group field '\(name)' (group_id=, type=, selection_method=, fields(...), bucket=)")
+            } else {
+                try headerField(piece, &header)
             }
         }
-        guard let id else { throw fail(text.startIndex, "missing 'group_id=N'") }
-        guard let type else { throw fail(text.startIndex, "missing 'type=' (all, select, indirect or fast_failover)") }
-        if !fields.isEmpty && type != .select, let fieldsAt {
-            throw fail(fieldsAt, "fields(...) is for type=select groups")
+        return try checked(header, buckets)
+    }
+
+    /// One of group_id=, type=, selection_method=, fields(...).
+    private func headerField(_ piece: Substring, _ h: inout Header) throws(FlowParseError) {
+        if piece.hasPrefix("fields(") || piece.hasPrefix("fields=") {
+            h.fieldsAt = piece.startIndex
+            let body = piece.hasPrefix("fields(") ? piece.dropFirst("fields(".count).dropLast() : piece.dropFirst("fields=".count)
+            if piece.hasPrefix("fields("), piece.last != ")" { throw fail(piece.startIndex, "fields(...) must end with ')'") }
+            for name in body.split(separator: ",") {
+                let n = trimmed(name)
+                guard let f = GroupHashField.named(n) else {
+                    throw fail(n.startIndex, "unknown hash field '\(n)' (fields: \(GroupHashField.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                if !h.fields.contains(f) { h.fields.append(f) }
+            }
+            if h.fields.isEmpty { throw fail(piece.startIndex, "fields() names no field") }
+            return
+        }
+        guard let eq = piece.firstIndex(of: "=") else {
+            throw fail(piece.startIndex, "unknown group field '\(piece)' (group_id=, type=, selection_method=, fields(...), bucket=)")
+        }
+        let name = piece[..<eq]
+        let value = piece[piece.index(after: eq)...]
+        guard !value.isEmpty else { throw fail(piece.startIndex, "missing value after '\(name)='") }
+        switch name {
+        case "group_id":
+            h.id = UInt32(try flowParser.number(value, at: value.startIndex, field: "group_id", in: 0...UInt64(FlowGroup.maxID)))
+        case "type":
+            guard let t = GroupType(rawValue: String(value)) else {
+                throw fail(value.startIndex, "unknown group type '\(value)' (all, select, indirect, fast_failover)")
+            }
+            h.type = t
+        case "selection_method":
+            guard value == "hash" else {
+                throw fail(value.startIndex, "selection_method=\(value) is not supported: use hash (with fields(...) or the default 5-tuple)")
+            }
+        case "selection_method_param":
+            throw fail(piece.startIndex, "selection_method_param is not supported")
+        default:
+            throw fail(piece.startIndex, "unknown group field '\(name)' (group_id=, type=, selection_method=, fields(...), bucket=)")
+        }
+    }
+
+    /// The group, once what its type needs is there.
+    private func checked(_ h: Header, _ buckets: [GroupBucket]) throws(FlowParseError) -> FlowGroup {
+        guard let id = h.id else { throw fail(text.startIndex, "missing 'group_id=N'") }
+        guard let type = h.type else { throw fail(text.startIndex, "missing 'type=' (all, select, indirect or fast_failover)") }
+        if !h.fields.isEmpty && type != .select, let at = h.fieldsAt {
+            throw fail(at, "fields(...) is for type=select groups")
         }
         if type == .indirect && buckets.count != 1 {
             throw fail(text.startIndex, "an indirect group has exactly one bucket, not \(buckets.count)")
@@ -170,7 +184,7 @@ struct GroupTextParser {
                 throw fail(text.startIndex, "weight is for type=select groups (bucket \(b.id))")
             }
         }
-        return FlowGroup(id: id, type: type, fields: fields, buckets: buckets)
+        return FlowGroup(id: id, type: type, fields: h.fields, buckets: buckets)
     }
 
     /// One bucket from its pieces (the first with `bucket=` removed).

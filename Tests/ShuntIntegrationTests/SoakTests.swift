@@ -4,7 +4,8 @@ import ShuntTestSupport
 import Testing
 
 /// `Benchmarks/soak.sh` for one minute per datapath, as a user runs it: 16 steady flows at
-/// 20 kpps through `shunt forward` into a VXLAN tunnel (a kernel vxlan device at the far end)
+/// 10 kpps (the debug build encapsulates every frame in Swift on afpacket; the 30-minute runs
+/// use 20 kpps on the release build) through `shunt forward` into a VXLAN tunnel (a kernel vxlan device at the far end)
 /// while flows and a pcapng mirror session come and go every second and the tunnel's neighbour
 /// goes stale every 2 s. Every field of its RESULT line is checked here, not only its exit code.
 @Suite("Benchmarks/soak.sh (one minute)", .serialized, .enabled(if: canRunNetnsTests, netnsSkipReason),
@@ -25,7 +26,7 @@ struct SoakTests {
         let traffic = TrafficGate.shared()
         defer { traffic.release() }
         let proc = try run(["env", "TMPDIR=\(tmp)", "timeout", "-k", "10", "150", "bash", Self.script, "--minutes", "1",
-                           "--datapath", datapath, "--rate", "20000", "--prefix", prefix, "--out", out,
+                           "--datapath", datapath, "--rate", "10000", "--prefix", prefix, "--out", out,
                            "--shunt", shuntExecutable], check: false)
         let output = proc.out + proc.err
         let r = resultFields(proc.out)
@@ -34,17 +35,17 @@ struct SoakTests {
         leftovers += ((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []).map { "\(tmp)/\($0)" }
 
         #expect(proc.status == 0, "\(output)")
-        #expect(r["datapath"] == datapath && r["minutes"] == "1" && r["rate"] == "20000", "no RESULT line: \(output)")
+        #expect(r["datapath"] == datapath && r["minutes"] == "1" && r["rate"] == "10000", "no RESULT line: \(output)")
         #expect(r["status"] == "ok", "\(output)")
         // About a minute of churn: 4 flow operations a second, a mirror add or del, plus checks.
         #expect((int(r, "churn_ops") ?? 0) >= 150, "\(r)")
         // Every frame sent came out at the sink, once.
         let sent = int(r, "sent") ?? -1
-        #expect(sent == 1_200_000 && r["received"] == r["sent"], "\(r)")
+        #expect(sent == 600_000 && r["received"] == r["sent"], "\(r)")
         #expect(r["lost"] == "0" && r["duplicated"] == "0", "\(r)")
         // Across flows the order may change (the stream spans 16 flows): a count, not checked.
         #expect(int(r, "out_of_order") != nil, "\(r)")
-        #expect((int(r, "flow_order_checked") ?? 0) >= 20_000, "the per-flow capture: \(r)")
+        #expect((int(r, "flow_order_checked") ?? 0) >= 10_000, "the per-flow capture: \(r)")
         if datapath == "xdp" {
             // A frame passed up to the slow path can arrive behind later frames of its flow that
             // hit the kernel entry installed meanwhile (found by this soak; reported, not fixed).
