@@ -23,7 +23,7 @@ struct Sink: ParsableCommand {
         abstract: "Count, account and time test frames arriving at an interface.",
         discussion: """
             Two engines. xdp (the default) attaches xdp_sink to IF: it counts every frame and \
-            times every probe in the kernel where the frame arrives (up to ~13 Mpps here), but \
+            times every probe in the kernel where the frame arrives, but \
             keeps no per-packet sequence state, so lost, duplicated and out_of_order are null. \
             ring reads IF through a TPACKET RX ring: per-stream accounting of lost, duplicated \
             and out-of-order probes (TRex semantics) and one-way latency into an HDR histogram, \
