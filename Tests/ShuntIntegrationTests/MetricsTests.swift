@@ -29,9 +29,13 @@ struct MetricsTests {
     func scrapedWhileForwarding(datapath: String) throws {
         let lab = try Lab()
         let flows = NSTemporaryDirectory() + "shuntt-metrics-\(getpid())-\(datapath).flows"
-        try "in_port=1 actions=output:2\nin_port=2 actions=output:1\n".write(toFile: flows, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: flows) }
-        var args = ["--port", lab.port(0), "--port", lab.port(1), "--flows", flows, "--datapath", datapath,
+        try "in_port=1 actions=group:1\nin_port=2 actions=output:1\n".write(toFile: flows, atomically: true, encoding: .utf8)
+        try "group_id=1,type=indirect,bucket=output:2\n".write(toFile: flows + ".groups", atomically: true, encoding: .utf8)
+        defer {
+            try? FileManager.default.removeItem(atPath: flows)
+            try? FileManager.default.removeItem(atPath: flows + ".groups")
+        }
+        var args = ["--port", lab.port(0), "--port", lab.port(1), "--flows", flows, "--groups", flows + ".groups", "--datapath", datapath,
                     "--metrics", "127.0.0.1:0"]
         if datapath == "xdp" { args.append("--fix-peers") }
         let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: args)
@@ -61,6 +65,10 @@ struct MetricsTests {
         #expect(sample(after, "shunt_port_tx_packets_total{port=\"p1\"}") == 100)
         #expect((sample(before.out, "shunt_port_rx_packets_total{port=\"p0\"}") ?? -1) == 0)
         #expect((sample(after, "shunt_flow_setup_duration_seconds_count") ?? 0) >= 1)
+        #expect(sample(after, "shunt_port_link_up{port=\"p0\"}") == 1 && sample(after, "shunt_port_link_up{port=\"p1\"}") == 1)
+        // The frames went through group 1 (kernel hits credited before the scrape on xdp).
+        #expect(sample(after, "shunt_group_packets_total{bridge=\"br0\",group=\"1\"}") == 100, "\(after)")
+        #expect(sample(after, "shunt_group_bucket_packets_total{bridge=\"br0\",group=\"1\",bucket=\"0\"}") == 100)
         #expect(after.contains("shunt_info{mode=\"flows\",datapath=\"\(datapath)\",workers=\"1\"} 1\n"))
         if datapath == "xdp" {
             #expect((sample(after, "shunt_fast_path_hits_total{path=\"xdp\"}") ?? 0) >= 90, "\(after)")

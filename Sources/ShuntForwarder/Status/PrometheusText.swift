@@ -73,7 +73,10 @@ extension Forwarder {
         m.family("shunt_uptime_seconds", .gauge, "Seconds since the forwarder started.",
                  [([], Double(snapshot.elapsedNs) / 1e9)])
         addPorts(&m, snapshot)
-        if let datapath = flowDatapath { addFlowPaths(&m, FlowControl(forwarder: self).showStatus(), datapath) }
+        if let datapath = flowDatapath {
+            creditKernelCounters()  // the groups' counters include what the kernel cache counted
+            addFlowPaths(&m, FlowControl(forwarder: self).showStatus(), datapath)
+        }
         if let mirrors = mirrorControl?.status().mirrors, !mirrors.isEmpty { addMirrors(&m, mirrors) }
         return m.text
     }
@@ -128,6 +131,22 @@ extension Forwarder {
                      drops.items.filter { $0.value > 0 }.map { ([("reason", $0.name)], $0.value) })
         }
         addTunnels(&m, show.ports)
+        let links = show.ports.compactMap { p in p.link.map { (p.name, $0) } }
+        m.family("shunt_port_link_up", .gauge, "1 while the port's link is up (admin up and carrier), 0 when down or deleted.",
+                 links.map { ([("port", $0.0)], UInt64($0.1 == "up" ? 1 : 0)) })
+        do {
+            let groups = (0..<datapath.layout.bridges.count).flatMap { b in
+                datapath.dumpGroups(bridge: b).map { (datapath.layout.bridges[b].name, $0.group, $0.counters) }
+            }
+            m.family("shunt_group_packets_total", .counter, "Packets a group handled.",
+                     groups.map { ([("bridge", $0.0), ("group", "\($0.1.id)")], $0.2[0].packets) })
+            m.family("shunt_group_bucket_packets_total", .counter, "Packets each bucket of a group handled.",
+                     groups.flatMap { g in
+                         g.1.buckets.enumerated().map { i, b in
+                             ([("bridge", g.0), ("group", "\(g.1.id)"), ("bucket", "\(b.id)")], g.2[1 + i].packets)
+                         }
+                     })
+        }
         var buckets = [UInt64](repeating: 0, count: FlowPathCounters.setupBucketBoundsNs.count + 1)
         var sumNs: UInt64 = 0
         for w in flowWorkers {
