@@ -23,6 +23,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case tunnelMalformed = 18
     case tunnelNotVXLAN = 19
     case outputDown = 20
+    case bondInactive = 21
 
     public static let slotCount = Int(SHUNT_DROP__MAX.rawValue)
 
@@ -48,6 +49,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .tunnelMalformed: "tunnel_malformed"
         case .tunnelNotVXLAN: "tunnel_not_vxlan"
         case .outputDown: "output_down"
+        case .bondInactive: "bond_inactive"
         }
     }
 
@@ -74,6 +76,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .tunnelMalformed: SHUNT_DROP_TUNNEL_MALFORMED.rawValue
         case .tunnelNotVXLAN: SHUNT_DROP_TUNNEL_NOT_VXLAN.rawValue
         case .outputDown: SHUNT_DROP_OUTPUT_DOWN.rawValue
+        case .bondInactive: SHUNT_DROP_BOND_INACTIVE.rawValue
         }
     }
 }

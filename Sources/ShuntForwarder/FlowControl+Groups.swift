@@ -70,8 +70,12 @@ extension FlowControl {
     private func isLive(_ b: GroupBucket, bridge: Int, datapath: FlowDatapath) -> Bool {
         guard let w = b.watchPort else { return true }
         guard let port = datapath.layout.bridges[bridge].port(w) else { return false }
-        if case .datapath(let dp) = port.kind { return !datapath.downPorts.contains(dp) }
-        return true
+        let down = datapath.downPorts
+        switch port.kind {
+        case .datapath(let dp): return !down.contains(dp)
+        case .bond(let members, _): return members.contains { !down.contains($0) }
+        case .patch: return true
+        }
     }
 }
 

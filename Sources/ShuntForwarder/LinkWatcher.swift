@@ -23,12 +23,19 @@ final class LinkWatcher: @unchecked Sendable {
     let interfaces: [InterfaceInfo]
     private let onChange: @Sendable (Set<UInt32>) -> Void
     private let state: Mutex<(states: [State], notices: [String])>
-    private var socket: NetlinkSocket
+    /// Joined to RTMGRP_LINK: notifications only.
+    private var events: NetlinkSocket
+    /// Queries (RTM_GETLINK) on a socket of their own, so that waiting for an answer never
+    /// swallows a notification.
+    private var queries: NetlinkSocket
+    /// The kernel dropped notifications (ENOBUFS) and a re-read has not succeeded yet.
+    private var needsResync = false
 
     init(interfaces: [InterfaceInfo], onChange: @escaping @Sendable (Set<UInt32>) -> Void) throws(SystemError) {
         self.interfaces = interfaces
         self.onChange = onChange
-        socket = try NetlinkSocket(.route, timeoutSeconds: 2, groups: UInt32(RTMGRP_LINK))
+        events = try NetlinkSocket(.route, timeoutSeconds: 2, groups: UInt32(RTMGRP_LINK))
+        queries = try NetlinkSocket(.route, timeoutSeconds: 2)
         state = Mutex((Array(repeating: .up, count: interfaces.count), []))
         try resync()
     }
@@ -55,8 +62,9 @@ final class LinkWatcher: @unchecked Sendable {
         var fresh: [State] = []
         for info in interfaces {
             do throws(SystemError) {
-                let link = try socket.link(index: info.index)
-                fresh.append(link.name == info.name ? Self.state(flags: link.flags) : .deleted)
+                // By ifindex only: a renamed port is still the same device (as the
+                // notifications see it).
+                fresh.append(Self.state(flags: try queries.link(index: info.index).flags))
             } catch {
                 guard error.errno == ENODEV else { throw error }
                 fresh.append(.deleted)
@@ -70,7 +78,7 @@ final class LinkWatcher: @unchecked Sendable {
             guard fresh != s.states else { return false }
             for (i, (old, new)) in zip(s.states, fresh).enumerated() where old != new {
                 s.notices.append("port \(interfaces[i].name): link \(new == .up ? "up" : new.rawValue)"
-                                 + (new == .up ? "" : "; outputs to it drop as output_down, groups choose other buckets"))
+                                 + (new == .up ? "" : "; flows stop sending to it (output_down when nothing else is left), group buckets and bonds watching it choose others"))
             }
             s.states = fresh
             return true
@@ -82,19 +90,22 @@ final class LinkWatcher: @unchecked Sendable {
         while !stop.isSet {
             let batch: (messages: [NetlinkMessage], overrun: Bool)
             do throws(SystemError) {
-                batch = try socket.notifications(timeoutMs: 50)
+                batch = try events.notifications(timeoutMs: 50)
             } catch {
                 Sys.sleep(nanoseconds: 50_000_000)
                 continue
             }
-            if batch.overrun {
-                try? resync()
+            if batch.overrun { needsResync = true }
+            if needsResync {
+                // Retried every pass until it works: the overrun is reported once.
+                needsResync = (try? resync()) == nil
                 continue
             }
             var fresh = states
             for message in batch.messages {
+                // AF_BRIDGE messages (a port leaving a Linux bridge) are about bridge membership.
                 guard message.type == UInt16(RTM_NEWLINK) || message.type == UInt16(RTM_DELLINK),
-                      let info = message.header(ifinfomsg.self),
+                      let info = message.header(ifinfomsg.self), info.ifi_family == UInt8(AF_UNSPEC),
                       let i = interfaces.firstIndex(where: { $0.index == info.ifi_index }) else { continue }
                 fresh[i] = message.type == UInt16(RTM_DELLINK) ? .deleted : Self.state(flags: info.ifi_flags)
             }

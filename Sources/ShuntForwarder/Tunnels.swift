@@ -187,7 +187,9 @@ final class TunnelRuntime: Sendable {
             let over = tunnels.filter { Int($0.underlayPort) == p + 1 }
             return over.isEmpty ? nil : UnderlayClassifier(tunnels: over)
         }
-        let table = NeighbourTable(addresses: tunnels.map(\.remote), reachableMs: neighbourReachableMs)
+        // Stale for 90 s after the reachable time, whatever that is (120 s in all by default).
+        let table = NeighbourTable(addresses: tunnels.map(\.remote), reachableMs: neighbourReachableMs,
+                                   expireMs: neighbourReachableMs + 90_000)
         neighbours = table
         neighbourSlots = tunnels.map { table.slot(of: $0.remote)! }
         sourceMACs = tunnels.map { interfaceMACs[Int($0.underlayPort) - 1] }

@@ -126,6 +126,8 @@ public enum GroupSelection {
             read.dlSrc = MACAddress(value: 0xffff_ffff_ffff)
             read.dlDst = MACAddress(value: 0xffff_ffff_ffff)
         }
+        // Whether the ports were hashed depends on the protocol.
+        if fields.contains(.tpSrc) || fields.contains(.tpDst) { read.nwProto = .max }
         read.dlType = .max
         return (h, read)
     }

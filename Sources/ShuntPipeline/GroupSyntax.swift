@@ -183,6 +183,10 @@ struct GroupTextParser {
             if b.weight != 1 && type != .select {
                 throw fail(text.startIndex, "weight is for type=select groups (bucket \(b.id))")
             }
+            // dec_ttl is a datapath action, not a field the next bucket gets back as it was.
+            if type == .all && b.actions.contains(.decTTL) {
+                throw fail(text.startIndex, "dec_ttl in a bucket of an all group would reach the copies of the buckets after it (bucket \(b.id)); decrement in the flow before group:N")
+            }
         }
         return FlowGroup(id: id, type: type, fields: h.fields, buckets: buckets)
     }

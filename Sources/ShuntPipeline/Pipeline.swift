@@ -166,6 +166,12 @@ public final class Pipeline: Sendable {
         state.dependencies.inPort = .max
         state.dependencies.dlType = .max
         if let (bridge, ofport) = start ?? layout.owner(of: state.key.inPort) {
+            if start == nil, let reason = bondRefuses(state.key.inPort, bridge: bridge, ofport: ofport) {
+                note(&state, 0, .bridge(name: layout.bridges[bridge].name, inPort: portName(bridge, ofport)))
+                note(&state, 0, .skipped(port: portName(bridge, ofport), why: reason))
+                return Translation(actions: [], dropReason: .bondInactive, dependencies: state.dependencies,
+                                   ruleIDs: [], usedNormal: false)
+            }
             state.key.inPort = ofport
             state.bridge = bridge
             note(&state, 0, .bridge(name: layout.bridges[bridge].name, inPort: portName(bridge, ofport)))
@@ -302,12 +308,14 @@ public final class Pipeline: Sendable {
                 chosen = [i]
             } else {
                 why = ": no live bucket: drop"
+                state.skippedDown = true
             }
         case .fastFailover:
             if let i = g.buckets.firstIndex(where: { isLive($0, bridge: state.bridge) }) {
                 chosen = [i]
             } else {
                 why = ": no live bucket: drop"
+                state.skippedDown = true
             }
         }
         if state.trace != nil {
@@ -323,6 +331,15 @@ public final class Pipeline: Sendable {
             }
             state.key = saved
         }
+    }
+
+    /// Why a frame that arrived on datapath port `member` of bond `ofport` is not taken: an
+    /// active-backup bond takes frames from its active member only (the first live one), as
+    /// Linux bonding drops what arrives on inactive slaves; nil when it is taken.
+    private func bondRefuses(_ member: UInt32, bridge: Int, ofport: UInt32) -> String? {
+        guard case .bond(let i) = target(bridge, ofport), bonds[i].mode == .activeBackup else { return nil }
+        let active = bonds[i].members.first { !downPorts.contains($0) }
+        return active == member ? nil : "arrived on backup member \(member) of an active-backup bond: drop"
     }
 
     /// A bucket is live unless it watches a port that is down or that the bridge does not have.

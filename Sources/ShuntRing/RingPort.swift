@@ -68,6 +68,8 @@ public enum RingSetupError: Error, CustomStringConvertible {
             "invalid \(which) ring: \(why)"
         case .system(let step, let n, let err):
             "setting up '\(n)' failed at \(step): \(err)"
+        case .outOfFileDescriptors(let n, let err) where err.errno == ENFILE:
+            "opening a socket for '\(n)' failed: \(err); the whole system is out of file descriptors: raise fs.file-max (`sysctl -w fs.file-max=N`) or close what holds them"
         case .outOfFileDescriptors(let n, let err):
             "opening a socket for '\(n)' failed: \(err); shunt needs a socket per port and worker (and a few more): raise the open-file limit (`ulimit -n`, now \(Self.openFileLimit())) or use fewer --workers"
         case .mappingRefused(let n, let bytes, let err):

@@ -140,7 +140,7 @@ struct Forward: ParsableCommand {
     @Option(help: "normal mode: seconds after which an unrefreshed MAC entry is forgotten.")
     var macAging: Double = 300
 
-    @Option(help: ArgumentHelp("Tunnels: seconds a remote VTEP's MAC counts as reachable after an ARP answer (as the kernel's base_reachable_time); after that it is asked again by ARP while the known MAC is still used, for up to 120 s.", valueName: "S"))
+    @Option(help: ArgumentHelp("Tunnels: seconds a remote VTEP's MAC counts as reachable after an ARP answer (as the kernel's base_reachable_time); after that it is stale: asked again by ARP while the known MAC is still used, for up to 90 s more.", valueName: "S"))
     var neighReachable: Double?
 
     @Option(help: "Print statistics every S seconds (0: only the final statistics).")

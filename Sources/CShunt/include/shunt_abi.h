@@ -35,6 +35,7 @@ enum shunt_drop_reason {
 	SHUNT_DROP_TUNNEL_MALFORMED = 18, /* to a local VTEP but truncated, fragmented, bad lengths, no I flag */
 	SHUNT_DROP_TUNNEL_NOT_VXLAN = 19, /* IPv4 to a local VTEP that is neither UDP nor answered (e.g. ICMP) */
 	SHUNT_DROP_OUTPUT_DOWN = 20,      /* every output the flow chose is a port whose link is down */
+	SHUNT_DROP_BOND_INACTIVE = 21,    /* arrived on an active-backup bond's backup member */
 	SHUNT_DROP__MAX
 };
 
