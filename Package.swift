@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "ShuntSystemTests", dependencies: ["ShuntSystem", "ShuntTestSupport"]),
         .testTarget(name: "ShuntRuntimeTests", dependencies: ["ShuntRuntime", "ShuntSystem"]),
         .testTarget(name: "ShuntRingTests", dependencies: ["ShuntRing", "CShunt"]),
-        .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore", "ShuntTraffic", "ShuntTestSupport"]),
+        .testTarget(name: "ShuntBPFTests", dependencies: ["ShuntBPF", "ShuntSystem", "ShuntCore", "ShuntTraffic", "ShuntTestSupport", "ShuntPipeline"]),
         .testTarget(name: "ShuntPipelineTests", dependencies: ["ShuntPipeline", "ShuntCore", "ShuntTestSupport"]),
         .testTarget(name: "ShuntControlTests", dependencies: ["ShuntControl", "ShuntSystem"]),
         .testTarget(name: "ShuntTrafficTests", dependencies: ["ShuntTraffic", "CShunt", "ShuntTestSupport"]),
