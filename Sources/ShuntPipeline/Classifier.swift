@@ -166,12 +166,7 @@ public struct FlowTables: Sendable {
             entry.rule.bridge == bridge
                 && entry.rule.actions.contains { if case .group(let g) = $0 { ids.contains(g) } else { false } }
         }
-        for entry in flows {
-            let rule = entry.rule
-            byIdentity[Identity(bridge: rule.bridge, table: rule.table, priority: rule.priority, match: rule.match)] = nil
-            identityByID[entry.id] = nil
-            freedIDs.append(entry.id)
-        }
+        remove(flows)
         generation += 1
         return (removedGroups.sorted { $0.group.id < $1.group.id }, Self.dumpOrder(flows))
     }
@@ -219,14 +214,19 @@ public struct FlowTables: Sendable {
             }
         }
         guard !removed.isEmpty else { return [] }
-        for entry in removed {
+        remove(removed)
+        generation += 1
+        return Self.dumpOrder(removed)
+    }
+
+    /// Takes rules out and frees their ids (the caller moves the generation).
+    private mutating func remove(_ entries: [FlowEntry]) {
+        for entry in entries {
             let rule = entry.rule
             byIdentity[Identity(bridge: rule.bridge, table: rule.table, priority: rule.priority, match: rule.match)] = nil
             identityByID[entry.id] = nil
             freedIDs.append(entry.id)
         }
-        generation += 1
-        return Self.dumpOrder(removed)
     }
 
     /// Every rule in dump-flows order: bridge, table, then priority (highest first), then id.

@@ -24,7 +24,13 @@ public enum FlowSyntax {
 
     /// One flow a line, `#` comments; all or nothing, so a typo never leaves a bridge half configured.
     public static func parseFlowFile(_ text: String, ports: PortNames) throws(FlowParseError) -> [FlowRule] {
-        var rules: [FlowRule] = []
+        try parseLines(text) { (line) throws(FlowParseError) in try parseFlow(line, ports: ports) }
+    }
+
+    /// Each non-blank line of `text` (without its `#` comment) through `parse`; an error gets
+    /// its line number.
+    static func parseLines<T>(_ text: String, _ parse: (Substring) throws(FlowParseError) -> T) throws(FlowParseError) -> [T] {
+        var out: [T] = []
         var lineNumber = 0
         for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             lineNumber += 1
@@ -32,14 +38,14 @@ public enum FlowSyntax {
             if let hash = content.firstIndex(of: "#") { content = content[..<hash] }
             if trimmed(content).isEmpty { continue }
             do throws(FlowParseError) {
-                rules.append(try parseFlow(content, ports: ports))
+                out.append(try parse(content))
             } catch {
                 var located = error
                 located.line = lineNumber
                 throw located
             }
         }
-        return rules
+        return out
     }
 }
 

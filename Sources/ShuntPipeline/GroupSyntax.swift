@@ -12,22 +12,7 @@ public enum GroupSyntax {
 
     /// One group a line, `#` comments; all or nothing.
     public static func parseGroupFile(_ text: String, ports: PortNames) throws(FlowParseError) -> [FlowGroup] {
-        var groups: [FlowGroup] = []
-        var lineNumber = 0
-        for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
-            lineNumber += 1
-            var content = line
-            if let hash = content.firstIndex(of: "#") { content = content[..<hash] }
-            if trimmed(content).isEmpty { continue }
-            do throws(FlowParseError) {
-                groups.append(try parseGroup(content, ports: ports))
-            } catch {
-                var located = error
-                located.line = lineNumber
-                throw located
-            }
-        }
-        return groups
+        try FlowSyntax.parseLines(text) { (line) throws(FlowParseError) in try parseGroup(line, ports: ports) }
     }
 
     /// del-groups' argument: `group_id=N`, or nothing / `group_id=all` for every group (nil).

@@ -117,9 +117,15 @@ extension Ctl {
         var file: String
 
         func run() throws {
+            try control.run(ControlRequest(command: "add-flows", arguments: [try Self.readText(file)]))
+        }
+
+        /// The file's text (or standard input's for "-"); a message and exit 2 when it cannot be
+        /// read or is not UTF-8.
+        static func readText(_ file: String) throws -> String {
             let data: Data
             do {
-                data = try Self.read(file)
+                data = try read(file)
             } catch {
                 printError("shunt ctl: cannot read \(file == "-" ? "standard input" : file): \(error)")
                 throw ExitCode(2)
@@ -128,7 +134,7 @@ extension Ctl {
                 printError("shunt ctl: \(file == "-" ? "standard input" : file) is not UTF-8 text")
                 throw ExitCode(2)
             }
-            try control.run(ControlRequest(command: "add-flows", arguments: [text]))
+            return text
         }
 
         /// The whole file, or standard input for "-". Errors name the cause (errno text).

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import ShuntControl
 
 // `shunt ctl` group commands, as ovs-ofctl's add-group, mod-group, del-groups, dump-groups and
@@ -49,16 +48,7 @@ extension Ctl {
         var file: String
 
         func run() throws {
-            let data: Data
-            do { data = try AddFlows.read(file) } catch {
-                printError("shunt ctl: cannot read \(file == "-" ? "standard input" : file): \(error)")
-                throw ExitCode(2)
-            }
-            guard let text = String(data: data, encoding: .utf8) else {
-                printError("shunt ctl: \(file == "-" ? "standard input" : file) is not UTF-8 text")
-                throw ExitCode(2)
-            }
-            try control.run(ControlRequest(command: "add-groups", arguments: [text]))
+            try control.run(ControlRequest(command: "add-groups", arguments: [try AddFlows.readText(file)]))
         }
     }
 
