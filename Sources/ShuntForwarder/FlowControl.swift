@@ -181,8 +181,9 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
     func showStatus() -> ShowStatus {
         let plan = forwarder.plan
         let links = forwarder.linkWatcher?.states
+        let indexes = forwarder.linkWatcher?.indexes
         let ports = forwarder.interfaces.enumerated().map { i, info in
-            var p = PortStatus(number: UInt32(i + 1), name: info.name, ifindex: info.index,
+            var p = PortStatus(number: UInt32(i + 1), name: info.name, ifindex: indexes.map { $0[i] } ?? info.index,
                                xdpMode: i < forwarder.xdpModes.count ? forwarder.xdpModes[i] : nil)
             if let links, i < links.count { p.link = links[i] == .up ? "up" : links[i].rawValue }
             return p

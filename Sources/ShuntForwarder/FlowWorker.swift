@@ -94,6 +94,12 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     private let normalRefreshMs: UInt64 = 1000
     /// `shunt ctl dump-cache` asks the worker for a copy of its cache (the worker owns it).
     private let dumpRequested = StopFlag()
+    /// Rings for ports that were reopened (an interface deleted and created again), waiting
+    /// for this worker to adopt them at its next pass.
+    /// Guarded by `replacementsLock` (RingPort is not Sendable, so not a Mutex's value).
+    private var replacements: [(port: Int, ring: RingPort)] = []
+    private let replacementsLock = Mutex(())
+    private let replacementsPending = StopFlag()
     private let dumpResult = Mutex<[ExactMatchCache.Entry]?>(nil)
 
     init(index: Int, ports: [RingPort], datapath: FlowDatapath, idle: IdlePolicy, tunnels: TunnelRuntime? = nil) {
@@ -128,6 +134,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
     private func pass(_ batch: inout PacketBatch) -> Int {
         refreshGeneration()
         if dumpRequested.isSet { answerDump() }
+        if replacementsPending.isSet { adoptReplacements() }
         if index == 0, let tunnels, tunnels.refreshWanted.load(ordering: .relaxed) != 0 { refreshStaleNeighbours(tunnels) }
         var moved = 0
         let nowMs = Sys.monotonicNanoseconds() / 1_000_000
@@ -171,6 +178,27 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
         cacheGeneration &+= 1
         flowCounters.set(.cacheEntries, 0)
         flowCounters.add(.invalidations)
+    }
+
+    /// Hands this worker a new ring for port `port` (any thread); the worker adopts it at its
+    /// next pass (within its poll timeout), and the old ring is closed then.
+    func offerReplacement(port: Int, ring: RingPort) {
+        replacementsLock.withLock { _ in replacements.append((port, ring)) }
+        replacementsPending.set()
+    }
+
+    /// Whether rings offered to this worker are not adopted yet.
+    var hasPendingReplacements: Bool { replacementsPending.isSet }
+
+    @inline(never)
+    private func adoptReplacements() {
+        var taken: [(port: Int, ring: RingPort)] = []
+        replacementsLock.withLock { _ in swap(&taken, &replacements) }
+        for r in taken where r.port < ports.count {
+            ports[r.port].adopt(r.ring)  // r.ring now holds the old socket and rings
+        }
+        taken.removeAll()  // closes the old sockets and rings
+        replacementsLock.withLock { _ in if replacements.isEmpty { replacementsPending.clear() } }
     }
 
     @inline(never)

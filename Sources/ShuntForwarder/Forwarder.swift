@@ -75,6 +75,8 @@ public final class Forwarder {
     private let snapshotLock = Mutex(())
     /// The interfaces' MTUs as last seen by `maintain`.
     private var currentMTUs: [Int] = []
+    /// The interfaces' ifindexes now (a reopened port has a new one); `maintain`'s thread only.
+    private var portIndexes: [Int32] = []
     /// Kernel counters per worker and port, accumulated here (reading them resets the kernel's).
     private var kernelOffered: [[UInt64]]
     private var kernelRingFull: [[UInt64]]
@@ -90,6 +92,7 @@ public final class Forwarder {
         let parts = try ForwardingEngines.engine(for: plan.mode).build(plan, ports: ports)
         interfaces = ports.interfaces
         currentMTUs = ports.interfaces.map(\.mtu)
+        portIndexes = ports.interfaces.map(\.index)
         workers = parts.workers
         macTable = parts.macTable
         flowDatapath = parts.flowDatapath
@@ -188,7 +191,9 @@ public final class Forwarder {
     /// for the kernel to skip silently). Returns a line for each MTU that changed.
     public func maintain() -> [String] {
         macTable?.sweep(nowMs: Sys.monotonicNanoseconds() / 1_000_000)
-        var notices: [String] = linkWatcher?.takeNotices() ?? []
+        var notices: [String] = []
+        for (port, ifindex) in linkWatcher?.takeReappeared() ?? [] { notices.append(reopen(port, ifindex: ifindex)) }
+        notices += linkWatcher?.takeNotices() ?? []
         for (i, info) in interfaces.enumerated() {
             guard let mtu = try? InterfaceInfo.currentMTU(info.name), mtu != currentMTUs[i] else { continue }
             for worker in workers where i < worker.ports.count { worker.ports[i].updateMTU(mtu) }
@@ -196,6 +201,66 @@ public final class Forwarder {
             currentMTUs[i] = mtu
         }
         return notices
+    }
+
+    /// A deleted interface was created again under a port's name: opens a ring on it for every
+    /// worker (each adopts its own at its next pass, and closes the old one), and on the XDP
+    /// datapath attaches the program and points the port's DEVMAP entry at it. The port stays
+    /// down until then. Returns the line to log.
+    private func reopen(_ i: Int, ifindex: Int32) -> String {
+        let name = interfaces[i].name
+        if let tunnels = tunnelRuntime, tunnels.tunnels.contains(where: { Int($0.underlayPort) == i + 1 }) {
+            return "port \(name): back (ifindex \(ifindex)), but it carries tunnels (its MAC is theirs): restart the forwarder to use it"
+        }
+        do throws(ForwarderError) {
+            let info: InterfaceInfo
+            do throws(RingSetupError) { info = try InterfaceInfo.lookup(name) } catch { throw .setup(error) }
+            let maxFrame = min(plan.ring.rx.maxFrameLength(for: plan.ring.version, rx: true),
+                               plan.ring.tx.maxFrameLength(for: plan.ring.version, rx: false))
+            if info.mtu + 18 > maxFrame { throw .setup(.frameTooSmallForMTU(interface: name, mtu: info.mtu, maxFrame: maxFrame)) }
+            var rings: [RingPort] = []
+            var group: UInt16? = nil
+            do throws(RingSetupError) {
+                for _ in 0..<plan.workers {
+                    let fanout: (mode: FanoutMode, group: UInt16?)? = plan.workers > 1 ? (plan.fanout, group) : nil
+                    let ring = try RingPort(interface: info, config: plan.ring, fanout: fanout)
+                    if plan.workers > 1 && group == nil {
+                        do throws(SystemError) { group = try ring.fanoutGroupID() } catch {
+                            throw .system(step: "reading the fanout group", interface: name, error)
+                        }
+                    }
+                    rings.append(ring)
+                }
+            } catch { throw .setup(error) }
+            if let fastPath {
+                try FlowTableEngine.checkRedirectPeers([name], fix: plan.fixPeers)
+                do {
+                    let attachment = try fastPath.attach(ifindex: info.index)
+                    try? fastPath.removePort(number: UInt32(i + 1), ifindex: portIndexes[i])
+                    try fastPath.setPort(number: UInt32(i + 1), ifindex: info.index)
+                    portIndexes[i] = info.index
+                    if i < xdpAttachments.count { xdpAttachments[i] = attachment }
+                } catch {
+                    throw .xdp("attaching XDP to \(name) failed: \(error)")
+                }
+            }
+            for (w, worker) in flowWorkers.enumerated() where w < rings.count {
+                worker.offerReplacement(port: i, ring: rings[w])
+            }
+            rings.removeAll()
+            // The port counts as up only once every worker has its new ring (each looks at least
+            // every poll timeout, 50 ms).
+            let deadline = Sys.monotonicNanoseconds() + 2_000_000_000
+            while flowWorkers.contains(where: \.hasPendingReplacements) && Sys.monotonicNanoseconds() < deadline {
+                Sys.sleep(nanoseconds: 5_000_000)
+            }
+            currentMTUs[i] = info.mtu
+            for worker in workers where i < worker.ports.count { worker.ports[i].updateMTU(info.mtu) }
+            linkWatcher?.reopened(i)
+            return "port \(name): back (ifindex \(info.index)); reopened\(fastPath != nil ? " with XDP attached" : "")"
+        } catch {
+            return "port \(name): back (ifindex \(ifindex)), but reopening it failed: \(error); it stays down"
+        }
     }
 
     private func collectKernelStatistics() {

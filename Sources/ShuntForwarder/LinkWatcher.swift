@@ -22,7 +22,17 @@ final class LinkWatcher: @unchecked Sendable {
 
     let interfaces: [InterfaceInfo]
     private let onChange: @Sendable (Set<UInt32>) -> Void
-    private let state: Mutex<(states: [State], notices: [String])>
+    /// Per port: its state and its ifindex now (a deleted port that came back has a new one);
+    /// the log lines not yet taken; ports that came back and are not reopened yet.
+    private struct Shared {
+        var states: [State]
+        var indexes: [Int32]
+        var notices: [String] = []
+        var reappeared: [(port: Int, ifindex: Int32)] = []
+        /// Ports that came back and are not reopened yet: they stay down (deleted) till then.
+        var reopening: Set<Int> = []
+    }
+    private let state: Mutex<Shared>
     /// Joined to RTMGRP_LINK: notifications only.
     private var events: NetlinkSocket
     /// Queries (RTM_GETLINK) on a socket of their own, so that waiting for an answer never
@@ -36,12 +46,20 @@ final class LinkWatcher: @unchecked Sendable {
         self.onChange = onChange
         events = try NetlinkSocket(.route, timeoutSeconds: 2, groups: UInt32(RTMGRP_LINK))
         queries = try NetlinkSocket(.route, timeoutSeconds: 2)
-        state = Mutex((Array(repeating: .up, count: interfaces.count), []))
+        state = Mutex(Shared(states: Array(repeating: .up, count: interfaces.count), indexes: interfaces.map(\.index)))
         try resync()
     }
 
     /// Each port's state now, by port index.
     var states: [State] { state.withLock { $0.states } }
+
+    /// Each port's ifindex now.
+    var indexes: [Int32] { state.withLock { $0.indexes } }
+
+    /// Deleted ports that exist again under their name (their new ifindex), since the last call.
+    func takeReappeared() -> [(port: Int, ifindex: Int32)] {
+        state.withLock { s in defer { s.reappeared.removeAll() }; return s.reappeared }
+    }
 
     /// The lines logged since the last call.
     func takeNotices() -> [String] { state.withLock { s in defer { s.notices.removeAll() }; return s.notices } }
@@ -59,31 +77,55 @@ final class LinkWatcher: @unchecked Sendable {
 
     /// Reads every port's state afresh (at start, and after the kernel dropped notifications).
     private func resync() throws(SystemError) {
-        var fresh: [State] = []
-        for info in interfaces {
+        var fresh: [Int: State] = [:]
+        let indexes = self.indexes
+        for (i, info) in interfaces.enumerated() {
             do throws(SystemError) {
                 // By ifindex only: a renamed port is still the same device (as the
                 // notifications see it).
-                fresh.append(Self.state(flags: try queries.link(index: info.index).flags))
+                fresh[i] = Self.state(flags: try queries.link(index: indexes[i]).flags)
             } catch {
                 guard error.errno == ENODEV else { throw error }
-                fresh.append(.deleted)
+                // Gone; back already under its name? Down until the forwarder reopens it.
+                if let again = try? queries.link(named: info.name) { reappear(i, ifindex: again.index) }
+                fresh[i] = .deleted
             }
         }
         apply(fresh)
     }
 
-    private func apply(_ fresh: [State]) {
-        let changed: Bool = state.withLock { s in
-            guard fresh != s.states else { return false }
-            for (i, (old, new)) in zip(s.states, fresh).enumerated() where old != new {
+    /// The forwarder reopened `port` on its new ifindex: its state follows that device now.
+    /// (Called from the forwarder's housekeeping thread, beside this watcher's own.)
+    func reopened(_ port: Int) {
+        var probe = try? NetlinkSocket(.route, timeoutSeconds: 2)
+        let flags = try? probe?.link(index: indexes[port]).flags
+        state.withLock { _ = $0.reopening.remove(port) }
+        apply([port: flags.map(Self.state(flags:)) ?? .deleted])
+    }
+
+    private func reappear(_ port: Int, ifindex: Int32) {
+        state.withLock { s in
+            s.indexes[port] = ifindex
+            s.reappeared.append((port, ifindex))
+            s.reopening.insert(port)
+        }
+    }
+
+    /// Merges the ports' new states; logs and reports a change.
+    private func apply(_ updates: [Int: State]) {
+        let down: Set<UInt32>? = state.withLock { s in
+            var changed = false
+            for (i, new) in updates.sorted(by: { $0.key < $1.key }) where s.states[i] != new && !s.reopening.contains(i) {
+                let old = s.states[i]
+                s.states[i] = new
+                changed = true
+                if old == .deleted && new != .deleted { continue }  // the forwarder says it reopened the port
                 s.notices.append("port \(interfaces[i].name): link \(new == .up ? "up" : new.rawValue)"
                                  + (new == .up ? "" : "; flows stop sending to it (output_down when nothing else is left), group buckets and bonds watching it choose others"))
             }
-            s.states = fresh
-            return true
+            return changed ? Self.downPorts(s.states) : nil
         }
-        if changed { onChange(Self.downPorts(fresh)) }
+        if let down { onChange(down) }
     }
 
     func run(stop: StopFlag) {
@@ -101,15 +143,23 @@ final class LinkWatcher: @unchecked Sendable {
                 needsResync = (try? resync()) == nil
                 continue
             }
-            var fresh = states
+            var updates: [Int: State] = [:]
+            let indexes = self.indexes
             for message in batch.messages {
                 // AF_BRIDGE messages (a port leaving a Linux bridge) are about bridge membership.
                 guard message.type == UInt16(RTM_NEWLINK) || message.type == UInt16(RTM_DELLINK),
-                      let info = message.header(ifinfomsg.self), info.ifi_family == UInt8(AF_UNSPEC),
-                      let i = interfaces.firstIndex(where: { $0.index == info.ifi_index }) else { continue }
-                fresh[i] = message.type == UInt16(RTM_DELLINK) ? .deleted : Self.state(flags: info.ifi_flags)
+                      let info = message.header(ifinfomsg.self), info.ifi_family == UInt8(AF_UNSPEC) else { continue }
+                if let i = indexes.firstIndex(of: info.ifi_index) {
+                    updates[i] = message.type == UInt16(RTM_DELLINK) ? .deleted : Self.state(flags: info.ifi_flags)
+                } else if message.type == UInt16(RTM_NEWLINK),
+                          let name = message.attributes(afterHeaderOf: MemoryLayout<ifinfomsg>.size)[UInt16(IFLA_IFNAME)]?.string,
+                          let i = interfaces.firstIndex(where: { $0.name == name }), states[i] == .deleted,
+                          updates[i] == nil || updates[i] == .deleted {
+                    // A deleted port created again: down until the forwarder has reopened it.
+                    reappear(i, ifindex: info.ifi_index)
+                }
             }
-            apply(fresh)
+            if !updates.isEmpty { apply(updates) }
         }
     }
 }

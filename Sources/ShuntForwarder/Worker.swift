@@ -44,7 +44,15 @@ func runPollLoop(ports: [RingPort], idle: IdlePolicy, stop: StopFlag, pass: () -
         let now = Sys.monotonicNanoseconds()
         if now &- lastWork < busyPollNs { continue }
         if ports.contains(where: { $0.rx.hasReadyFrames() }) { continue }
+        // A reopened port has a new socket.
+        for (i, port) in ports.enumerated() { pollSet[i].fd = port.fd }
         _ = try? Sys.poll(pollSet, count: portCount, timeoutMs: idle.sleepMilliseconds)
+        for i in 0..<portCount where pollSet[i].revents & Int16(POLLERR) != 0 {
+            // A socket error (ENETDOWN: the port's device was deleted) stays pending, and poll
+            // would return at once forever: reading it clears it.
+            var error: Int32 = 0
+            try? Sys.getsockopt(pollSet[i].fd, level: SOL_SOCKET, name: SO_ERROR, into: &error)
+        }
         lastWork = Sys.monotonicNanoseconds()
     }
     while pass() > 0 {}

@@ -2,6 +2,7 @@ import CShunt
 import Glibc
 import ShuntCore
 import ShuntSystem
+import Synchronization
 
 /// How PACKET_FANOUT spreads a port's frames over the workers' sockets.
 public enum FanoutMode: String, CaseIterable, Sendable {
@@ -121,12 +122,15 @@ public struct InterfaceInfo: Sendable {
 /// outgoing, RX ring, TX ring, mmap, bind, fanout. Each step throws a typed error. A ring the
 /// kernel cannot allocate (ENOMEM) is retried with half the blocks.
 public final class RingPort {
-    public let interface: InterfaceInfo
-    public let config: RingPortConfig
-    public let socket: PacketSocket
-    let region: MappedRegion
+    public private(set) var interface: InterfaceInfo
+    public private(set) var config: RingPortConfig
+    public private(set) var socket: PacketSocket
+    var region: MappedRegion
     public var rx: RxRing
     public var tx: TxRing
+    /// Held while `adopt` swaps the socket and rings, and by other threads that use the socket
+    /// (statistics): the owning worker reads them without it.
+    private let identity = Mutex(())
     /// The longest frame the interface takes now: its MTU can change while forwarding, and the
     /// kernel silently skips a TX ring frame over it (PACKET_LOSS), so outputs check this first.
     private let transmitLimit: UnsafeMutablePointer<UInt64>
@@ -224,6 +228,20 @@ public final class RingPort {
         self.region = region
     }
 
+    /// Takes `other`'s interface, socket and rings (a port reopened on an interface that came
+    /// back), leaving this port's old ones in `other`, which closes them when it goes. Only the
+    /// thread that owns this port (its worker) may call it; the MTU limit stays this port's.
+    public func adopt(_ other: RingPort) {
+        identity.withLock { _ in
+            swap(&socket, &other.socket)
+            swap(&region, &other.region)
+            swap(&rx, &other.rx)
+            swap(&tx, &other.tx)
+            swap(&interface, &other.interface)
+            swap(&config, &other.config)
+        }
+    }
+
     /// The PACKET_FANOUT group id this socket is in.
     public func fanoutGroupID() throws(SystemError) -> UInt16 {
         var v: UInt32 = 0
@@ -234,7 +252,7 @@ public final class RingPort {
     /// PACKET_STATISTICS since the last call: frames the kernel offered this socket, and how many
     /// of them found the RX ring full. Reading resets the kernel's counters.
     public func takeKernelStatistics() -> (offered: UInt64, ringFull: UInt64) {
-        RingSocketSetup.takeKernelStatistics(fd: fd, version: config.version)
+        identity.withLock { _ in RingSocketSetup.takeKernelStatistics(fd: socket.fd, version: config.version) }
     }
 }
 

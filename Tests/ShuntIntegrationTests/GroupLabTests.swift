@@ -34,6 +34,27 @@ struct GroupLabTests {
         return ports
     }
 
+    /// A temporary directory, removed when the value goes.
+    final class Scratch {
+        let path: String
+        init(_ name: String) throws {
+            path = NSTemporaryDirectory() + "shuntt-\(name)-\(getpid())-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    /// `shunt forward` over p0, p1, p2 with `group` (one line) as group 1 and the flow
+    /// `in_port=1,actions=group:1`.
+    static func groupForwarder(_ lab: Lab, datapath: String, group: String, in dir: String) throws -> ForwarderProcess {
+        try group.write(toFile: dir + "/groups", atomically: true, encoding: .utf8)
+        try "in_port=1,actions=group:1\n".write(toFile: dir + "/flows", atomically: true, encoding: .utf8)
+        var args = ["--port", "p0", "--port", "p1", "--port", "p2", "--groups", dir + "/groups", "--flows", dir + "/flows",
+                    "--datapath", datapath]
+        if datapath == "xdp" { args.append("--fix-peers") }
+        return try ForwarderProcess(namespace: lab.fwd, arguments: args)
+    }
+
     static let cases: [(datapath: String, weights: [Int])] = [
         ("afpacket", [1, 1]), ("afpacket", [1, 3]), ("xdp", [1, 1]), ("xdp", [1, 3]),
     ]
@@ -41,16 +62,10 @@ struct GroupLabTests {
     @Test(arguments: cases)
     func tenThousandFlowsSpreadByWeightAndStick(datapath: String, weights: [Int]) throws {
         let lab = try Lab(["gen", "a", "b"])
-        let tmp = NSTemporaryDirectory() + "shuntt-group-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(atPath: tmp) }
-        try "group_id=1,type=select,bucket=weight:\(weights[0]),actions=output:2,bucket=weight:\(weights[1]),actions=output:3\n"
-            .write(toFile: tmp + "/groups", atomically: true, encoding: .utf8)
-        try "in_port=1,actions=group:1\n".write(toFile: tmp + "/flows", atomically: true, encoding: .utf8)
-        var args = ["--port", "p0", "--port", "p1", "--port", "p2", "--groups", tmp + "/groups", "--flows", tmp + "/flows",
-                    "--datapath", datapath]
-        if datapath == "xdp" { args.append("--fix-peers") }
-        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: args)
+        let scratch = try Scratch("group")
+        defer { withExtendedLifetime(scratch) {} }  // the directory outlives the test body
+        let tmp = scratch.path
+        let fwd = try Self.groupForwarder(lab, datapath: datapath, group: "group_id=1,type=select,bucket=weight:\(weights[0]),actions=output:2,bucket=weight:\(weights[1]),actions=output:3\n", in: scratch.path)
         let traffic = TrafficGate.shared()
         defer { traffic.release() }
         var captures: [SpawnedProcess] = []
@@ -120,16 +135,9 @@ struct GroupLabTests {
     @Test(arguments: [("afpacket", "fast_failover"), ("xdp", "fast_failover"), ("afpacket", "select"), ("xdp", "select")])
     func linkDownMovesTrafficToLiveBuckets(datapath: String, type: String) throws {
         let lab = try Lab(["gen", "a", "b"])
-        let tmp = NSTemporaryDirectory() + "shuntt-failover-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(atPath: tmp) }
-        try "group_id=1,type=\(type),bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3\n"
-            .write(toFile: tmp + "/groups", atomically: true, encoding: .utf8)
-        try "in_port=1,actions=group:1\n".write(toFile: tmp + "/flows", atomically: true, encoding: .utf8)
-        var args = ["--port", "p0", "--port", "p1", "--port", "p2", "--groups", tmp + "/groups", "--flows", tmp + "/flows",
-                    "--datapath", datapath]
-        if datapath == "xdp" { args.append("--fix-peers") }
-        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: args)
+        let scratch = try Scratch("failover")
+        defer { withExtendedLifetime(scratch) {} }  // the directory outlives the test body
+        let fwd = try Self.groupForwarder(lab, datapath: datapath, group: "group_id=1,type=\(type),bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3\n", in: scratch.path)
         let sinkA = try ShuntCommandProcess(namespace: lab.ns("a"), arguments: ["sink", "--port", lab.interface("a"), "--engine", "ring", "--json"])
         let sinkB = try ShuntCommandProcess(namespace: lab.ns("b"), arguments: ["sink", "--port", lab.interface("b"), "--engine", "ring", "--json"])
         let gen = try SpawnedProcess(["ip", "netns", "exec", lab.ns("gen"), shuntExecutable, "gen", "--port", lab.interface("gen"),
@@ -180,9 +188,9 @@ struct GroupLabTests {
     @Test(arguments: ["afpacket", "xdp"])
     func bondSpreadsFlowsAndFailsOver(datapath: String) throws {
         let lab = try Lab(["gen", "a", "b"])
-        let tmp = NSTemporaryDirectory() + "shuntt-bond-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let scratch = try Scratch("bond")
+        defer { withExtendedLifetime(scratch) {} }  // the directory outlives the test body
+        let tmp = scratch.path
         try """
             bridges:
               - name: br0
@@ -217,4 +225,46 @@ struct GroupLabTests {
         // After the failover everything left on b: b got more than its share.
         #expect(jsonNumber(b, "received") > 30_000, "\(b)")
     }
+
+    /// A port deleted under traffic and created again with the same name is reopened without a
+    /// restart (rings for every worker; on xdp the program attached and the DEVMAP entry
+    /// moved): fast_failover sends to b meanwhile, and back to a once p1 is open again.
+    @Test(arguments: ["afpacket", "xdp"])
+    func deletedPortThatComesBackIsReopened(datapath: String) throws {
+        let lab = try Lab(["gen", "a", "b"])
+        let scratch = try Scratch("reopen")
+        defer { withExtendedLifetime(scratch) {} }  // the directory outlives the test body
+        let fwd = try Self.groupForwarder(lab, datapath: datapath, group: "group_id=1,type=fast_failover,bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3\n", in: scratch.path)
+        let before = try fwd.show()
+        let sinkA = try ShuntCommandProcess(namespace: lab.ns("a"), arguments: ["sink", "--port", "a0", "--engine", "ring", "--json"])
+        let sinkB = try ShuntCommandProcess(namespace: lab.ns("b"), arguments: ["sink", "--port", "b0", "--engine", "ring", "--json"])
+        let gen = try SpawnedProcess(["ip", "netns", "exec", lab.ns("gen"), shuntExecutable, "gen", "--port", "gen0",
+                                      "--engine", "ring", "--flows", "16", "--rate", "20000", "--duration", "6"])
+        usleep(1_500_000)
+        try run(["ip", "-n", lab.fwd, "link", "del", "p1"])  // a0 goes with it; its sink stops by itself
+        usleep(1_000_000)
+        try run(["ip", "-n", lab.fwd, "link", "add", "p1", "type", "veth", "peer", "name", "a0", "netns", lab.ns("a")])
+        try run(["ip", "-n", lab.fwd, "link", "set", "p1", "up"])
+        try run(["ip", "-n", lab.ns("a"), "link", "set", "a0", "up"])
+        let sinkA2 = try ShuntCommandProcess(namespace: lab.ns("a"), arguments: ["sink", "--port", "a0", "--engine", "ring", "--json"])
+        _ = gen.wait(timeout: 15)
+        usleep(300_000)
+        let after = try fwd.show()
+        let a1 = try sinkA.stop().final, a2 = try sinkA2.stop().final, b = try sinkB.stop().final
+        let stats = try fwd.stop()
+        #expect(stats.exitStatus == 0)
+        #expect(fwd.stderr.contains("port p1: link down (deleted)") && fwd.stderr.contains("port p1: back (ifindex")
+                && fwd.stderr.contains("reopened"), "\(fwd.stderr)")
+        func port(_ show: [String: Any]) -> [String: Any]? {
+            (show["ports"] as? [[String: Any]])?.first { $0["name"] as? String == "p1" }
+        }
+        #expect(port(after)?["link"] as? String == "up", "\(port(after) ?? [:])")
+        #expect(jsonNumber(port(after) ?? [:], "ifindex") != jsonNumber(port(before) ?? [:], "ifindex"))
+        // Traffic went to a, to b while p1 was gone, and to the new a0 once p1 was reopened.
+        let received = [a1, a2, b].map { jsonNumber($0, "received") }
+        #expect(received.allSatisfy { $0 > 1000 }, "a before, a after, b: \(received)")
+        let lost = 120_000 - Int(received.reduce(0, +))
+        #expect(lost >= 0 && lost <= 2000, "lost \(lost): \(received)")
+    }
 }
+
