@@ -197,7 +197,7 @@ public final class Forwarder {
         for (i, info) in interfaces.enumerated() {
             guard let mtu = try? InterfaceInfo.currentMTU(info.name), mtu != currentMTUs[i] else { continue }
             for worker in workers where i < worker.ports.count { worker.ports[i].updateMTU(mtu) }
-            notices.append("port \(info.name): MTU changed from \(currentMTUs[i]) to \(mtu); frames over \(mtu + 18) bytes are dropped as too_large")
+            notices.append("port \(info.name): MTU changed from \(currentMTUs[i]) to \(mtu); frames over \(TxRing.longestFrame(mtu: mtu)) bytes are dropped as too_large")
             currentMTUs[i] = mtu
         }
         return notices
@@ -214,23 +214,11 @@ public final class Forwarder {
         }
         do throws(ForwarderError) {
             let info: InterfaceInfo
-            do throws(RingSetupError) { info = try InterfaceInfo.lookup(name) } catch { throw .setup(error) }
-            let maxFrame = min(plan.ring.rx.maxFrameLength(for: plan.ring.version, rx: true),
-                               plan.ring.tx.maxFrameLength(for: plan.ring.version, rx: false))
-            if info.mtu + 18 > maxFrame { throw .setup(.frameTooSmallForMTU(interface: name, mtu: info.mtu, maxFrame: maxFrame)) }
-            var rings: [RingPort] = []
-            var group: UInt16? = nil
+            var rings: [RingPort]
             do throws(RingSetupError) {
-                for _ in 0..<plan.workers {
-                    let fanout: (mode: FanoutMode, group: UInt16?)? = plan.workers > 1 ? (plan.fanout, group) : nil
-                    let ring = try RingPort(interface: info, config: plan.ring, fanout: fanout)
-                    if plan.workers > 1 && group == nil {
-                        do throws(SystemError) { group = try ring.fanoutGroupID() } catch {
-                            throw .system(step: "reading the fanout group", interface: name, error)
-                        }
-                    }
-                    rings.append(ring)
-                }
+                info = try InterfaceInfo.lookup(name)
+                try PortSet.checkFrameSize(info, plan)
+                rings = try PortSet.openRings(info, plan)
             } catch { throw .setup(error) }
             if let fastPath {
                 try FlowTableEngine.checkRedirectPeers([name], fix: plan.fixPeers)

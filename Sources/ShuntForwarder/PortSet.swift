@@ -15,20 +15,35 @@ struct PortSet {
         var rings: [[RingPort]] = Array(repeating: [], count: plan.workers)
         do throws(RingSetupError) {
             for info in interfaces {
-                var group: UInt16? = nil
-                for w in 0..<plan.workers {
-                    let fanout: (mode: FanoutMode, group: UInt16?)? = plan.workers > 1 ? (plan.fanout, group) : nil
-                    let port = try RingPort(interface: info, config: plan.ring, fanout: fanout)
-                    if plan.workers > 1 && group == nil {
-                        do throws(SystemError) { group = try port.fanoutGroupID() } catch {
-                            throw .system(step: "reading the fanout group", interface: info.name, error)
-                        }
-                    }
-                    rings[w].append(port)
-                }
+                for (w, port) in try openRings(info, plan).enumerated() { rings[w].append(port) }
             }
         } catch { throw .setup(error) }
         return PortSet(interfaces: interfaces, rings: rings)
+    }
+
+    /// One ring per worker on `info`, the workers' sockets in one fanout group (at start, and
+    /// for a port reopened on an interface that came back).
+    static func openRings(_ info: InterfaceInfo, _ plan: ForwarderPlan) throws(RingSetupError) -> [RingPort] {
+        var rings: [RingPort] = []
+        var group: UInt16? = nil
+        for _ in 0..<plan.workers {
+            let fanout: (mode: FanoutMode, group: UInt16?)? = plan.workers > 1 ? (plan.fanout, group) : nil
+            let port = try RingPort(interface: info, config: plan.ring, fanout: fanout)
+            if plan.workers > 1 && group == nil {
+                do throws(SystemError) { group = try port.fanoutGroupID() } catch {
+                    throw .system(step: "reading the fanout group", interface: info.name, error)
+                }
+            }
+            rings.append(port)
+        }
+        return rings
+    }
+
+    /// The interface's largest frame fits a ring frame.
+    static func checkFrameSize(_ info: InterfaceInfo, _ plan: ForwarderPlan) throws(RingSetupError) {
+        let maxFrame = min(plan.ring.rx.maxFrameLength(for: plan.ring.version, rx: true),
+                           plan.ring.tx.maxFrameLength(for: plan.ring.version, rx: false))
+        if TxRing.longestFrame(mtu: info.mtu) > maxFrame { throw .frameTooSmallForMTU(interface: info.name, mtu: info.mtu, maxFrame: maxFrame) }
     }
 
     /// The rings' memory (pinned kernel pages, one RX and one TX ring per worker and interface)
@@ -57,17 +72,14 @@ struct PortSet {
 
     /// Every interface exists, is up, and its largest frame fits a ring frame.
     private static func lookUp(_ plan: ForwarderPlan) throws(ForwarderError) -> [InterfaceInfo] {
-        let maxFrame = min(plan.ring.rx.maxFrameLength(for: plan.ring.version, rx: true),
-                           plan.ring.tx.maxFrameLength(for: plan.ring.version, rx: false))
         var infos: [InterfaceInfo] = []
         for name in plan.ports {
-            let info: InterfaceInfo
-            do throws(RingSetupError) { info = try InterfaceInfo.lookup(name) } catch { throw .setup(error) }
-            guard info.isUp else { throw .setup(.interfaceDown(name)) }
-            if info.mtu + 18 > maxFrame {
-                throw .setup(.frameTooSmallForMTU(interface: name, mtu: info.mtu, maxFrame: maxFrame))
-            }
-            infos.append(info)
+            do throws(RingSetupError) {
+                let info = try InterfaceInfo.lookup(name)
+                guard info.isUp else { throw .interfaceDown(name) }
+                try checkFrameSize(info, plan)
+                infos.append(info)
+            } catch { throw .setup(error) }
         }
         return infos
     }

@@ -62,7 +62,7 @@ public enum RingSetupError: Error, CustomStringConvertible {
         case .interfaceDown(let n):
             "interface '\(n)' is down; bring it up with `ip link set \(n) up`"
         case .frameTooSmallForMTU(let n, let mtu, let maxFrame):
-            "MTU \(mtu) of '\(n)' needs frames of \(mtu + 18) bytes but the rings carry at most \(maxFrame); raise --frame-size (and --block-size) or lower the MTU with `ip link set \(n) mtu \(maxFrame - 18)`"
+            "MTU \(mtu) of '\(n)' needs frames of \(TxRing.longestFrame(mtu: mtu)) bytes but the rings carry at most \(maxFrame); raise --frame-size (and --block-size) or lower the MTU with `ip link set \(n) mtu \(maxFrame - 18)`"
         case .permission(let what):
             "\(what) needs CAP_NET_RAW (and CAP_NET_ADMIN); run shunt as root, e.g. `sudo shunt ...`"
         case .invalidGeometry(let which, let why):
@@ -145,8 +145,7 @@ public final class RingPort {
 
     /// Records the interface's MTU now (any thread; the worker sees it at its next output).
     public func updateMTU(_ mtu: Int) {
-        // As tpacket_snd: the MTU plus the link header and one VLAN tag.
-        cshunt_store_relaxed_u64(transmitLimit, UInt64(max(0, mtu + 14 + 4)))
+        cshunt_store_relaxed_u64(transmitLimit, UInt64(max(0, TxRing.longestFrame(mtu: mtu))))
     }
 
     deinit { transmitLimit.deallocate() }
@@ -223,7 +222,7 @@ public final class RingPort {
         rx = RxRing(version: config.version, geometry: rxGeometry, base: rxBase)
         tx = TxRing(version: config.version, geometry: txGeometry, base: txBase, mtu: interface.mtu)
         transmitLimit = .allocate(capacity: 1)
-        transmitLimit.initialize(to: UInt64(interface.mtu + 14 + 4))
+        transmitLimit.initialize(to: UInt64(TxRing.longestFrame(mtu: interface.mtu)))
         self.socket = socket
         self.region = region
     }

@@ -24,9 +24,12 @@ public struct TxRing {
         self.base = base
         statusOffset = version == .v3 ? Int(CSHUNT_V3_STATUS_OFFSET) : Int(CSHUNT_V2_STATUS_OFFSET)
         dataOffset = version.txDataOffset
-        // tpacket_snd accepts up to MTU + link header + one VLAN tag.
-        maxFrameLength = min(geometry.frameSize - version.txDataOffset, mtu + 14 + 4)
+        maxFrameLength = min(geometry.frameSize - version.txDataOffset, Self.longestFrame(mtu: mtu))
     }
+
+    /// The longest frame an interface of `mtu` takes: tpacket_snd accepts up to the MTU plus
+    /// the link header and one VLAN tag.
+    public static func longestFrame(mtu: Int) -> Int { mtu + 14 + 4 }
 
     /// The data area of the next free frame, or nil when the ring is full.
     @inlinable
