@@ -12,8 +12,8 @@ extension FlowControl {
                 return .failure("\(request.command) takes one group, e.g. 'group_id=1,type=select,bucket=output:2,bucket=output:3'")
             }
             let replace = request.command == "mod-group"
-            return editTables(datapath) { (tables) throws(FlowEditError) in
-                var group = try parseGroup { () throws(FlowParseError) in try GroupSyntax.parseGroup(request.arguments[0][...], ports: ports) }
+            return edit(datapath) { (tables) throws(FlowEditError) in
+                var group = try parse { () throws(FlowParseError) in try GroupSyntax.parseGroup(request.arguments[0][...], ports: ports) }
                 group.bridge = UInt16(bridge)
                 do {
                     let ids = try tables.addGroup(group, replace: replace)
@@ -22,8 +22,8 @@ extension FlowControl {
             }
         case "add-groups":
             guard request.arguments.count == 1 else { return .failure("add-groups takes the text of a group file") }
-            return editTables(datapath) { (tables) throws(FlowEditError) in
-                let groups = try parseGroup { () throws(FlowParseError) in try GroupSyntax.parseGroupFile(request.arguments[0], ports: ports) }
+            return edit(datapath) { (tables) throws(FlowEditError) in
+                let groups = try parse { () throws(FlowParseError) in try GroupSyntax.parseGroupFile(request.arguments[0], ports: ports) }
                 var ids: [UInt32] = []
                 for var group in groups {
                     group.bridge = UInt16(bridge)
@@ -33,8 +33,8 @@ extension FlowControl {
             }
         case "del-groups":
             guard request.arguments.count <= 1 else { return .failure("del-groups takes at most one 'group_id=N'") }
-            return editTables(datapath) { (tables) throws(FlowEditError) in
-                let id = try parseGroup { () throws(FlowParseError) in try GroupSyntax.parseGroupID((request.arguments.first ?? "")[...]) }
+            return edit(datapath) { (tables) throws(FlowEditError) in
+                let id = try parse { () throws(FlowParseError) in try GroupSyntax.parseGroupID((request.arguments.first ?? "")[...]) }
                 let removed = tables.deleteGroups(bridge: UInt16(bridge), id: id)
                 var text = "deleted \(removed.groups.count) group\(removed.groups.count == 1 ? "" : "s")"
                 if !removed.flows.isEmpty {
@@ -44,6 +44,7 @@ extension FlowControl {
             }
         case "dump-groups", "dump-group-stats":
             forwarder.creditKernelCounters()
+            let (pipeline, _) = datapath.currentPipeline()
             let status = GroupDumpStatus(groups: datapath.dumpGroups(bridge: bridge).map { g, counters in
                 GroupDumpStatus.Group(
                     groupID: g.id, type: g.type.rawValue, group: GroupSyntax.format(g, ports: ports),
@@ -51,7 +52,7 @@ extension FlowControl {
                     buckets: g.buckets.enumerated().map { i, b in
                         GroupDumpStatus.Bucket(bucketID: b.id, weight: b.weight,
                                                watchPort: b.watchPort.map { ports.name(of: $0) ?? "\($0)" },
-                                               live: isLive(b, bridge: bridge, datapath: datapath),
+                                               live: pipeline.isLive(b, bridge: bridge),
                                                packetCount: counters[1 + i].packets, byteCount: counters[1 + i].bytes)
                     })
             })
@@ -59,22 +60,6 @@ extension FlowControl {
             return .success(request.json ? StatusJSON.encode(status) + "\n" : (stats ? status.statsText : status.text))
         default:
             return .failure("unknown command '\(request.command)'")
-        }
-    }
-
-    private func parseGroup<T>(_ body: () throws(FlowParseError) -> T) throws(FlowEditError) -> T {
-        do { return try body() } catch { throw FlowEditError(error.description) }
-    }
-
-    /// Whether a bucket's watched port is up now (as the pipeline decides it).
-    private func isLive(_ b: GroupBucket, bridge: Int, datapath: FlowDatapath) -> Bool {
-        guard let w = b.watchPort else { return true }
-        guard let port = datapath.layout.bridges[bridge].port(w) else { return false }
-        let down = datapath.downPorts
-        switch port.kind {
-        case .datapath(let dp): return !down.contains(dp)
-        case .bond(let members, _): return members.contains { !down.contains($0) }
-        case .patch: return true
         }
     }
 }

@@ -95,7 +95,7 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         }
     }
 
-    private func parse<T>(_ body: () throws(FlowParseError) -> T) throws(FlowEditError) -> T {
+    func parse<T>(_ body: () throws(FlowParseError) -> T) throws(FlowEditError) -> T {
         do { return try body() } catch { throw FlowEditError(error.description) }
     }
 
@@ -116,12 +116,7 @@ public struct FlowControl: ControlHandler, @unchecked Sendable {
         return ("added \(rules.count) flow\(rules.count == 1 ? "" : "s")\n", ids)
     }
 
-    func editTables(_ datapath: FlowDatapath,
-                    _ body: (inout FlowTables) throws(FlowEditError) -> (result: String, added: [UInt32])) -> ControlResponse {
-        edit(datapath, body)
-    }
-
-    private func edit(_ datapath: FlowDatapath,
+    func edit(_ datapath: FlowDatapath,
                       _ body: (inout FlowTables) throws(FlowEditError) -> (result: String, added: [UInt32])) -> ControlResponse {
         // What the kernel counted so far belongs to the rules as they were: credit it before
         // replaced or reused rule ids start from zero.

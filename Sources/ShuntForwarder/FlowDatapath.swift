@@ -138,8 +138,6 @@ public final class FlowDatapath: @unchecked Sendable {
         }
     }
 
-    public var downPorts: Set<UInt32> { control.withLock { $0.downPorts } }
-
     /// The groups of `bridge` by id, with their counters (group first, then per bucket).
     public func dumpGroups(bridge: Int = 0) -> [(group: FlowGroup, counters: [(packets: UInt64, bytes: UInt64)])] {
         let groups = control.withLock { $0.tables.groups }.filter { Int($0.group.bridge) == bridge }

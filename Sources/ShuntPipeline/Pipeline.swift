@@ -343,7 +343,7 @@ public final class Pipeline: Sendable {
     }
 
     /// A bucket is live unless it watches a port that is down or that the bridge does not have.
-    private func isLive(_ bucket: GroupBucket, bridge: Int) -> Bool {
+    public func isLive(_ bucket: GroupBucket, bridge: Int) -> Bool {
         guard let watched = bucket.watchPort else { return true }
         switch target(bridge, watched) {
         case .none: return false
