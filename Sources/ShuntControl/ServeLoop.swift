@@ -133,6 +133,9 @@ struct ServeLoop: Sendable {
                     }
                     guard case .processed(let fd) = accepted else { break }
                     if connections.count >= limits.maxConnections {
+                        reclaimAnswered(&connections, chunk: chunk)
+                    }
+                    if connections.count >= limits.maxConnections {
                         refuse(fd, chunk: chunk)
                         continue
                     }
@@ -266,6 +269,22 @@ struct ServeLoop: Sendable {
         guard !c.closed else { return }
         Sys.close(c.fd)
         c.closed = true
+    }
+
+    /// At the limit, before refusing: connections whose client has taken its answer and closed
+    /// since this pass's poll still count. A client that closes and at once connects again would
+    /// otherwise find its own finished connection holding the slot (seen with 50 clients asking in
+    /// a loop on a loaded machine).
+    private func reclaimAnswered(_ connections: inout [Connection], chunk: UnsafeMutableRawBufferPointer) {
+        var probes = connections.map { pollfd(fd: $0.phase == .answering ? $0.fd : -1, events: $0.events, revents: 0) }
+        let ready = probes.withUnsafeMutableBufferPointer { p in
+            (try? Sys.poll(p.baseAddress!, count: p.count, timeoutMs: 0)) ?? 0
+        }
+        guard ready > 0 else { return }
+        for i in connections.indices where probes[i].revents != 0 {
+            progress(&connections[i], revents: probes[i].revents, chunk: chunk)
+        }
+        connections.removeAll { $0.closed }
     }
 
     /// Over the connection limit: the answer goes out at once (it fits in an empty socket buffer),

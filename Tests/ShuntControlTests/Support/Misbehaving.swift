@@ -85,8 +85,8 @@ func asNobody<R: Sendable>(_ body: @escaping @Sendable () -> R) throws -> R {
     return result.withLock { $0! }
 }
 
-/// A flow table that changes while clients read it. `add-flow N` appends flow N, `del-flows`
-/// removes the oldest flow; each edit makes a new generation. `show` lists the table with its
+/// A flow table that changes while clients read it. Each `edit` makes a new generation: two
+/// adds (the flow numbered by its generation), then a removal of the oldest flow. `show` lists the table with its
 /// generation. It notes whether it was ever entered twice at once (the server promises one
 /// request at a time).
 final class ChangingFlowsHandler: ControlHandler {
@@ -101,13 +101,15 @@ final class ChangingFlowsHandler: ControlHandler {
         if busy.exchange(true, ordering: .acquiring) { overlap.store(true, ordering: .relaxed) }
         defer { busy.store(false, ordering: .releasing) }
         switch request.command {
-        case "add-flow":
-            guard let n = request.arguments.first.flatMap({ Int($0) }) else { return .failure("add-flow takes a number") }
-            table.withLock { $0.flows.append(n); $0.generation += 1 }
-            return .success("")
-        case "del-flows":
+        case "edit":
+            // The handler, not the writer, numbers the edits: a writer's request that was
+            // refused or timed out then leaves no gap between what was applied and `expectedShow`.
             table.withLock { t in
-                if !t.flows.isEmpty { t.flows.removeFirst() }
+                if t.generation % 3 == 2 {
+                    if !t.flows.isEmpty { t.flows.removeFirst() }
+                } else {
+                    t.flows.append(t.generation)
+                }
                 t.generation += 1
             }
             return .success("")
@@ -124,12 +126,10 @@ final class ChangingFlowsHandler: ControlHandler {
         "generation=\(generation) flows=\(flows.count)\n" + flows.map { "priority=\($0),actions=drop\n" }.joined()
     }
 
-    /// The test writer's edit number `k` (from 0): two adds, then a delete.
-    static func edit(_ k: Int) -> ControlRequest {
-        k % 3 == 2 ? ControlRequest(command: "del-flows") : ControlRequest(command: "add-flow", arguments: ["\(k)"])
-    }
+    /// The writer's request: the next edit of the sequence, two adds then a delete.
+    static let edit = ControlRequest(command: "edit")
 
-    /// What `show` answers once edits 0..<generation of `edit(_:)` are applied.
+    /// What `show` answers once edits 0..<generation are applied.
     static func expectedShow(generation: Int) -> String {
         var flows: [Int] = []
         for k in 0..<generation {
