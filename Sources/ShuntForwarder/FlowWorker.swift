@@ -131,7 +131,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
 
     /// One round over every port; returns the frames taken from the RX rings.
     @inline(__always)
-    private func pass(_ batch: inout PacketBatch) -> Int {
+    func pass(_ batch: inout PacketBatch) -> Int {
         refreshGeneration()
         if dumpRequested.isSet { answerDump() }
         if replacementsPending.isSet { adoptReplacements() }

@@ -135,7 +135,7 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
 
     /// One round over every port; returns the frames taken from the RX rings.
     @inline(__always)
-    private func pass(_ batch: inout PacketBatch) -> Int {
+    func pass(_ batch: inout PacketBatch) -> Int {
         var moved = 0
         let nowMs = Sys.monotonicNanoseconds() / 1_000_000
         for p in 0..<ports.count {

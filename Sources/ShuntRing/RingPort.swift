@@ -227,6 +227,25 @@ public final class RingPort {
         self.region = region
     }
 
+    /// A port whose rings are ordinary memory and whose socket is bound to nothing: the kernel
+    /// never writes its RX ring and sends nothing from its TX ring. `DetachedRings` fills and
+    /// drains them the way the kernel would, so that a worker's pass can be measured alone.
+    public init(detached name: String, mtu: Int = 1500, config: RingPortConfig) throws(RingSetupError) {
+        interface = InterfaceInfo(name: name, index: 0, mtu: mtu, isUp: true, hardwareAddress: 0)
+        self.config = config
+        do throws(SystemError) {
+            socket = try PacketSocket()
+            region = try MappedRegion(anonymousLength: config.rx.byteCount + config.tx.byteCount)
+        } catch {
+            throw .system(step: "detached ring memory", interface: name, error)
+        }
+        let (rxBase, txBase) = region.withUnsafeMutableBytes { ($0.baseAddress!, $0.baseAddress! + config.rx.byteCount) }
+        rx = RxRing(version: config.version, geometry: config.rx, base: rxBase)
+        tx = TxRing(version: config.version, geometry: config.tx, base: txBase, mtu: mtu)
+        transmitLimit = .allocate(capacity: 1)
+        transmitLimit.initialize(to: UInt64(TxRing.longestFrame(mtu: mtu)))
+    }
+
     /// Takes `other`'s interface, socket and rings (a port reopened on an interface that came
     /// back), leaving this port's old ones in `other`, which closes them when it goes. Only the
     /// thread that owns this port (its worker) may call it; the MTU limit stays this port's.

@@ -17,6 +17,8 @@ public struct TxRing {
     public let maxFrameLength: Int
     @usableFromInline var next = 0
     public var pending = 0
+    /// Detached rings only: the first queued frame not yet marked sent (`completeQueued()`).
+    var completed = 0
 
     public init(version: RingVersion, geometry: RingGeometry, base: UnsafeMutableRawPointer, mtu: Int) {
         self.version = version

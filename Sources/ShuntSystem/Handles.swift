@@ -37,6 +37,12 @@ public struct MappedRegion: ~Copyable {
         self.length = length
     }
 
+    /// Private memory laid out as ring memory, for rings no kernel writes (benchmarks).
+    public init(anonymousLength length: Int) throws(SystemError) {
+        base = try Sys.mmapAnonymous(length: length)
+        self.length = length
+    }
+
     /// Lends the mapped bytes. Do not let the pointer escape the closure.
     @inlinable
     public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
