@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // The configuration file (`shunt forward --config`, YAML).
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // The allocation gate over worker passes (Benchmarks/WorkerPass, `swift package benchmark`).
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // Kernel ABI shims: macros and layouts Swift cannot import, plus the ABI header shared with BPF/.
@@ -94,6 +96,14 @@ let package = Package(
                 "ShuntBenchRunner", "ShuntLab", "ShuntDoctor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The allocation gate: one worker pass per engine and ring version, malloc-counted
+        // (`swift package benchmark`, Thresholds/).
+        .executableTarget(
+            name: "WorkerPass",
+            dependencies: ["ShuntForwarder", "ShuntRing", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/WorkerPass",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         // Compiles BPF/progs/*.bpf.c with the toolchain's clang and embeds the objects as Swift.
         .plugin(name: "BPFCompiler", capability: .buildTool()),

@@ -29,6 +29,19 @@ if [[ -n $skips ]]; then
     echo "$skips"
     grep -E 'Test run with [0-9]+ tests' "$log" | tail -1
 fi
+# The allocation gate (README, "Allocation gate"): a worker pass of each engine, release build,
+# must not allocate. It opens packet sockets, so it needs root like the netns tests.
+if [[ $(id -u) -eq 0 ]]; then
+    echo "=== allocation gate: swift package benchmark thresholds check ==="
+    gate=0
+    swift package --disable-sandbox benchmark thresholds check --no-progress || gate=$?
+    if [[ $gate -ne 0 ]]; then
+        echo "=== allocation gate failed (exit $gate): a worker pass allocated; see the table above ==="
+        [[ $status -ne 0 ]] || status=$gate
+    fi
+else
+    echo "=== allocation gate skipped: it needs root (CAP_NET_RAW) ==="
+fi
 if [[ $status -ne 0 ]]; then
     echo "=== failures (also above, in order) ==="
     grep -E -A4 'recorded an issue|Fatal error|Program crashed|error: ' "$log" | grep -v '^◇' | head -120
