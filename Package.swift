@@ -105,6 +105,14 @@ let package = Package(
             path: "Benchmarks/WorkerPass",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // The C TPACKET forwarder `shunt bench` runs as c-tpacket: the reference Shunt's ring mode
+        // must match (issue 14). Built next to shunt; -O2 in every configuration, since a slow
+        // reference would flatter Shunt.
+        .executableTarget(
+            name: "tpacket-fwd",
+            path: "Benchmarks/tpacket-fwd",
+            cSettings: [.unsafeFlags(["-O2"])]
+        ),
         // Compiles BPF/progs/*.bpf.c with the toolchain's clang and embeds the objects as Swift.
         .plugin(name: "BPFCompiler", capability: .buildTool()),
 
@@ -125,7 +133,8 @@ let package = Package(
         .testTarget(name: "ShuntForwarderTests", dependencies: ["ShuntForwarder", "ShuntBPF", "ShuntCore", "ShuntPipeline", "ShuntRing", "CShunt"]),
         .testTarget(
             name: "ShuntIntegrationTests",
-            dependencies: ["shunt", "ShuntSystem", "ShuntCore", "ShuntTestSupport", "ShuntLab"]
+            // tpacket-fwd: built (not linked) with the tests, which run it.
+            dependencies: ["shunt", "tpacket-fwd", "ShuntSystem", "ShuntCore", "ShuntTestSupport", "ShuntLab"]
         ),
     ]
 )

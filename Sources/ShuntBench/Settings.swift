@@ -8,6 +8,9 @@ public struct ForwarderInfo: Sendable, Equatable {
     /// Mirror sessions the forwarder runs, each to its own analysis port (fwd2, fwd3) whose far
     /// end (mon0, mon1) counts the copies. Forwarders with sessions run only when named.
     public var mirrorSessions = 0
+    /// An executable of this package that must be in the shunt binary's directory (SwiftPM
+    /// builds it there), not on PATH.
+    public var builtWithShunt: String?
 
     public static let all: [ForwarderInfo] = [
         .init(name: "shunt", summary: "shunt forward, xconnect, afpacket TPACKET_V3, 1 worker", tools: [], package: nil),
@@ -24,6 +27,10 @@ public struct ForwarderInfo: Sendable, Equatable {
               summary: "shunt-xdp (without its MAC rewrite) plus two SPAN sessions: fwd0 ingress to fwd2, fwd1 egress to fwd3",
               tools: [], package: nil, mirrorSessions: 2),
         .init(name: "xdp-redirect", summary: "shunt xdp-redirect: a bare XDP redirect, the kernel's ceiling on veths", tools: [], package: nil),
+        .init(name: "c-tpacket", summary: "Benchmarks/tpacket-fwd: a minimal C forwarder on TPACKET_V3 RX and TX rings, busy poll (shunt's reference)",
+              tools: [], package: nil, builtWithShunt: "tpacket-fwd"),
+        .init(name: "c-tpacket-v2", summary: "Benchmarks/tpacket-fwd --ring v2: the same on TPACKET_V2 RX frames (shunt-ll's reference)",
+              tools: [], package: nil, builtWithShunt: "tpacket-fwd"),
         .init(name: "bridge", summary: "Linux bridge, netfilter off, RPS to the forwarder CPU", tools: ["ip"], package: "iproute2"),
         .init(name: "tc-mirred", summary: "tc ingress qdisc, a match-everything u32 filter, mirred egress redirect fwd0->fwd1", tools: ["tc"], package: "iproute2"),
         .init(name: "testpmd", summary: "dpdk-testpmd io mode over net_af_packet, 1 forwarding lcore", tools: ["dpdk-testpmd"], package: "dpdk-dev"),

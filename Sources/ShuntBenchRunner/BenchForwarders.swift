@@ -87,6 +87,8 @@ func makeForwarder(_ name: String) -> BenchForwarder {
     case "bridge": BridgeForwarder()
     case "tc-mirred": TCMirredForwarder()
     case "testpmd": TestpmdForwarder()
+    case "c-tpacket": CTPacketForwarder(name: name, ring: "v3")
+    case "c-tpacket-v2": CTPacketForwarder(name: name, ring: "v2")
     case "ovs": OVSForwarder()
     default: ShuntProcessForwarder(name: name)  // shunt, shunt-ll, shunt-xdp, shunt-flows, the mirror ones, xdp-redirect
     }
@@ -282,6 +284,46 @@ final class TestpmdForwarder: BenchForwarder {
         }
         pid = nil
         try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(Self.filePrefix)")
+    }
+}
+
+/// Where SwiftPM puts an executable of this package that it builds with `shunt`: shunt's directory.
+func pathBesideShunt(_ executable: String, shunt: String) -> String {
+    URL(fileURLWithPath: shunt).deletingLastPathComponent().appendingPathComponent(executable).path
+}
+
+/// Benchmarks/tpacket-fwd, the C forwarder on TPACKET rings that shunt's ring mode is held to
+/// (issue 14): run from the shunt binary's directory, pinned to the forwarder CPU, stopped with
+/// SIGINT, after which it prints its counts into its output under raw/.
+final class CTPacketForwarder: BenchForwarder {
+    let name: String
+    /// tpacket-fwd --ring: v3 or v2.
+    private let ring: String
+    private var pid: pid_t?
+
+    init(name: String, ring: String) {
+        self.name = name
+        self.ring = ring
+    }
+
+    func start(_ c: BenchContext, tag: String) throws {
+        let binary = pathBesideShunt(ForwarderInfo.named(name)?.builtWithShunt ?? "tpacket-fwd", shunt: c.shunt)
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw BenchFailure("\(binary) is missing (swift build -c release builds it next to shunt)")
+        }
+        let out = "\(c.raw)/\(tag).fwd.out", err = "\(c.raw)/\(tag).fwd.err"
+        let pid = try c.runtime.start(c.inNamespace(c.lab.fwd, cpu: c.forwarderCPU, [binary, "--ring", ring, "fwd0", "fwd1"]),
+                                      stdout: out, stderr: err)
+        self.pid = pid
+        try c.runtime.waitForLine(out, containing: "forwarding fwd0 <-> fwd1", pid: pid, timeout: 20, what: name, errorFile: err)
+    }
+
+    func stop(_ c: BenchContext) {
+        if let pid {
+            let exit = c.runtime.stop(pid, signal: SIGINT)
+            if exit.status != 0 { c.console.note("\(name) exited with status \(exit.status)") }
+        }
+        pid = nil
     }
 }
 

@@ -402,6 +402,10 @@ public final class BenchRunner {
         } else {
             tools["dpdk-testpmd"] = "not installed"
         }
+        // Executables built with shunt (tpacket-fwd) come from its commit: named only when they run.
+        for executable in Set(forwarders.compactMap { ForwarderInfo.named($0)?.builtWithShunt }) {
+            tools[executable] = "built with shunt: \(pathBesideShunt(executable, shunt: shunt))"
+        }
         let binDir = URL(fileURLWithPath: shunt).deletingLastPathComponent().path
         var commit: String?, dirty: Bool?
         if BenchRuntime.which("git") != nil,
@@ -455,10 +459,10 @@ extension BenchRunner {
         }
         let settings = request.settings
         let cpus = Sys.onlineCPUCount()
-        let (chosen, skipped) = chooseForwarders(settings, cpus: cpus, console: console)
-        if chosen.isEmpty { throw CommandFailure(status: 2, "no forwarder left to run") }
         let shunt = request.shunt.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             ?? ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        let (chosen, skipped) = chooseForwarders(settings, shunt: shunt, cpus: cpus, console: console)
+        if chosen.isEmpty { throw CommandFailure(status: 2, "no forwarder left to run") }
         let stamp = timestamp(format: "%Y%m%d-%H%M%S")
         let outDir = URL(fileURLWithPath: request.out ?? "bench-results/bench-\(stamp)").standardizedFileURL.path
         let raw = outDir + "/raw"
@@ -477,9 +481,9 @@ extension BenchRunner {
             lab: BenchLab(prefix: "shuntb\(Sys.processID())-", monitorPorts: monitorPorts), cpus: cpus, console: console)
     }
 
-    /// The forwarders asked for (default: the default set) whose tools are installed; the others
-    /// are skipped with a note.
-    private static func chooseForwarders(_ settings: BenchSettings, cpus: Int,
+    /// The forwarders asked for (default: the default set) whose tools are installed (or built
+    /// next to `shunt`); the others are skipped with a note.
+    private static func chooseForwarders(_ settings: BenchSettings, shunt: String, cpus: Int,
                                          console: BenchConsole) -> (chosen: [String], skipped: [SkippedForwarder]) {
         var chosen: [String] = []
         var skipped: [SkippedForwarder] = []
@@ -488,6 +492,9 @@ extension BenchRunner {
             var reason: String?
             if let missing = info.tools.first(where: { BenchRuntime.which($0) == nil }) {
                 reason = "\(missing) is not installed (Debian package: \(info.package ?? "?"))"
+            } else if let path = info.builtWithShunt.map({ pathBesideShunt($0, shunt: shunt) }),
+                      !FileManager.default.isExecutableFile(atPath: path) {
+                reason = "\(path) is missing (swift build -c release builds it next to shunt)"
             } else if name == "testpmd" && cpus < 2 {
                 reason = "needs 2 CPUs (a main and a forwarding lcore)"
             }

@@ -24,7 +24,10 @@ struct Bench: ParsableCommand {
             throughput.svg, latency-cdf.svg and the raw output of every trial under OUT/raw.
 
             Forwarders: \(ForwarderInfo.defaultSet.map(\.name).joined(separator: ", ")). A forwarder \
-            whose tool is not installed is skipped with the package that has it. Run only when \
+            whose tool is not installed is skipped with the package that has it. c-tpacket and \
+            c-tpacket-v2 run tpacket-fwd (Benchmarks/tpacket-fwd: a minimal C forwarder on \
+            TPACKET_V3 or V2 RX and TX rings, busy-polling, the reference for shunt and shunt-ll), \
+            which swift build puts next to shunt; skipped when it is not there. Run only when \
             named: \(ForwarderInfo.all.filter { $0.mirrorSessions > 0 }.map(\.name).joined(separator: ", ")) \
             (shunt-flows and shunt-xdp with 1 or 2 SPAN sessions to analysis ports fwd2 and fwd3, \
             whose far ends in a fourth namespace count the copies: what mirroring costs). Frame sizes are \

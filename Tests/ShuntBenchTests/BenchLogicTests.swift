@@ -141,8 +141,8 @@ func search(_ f: SyntheticForwarder, steps: Int, tolerance: Double = 0) -> ZeroL
     @Test func mirrorForwardersRunOnlyWhenNamed() {
         let mirrors = ForwarderInfo.all.filter { $0.mirrorSessions > 0 }.map(\.name)
         #expect(mirrors == ["shunt-mirror1", "shunt-mirror2", "shunt-xdp-mirror1", "shunt-xdp-mirror2"])
-        #expect(ForwarderInfo.defaultSet.map(\.name) == ["shunt", "shunt-ll", "shunt-xdp", "shunt-flows", "xdp-redirect", "bridge",
-                                                        "tc-mirred", "testpmd", "ovs"])
+        #expect(ForwarderInfo.defaultSet.map(\.name) == ["shunt", "shunt-ll", "shunt-xdp", "shunt-flows", "xdp-redirect",
+                                                        "c-tpacket", "c-tpacket-v2", "bridge", "tc-mirred", "testpmd", "ovs"])
         #expect(ForwarderInfo.named("shunt-xdp-mirror2")?.mirrorSessions == 2)
         var s = BenchSettings()
         s.forwarders = ["shunt-flows", "shunt-mirror1"]
@@ -168,5 +168,9 @@ func search(_ f: SyntheticForwarder, steps: Int, tolerance: Double = 0) -> ZeroL
         for f in ForwarderInfo.all where !f.tools.isEmpty { #expect(f.package != nil, "\(f.name)") }
         #expect(ForwarderInfo.named("testpmd")?.tools == ["dpdk-testpmd"])
         #expect(ForwarderInfo.named("ovs")?.package == "openvswitch-switch")
+        // The C reference is built with shunt, not installed: no PATH tool, no package.
+        #expect(ForwarderInfo.named("c-tpacket")?.builtWithShunt == "tpacket-fwd" && ForwarderInfo.named("c-tpacket")?.tools == [])
+        #expect(ForwarderInfo.named("c-tpacket-v2")?.builtWithShunt == "tpacket-fwd")
+        #expect(ForwarderInfo.named("c-tpacket@base") == nil)
     }
 }

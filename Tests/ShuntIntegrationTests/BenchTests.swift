@@ -259,4 +259,21 @@ struct BenchTests {
         #expect(bench.stderr.contains("shunt bench: no forwarder left to run"))
         #expect(bench.namespaces.isEmpty)
     }
+
+    /// c-tpacket runs the tpacket-fwd built next to the benchmarked shunt: a shunt without one
+    /// beside it (here a link to it in an empty directory) skips the forwarder, naming the path.
+    @Test func cTPacketIsSkippedWithoutTpacketFwdBesideShunt() throws {
+        let dir = NSTemporaryDirectory() + "shunt-bench-alone-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/shunt", withDestinationPath: shuntExecutable)
+        let bench = try BenchProcess(["--forwarders", "c-tpacket,c-tpacket-v2", "--shunt", "\(dir)/shunt", "--out", dir + "/out"])
+        let status = bench.finish(timeout: 20)
+        #expect(status == 2)
+        #expect(bench.stderr.contains("shunt bench: skipping c-tpacket: \(dir)/tpacket-fwd is missing (swift build -c release builds it next to shunt)"),
+                "\(bench.stderr)")
+        #expect(bench.stderr.contains("shunt bench: skipping c-tpacket-v2: "))
+        #expect(bench.stderr.contains("shunt bench: no forwarder left to run"))
+        #expect(bench.namespaces.isEmpty)
+    }
 }
