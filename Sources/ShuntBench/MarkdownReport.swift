@@ -23,6 +23,7 @@ public enum MarkdownReport {
         var header = ["forwarder", "frame B", "flows", "overload Mpps (delivered)", "zero-loss Mpps"]
         if mirrors { header.append("mirror copies per delivered frame (overload)") }
         header += results.latencyFractions.map { "p50 / p99 µs at \(percent($0)) of zero-loss" }
+        header += results.latencyRates.map { "p50 / p99 µs at \(rate($0))" }
         lines.append("| " + header.joined(separator: " | ") + " |")
         lines.append("|" + String(repeating: "---|", count: header.count))
         for s in results.summary {
@@ -30,8 +31,9 @@ public enum MarkdownReport {
                          mpps(s.overloadDeliveredPPS, limited: s.overloadGeneratorLimited > 0),
                          mpps(s.zeroLossPPS, limited: s.zeroLossGeneratorLimited > 0)]
             if mirrors { cells.append(mirrorCell(s)) }
-            for fraction in results.latencyFractions {
-                let l = s.latency.first { $0.fraction == fraction }
+            let points = results.latencyFractions.map { fraction in s.latency.first { $0.ratePPS == nil && $0.fraction == fraction } }
+                + results.latencyRates.map { rate in s.latency.first { $0.ratePPS == rate } }
+            for l in points {
                 if let l, let p50 = l.p50Us, let p99 = l.p99Us {
                     cells.append("\(us(p50)) / \(us(p99))")
                 } else {
@@ -101,4 +103,9 @@ public enum MarkdownReport {
     }
 
     public static func percent(_ fraction: Double) -> String { trim(fraction * 100) + " %" }
+
+    /// A fixed latency-trial rate: "10 kpps", "1.5 Mpps".
+    public static func rate(_ pps: Double) -> String {
+        pps >= 1e6 ? trim(pps / 1e6) + " Mpps" : pps >= 1e3 ? trim(pps / 1e3) + " kpps" : trim(pps) + " pps"
+    }
 }

@@ -173,14 +173,24 @@ public struct BenchCase: Codable, Hashable, Sendable {
     enum CodingKeys: String, CodingKey { case forwarder, frameSize = "frame_size", flows }
 }
 
-/// A latency trial at a fraction of the zero-loss rate found in the same repeat.
+/// A latency trial at a fraction of the zero-loss rate found in the same repeat, or (with
+/// `ratePPS`, `fraction` 0) at a fixed rate (`--latency-rates`).
 public struct LatencyRun: Codable, Equatable, Sendable {
     public var fraction: Double
+    public var ratePPS: Double?
     public var trial: Trial
     public init(fraction: Double, trial: Trial) {
         self.fraction = fraction
         self.trial = trial
     }
+
+    public init(ratePPS: Double, trial: Trial) {
+        fraction = 0
+        self.ratePPS = ratePPS
+        self.trial = trial
+    }
+
+    enum CodingKeys: String, CodingKey { case fraction, ratePPS = "rate_pps", trial }
 }
 
 /// One repeat of one case: the overload trial, the search's trials, the latency trials.
@@ -208,9 +218,11 @@ public struct CaseRun: Codable, Equatable, Sendable {
     }
 }
 
-/// Latency at one fraction of the zero-loss rate, over the repeats.
+/// Latency at one fraction of the zero-loss rate (or at a fixed rate), over the repeats.
 public struct LatencySummary: Codable, Equatable, Sendable {
     public var fraction: Double
+    /// Fixed-rate trials (`--latency-rates`): the rate asked; `fraction` is 0.
+    public var ratePPS: Double?
     public var offeredPPS: Spread?
     public var lossPercent: Spread?
     public var p50Us: Spread?
@@ -222,7 +234,7 @@ public struct LatencySummary: Codable, Equatable, Sendable {
     public var medianTrial: LatencyQuantiles?
 
     enum CodingKeys: String, CodingKey {
-        case fraction, offeredPPS = "offered_pps", lossPercent = "loss_pct", p50Us = "p50_us", p90Us = "p90_us"
+        case fraction, ratePPS = "rate_pps", offeredPPS = "offered_pps", lossPercent = "loss_pct", p50Us = "p50_us", p90Us = "p90_us"
         case p99Us = "p99_us", p999Us = "p999_us", maxUs = "max_us", medianTrial = "median_trial_latency_us"
     }
 }
@@ -253,7 +265,7 @@ public struct CaseSummary: Codable, Equatable, Sendable {
         case overloadMirrorFastPathShare = "overload_mirror_fast_path_share"
     }
 
-    public init(benchCase: BenchCase, runs: [CaseRun], fractions: [Double]) {
+    public init(benchCase: BenchCase, runs: [CaseRun], fractions: [Double], rates: [Double] = []) {
         self.benchCase = benchCase
         repeats = runs.count
         overloadDeliveredPPS = Spread(runs.map(\.overload.deliveredPPS))
@@ -263,16 +275,22 @@ public struct CaseSummary: Codable, Equatable, Sendable {
         zeroLossGeneratorLimited = runs.filter(\.zeroLossGeneratorLimited).count
         overloadMirrorCopiesPerDelivered = Spread(runs.compactMap(\.overload.mirrorCopiesPerDelivered))
         overloadMirrorFastPathShare = Spread(runs.compactMap(\.overload.mirrorFastPathShare))
-        latency = fractions.map { fraction in
-            let trials = runs.compactMap { $0.latency.first(where: { $0.fraction == fraction })?.trial }
+        func summary(_ trials: [Trial], fraction: Double, ratePPS: Double?) -> LatencySummary {
             func spread(_ key: KeyPath<LatencyQuantiles, Double?>) -> Spread? {
                 Spread(trials.compactMap { $0.latencyUs?[keyPath: key] })
             }
             let byP99 = trials.compactMap(\.latencyUs).filter { $0.p99 != nil }.sorted { $0.p99! < $1.p99! }
             return LatencySummary(
-                fraction: fraction, offeredPPS: Spread(trials.map(\.offeredPPS)), lossPercent: Spread(trials.map(\.lossPercent)),
+                fraction: fraction, ratePPS: ratePPS, offeredPPS: Spread(trials.map(\.offeredPPS)),
+                lossPercent: Spread(trials.map(\.lossPercent)),
                 p50Us: spread(\.p50), p90Us: spread(\.p90), p99Us: spread(\.p99), p999Us: spread(\.p999), maxUs: spread(\.max),
                 medianTrial: byP99.isEmpty ? nil : byP99[(byP99.count - 1) / 2])
+        }
+        latency = fractions.map { fraction in
+            summary(runs.compactMap { $0.latency.first(where: { $0.ratePPS == nil && $0.fraction == fraction })?.trial },
+                    fraction: fraction, ratePPS: nil)
+        } + rates.map { rate in
+            summary(runs.compactMap { $0.latency.first(where: { $0.ratePPS == rate })?.trial }, fraction: 0, ratePPS: rate)
         }
     }
 }
@@ -365,6 +383,8 @@ public struct BenchResults: Codable, Equatable, Sendable {
     public var frameSizes: [Int]
     public var flows: [Int]
     public var latencyFractions: [Double]
+    /// Fixed rates of latency trials (`--latency-rates`), pps.
+    public var latencyRates: [Double]
     public var skipped: [SkippedForwarder]
     public var summary: [CaseSummary]
     public var runs: [CaseRecord]
@@ -379,17 +399,18 @@ public struct BenchResults: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case schema, manifest, forwarders, frameSizes = "frame_sizes", flows, latencyFractions = "latency_fractions"
-        case skipped, summary, runs, incomplete
+        case latencyRates = "latency_rates_pps", skipped, summary, runs, incomplete
     }
 
     /// Builds the summary from the runs, in forwarder, size, flows order.
     public init(manifest: Manifest, forwarders: [String], frameSizes: [Int], flows: [Int], latencyFractions: [Double],
-                skipped: [SkippedForwarder], runs: [BenchCase: [CaseRun]], incomplete: Bool) {
+                latencyRates: [Double] = [], skipped: [SkippedForwarder], runs: [BenchCase: [CaseRun]], incomplete: Bool) {
         self.manifest = manifest
         self.forwarders = forwarders
         self.frameSizes = frameSizes
         self.flows = flows
         self.latencyFractions = latencyFractions
+        self.latencyRates = latencyRates
         self.skipped = skipped
         self.incomplete = incomplete
         var records: [CaseRecord] = []
@@ -402,7 +423,7 @@ public struct BenchResults: Codable, Equatable, Sendable {
             }
         }
         self.runs = records
-        summary = records.map { CaseSummary(benchCase: $0.benchCase, runs: $0.runs, fractions: latencyFractions) }
+        summary = records.map { CaseSummary(benchCase: $0.benchCase, runs: $0.runs, fractions: latencyFractions, rates: latencyRates) }
     }
 
     /// Pretty-printed with sorted keys, so that two runs diff line by line.

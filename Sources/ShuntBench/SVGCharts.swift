@@ -57,7 +57,7 @@ public enum SVGCharts {
     public static func latencyCDF(_ results: BenchResults, frameSize: Int, flows: Int, fraction: Double) -> String {
         let curves: [(String, [(fraction: Double, microseconds: Double)])] = results.forwarders.compactMap { f in
             guard let s = results.summary.first(where: { $0.benchCase == BenchCase(forwarder: f, frameSize: frameSize, flows: flows) }),
-                  let q = s.latency.first(where: { $0.fraction == fraction })?.medianTrial else { return nil }
+                  let q = s.latency.first(where: { $0.ratePPS == nil && $0.fraction == fraction })?.medianTrial else { return nil }
             let points = q.cdfPoints
             return points.isEmpty ? nil : (f, points)
         }

@@ -73,6 +73,9 @@ public struct BenchSettings: Sendable, Equatable {
     public var searchSteps = 7
     public var lossTolerancePercent = 0.0
     public var latencyFractions: [Double] = [0.1, 0.5, 0.9]
+    /// Latency trials at these fixed rates (pps) as well, the same for every forwarder: a
+    /// latency comparison that does not depend on each one's zero-loss rate.
+    public var latencyRates: [Double] = []
     /// `shunt gen --engine` for every trial (auto: the fastest the kernel allows).
     public var generatorEngine = "auto"
     /// The shunt binary `NAME@base` forwarders run.
@@ -117,6 +120,9 @@ public struct BenchSettings: Sendable, Equatable {
         }
         for f in latencyFractions where !(f > 0 && f <= 1) {
             return "latency fraction \(f) is outside (0, 1] (a fraction of the zero-loss rate)"
+        }
+        for r in latencyRates where !(r >= 1000 && r <= 100_000_000) {
+            return "latency rate \(r) is outside 1000...100000000 pps"
         }
         return nil
     }

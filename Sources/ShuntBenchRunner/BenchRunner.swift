@@ -197,6 +197,14 @@ public final class BenchRunner {
                 + "p99 \(num(q?.p99)) µs, lost \(t.lost) of \(t.sent)\(whereLost(t))"
                 + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
         }
+        for rate in settings.latencyRates {
+            let t = try trial(c, repeatIndex, "latency\(Int(rate))pps", rate: rate)
+            latency.append(LatencyRun(ratePPS: rate, trial: t))
+            let q = t.latencyUs
+            progress(label, "latency at \(MarkdownReport.rate(rate)) (\(mpps(t.offeredPPS))): p50 \(num(q?.p50)) µs, "
+                + "p99 \(num(q?.p99)) µs, lost \(t.lost) of \(t.sent)\(whereLost(t))"
+                + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
+        }
         return CaseRun(repeatIndex: repeatIndex, overload: overload, search: searchTrials, zeroLossPPS: zeroLoss,
                        zeroLossGeneratorLimited: search.resultIsGeneratorLimited, latency: latency)
     }
@@ -370,7 +378,8 @@ public final class BenchRunner {
 
     private func writeResults(incomplete: Bool, manifest: Manifest) throws {
         let results = BenchResults(manifest: manifest, forwarders: forwarders, frameSizes: settings.frameSizes, flows: settings.flows,
-                                   latencyFractions: settings.latencyFractions, skipped: skipped, runs: runs, incomplete: incomplete)
+                                   latencyFractions: settings.latencyFractions, latencyRates: settings.latencyRates, skipped: skipped,
+                                   runs: runs, incomplete: incomplete)
         try results.json().write(to: URL(fileURLWithPath: "\(outDir)/results.json"))
         let markdown = MarkdownReport.render(results)
         try markdown.write(toFile: "\(outDir)/results.md", atomically: true, encoding: .utf8)
@@ -427,6 +436,7 @@ public final class BenchRunner {
             "flows": s.flows.map(String.init).joined(separator: ","), "repeats": "\(s.repeats)", "generator_engine": s.generatorEngine,
             "trial_seconds": MarkdownReport.trim(s.trialSeconds), "search_steps": "\(s.searchSteps)",
             "loss_tolerance_pct": "\(s.lossTolerancePercent)", "latency_fractions": fmt(s.latencyFractions),
+            "latency_rates_pps": fmt(s.latencyRates),
             "quick": "\(quick)", "drain_seconds": "0.3", "cpu_pinning": context.pinning ? "taskset" : "none (taskset not installed)",
             "zero_loss_range": "0 .. min(overload offered, 1.1 x overload delivered), first trial at the top",
         ]

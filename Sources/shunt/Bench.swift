@@ -62,6 +62,9 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Latency trials at these fractions of the zero-loss rate, each in (0,1].", valueName: "LIST"))
     var latencyFractions: String = "0.1,0.5,0.9"
 
+    @Option(help: ArgumentHelp("Latency trials also at these fixed rates, pps, the same for every forwarder (e.g. 10000: the issue 14 comparison at 10 kpps).", valueName: "LIST"))
+    var latencyRates: String = ""
+
     @Option(help: ArgumentHelp("Directory for the results (default bench-results/bench-DATE).", valueName: "DIR"))
     var out: String?
 
@@ -99,6 +102,12 @@ struct Bench: ParsableCommand {
         s.frameSizes = sz
         s.flows = fl
         s.latencyFractions = fr
+        if !latencyRates.isEmpty {
+            guard let rates = list(latencyRates, { Double($0) }) else {
+                return .failure(BenchFailure("--latency-rates: not a list of numbers: \(latencyRates)"))
+            }
+            s.latencyRates = rates
+        }
         s.repeats = repeats ?? (quick ? 1 : 3)
         s.trialSeconds = trialSeconds ?? (quick ? 0.5 : 2)
         s.searchSteps = searchSteps ?? (quick ? 3 : 7)

@@ -68,7 +68,7 @@ final class SVGCollector: NSObject, XMLParserDelegate {
         let data = try r.json()
         let object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         let topKeys: Set<String> = ["schema", "manifest", "forwarders", "frame_sizes", "flows", "latency_fractions",
-                                    "skipped", "summary", "runs", "incomplete"]
+                                    "latency_rates_pps", "skipped", "summary", "runs", "incomplete"]
         #expect(Set(object.keys) == topKeys)
         #expect(object["schema"] as? String == "shunt-bench/1")
         let manifest = object["manifest"] as! [String: Any]
@@ -88,6 +88,35 @@ final class SVGCollector: NSObject, XMLParserDelegate {
         let decoded = try JSONDecoder().decode(BenchResults.self, from: data)
         #expect(decoded == r)
         #expect(try decoded.json() == data)  // sorted keys: byte for byte the same
+    }
+
+    /// `--latency-rates`: trials at a fixed rate are summarised apart from the fractions of
+    /// the zero-loss rate, and get their own column.
+    @Test func fixedRateLatencyHasItsOwnSummaryAndColumn() throws {
+        var runs: [BenchCase: [CaseRun]] = [:]
+        let c = BenchCase(forwarder: "fast", frameSize: 64, flows: 1)
+        runs[c] = (1...3).map { r in
+            let overload = Trial(askedPPS: nil, sent: 1000, received: 1000, offeredPPS: 1_000_000, generatorSeconds: 1)
+            func latency(_ p50: Double) -> Trial {
+                Trial(askedPPS: 10_000, sent: 20_000, received: 20_000, offeredPPS: 10_000, generatorSeconds: 2,
+                      latencyUs: LatencyQuantiles(min: 1, p50: p50, p90: p50, p99: p50 * 2, p999: p50 * 3, max: p50 * 4, samples: 20_000))
+            }
+            return CaseRun(repeatIndex: r, overload: overload, search: [], zeroLossPPS: 500_000, zeroLossGeneratorLimited: false,
+                           latency: [LatencyRun(fraction: 0.5, trial: latency(100 + Double(r))),
+                                     LatencyRun(ratePPS: 10_000, trial: latency(Double(r)))])
+        }
+        let base = syntheticResults()
+        let r = BenchResults(manifest: base.manifest, forwarders: ["fast"], frameSizes: [64], flows: [1], latencyFractions: [0.5],
+                             latencyRates: [10_000], skipped: [], runs: runs, incomplete: false)
+        let s = try #require(r.summary.first)
+        #expect(s.latency.count == 2)
+        #expect(s.latency[0].ratePPS == nil && s.latency[0].p50Us?.median == 102)
+        #expect(s.latency[1].ratePPS == 10_000 && s.latency[1].p50Us?.median == 2 && s.latency[1].p50Us?.min == 1)
+        let md = MarkdownReport.render(r)
+        #expect(md.contains("p50 / p99 µs at 50 % of zero-loss | p50 / p99 µs at 10 kpps |"))
+        let row = try #require(md.split(separator: "\n").first { $0.hasPrefix("| fast") })
+        #expect(row.hasSuffix("| 102 (101–103) / 204 (202–206) | 2 (1–3) / 4 (2–6) |"), "\(row)")
+        #expect(try JSONDecoder().decode(BenchResults.self, from: r.json()) == r)
     }
 
     @Test func markdownTableHasARowPerCaseAndMarksLowerBounds() {
