@@ -205,11 +205,14 @@ public enum ProgramTestRun {
     /// Runs `programFD` once over `packet` and returns its verdict and the resulting frame.
     /// The kernel runs it as if the frame came in on the loopback device of the caller's network
     /// namespace (`ingress_ifindex` = lo), and refuses frames shorter than 14 bytes (EINVAL).
-    public static func xdp(programFD: Int32, packet: [UInt8]) throws -> Result {
+    /// With `repeat` > 1 the kernel runs it that many times in a row and `durationNs` is the
+    /// mean per run (the program's own cost, with the test harness's: measure an empty program
+    /// the same way to subtract it).
+    public static func xdp(programFD: Int32, packet: [UInt8], repeat count: UInt32 = 1) throws -> Result {
         var out = [UInt8](repeating: 0, count: packet.count + 512)
         var opts = bpf_test_run_opts()
         opts.sz = MemoryLayout<bpf_test_run_opts>.size
-        opts.repeat = 1
+        opts.repeat = Int32(bitPattern: count)
         let rc: Int32 = packet.withUnsafeBytes { input in
             out.withUnsafeMutableBytes { output in
                 opts.data_in = input.baseAddress

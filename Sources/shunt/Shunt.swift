@@ -8,7 +8,7 @@ struct Shunt: ParsableCommand {
         commandName: "shunt",
         abstract: "A packet forwarder for Linux on AF_PACKET rings, with an XDP fast path.",
         version: "0.1.0",
-        subcommands: [Forward.self, Ctl.self, Gen.self, Sink.self, XDPRedirect.self, Bench.self, PassBench.self, Lab.self, Doctor.self]
+        subcommands: [Forward.self, Ctl.self, Gen.self, Sink.self, XDPRedirect.self, Bench.self, PassBench.self, FastPathCost.self, Lab.self, Doctor.self]
     )
 }
 
