@@ -15,18 +15,18 @@ trap 'rm -rf "$out"' EXIT
 # Debian 12's valgrind cannot read the DWARF 5 the toolchain writes: a copy without debug
 # information (the symbol table, which callgrind needs, stays).
 objcopy --strip-debug "$shunt" "$out/shunt"
-echo "| engine | ring | instructions per frame |"
-echo "|---|---|---|"
+echo "| engine | ring | tx | instructions per frame |"
+echo "|---|---|---|---|"
 for engine in xconnect normal flows; do
-    for ring in v3 v2; do
-        file=$out/$engine-$ring.out
+    for ring in v2 v3; do for tx in copy ring; do
+        file=$out/$engine-$ring-$tx.out
         valgrind --tool=callgrind --callgrind-out-file="$file" --collect-atstart=no \
             --toggle-collect='*WorkerPassBenchC3run*' \
-            "$out/shunt" pass-bench --engine "$engine" --ring "$ring" --passes "$passes" --frames "$frames" \
-            >"$out/$engine-$ring.log" 2>&1 || { cat "$out/$engine-$ring.log" >&2; exit 1; }
+            "$out/shunt" pass-bench --engine "$engine" --ring "$ring" --tx "$tx" --passes "$passes" --frames "$frames" \
+            >"$out/$engine-$ring-$tx.log" 2>&1 || { cat "$out/$engine-$ring-$tx.log" >&2; exit 1; }
         total=$(awk '/^totals:/ {print $2}' "$file")
         # The 4 warm-up passes run before the timed ones and are counted too.
-        awk -v t="$total" -v n=$(( (passes + 4) * frames )) -v e="$engine" -v r="$ring" \
-            'BEGIN { printf "| %s | %s | %.0f |\n", e, r, t / n }'
-    done
+        awk -v t="$total" -v n=$(( (passes + 4) * frames )) -v e="$engine" -v r="$ring" -v x="$tx" \
+            'BEGIN { printf "| %s | %s | %s | %.0f |\n", e, r, x, t / n }'
+    done; done
 done

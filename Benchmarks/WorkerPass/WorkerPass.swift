@@ -3,15 +3,15 @@ import ShuntForwarder
 import ShuntRing
 
 // The allocation gate: one worker pass (a 32-frame burst in, forwarded, the TX ring completed)
-// of each engine, on both ring versions, over detached rings (WorkerPassBench). A pass must not
+// of each engine, on both ring versions and both transmit methods, over detached rings (WorkerPassBench). A pass must not
 // allocate: Thresholds/ holds 0 mallocs for every benchmark with no tolerance, and
 // `swift package benchmark thresholds check` (run by Scripts/test.sh) fails on any.
 let benchmarks: @Sendable () -> Void = {
     for engine in WorkerPassBench.Engine.allCases {
-        for ring in [RingVersion.v3, .v2] {
+        for (ring, transmit) in [(RingVersion.v2, TransmitMethod.copy), (.v3, .copy), (.v2, .ring), (.v3, .ring)] {
             let state = BenchState()
             Benchmark(
-                "\(engine.rawValue)-\(ring)",
+                "\(engine.rawValue)-\(ring)-\(transmit)",
                 configuration: .init(
                     metrics: [.mallocCountTotal],
                     scalingFactor: .kilo,
@@ -25,7 +25,7 @@ let benchmarks: @Sendable () -> Void = {
                     blackHole(bench.run())
                 }
             } setup: {
-                let bench = try WorkerPassBench(engine: engine, ring: ring)
+                let bench = try WorkerPassBench(engine: engine, ring: ring, transmit: transmit)
                 // The first passes set things up (the flows engine installs its cache entry).
                 for _ in 0..<4 { _ = bench.run() }
                 state.bench = bench

@@ -63,6 +63,13 @@ int cshunt_peer_pid(int fd, int *pid) {
 
 int cshunt_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
+_Static_assert(sizeof(struct cshunt_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
+_Static_assert(offsetof(struct cshunt_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "mmsghdr msg_len");
+int cshunt_sendmmsg(int fd, struct cshunt_mmsghdr *messages, unsigned int count, int flags)
+{
+    return sendmmsg(fd, (struct mmsghdr *)messages, count, flags);
+}
+
 static void cshunt_interrupt_handler(int sig) { (void)sig; }
 int cshunt_install_interrupt_handler(int sig) {
 	struct sigaction sa;

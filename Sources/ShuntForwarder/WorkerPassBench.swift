@@ -31,11 +31,11 @@ public final class WorkerPassBench {
     /// What the flows engine's rule writes into the destination.
     public static let rewrittenMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x99]
 
-    public init(engine: Engine, framesPerPass: Int = 32, ring: RingVersion = .v3) throws {
+    public init(engine: Engine, framesPerPass: Int = 32, ring: RingVersion = .v3, transmit: TransmitMethod = .copy) throws {
         precondition((1...maxBurst).contains(framesPerPass), "framesPerPass must be in 1...\(maxBurst)")
         self.engine = engine
         self.framesPerPass = framesPerPass
-        let config = RingPortConfig(version: ring)
+        let config = RingPortConfig(version: ring, transmit: transmit)
         let ports = [try RingPort(detached: "p0", config: config), try RingPort(detached: "p1", config: config)]
         self.ports = ports
         burst = Array(repeating: Self.udpFrame(source: Self.sourceMAC, destination: Self.destinationMAC), count: framesPerPass)

@@ -76,8 +76,15 @@ extension RxRing {
 }
 
 extension TxRing {
-    /// Frames from `completed` up to `next` were queued: mark them available again.
+    /// Frames from `completed` up to `next` were queued: mark them available again (`.copy`:
+    /// empty the staging area, as a flush that sent everything does).
     mutating func completeQueued() {
+        if method == .copy {
+            pending = 0
+            head = 0
+            next = 0
+            return
+        }
         while completed != next {
             cshunt_store_release_u32(base + completed * geometry.frameSize + statusOffset, UInt32(TP_STATUS_AVAILABLE))
             completed = completed + 1 == geometry.frameCount ? 0 : completed + 1
@@ -92,11 +99,11 @@ extension RingPort {
 
 extension TxRing {
     func lastQueuedFrame() -> [UInt8] {
-        let index = next == 0 ? geometry.frameCount - 1 : next - 1
-        let frame = base + index * geometry.frameSize
-        let length: Int = switch version {
-        case .v3: Int(frame.assumingMemoryBound(to: tpacket3_hdr.self).pointee.tp_len)
-        case .v2: Int(frame.assumingMemoryBound(to: tpacket2_hdr.self).pointee.tp_len)
+        let frame = base + lastCommitted * geometry.frameSize
+        let length: Int = switch (method, version) {
+        case (.copy, _): messages.unsafelyUnwrapped[lastCommitted].msg_hdr.msg_iov.pointee.iov_len
+        case (.ring, .v3): Int(frame.assumingMemoryBound(to: tpacket3_hdr.self).pointee.tp_len)
+        case (.ring, .v2): Int(frame.assumingMemoryBound(to: tpacket2_hdr.self).pointee.tp_len)
         }
         return Array(UnsafeRawBufferPointer(start: frame + dataOffset, count: length))
     }

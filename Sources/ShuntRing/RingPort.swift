@@ -33,12 +33,17 @@ public struct RingPortConfig: Sendable {
     /// PACKET_QDISC_BYPASS: frames go straight to the driver (faster; tc and other packet
     /// sockets on the port do not see them).
     public var qdiscBypass: Bool
+    /// How frames are handed to the kernel: a TX ring, or sendmmsg from a staging area of the
+    /// `tx` geometry.
+    public var transmit: TransmitMethod
 
-    public init(version: RingVersion = .v3, rx: RingGeometry? = nil, tx: RingGeometry? = nil, qdiscBypass: Bool = true) {
+    public init(version: RingVersion = .v3, rx: RingGeometry? = nil, tx: RingGeometry? = nil, qdiscBypass: Bool = true,
+                transmit: TransmitMethod = .ring) {
         self.version = version
         self.rx = rx ?? .defaultRX(version)
         self.tx = tx ?? .defaultTX
         self.qdiscBypass = qdiscBypass
+        self.transmit = transmit
     }
 }
 
@@ -126,6 +131,8 @@ public final class RingPort {
     public private(set) var config: RingPortConfig
     public private(set) var socket: PacketSocket
     var region: MappedRegion
+    /// `.copy`: the staging area the TX frames are written to (the socket has no TX ring).
+    var staging: MappedRegion?
     public var rx: RxRing
     public var tx: TxRing
     /// Held while `adopt` swaps the socket and rings, and by other threads that use the socket
@@ -178,7 +185,8 @@ public final class RingPort {
         }
         let rxGeometry = try RingSocketSetup.requestReceiveRing(fd: fd, version: config.version, geometry: config.rx, interface: name)
         let txGeometry = config.tx
-        try step("PACKET_TX_RING") { () throws(SystemError) in
+        let txRingBytes = config.transmit == .ring ? txGeometry.byteCount : 0
+        if config.transmit == .ring { try step("PACKET_TX_RING") { () throws(SystemError) in
             if config.version == .v3 {
                 var req = tpacket_req3()
                 req.tp_block_size = UInt32(txGeometry.blockSize)
@@ -195,16 +203,17 @@ public final class RingPort {
                 req.tp_frame_nr = UInt32(txGeometry.frameCount)
                 try Sys.setsockopt(fd, level: SOL_PACKET, name: PACKET_TX_RING, value: req)
             }
-        }
+        } }
         let region: MappedRegion
         do throws(SystemError) {
-            region = try MappedRegion(fd: fd, length: rxGeometry.byteCount + txGeometry.byteCount)
+            region = try MappedRegion(fd: fd, length: rxGeometry.byteCount + txRingBytes)
         } catch {
             if error.errno == ENOMEM {
                 throw .mappingRefused(interface: name, bytes: rxGeometry.byteCount + txGeometry.byteCount, error)
             }
             throw .system(step: "mmap", interface: name, error)
         }
+        let staging = try Self.stagingArea(config, interface: name)
         try step("bind") { () throws(SystemError) in
             try Sys.bindPacket(fd, ifindex: interface.index, protocol: UInt16(ETH_P_ALL))
         }
@@ -220,11 +229,34 @@ public final class RingPort {
         self.config = effective
         let (rxBase, txBase) = region.withUnsafeMutableBytes { ($0.baseAddress!, $0.baseAddress! + rxGeometry.byteCount) }
         rx = RxRing(version: config.version, geometry: rxGeometry, base: rxBase)
-        tx = TxRing(version: config.version, geometry: txGeometry, base: txBase, mtu: interface.mtu)
+        tx = Self.transmitSide(config, geometry: txGeometry, ringBase: txBase, staging: staging, mtu: interface.mtu)
         transmitLimit = .allocate(capacity: 1)
         transmitLimit.initialize(to: UInt64(TxRing.longestFrame(mtu: interface.mtu)))
         self.socket = socket
         self.region = region
+        self.staging = staging
+    }
+
+    /// `.copy`'s staging area for the TX frames, nil with `.ring`.
+    private static func stagingArea(_ config: RingPortConfig, interface: String) throws(RingSetupError) -> MappedRegion? {
+        guard config.transmit == .copy else { return nil }
+        let bytes = TxRing.stagingBytes(for: config.tx)
+        do throws(SystemError) { return try MappedRegion(anonymousLength: bytes) } catch {
+            if error.errno == ENOMEM { throw .mappingRefused(interface: interface, bytes: bytes, error) }
+            throw .system(step: "mmap (TX staging)", interface: interface, error)
+        }
+    }
+
+    /// The TX side `config` asks for: the ring in the socket's mapping, or the staging area.
+    private static func transmitSide(_ config: RingPortConfig, geometry: RingGeometry, ringBase: UnsafeMutableRawPointer,
+                                     staging: borrowing MappedRegion?, mtu: Int) -> TxRing {
+        switch staging {
+        case .some(let area):
+            let base = area.withUnsafeMutableBytes { $0.baseAddress! }
+            return TxRing(copyingFrom: base, version: config.version, geometry: geometry, mtu: mtu)
+        case .none:
+            return TxRing(version: config.version, geometry: geometry, base: ringBase, mtu: mtu)
+        }
     }
 
     /// A port whose rings are ordinary memory and whose socket is bound to nothing: the kernel
@@ -239,9 +271,10 @@ public final class RingPort {
         } catch {
             throw .system(step: "detached ring memory", interface: name, error)
         }
+        staging = try Self.stagingArea(config, interface: name)
         let (rxBase, txBase) = region.withUnsafeMutableBytes { ($0.baseAddress!, $0.baseAddress! + config.rx.byteCount) }
         rx = RxRing(version: config.version, geometry: config.rx, base: rxBase)
-        tx = TxRing(version: config.version, geometry: config.tx, base: txBase, mtu: mtu)
+        tx = Self.transmitSide(config, geometry: config.tx, ringBase: txBase, staging: staging, mtu: mtu)
         transmitLimit = .allocate(capacity: 1)
         transmitLimit.initialize(to: UInt64(TxRing.longestFrame(mtu: mtu)))
     }
@@ -253,6 +286,7 @@ public final class RingPort {
         identity.withLock { _ in
             swap(&socket, &other.socket)
             swap(&region, &other.region)
+            swap(&staging, &other.staging)
             swap(&rx, &other.rx)
             swap(&tx, &other.tx)
             swap(&interface, &other.interface)

@@ -302,6 +302,21 @@ public enum Sys {
         }
     }
 
+    /// sendmmsg(2), non-blocking: how many of `count` messages from `messages` the kernel took
+    /// (each copied into its own skb), or `.wouldBlock` when the socket's send buffer is full.
+    @inline(__always)
+    public static func sendMessages(_ fd: Int32, _ messages: UnsafeMutablePointer<cshunt_mmsghdr>, count: Int) throws(SystemError) -> IOResult<Int> {
+        while true {
+            let rc = cshunt_sendmmsg(fd, messages, UInt32(count), Int32(MSG_DONTWAIT))
+            if rc >= 0 { return .processed(Int(rc)) }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EAGAIN, ENOBUFS: return .wouldBlock
+            default: _ = try check(rc, "sendmmsg")
+            }
+        }
+    }
+
     /// Sends as many bytes as the socket takes now without blocking, and without SIGPIPE when the
     /// peer has gone (that is EPIPE instead).
     @inline(never)

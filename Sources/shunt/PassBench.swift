@@ -25,7 +25,10 @@ struct PassBench: ParsableCommand {
     var engine: WorkerPassBench.Engine = .flows
 
     @Option(help: "The ring version (v3 or v2).")
-    var ring: RingVersion = .v3
+    var ring: RingVersion = .v2
+
+    @Option(help: "How the worker sends: copy (sendmmsg from a staging area) or ring (PACKET_TX_RING).")
+    var tx: TransmitMethod = .copy
 
     @Option(help: "Passes to time.")
     var passes: Int = 100_000
@@ -40,7 +43,7 @@ struct PassBench: ParsableCommand {
 
     func run() throws {
         let bench: WorkerPassBench
-        do { bench = try WorkerPassBench(engine: engine, framesPerPass: frames, ring: ring) } catch {
+        do { bench = try WorkerPassBench(engine: engine, framesPerPass: frames, ring: ring, transmit: tx) } catch {
             printError("shunt pass-bench: \(error)")
             throw ExitCode(2)
         }
@@ -51,7 +54,7 @@ struct PassBench: ParsableCommand {
         for _ in 0..<passes { forwarded += bench.run() }
         let ns = Sys.monotonicNanoseconds() - start
         let perFrame = Double(ns) / Double(max(forwarded, 1))
-        emitLine("engine=\(engine.rawValue) ring=\(ring.rawValue) passes=\(passes) frames=\(forwarded) ns_per_frame=\((perFrame * 10).rounded() / 10)")
+        emitLine("engine=\(engine.rawValue) ring=\(ring.rawValue) tx=\(tx.rawValue) passes=\(passes) frames=\(forwarded) ns_per_frame=\((perFrame * 10).rounded() / 10)")
         if forwarded != passes * frames {
             printError("shunt pass-bench: \(passes * frames - forwarded) frames were not forwarded")
             throw ExitCode(1)

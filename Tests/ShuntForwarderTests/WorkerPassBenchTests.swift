@@ -6,9 +6,9 @@ import Testing
 /// The harness the allocation gate and the instruction counts measure: each engine's worker
 /// really forwards every delivered frame through the detached rings, on both ring versions.
 @Suite struct WorkerPassBenchTests {
-    @Test(arguments: WorkerPassBench.Engine.allCases, [RingVersion.v3, .v2])
-    func everyDeliveredFrameIsForwarded(engine: WorkerPassBench.Engine, ring: RingVersion) throws {
-        let bench = try WorkerPassBench(engine: engine, framesPerPass: 32, ring: ring)
+    @Test(arguments: WorkerPassBench.Engine.allCases, [(RingVersion.v3, TransmitMethod.copy), (.v2, .copy), (.v3, .ring), (.v2, .ring)])
+    func everyDeliveredFrameIsForwarded(engine: WorkerPassBench.Engine, rings: (RingVersion, TransmitMethod)) throws {
+        let bench = try WorkerPassBench(engine: engine, framesPerPass: 32, ring: rings.0, transmit: rings.1)
         let before = bench.portCounters(1).txPackets
         // More passes than the rings have blocks and frames: the walker wraps around both rings.
         let passes = 3000

@@ -19,11 +19,12 @@ func byFlow(_ frames: [[UInt8]]) -> [UInt16: [[UInt8]]] {
 struct ForwardingTests {
     /// Frames of every size, several flows, both directions: each arrives byte-identical and in
     /// its flow's order, and the forwarder's counters agree with what was sent.
-    @Test(arguments: [(1, "v3"), (2, "v3"), (1, "v2"), (2, "v2")])
-    func crossConnectDeliversEveryFrameIdenticallyInOrder(workers: Int, ring: String) throws {
+    /// Both ring versions and both transmit methods (sendmmsg, the default; the TX ring).
+    @Test(arguments: [(1, "v3", "copy"), (2, "v3", "ring"), (1, "v2", "ring"), (2, "v2", "copy")])
+    func crossConnectDeliversEveryFrameIdenticallyInOrder(workers: Int, ring: String, tx: String) throws {
         let lab = try Lab()
         let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: [
-            "--port", lab.port(0), "--port", lab.port(1), "--workers", "\(workers)", "--ring-version", ring])
+            "--port", lab.port(0), "--port", lab.port(1), "--workers", "\(workers)", "--ring-version", ring, "--tx", tx])
         let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
         let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
 

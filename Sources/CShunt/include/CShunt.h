@@ -104,6 +104,14 @@ int cshunt_peer_pid(int fd, int *pid);
 /* accept4(fd, NULL, NULL, SOCK_CLOEXEC): accept4 is only declared with _GNU_SOURCE. */
 int cshunt_accept_cloexec(int fd);
 
+/* sendmmsg(2) and struct mmsghdr are only declared with _GNU_SOURCE: the same layout under our
+ * name (checked in shims.c), and the call. */
+struct cshunt_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+int cshunt_sendmmsg(int fd, struct cshunt_mmsghdr *messages, unsigned int count, int flags);
+
 static inline int cshunt_if_mtu(int sock, const char *name, int *mtu) {
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof(ifr));
