@@ -13,8 +13,9 @@ public struct ForwarderInfo: Sendable, Equatable {
     public var builtWithShunt: String?
 
     public static let all: [ForwarderInfo] = [
-        .init(name: "shunt", summary: "shunt forward, xconnect, afpacket TPACKET_V3, 1 worker", tools: [], package: nil),
-        .init(name: "shunt-ll", summary: "shunt forward --low-latency (TPACKET_V2)", tools: [], package: nil),
+        .init(name: "shunt", summary: "shunt forward, xconnect, 1 worker, the defaults: TPACKET_V2 RX ring, sendmmsg TX", tools: [], package: nil),
+        .init(name: "shunt-v3", summary: "shunt forward --ring-version v3 --tx ring (TPACKET_V3 RX blocks, PACKET_TX_RING: the default before issue 14)",
+              tools: [], package: nil),
         .init(name: "shunt-xdp", summary: "flow tables on the XDP datapath (kernel cache hits after the first frame)", tools: [], package: nil),
         .init(name: "shunt-flows", summary: "flow tables on the afpacket datapath, 1000-flow table", tools: [], package: nil),
         .init(name: "shunt-mirror1", summary: "shunt-flows plus one SPAN session: fwd0 ingress to fwd2", tools: [], package: nil,
@@ -29,7 +30,7 @@ public struct ForwarderInfo: Sendable, Equatable {
         .init(name: "xdp-redirect", summary: "shunt xdp-redirect: a bare XDP redirect, the kernel's ceiling on veths", tools: [], package: nil),
         .init(name: "c-tpacket", summary: "Benchmarks/tpacket-fwd: a minimal C forwarder on TPACKET_V3 RX and TX rings, busy poll (shunt's reference)",
               tools: [], package: nil, builtWithShunt: "tpacket-fwd"),
-        .init(name: "c-tpacket-v2", summary: "Benchmarks/tpacket-fwd --ring v2: the same on TPACKET_V2 RX frames (shunt-ll's reference)",
+        .init(name: "c-tpacket-v2", summary: "Benchmarks/tpacket-fwd --ring v2: the same on TPACKET_V2 RX frames (the same RX ring as shunt's)",
               tools: [], package: nil, builtWithShunt: "tpacket-fwd"),
         .init(name: "bridge", summary: "Linux bridge, netfilter off, RPS to the forwarder CPU", tools: ["ip"], package: "iproute2"),
         .init(name: "tc-mirred", summary: "tc ingress qdisc, a match-everything u32 filter, mirred egress redirect fwd0->fwd1", tools: ["tc"], package: "iproute2"),

@@ -90,11 +90,11 @@ func makeForwarder(_ name: String) -> BenchForwarder {
     case "c-tpacket": CTPacketForwarder(name: name, ring: "v3")
     case "c-tpacket-v2": CTPacketForwarder(name: name, ring: "v2")
     case "ovs": OVSForwarder()
-    default: ShuntProcessForwarder(name: name)  // shunt, shunt-ll, shunt-xdp, shunt-flows, the mirror ones, xdp-redirect
+    default: ShuntProcessForwarder(name: name)  // shunt, shunt-v3, shunt-xdp, shunt-flows, the mirror ones, xdp-redirect
     }
 }
 
-/// shunt, shunt-ll, shunt-xdp, shunt-flows, the mirror forwarders and xdp-redirect: one shunt process.
+/// shunt, shunt-v3, shunt-xdp, shunt-flows, the mirror forwarders and xdp-redirect: one shunt process.
 final class ShuntProcessForwarder: BenchForwarder {
     let name: String
     private var pid: pid_t?
@@ -129,8 +129,8 @@ final class ShuntProcessForwarder: BenchForwarder {
         switch kind {
         case "shunt":
             command += ["--no-control"]
-        case "shunt-ll":
-            command += ["--no-control", "--low-latency"]
+        case "shunt-v3":
+            command += ["--no-control", "--ring-version", "v3", "--tx", "ring"]
         case "shunt-xdp":
             // Every frame after a flow's first is a hit in the kernel flow cache.
             let flows = "\(c.raw)/\(name).flows"

@@ -39,11 +39,14 @@ public struct ForwarderRequest: Sendable {
     public var lowLatency = false
     public var ringVersion: RingVersion?
     public var blockSize = 1 << 16
-    public var blockCount = 64
+    /// nil: the ring version's default (`RingGeometry.defaultRX`).
+    public var blockCount: Int?
     public var frameSize = 2048
     public var blockTimeoutMs = 1
     public var txFrames = 1024
     public var qdiscBypass = true
+    /// sendmmsg from a staging area (the default) or the TX ring.
+    public var transmit = TransmitMethod.copy
     public var busyPollMicroseconds: UInt64 = 200
     public var macAgingSeconds = 300.0
     public var macTableSize = 8192
@@ -255,8 +258,9 @@ public struct ForwarderPlan: Sendable {
 
     /// The RX and TX ring geometry the flags describe, checked.
     static func ring(_ r: ForwarderRequest) throws(PlanError) -> RingPortConfig {
-        let version: RingVersion = r.lowLatency ? .v2 : (r.ringVersion ?? .v3)
-        let rx = RingGeometry(blockSize: r.blockSize, blockCount: r.blockCount, frameSize: r.frameSize,
+        let version: RingVersion = r.lowLatency ? .v2 : (r.ringVersion ?? .v2)
+        let blockCount = r.blockCount ?? RingGeometry.defaultRX(version).blockCount
+        let rx = RingGeometry(blockSize: r.blockSize, blockCount: blockCount, frameSize: r.frameSize,
                               blockTimeoutMs: version == .v3 ? r.blockTimeoutMs : 0)
         let framesPerBlock = max(1, (1 << 16) / max(r.frameSize, 1))
         let tx = RingGeometry(blockSize: 1 << 16, blockCount: max(1, (r.txFrames + framesPerBlock - 1) / framesPerBlock),
@@ -267,7 +271,7 @@ public struct ForwarderPlan: Sendable {
         do throws(RingGeometry.Invalid) { try tx.validate(for: version, rx: false) } catch {
             throw PlanError(RingSetupError.invalidGeometry("TX", error).description)
         }
-        return RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: r.qdiscBypass)
+        return RingPortConfig(version: version, rx: rx, tx: tx, qdiscBypass: r.qdiscBypass, transmit: r.transmit)
     }
 
     /// A flow file's rules as tables; an error names the file, line and column.

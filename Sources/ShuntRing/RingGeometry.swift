@@ -63,7 +63,7 @@ public struct RingGeometry: Equatable, Sendable, CustomStringConvertible {
     public static func defaultRX(_ version: RingVersion) -> RingGeometry {
         switch version {
         case .v3: RingGeometry(blockSize: 1 << 16, blockCount: 64, frameSize: 2048, blockTimeoutMs: 1)
-        case .v2: RingGeometry(blockSize: 1 << 16, blockCount: 64, frameSize: 2048, blockTimeoutMs: 0)
+        case .v2: RingGeometry(blockSize: 1 << 16, blockCount: 1024, frameSize: 2048, blockTimeoutMs: 0)
         }
     }
 

@@ -26,7 +26,7 @@ struct Bench: ParsableCommand {
             Forwarders: \(ForwarderInfo.defaultSet.map(\.name).joined(separator: ", ")). A forwarder \
             whose tool is not installed is skipped with the package that has it. c-tpacket and \
             c-tpacket-v2 run tpacket-fwd (Benchmarks/tpacket-fwd: a minimal C forwarder on \
-            TPACKET_V3 or V2 RX and TX rings, busy-polling, the reference for shunt and shunt-ll), \
+            TPACKET_V3 or V2 RX and TX rings, busy-polling, the reference for shunt and shunt-v3), \
             which swift build puts next to shunt; skipped when it is not there. Run only when \
             named: \(ForwarderInfo.all.filter { $0.mirrorSessions > 0 }.map(\.name).joined(separator: ", ")) \
             (shunt-flows and shunt-xdp with 1 or 2 SPAN sessions to analysis ports fwd2 and fwd3, \

@@ -12,6 +12,7 @@ extension ForwardingMode: ExpressibleByArgument {}
 extension DatapathKind: ExpressibleByArgument {}
 extension FanoutMode: ExpressibleByArgument {}
 extension RingVersion: ExpressibleByArgument {}
+extension TransmitMethod: ExpressibleByArgument {}
 
 struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -110,17 +111,17 @@ struct Forward: ParsableCommand {
     @Option(help: "How PACKET_FANOUT spreads a port's frames over workers: hash (keeps flow order), lb, cpu, qm.")
     var fanout: FanoutMode = .hash
 
-    @Flag(help: "Use TPACKET_V2 rings: no block timeout, lowest latency at low rates (same as --ring-version v2).")
+    @Flag(help: "TPACKET_V2 rings (the default now; kept for scripts that name it): no block timeout.")
     var lowLatency = false
 
-    @Option(help: "TPACKET version of the rings: v3 (block-based RX, the default) or v2 (per-frame).")
+    @Option(help: "TPACKET version of the rings: v2 (per-frame hand-over, the default) or v3 (block-based RX: fewer wake-ups, but a frame can wait --block-timeout-ms at low rates).")
     var ringVersion: RingVersion?
 
     @Option(help: "RX ring block size in bytes (a multiple of 4096 and of --frame-size).")
     var blockSize: Int = 1 << 16
 
-    @Option(help: "RX ring blocks (the kernel may give fewer when memory is short).")
-    var blockCount: Int = 64
+    @Option(help: "RX ring blocks (default 1024 with v2: 32768 frames of 2048 B, 64 MiB; 64 with v3, 4 MiB). The kernel may give fewer when memory is short.")
+    var blockCount: Int?
 
     @Option(help: "Ring frame size in bytes: bounds the largest frame (MTU + 18 must fit, after the ring header).")
     var frameSize: Int = 2048
@@ -130,6 +131,9 @@ struct Forward: ParsableCommand {
 
     @Option(help: "TX ring frames per port and worker (rounded to whole 64 KiB blocks).")
     var txFrames: Int = 1024
+
+    @Option(help: "How frames are sent: copy (sendmmsg, one call per burst: the default, faster for small frames on veths) or ring (PACKET_TX_RING, the kernel sends from the mapped ring without copying the payload).")
+    var tx: TransmitMethod = .copy
 
     @Flag(help: "Send through the qdisc layer (tc and other packet sockets then see forwarded frames; slower).")
     var noQdiscBypass = false
@@ -193,6 +197,7 @@ struct Forward: ParsableCommand {
         r.blockTimeoutMs = blockTimeoutMs
         r.txFrames = txFrames
         r.qdiscBypass = !noQdiscBypass
+        r.transmit = tx
         r.busyPollMicroseconds = busyPollUs
         r.macAgingSeconds = macAging
         r.neighbourReachableSeconds = neighReachable

@@ -141,7 +141,7 @@ func search(_ f: SyntheticForwarder, steps: Int, tolerance: Double = 0) -> ZeroL
     @Test func mirrorForwardersRunOnlyWhenNamed() {
         let mirrors = ForwarderInfo.all.filter { $0.mirrorSessions > 0 }.map(\.name)
         #expect(mirrors == ["shunt-mirror1", "shunt-mirror2", "shunt-xdp-mirror1", "shunt-xdp-mirror2"])
-        #expect(ForwarderInfo.defaultSet.map(\.name) == ["shunt", "shunt-ll", "shunt-xdp", "shunt-flows", "xdp-redirect",
+        #expect(ForwarderInfo.defaultSet.map(\.name) == ["shunt", "shunt-v3", "shunt-xdp", "shunt-flows", "xdp-redirect",
                                                         "c-tpacket", "c-tpacket-v2", "bridge", "tc-mirred", "testpmd", "ovs"])
         #expect(ForwarderInfo.named("shunt-xdp-mirror2")?.mirrorSessions == 2)
         var s = BenchSettings()

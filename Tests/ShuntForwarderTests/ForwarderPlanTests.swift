@@ -38,6 +38,12 @@ struct ForwarderPlanTests {
         #expect(tunnel.mode == .flows && tunnel.portNames == ["p0", "p1", "vx1"] && tunnel.tunnels[0].port == 3)
         let low = try ForwarderPlan.make(Self.request { $0.lowLatency = true })
         #expect(low.ring.version == .v2 && low.ring.rx.blockTimeoutMs == 0)
+        // The default ring mode (issue 14): V2 RX with 32768 frames, sendmmsg TX.
+        let ring = try ForwarderPlan.make(Self.request()).ring
+        #expect(ring.version == .v2 && ring.rx.blockCount == 1024 && ring.rx.frameCount == 32768 && ring.transmit == .copy)
+        let v3 = try ForwarderPlan.make(Self.request { $0.ringVersion = .v3; $0.transmit = .ring }).ring
+        #expect(v3.version == .v3 && v3.rx.blockCount == 64 && v3.rx.blockTimeoutMs == 1 && v3.transmit == .ring)
+        #expect(try ForwarderPlan.make(Self.request { $0.blockCount = 32 }).ring.rx.blockCount == 32)
     }
 
     @Test func flagMistakes() {
@@ -76,7 +82,8 @@ struct ForwarderPlanTests {
     @Test func ringMistakes() {
         #expect(Self.problem { $0.blockSize = 5000 } == "invalid RX ring: block size 5000 is not a multiple of the 4096-byte page size")
         #expect(Self.problem { $0.frameSize = 100 }.hasPrefix("invalid RX ring: "))
-        #expect(Self.problem { $0.blockTimeoutMs = 0 }.hasPrefix("invalid RX ring: "))
+        #expect(Self.problem { $0.ringVersion = .v3; $0.blockTimeoutMs = 0 }.hasPrefix("invalid RX ring: "))
+        #expect(Self.problem { $0.blockTimeoutMs = 0 } == "none")  // the default, V2, has no block timeout
         #expect(Self.problem { $0.lowLatency = true; $0.blockTimeoutMs = 0 } == "none")  // V2 has no block timeout
     }
 
