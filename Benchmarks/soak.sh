@@ -46,9 +46,10 @@
 #     flow (frames passed up to the slow path overtaken by ones that hit the new kernel entry);
 #   - after the warm-up (a quarter of the run, at most 60 s) RSS grows by less than 5 MB and
 #     the fd count by at most 2. Both swing with the mirror session (its pcapng buffer, about
-#     16 MB here, and its file come and go every other second), so levels are peaks over 10 s:
-#     rss_warm_kb and fds_start the first 10 s after the warm-up, rss_end_kb and fds_end the
-#     last 10 s, rss_start_kb the first sample;
+#     16 MB here, and its file come and go every other second; two can overlap for a moment),
+#     so levels are floors over 10 s, which a leak raises and a session does not: rss_warm_kb
+#     and fds_start the lowest of the first 10 s after the warm-up, rss_end_kb and fds_end the
+#     lowest of the last 10 s, rss_start_kb the first sample;
 #   - cache entries never above 64 (16 steady flows, the churn adds none), the flow count back
 #     to 2 at the end, every ctl command of the churn answered, every mirror session balanced
 #     (selected = mirrored + sampled_out + dropped, read live before its deletion: within 64).
@@ -337,13 +338,14 @@ if len(samples) < 3:
 warm = min(60, seconds // 4)
 after = [s for s in samples if s[0] >= warm] or samples[-1:]
 # RSS and fds swing with the mirror session (its pcapng writer's buffer and file come and go
-# every other second), so levels are peaks over 10 s windows: the first after the warm-up is the
-# base, and growth is the highest sample after it minus that peak.
+# every other second), so levels are floors over 10 s windows (each holds moments without a
+# session): the first window after the warm-up is the base, the last one the end. (Until
+# 2026-12-08 peaks were compared, and a moment with two sessions' buffers failed a run.)
 base_window = [s for s in after if s[0] < after[0][0] + 10]
-base_rss, base_fds = max(s[1] for s in base_window), max(s[2] for s in base_window)
+base_rss, base_fds = min(s[1] for s in base_window), min(s[2] for s in base_window)
 end_window = [s for s in samples if s[0] > samples[-1][0] - 10]
-rss_growth = max(s[1] for s in after) - base_rss
-fd_growth = max(s[2] for s in after) - base_fds
+rss_growth = min(s[1] for s in end_window) - base_rss
+fd_growth = min(s[2] for s in end_window) - base_fds
 if rss_growth >= 5 * 1024:
     fails.append(f"RSS grew {rss_growth} kB after the warm-up")
 if fd_growth > 2:
@@ -369,8 +371,8 @@ r = dict(datapath=dp, minutes=minutes, rate=rate, churn_ops=ops, sent=sent, rece
          flow_order_checked=cap_frames, flow_reordered=flow_reordered,
          invariant=invariant, max_interval_dev=max_dev,
          drops="none" if not drops else ",".join(f"{k}:{v}" for k, v in sorted(drops.items())),
-         rss_start_kb=samples[0][1], rss_warm_kb=base_rss, rss_end_kb=max(s[1] for s in end_window), rss_growth_kb=rss_growth,
-         fds_start=base_fds, fds_end=max(s[2] for s in end_window), max_cache=max_cache,
+         rss_start_kb=samples[0][1], rss_warm_kb=base_rss, rss_end_kb=min(s[1] for s in end_window), rss_growth_kb=rss_growth,
+         fds_start=base_fds, fds_end=min(s[2] for s in end_window), max_cache=max_cache,
          neigh_requests=neigh_requests, ctl_errors=errs,
          mirror_unbalanced=unbalanced, status="ok" if not fails else "fail")
 for f in fails:
