@@ -184,26 +184,27 @@ public final class BenchRunner {
         progress(label, "zero-loss rate \(mpps(zeroLoss))" + (search.resultIsGeneratorLimited ? " (generator-limited: a lower bound)" : "")
             + (zeroLoss == 0 ? " (no trial passed)" : ""))
         var latency: [LatencyRun] = []
+        /// A latency trial at `rate`, reported as "latency at `point`".
+        func latencyTrial(_ kind: String, rate: Double, point: String) throws -> Trial {
+            let t = try trial(c, repeatIndex, kind, rate: rate)
+            let q = t.latencyUs
+            progress(label, "latency at \(point) (\(mpps(t.offeredPPS))): p50 \(num(q?.p50)) µs, "
+                + "p99 \(num(q?.p99)) µs, lost \(t.lost) of \(t.sent)\(whereLost(t))"
+                + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
+            return t
+        }
         for fraction in settings.latencyFractions {
             let rate = (zeroLoss * fraction).rounded()
             guard rate >= 1000 else {
                 progress(label, "latency at \(MarkdownReport.percent(fraction)) of zero-loss: skipped (below 1000 pps)")
                 continue
             }
-            let t = try trial(c, repeatIndex, "latency\(fraction)", rate: rate)
+            let t = try latencyTrial("latency\(fraction)", rate: rate, point: MarkdownReport.percent(fraction))
             latency.append(LatencyRun(fraction: fraction, trial: t))
-            let q = t.latencyUs
-            progress(label, "latency at \(MarkdownReport.percent(fraction)) (\(mpps(t.offeredPPS))): p50 \(num(q?.p50)) µs, "
-                + "p99 \(num(q?.p99)) µs, lost \(t.lost) of \(t.sent)\(whereLost(t))"
-                + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
         }
         for rate in settings.latencyRates {
-            let t = try trial(c, repeatIndex, "latency\(Int(rate))pps", rate: rate)
+            let t = try latencyTrial("latency\(Int(rate))pps", rate: rate, point: MarkdownReport.rate(rate))
             latency.append(LatencyRun(ratePPS: rate, trial: t))
-            let q = t.latencyUs
-            progress(label, "latency at \(MarkdownReport.rate(rate)) (\(mpps(t.offeredPPS))): p50 \(num(q?.p50)) µs, "
-                + "p99 \(num(q?.p99)) µs, lost \(t.lost) of \(t.sent)\(whereLost(t))"
-                + (t.generatorFellShort ? " (the generator fell short of the asked rate)" : ""))
         }
         return CaseRun(repeatIndex: repeatIndex, overload: overload, search: searchTrials, zeroLossPPS: zeroLoss,
                        zeroLossGeneratorLimited: search.resultIsGeneratorLimited, latency: latency)
