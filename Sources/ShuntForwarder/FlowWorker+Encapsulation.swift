@@ -106,6 +106,6 @@ extension FlowWorker {
             sendARP(.request(from: tunnels.sourceMACs[t], ip: tunnel.local, for: tunnel.remote),
                     on: Int(tunnel.underlayPort) - 1)
         }
-        flushTransmitRings(ports)
+        flushTransmitRings(ports, counters)
     }
 }

@@ -159,7 +159,7 @@ final class FlowWorker: WorkerLoop, @unchecked Sendable {
             port.rx.releaseConsumed()
             batch.removeAll()
         }
-        flushTransmitRings(ports)
+        flushTransmitRings(ports, counters)
         return moved
     }
 

@@ -58,11 +58,22 @@ func runPollLoop(ports: [RingPort], idle: IdlePolicy, stop: StopFlag, pass: () -
     while pass() > 0 {}
 }
 
-/// One send() per port that has frames queued: the end of every pass.
+/// One send() (or sendmmsg()) per port that has frames queued: the end of every pass. Frames the
+/// kernel refused were counted as sent at commit: they move to tx_error.
 @inline(__always)
-func flushTransmitRings(_ ports: [RingPort]) {
-    for port in ports where port.tx.pending > 0 {
-        port.tx.flush(fd: port.fd)
+func flushTransmitRings(_ ports: [RingPort], _ counters: WorkerCounters) {
+    for (p, port) in ports.enumerated() {
+        if port.tx.pending > 0 {
+            port.tx.stalled = false
+            port.tx.flush(fd: port.fd)
+        }
+        // Also refusals found by a flush inside a claim earlier in the pass.
+        let rejected = port.tx.takeRejected()
+        if rejected.frames > 0 {
+            counters.add(p, .txPackets, 0 &- rejected.frames)
+            counters.add(p, .txBytes, 0 &- rejected.bytes)
+            counters.addTxDrop(p, .txError, rejected.frames)
+        }
     }
 }
 
@@ -150,7 +161,7 @@ final class Worker<Stage: ForwardingStage>: WorkerLoop, @unchecked Sendable {
             port.rx.releaseConsumed()
             batch.removeAll()
         }
-        flushTransmitRings(ports)
+        flushTransmitRings(ports, counters)
         return moved
     }
 

@@ -314,7 +314,7 @@ extension RingPort {
     @inline(__always)
     public func claimTransmitFrame() -> UnsafeMutableRawPointer? {
         if let frame = tx.claim() { return frame }
-        guard tx.pending > 0 else { return nil }
+        guard tx.pending > 0, !tx.stalled else { return nil }
         tx.flush(fd: fd)
         return tx.claim()
     }

@@ -1,4 +1,5 @@
 import CShunt
+import Glibc
 import ShuntCore
 import ShuntSystem
 
@@ -36,6 +37,14 @@ public struct TxRing {
     /// The frame committed last (tests read it back).
     @usableFromInline var lastCommitted = 0
     public var pending = 0
+    /// `.copy`: the last flush left frames staged (a full send buffer, a port that is down).
+    /// Claims then do not flush again until the end of the pass (one failing call per pass, not
+    /// one per frame).
+    public var stalled = false
+    /// `.copy`: frames the kernel refused outright (EMSGSIZE, EINVAL: sendmmsg ignores
+    /// PACKET_LOSS), skipped so they do not block the frames behind them. Read and reset with
+    /// `takeRejected()`.
+    @usableFromInline var rejected: (frames: UInt64, bytes: UInt64) = (0, 0)
     /// Detached rings only: the first queued frame not yet marked sent (`completeQueued()`).
     var completed = 0
 
@@ -71,6 +80,12 @@ public struct TxRing {
         statusOffset = version == .v3 ? Int(CSHUNT_V3_STATUS_OFFSET) : Int(CSHUNT_V2_STATUS_OFFSET)
         dataOffset = version.txDataOffset
         maxFrameLength = min(geometry.frameSize - version.txDataOffset, Self.longestFrame(mtu: mtu))
+    }
+
+    /// Frames (and their bytes) the kernel refused since the last call.
+    public mutating func takeRejected() -> (frames: UInt64, bytes: UInt64) {
+        defer { rejected = (0, 0) }
+        return rejected
     }
 
     /// Bytes of the staging area `.copy` needs for `geometry`.
@@ -144,11 +159,25 @@ public struct TxRing {
             // counted tx_ring_full, as with the ring.
             let messages = messages.unsafelyUnwrapped
             while pending > 0 {
-                guard case .processed(let sent)? = try? Sys.sendMessages(fd, messages + head, count: min(pending, 1024)),
-                      sent > 0 else { break }
+                let result: IOResult<Int>
+                do throws(SystemError) {
+                    result = try Sys.sendMessages(fd, messages + head, count: min(pending, 1024))
+                } catch where error.errno == ENETDOWN || error.errno == ENXIO || error.errno == ENODEV {
+                    break  // the port is down or gone: keep the frames for when it is back
+                } catch {
+                    // The frame at `head` itself was refused (sendmmsg reports an error only when
+                    // the first message fails): skip it, counted, and go on with the rest.
+                    rejected.frames &+= 1
+                    rejected.bytes &+= UInt64(messages[head].msg_hdr.msg_iov.pointee.iov_len)
+                    head += 1
+                    pending -= 1
+                    continue
+                }
+                guard case .processed(let sent) = result, sent > 0 else { break }
                 head += sent
                 pending -= sent
             }
+            stalled = pending > 0
             if pending == 0 {
                 head = 0
                 next = 0

@@ -58,6 +58,28 @@ struct ForwardingTests {
         #expect(stats.value("p0", "rx_dropped") == 0 && stats.value("p1", "tx_dropped") == 0)
     }
 
+    /// sendmmsg refuses an untagged frame longer than the output's MTU + 14 (the worker lets
+    /// MTU + 18 through, for a tag), and unlike a TX ring it does not skip it: the refused frame
+    /// is counted as a tx drop and the frames behind it still leave (found in review: it used to
+    /// stay at the head of the staging area and block the port).
+    @Test func aFrameTheKernelRefusesIsCountedAndDoesNotBlockTheRest() throws {
+        let lab = try Lab()
+        _ = try run(["ip", "netns", "exec", lab.fwd, "ip", "link", "set", lab.port(1), "mtu", "1400"])
+        let fwd = try ForwarderProcess(namespace: lab.fwd, arguments: ["--port", lab.port(0), "--port", lab.port(1)])
+        let gen = try RawPort(namespace: lab.ns("gen"), interface: lab.interface("gen"))
+        let sink = try RawPort(namespace: lab.ns("sink"), interface: lab.interface("sink"))
+        let refused = TestFrame.make(dst: macB, src: macA, flow: 1, sequence: 0, size: 1416)
+        let rest = (1...10).map { TestFrame.make(dst: macB, src: macA, flow: 1, sequence: UInt32($0), size: 100) }
+        try gen.send(refused)
+        for f in rest { try gen.send(f) }
+        let got = sink.receive(count: rest.count, timeout: 5)
+        let stats = try fwd.stop()
+        #expect(got == rest)
+        #expect(stats.value("p0", "rx_packets") == 11)
+        #expect(stats.value("p1", "tx_packets") == 10)
+        #expect(stats.value("p1", "tx_dropped") == 1)
+    }
+
     /// The kernel moves a VLAN tag into metadata on receive; the forwarder must put it back.
     @Test func vlanTaggedFramesKeepTheirTag() throws {
         let lab = try Lab()
