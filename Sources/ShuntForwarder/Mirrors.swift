@@ -102,20 +102,24 @@ final class CaptureQueue: @unchecked Sendable {
     /// Largest captured length a slot holds.
     let maxCaptured: Int
     private let slots: UnsafeMutableRawPointer
+    /// The slots' memory (about 8 MB): mapped on its own, so that it goes back to the system when
+    /// the session ends. From malloc, a freed block of this size stayed in the heap and the
+    /// forwarder's RSS stepped up by it once sessions came and went (the soak saw 6-8 MB).
+    private let region: MappedRegion
     /// head: slots written (producer); tail: slots consumed (consumer). Each on its own line.
     private let words: UnsafeMutablePointer<UInt64>
 
-    init(slotCount: Int, maxCaptured: Int) {
+    init(slotCount: Int, maxCaptured: Int) throws(SystemError) {
         self.slotCount = slotCount
         self.maxCaptured = maxCaptured
         slotSize = (8 + PcapNG.enhancedPacketLength(captured: maxCaptured) + 63) & ~63
-        slots = .allocate(byteCount: slotCount * slotSize, alignment: 64)
+        region = try MappedRegion(anonymousLength: (slotCount * slotSize + 4095) & ~4095)
+        slots = region.withUnsafeMutableBytes { $0.baseAddress! }
         words = .allocate(capacity: 16)
         words.initialize(repeating: 0, count: 16)
     }
 
     deinit {
-        slots.deallocate()
         words.deallocate()
     }
 
@@ -166,6 +170,8 @@ final class PcapSink: @unchecked Sendable {
 
     /// Creates (truncates) the file and writes the section and interface headers.
     init(path: String, interfaces: [(name: String, snaplen: UInt32)], workers: Int, maxCaptured: Int) throws(SystemError) {
+        var queues: [CaptureQueue] = []
+        for _ in 0..<workers { queues.append(try CaptureQueue(slotCount: 4096, maxCaptured: maxCaptured)) }
         let fd = try Sys.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o644)
         var header = PcapNG.sectionHeader()
         for i in interfaces { header += PcapNG.interfaceDescription(name: i.name, snaplen: i.snaplen) }
@@ -183,7 +189,7 @@ final class PcapSink: @unchecked Sendable {
         }
         self.path = path
         self.fd = fd
-        queues = (0..<workers).map { _ in CaptureQueue(slotCount: 4096, maxCaptured: maxCaptured) }
+        self.queues = queues
         buffer = .allocate(byteCount: 1 << 20, alignment: 64)
     }
 
