@@ -84,7 +84,7 @@ let package = Package(
         // threads, statistics, lifecycle.
         .target(
             name: "ShuntForwarder",
-            dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF", "ShuntPipeline", "ShuntControl",
+            dependencies: ["ShuntSystem", "ShuntCore", "ShuntRing", "ShuntBPF", "ShuntPipeline", "ShuntControl", "ShuntTraffic",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: packetPath
         ),

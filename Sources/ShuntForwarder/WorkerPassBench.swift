@@ -1,6 +1,7 @@
 import ShuntCore
 import ShuntPipeline
 import ShuntRing
+import ShuntTraffic
 
 /// One worker of an engine over two detached ports (`RingPort(detached:)`), driven one pass at
 /// a time: a burst of 64-byte UDP frames of one flow is delivered on p0, the worker forwards it
@@ -85,17 +86,12 @@ public final class WorkerPassBench {
     /// The last frame the worker wrote on p1's TX ring.
     public func lastTransmittedFrame() -> [UInt8] { ports[1].lastQueuedFrame() }
 
-    /// Ethernet, IPv4 (10.0.0.1 -> 10.0.0.2, checksummed), UDP 1024 -> 2048: 60 bytes, 64 on
-    /// the wire with the FCS.
+    /// The generator's frame (`TestFrameSpec`: Ethernet, IPv4 with its checksum, UDP): 60 bytes,
+    /// 64 on the wire with the FCS.
     static func udpFrame(source: [UInt8], destination: [UInt8]) -> [UInt8] {
-        var f = destination + source + [0x08, 0x00]
-        var ip: [UInt8] = [0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]
-        let sum = ip.withUnsafeBytes { Checksum.finish(Checksum.sum($0.baseAddress!, count: $0.count)) }
-        ip[10] = UInt8(sum >> 8)
-        ip[11] = UInt8(sum & 0xff)
-        f += ip
-        f += [0x04, 0x00, 0x08, 0x00, 0, 26, 0, 0]
-        f += [UInt8](repeating: 0, count: 60 - f.count)
-        return f
+        var spec = TestFrameSpec(size: 60)
+        spec.sourceMAC = source
+        spec.destinationMAC = destination
+        return spec.bytes()
     }
 }
